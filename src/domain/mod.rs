@@ -1,0 +1,15 @@
+//! Domain types: plain, validated data with no I/O and no serde.
+//!
+//! Every value that comes from outside (an operator, a config file, the admin API) is parsed into one
+//! of these types once, at the edge, and the rest of the crate takes the type rather than a string.
+//! Each constructor returns a [`DomainError`] that says what is wrong and how to fix it.
+//! Secrets live in [`secret`]: their `Debug` and `Display` print a redaction.
+
+mod error;
+mod ids;
+pub mod secret;
+mod status;
+
+pub use error::DomainError;
+pub use ids::{ChannelId, ClientId, Folder, HttpUrl, Mailbox, TenantId};
+pub use status::ChannelStatus;

@@ -1,0 +1,211 @@
+//! Secrets as types: client secrets, tokens, PKCE verifiers, the admin token and the master key.
+//!
+//! Their `Debug` and `Display` print a redaction, never the value; the only way to the value is the
+//! explicit [`expose`](ClientSecret::expose) call, which is easy to grep for. Values are wiped from
+//! memory on drop. None of these types is `Serialize`: the store encrypts them field by field.
+
+use std::fmt;
+
+use base64::Engine as _;
+use rand::RngCore as _;
+use zeroize::Zeroize as _;
+
+use crate::domain::DomainError;
+
+macro_rules! secret_string {
+    ($(#[$meta:meta])* $name:ident, $what:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a value. An empty or whitespace-only value is refused.
+            pub fn new(value: impl Into<String>) -> Result<Self, DomainError> {
+                let value = value.into();
+                if value.trim().is_empty() {
+                    return Err(DomainError::InvalidSecret($what, "it is empty"));
+                }
+                Ok($name(value))
+            }
+
+            /// The value itself. Call this only where the value leaves the process on purpose
+            /// (a request to Microsoft, the encryption of the store).
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "([redacted])"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("[redacted]")
+            }
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.0.zeroize();
+            }
+        }
+    };
+}
+
+secret_string!(
+    /// The *value* of an app registration's client secret (not its id).
+    ClientSecret,
+    "client secret"
+);
+secret_string!(
+    /// A Graph access token.
+    AccessToken,
+    "access token"
+);
+secret_string!(
+    /// A refresh token. It rotates on every use; the newest one must be persisted before use.
+    RefreshToken,
+    "refresh token"
+);
+secret_string!(
+    /// The bearer token that guards the admin API and the status page.
+    AdminToken,
+    "admin token"
+);
+secret_string!(
+    /// The secret that signs webhook bodies (HMAC-SHA256).
+    WebhookSecret,
+    "webhook secret"
+);
+
+/// A PKCE code verifier (RFC 7636). Deliberately not `Clone`: a verifier is used once.
+#[derive(PartialEq, Eq)]
+pub struct PkceVerifier(String);
+
+impl PkceVerifier {
+    /// Wraps a verifier; RFC 7636 asks for 43 to 128 characters of `[A-Za-z0-9-._~]`.
+    pub fn new(value: impl Into<String>) -> Result<Self, DomainError> {
+        let value = value.into();
+        let ok_len = (43..=128).contains(&value.len());
+        let ok_chars = value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
+        if !ok_len || !ok_chars {
+            return Err(DomainError::InvalidSecret(
+                "PKCE verifier",
+                "it must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~",
+            ));
+        }
+        Ok(PkceVerifier(value))
+    }
+
+    /// The value, for the token request and the encrypted store only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PkceVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PkceVerifier([redacted])")
+    }
+}
+
+impl Drop for PkceVerifier {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// The 32-byte key that encrypts every secret in the store (XChaCha20-Poly1305).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterKey([u8; 32]);
+
+impl MasterKey {
+    /// A fresh random key from the operating system's generator.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        MasterKey(bytes)
+    }
+
+    /// Parses a key as `inboxd keygen` prints it (base64 of 32 bytes), or as 64 hex digits.
+    pub fn parse(encoded: &str) -> Result<Self, DomainError> {
+        let trimmed = encoded.trim();
+        let bytes = if trimmed.len() == 64 && trimmed.chars().all(|c| c.is_ascii_hexdigit()) {
+            hex::decode(trimmed).ok()
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(trimmed)
+                .ok()
+        };
+        let bytes: [u8; 32] = bytes.and_then(|b| b.try_into().ok()).ok_or(DomainError::InvalidSecret(
+            "master key",
+            "it must be 32 bytes written as base64 (44 characters) or as 64 hex digits; make one with `inboxd keygen`",
+        ))?;
+        Ok(MasterKey(bytes))
+    }
+
+    /// The key as `inboxd keygen` prints it.
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+
+    /// The raw key bytes, for the cipher only.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
+
+impl Drop for MasterKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let secret = ClientSecret::new("s3cr3t-value").ok();
+        let shown = format!(
+            "{secret:?} {}",
+            secret.as_ref().map(ToString::to_string).unwrap_or_default()
+        );
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("ClientSecret([redacted])"), "{shown}");
+        let verifier = PkceVerifier::new("a".repeat(43)).ok();
+        assert_eq!(format!("{verifier:?}"), "Some(PkceVerifier([redacted]))");
+        let key = MasterKey::generate();
+        assert!(!format!("{key:?}").contains(&key.encode()));
+    }
+
+    #[test]
+    fn empty_secrets_are_refused() {
+        assert!(ClientSecret::new("  ").is_err());
+        assert!(PkceVerifier::new("short").is_err());
+    }
+
+    #[test]
+    fn master_key_round_trips_through_base64_and_hex() {
+        let key = MasterKey::generate();
+        assert_eq!(MasterKey::parse(&key.encode()).ok(), Some(key.clone()));
+        assert_eq!(MasterKey::parse(&hex::encode(key.expose())).ok(), Some(key));
+        let err = MasterKey::parse("too-short")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("inboxd keygen"), "{err}");
+    }
+}

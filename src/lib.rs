@@ -1,0 +1,6 @@
+//! inboxd turns Outlook / Microsoft 365 mailboxes into a reliable stream of processed mail.
+//!
+//! Reading order for a newcomer (docs/ARCHITECTURE.md has the full map):
+//! - [`domain`]: validated values and secret types; no I/O.
+
+pub mod domain;

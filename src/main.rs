@@ -1,0 +1,2 @@
+//! The `inboxd` binary.
+fn main() {}
