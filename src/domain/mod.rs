@@ -7,9 +7,11 @@
 
 mod error;
 mod ids;
+mod mail;
 pub mod secret;
 mod status;
 
 pub use error::DomainError;
 pub use ids::{ChannelId, ClientId, Folder, HttpUrl, Mailbox, TenantId};
+pub use mail::{Address, Attachment, MailItem};
 pub use status::ChannelStatus;

@@ -1,0 +1,233 @@
+//! The command line: `serve`, `demo`, `sim`, `channel …` and `keygen`, parsed with clap.
+//!
+//! This module only parses arguments and dispatches; the work happens in `startup`, `demo`, `sim`
+//! and `admin_client`. Errors reach `main`, which prints them and exits non-zero.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// inboxd ingests mail from many Outlook / Microsoft 365 mailboxes through Microsoft Graph: it polls
+/// each mailbox, hands every new mail to a sink once, and marks it read only after that succeeded.
+#[derive(Debug, Parser)]
+#[command(name = "inboxd", version, propagate_version = true)]
+pub struct Cli {
+    /// How log lines are written to stderr; `RUST_LOG` sets the level (e.g. `RUST_LOG=inboxd=debug`).
+    #[arg(long, value_enum, default_value = "human", global = true)]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: poll every enabled channel, serve the admin API, the OAuth callback, the
+    /// status page and /metrics. Needs a master key (INBOXD_MASTER_KEY or security.master_key_file).
+    Serve(ServeArgs),
+    /// Run the simulator and the daemon in one process on a temporary store: N channels authorized
+    /// through the real OAuth flow, M messages each, a progress bar and a counted summary.
+    Demo(DemoArgs),
+    /// Run the simulator of Microsoft's identity platform and Graph mail API alone (for demos,
+    /// load tests and trying inboxd without Microsoft). Prints `inboxd sim listening on URL`.
+    Sim(SimArgs),
+    /// Manage the channels of a running daemon through its admin API (admin token from
+    /// INBOXD_ADMIN_TOKEN).
+    Channel(ChannelArgs),
+    /// Print a new random master key (base64 of 32 bytes) on one line of stdout. Store it like a
+    /// password: `inboxd keygen > master.key && chmod 600 master.key`.
+    Keygen,
+}
+
+/// Arguments of `inboxd serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file. Without it, config/inboxd.toml is read if it exists, over the
+    /// embedded defaults; INBOXD_<SECTION>__<KEY> environment variables override both.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `inboxd demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many channels (mailboxes) to create and authorize.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200_000))]
+    pub channels: u32,
+    /// How many messages to deliver to each mailbox while the demo runs.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub messages: u32,
+    /// Poll interval of the demo's channels, in seconds (the daemon's default is 120).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval_secs: u64,
+    /// Give up waiting for the mail after this many seconds and print what was counted.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_secs: u64,
+    /// Keep the demo's store and JSONL sink in this directory instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+}
+
+/// Arguments of `inboxd sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Worker threads serving requests.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+}
+
+/// Arguments of `inboxd channel`.
+#[derive(Debug, Args)]
+pub struct ChannelArgs {
+    /// The running daemon's base URL.
+    #[arg(
+        long,
+        env = "INBOXD_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+
+    /// The channel operation.
+    #[command(subcommand)]
+    pub command: ChannelCommand,
+}
+
+/// `inboxd channel` operations.
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Add a channel; prints it with the redirect URI to register in Azure and its id.
+    Add(ChannelAddArgs),
+    /// List channels with their status.
+    List {
+        /// Only channels with this status (active, backing_off, awaiting_authorization,
+        /// needs_reauthorization, blocked, disabled).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one channel with its last error and remedy.
+    Show {
+        /// The channel id.
+        id: String,
+    },
+    /// Change a channel's settings or rotate its client secret; mail is not lost.
+    Update(ChannelUpdateArgs),
+    /// Remove a channel and everything inboxd stored for it (not the mail in the mailbox).
+    Remove {
+        /// The channel id.
+        id: String,
+    },
+    /// Enable a channel: it polls again at once.
+    Enable {
+        /// The channel id.
+        id: String,
+    },
+    /// Disable a channel: no more requests for its mailbox until enabled.
+    Disable {
+        /// The channel id.
+        id: String,
+    },
+    /// Print the link an admin opens to authorize (or re-authorize: "update auth info") the channel.
+    Authorize {
+        /// The channel id.
+        id: String,
+    },
+    /// Poll a channel now instead of waiting for its timer.
+    Poll {
+        /// The channel id.
+        id: String,
+    },
+    /// List a channel's quarantined messages (those whose processing kept failing).
+    Quarantine {
+        /// The channel id.
+        id: String,
+    },
+    /// Deliver a channel's quarantined messages again.
+    Replay {
+        /// The channel id.
+        id: String,
+    },
+}
+
+/// Arguments of `inboxd channel add`.
+#[derive(Debug, Args)]
+pub struct ChannelAddArgs {
+    /// Directory (tenant) ID: a GUID or a verified domain (never common/organizations/consumers).
+    #[arg(long)]
+    pub tenant_id: String,
+    /// Application (client) ID of the app registration (a GUID).
+    #[arg(long)]
+    pub client_id: String,
+    /// File holding the client secret *value* (not its id); `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: PathBuf,
+    /// The mailbox address to listen to.
+    #[arg(long)]
+    pub mailbox: String,
+    /// The folder to ingest from.
+    #[arg(long, default_value = "inbox")]
+    pub folder: String,
+    /// A display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// When the client secret expires (YYYY-MM-DD or RFC 3339), for warnings 30/14/7/1 days ahead.
+    #[arg(long, value_name = "DATE")]
+    pub client_secret_expires_at: Option<String>,
+    /// What the first poll imports: all, new, or last_days:N.
+    #[arg(long, value_name = "POLICY")]
+    pub first_import: Option<String>,
+    /// Add the channel disabled.
+    #[arg(long)]
+    pub disabled: bool,
+}
+
+/// Arguments of `inboxd channel update`.
+#[derive(Debug, Args)]
+pub struct ChannelUpdateArgs {
+    /// The channel id.
+    pub id: String,
+    /// File holding the new client secret value; `-` reads standard input.
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// The new secret's expiry (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_name = "DATE")]
+    pub client_secret_expires_at: Option<String>,
+    /// A new display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A new folder.
+    #[arg(long)]
+    pub folder: Option<String>,
+    /// A new tenant id (the channel must be authorized again).
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// A new client id (the channel must be authorized again).
+    #[arg(long)]
+    pub client_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,239 @@
+//! The one place that decides "may I call Microsoft now": governor rate limiters and concurrency caps.
+//!
+//! Graph's published Outlook limits are the defaults: 10,000 requests per 10 minutes and 4 concurrent
+//! requests per (app, mailbox). On top: a per-app rate, a global cap on requests in flight (so a
+//! burst of 100,000 channels cannot open 100,000 sockets), and a per-tenant rate on the token endpoint.
+//! Checks never block: a caller that is refused gets the wait and reschedules itself.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The limits, from `[limits]` in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per (app, mailbox) in any 10 minutes.
+    pub mailbox_requests_per_10_min: u32,
+    /// Requests in flight per (app, mailbox).
+    pub mailbox_concurrency: u32,
+    /// Requests per second per app, across its mailboxes.
+    pub app_requests_per_sec: u32,
+    /// Requests in flight to Microsoft across all channels.
+    pub global_concurrency: u32,
+    /// Token-endpoint requests per tenant per minute.
+    pub token_requests_per_tenant_per_min: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            mailbox_requests_per_10_min: 10_000,
+            mailbox_concurrency: 4,
+            app_requests_per_sec: 100,
+            global_concurrency: 512,
+            token_requests_per_tenant_per_min: 60,
+        }
+    }
+}
+
+/// Identifies one (app, mailbox) pair: Outlook counts its limits per pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MailboxKey(Arc<str>);
+
+impl MailboxKey {
+    /// The key of `mailbox` as seen by app `client_id`.
+    pub fn new(client_id: &str, mailbox: &str) -> Self {
+        MailboxKey(Arc::from(format!("{client_id}/{mailbox}")))
+    }
+}
+
+/// Permission to have one request in flight; dropping it frees the slot.
+#[derive(Debug)]
+pub struct RequestPermit {
+    _global: OwnedSemaphorePermit,
+    _mailbox: OwnedSemaphorePermit,
+}
+
+/// The shared limiters of the whole daemon.
+pub struct RateLimiters {
+    limits: Limits,
+    mailbox_rate: DefaultKeyedRateLimiter<MailboxKey>,
+    app_rate: DefaultKeyedRateLimiter<Arc<str>>,
+    token_rate: DefaultKeyedRateLimiter<Arc<str>>,
+    global_slots: Arc<Semaphore>,
+    mailbox_slots: DashMap<MailboxKey, Arc<Semaphore>>,
+    clock: DefaultClock,
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+/// A quota of `count` per `period`, refilled smoothly, with a burst of the whole count.
+fn quota(count: u32, period: Duration) -> Quota {
+    let count = nonzero(count);
+    let per_cell = period / count.get();
+    Quota::with_period(per_cell.max(Duration::from_nanos(1)))
+        .unwrap_or_else(|| Quota::per_second(count))
+        .allow_burst(count)
+}
+
+impl RateLimiters {
+    /// Builds the limiters.
+    pub fn new(limits: Limits) -> Self {
+        RateLimiters {
+            limits,
+            mailbox_rate: RateLimiter::keyed(quota(
+                limits.mailbox_requests_per_10_min,
+                Duration::from_secs(600),
+            )),
+            app_rate: RateLimiter::keyed(quota(
+                limits.app_requests_per_sec,
+                Duration::from_secs(1),
+            )),
+            token_rate: RateLimiter::keyed(quota(
+                limits.token_requests_per_tenant_per_min,
+                Duration::from_secs(60),
+            )),
+            global_slots: Arc::new(Semaphore::new(limits.global_concurrency.max(1) as usize)),
+            mailbox_slots: DashMap::new(),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Takes one Graph request from the mailbox's and the app's budgets, or says how long to wait.
+    pub fn check_graph(&self, key: &MailboxKey, app: &Arc<str>) -> Result<(), Duration> {
+        let now = self.clock.now();
+        if let Err(not_until) = self.mailbox_rate.check_key(key) {
+            return Err(not_until.wait_time_from(now));
+        }
+        if let Err(not_until) = self.app_rate.check_key(app) {
+            return Err(not_until.wait_time_from(now));
+        }
+        Ok(())
+    }
+
+    /// Takes `n` Graph requests at once (the items of a `$batch`), or says how long to wait.
+    pub fn check_graph_n(&self, key: &MailboxKey, app: &Arc<str>, n: u32) -> Result<(), Duration> {
+        let now = self.clock.now();
+        let n = nonzero(n);
+        match self.mailbox_rate.check_key_n(key, n) {
+            Ok(Ok(())) => {}
+            Ok(Err(not_until)) => return Err(not_until.wait_time_from(now)),
+            // More than the whole budget at once: let it through one request at a time instead.
+            Err(_) => return self.check_graph(key, app),
+        }
+        match self.app_rate.check_key_n(app, n) {
+            Ok(Ok(())) | Err(_) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(now)),
+        }
+    }
+
+    /// Takes one token-endpoint request from the tenant's budget, or says how long to wait.
+    pub fn check_token(&self, tenant: &Arc<str>) -> Result<(), Duration> {
+        let now = self.clock.now();
+        self.token_rate
+            .check_key(tenant)
+            .map_err(|not_until| not_until.wait_time_from(now))
+    }
+
+    /// Waits for a free slot both globally and for the mailbox. Await it inside the request's future,
+    /// never on an actor's thread.
+    pub async fn acquire(&self, key: &MailboxKey) -> Option<RequestPermit> {
+        let mailbox = self
+            .mailbox_slots
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    self.limits.mailbox_concurrency.max(1) as usize
+                ))
+            })
+            .clone();
+        // Mailbox first: a mailbox at its cap must not hold one of the scarce global slots.
+        let mailbox_permit = mailbox.acquire_owned().await.ok()?;
+        let global_permit = self.global_slots.clone().acquire_owned().await.ok()?;
+        Some(RequestPermit {
+            _global: global_permit,
+            _mailbox: mailbox_permit,
+        })
+    }
+
+    /// Forgets a mailbox whose channel was removed.
+    pub fn forget(&self, key: &MailboxKey) {
+        self.mailbox_slots.remove(key);
+    }
+
+    /// Drops limiter state that has fully refilled (keeps memory bounded as channels come and go).
+    pub fn shrink(&self) {
+        self.mailbox_rate.retain_recent();
+        self.app_rate.retain_recent();
+        self.token_rate.retain_recent();
+        self.mailbox_slots
+            .retain(|_, slots| Arc::strong_count(slots) > 1 || slots.available_permits() == 0);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mailbox_budget_refuses_with_a_wait() {
+        let limiters = RateLimiters::new(Limits {
+            mailbox_requests_per_10_min: 3,
+            ..Limits::default()
+        });
+        let key = MailboxKey::new("app", "a@contoso.com");
+        let other = MailboxKey::new("app", "b@contoso.com");
+        let app: Arc<str> = Arc::from("app");
+        for _ in 0..3 {
+            assert!(limiters.check_graph(&key, &app).is_ok());
+        }
+        let wait = limiters.check_graph(&key, &app).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(200),
+            "{wait:?}"
+        );
+        // Another mailbox of the same app is not delayed.
+        assert!(limiters.check_graph(&other, &app).is_ok());
+    }
+
+    #[test]
+    fn token_budget_is_per_tenant() {
+        let limiters = RateLimiters::new(Limits {
+            token_requests_per_tenant_per_min: 1,
+            ..Limits::default()
+        });
+        let a: Arc<str> = Arc::from("tenant-a");
+        let b: Arc<str> = Arc::from("tenant-b");
+        assert!(limiters.check_token(&a).is_ok());
+        assert!(limiters.check_token(&a).is_err());
+        assert!(limiters.check_token(&b).is_ok());
+    }
+
+    #[actix_rt::test]
+    async fn at_most_four_requests_per_mailbox_are_in_flight() {
+        let limiters = RateLimiters::new(Limits::default());
+        let key = MailboxKey::new("app", "a@contoso.com");
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(limiters.acquire(&key).await.unwrap());
+        }
+        let fifth = tokio::time::timeout(Duration::from_millis(50), limiters.acquire(&key)).await;
+        assert!(fifth.is_err(), "a fifth request got a slot");
+        held.pop();
+        let fifth = tokio::time::timeout(Duration::from_millis(500), limiters.acquire(&key)).await;
+        assert!(fifth.is_ok());
+    }
+}
