@@ -168,7 +168,7 @@ pub mod codes {
 // Shared remedy text. `concat!` accepts these macros because each expands to a string literal.
 macro_rules! reauth {
     () => {
-        "Re-authorize the channel: press \"Update auth info\" on inboxd's status page, or run `inboxd channel authorize ID` and open the link it prints; sign in as the mailbox user and accept the permissions."
+        "Re-authorize the channel: press \"Update auth info\" on inboxd's status page, or run `inboxd channel authorize ID` and open the link it prints; sign in as the channel's user (the mailbox's owner, or for a shared mailbox a user with access to it) and accept the permissions."
     };
 }
 macro_rules! new_secret {
@@ -593,7 +593,7 @@ static ENTRIES: &[Entry] = &[
     ),
     id(
         "AADSTS700025",
-        "PublicClientWithSecret",
+        "InvalidClientPublicClientWithCredential",
         "The app is registered as a public client, which may not send a client secret.",
         Blocked,
         Retry::No,
@@ -645,6 +645,104 @@ static ENTRIES: &[Entry] = &[
         Blocked,
         Retry::No,
         "Set inboxd's `[cloud] name` to the tenant's cloud (global, usgov, usgov-dod, china) and use an app registered in that cloud; apps and tokens do not cross clouds.",
+    ),
+    id(
+        "AADSTS70002",
+        "InvalidClient",
+        "Microsoft could not validate the app's credentials: the client secret does not match.",
+        Blocked,
+        Retry::No,
+        concat!(
+            "Give inboxd the Value of a current client secret (not its Secret ID). To create one: ",
+            new_secret!()
+        ),
+    ),
+    id(
+        "AADSTS53000",
+        "DeviceNotCompliant",
+        "A Conditional Access policy requires a compliant device, and the device used to sign in is not.",
+        Blocked,
+        Retry::No,
+        concat!(
+            "Sign in from a compliant (for example Intune-enrolled) device, or have an Entra admin exempt this app from the policy; the Sign-in logs' Conditional Access tab names it. Then ",
+            reauth!()
+        ),
+    ),
+    id(
+        "AADSTS50131",
+        "ConditionalAccessFailed",
+        "Conditional Access refused the sign-in (device state, suspicious activity or a security policy).",
+        Blocked,
+        Retry::No,
+        concat!(
+            "In the Entra admin center open Sign-in logs, pick the failed sign-in and read its Conditional Access tab and failure reason; change the policy or satisfy it. Then ",
+            reauth!()
+        ),
+    ),
+    id(
+        "AADSTS50132",
+        "SsoArtifactInvalidOrExpired",
+        "The sign-in session is no longer valid because the password expired or was changed.",
+        NeedsReauthorization,
+        Retry::No,
+        reauth!(),
+    ),
+    id(
+        "AADSTS50133",
+        "SsoArtifactRevoked",
+        "The sign-in session was revoked because the password expired or was changed.",
+        NeedsReauthorization,
+        Retry::No,
+        reauth!(),
+    ),
+    id(
+        "AADSTS16000",
+        "InteractionRequired",
+        "The account that signed in does not exist in the tenant and cannot use the app there.",
+        NeedsReauthorization,
+        Retry::No,
+        concat!(
+            "Sign in with an account of the mailbox's tenant (a private browser window avoids picking a personal account by mistake). ",
+            reauth!()
+        ),
+    ),
+    id(
+        "AADSTS700020",
+        "InteractionRequired",
+        "The grant needs the user to sign in interactively.",
+        NeedsReauthorization,
+        Retry::No,
+        reauth!(),
+    ),
+    id(
+        "AADSTS90094",
+        "AdminConsentRequired",
+        "An administrator must consent to the app's permissions before users can use it.",
+        NeedsReauthorization,
+        Retry::No,
+        concat!(
+            "An admin opens Entra admin center → Identity → Applications → Enterprise applications → your app → Permissions → Grant admin consent for the tenant. Then ",
+            reauth!()
+        ),
+    ),
+    id(
+        "AADSTS650056",
+        "MisconfiguredApplication",
+        "The app registration does not list the permissions inboxd asks for, or consent is missing.",
+        Blocked,
+        Retry::No,
+        concat!(
+            "In the Azure portal open App registrations → your app → API permissions → Add a permission → Microsoft Graph → Delegated permissions and add Mail.ReadWrite.Shared and offline_access; then Grant admin consent if user consent is off. Then ",
+            reauth!()
+        ),
+    ),
+    id(
+        "AADSTS7000112",
+        "UnauthorizedClientApplicationDisabled",
+        "The app is disabled in the tenant.",
+        Blocked,
+        Retry::No,
+        "An admin enables it: Entra admin center → Identity → Applications → Enterprise applications → your app → Properties → Enabled for users to sign in: Yes.",
     ),
     id(
         "AADSTS50196",
@@ -1912,5 +2010,44 @@ mod tests {
             assert!(md.contains(&format!("### `{}`", e.code)), "{}", e.code);
         }
         assert!(md.contains("Update auth info"));
+    }
+
+    /// GitHub's heading anchor: lower case, punctuation other than `-` and `_` dropped, spaces to `-`.
+    fn github_anchor(heading: &str) -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn azure_setup_links_into_errors_md_resolve() {
+        let md = render_errors_markdown();
+        let anchors: HashSet<String> = md
+            .lines()
+            .filter_map(|l| l.strip_prefix("### "))
+            .map(github_anchor)
+            .collect();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/azure-setup.md");
+        let setup = std::fs::read_to_string(path).unwrap();
+        let mut links = 0;
+        for part in setup.split("(errors.md#").skip(1) {
+            let anchor = part.split(')').next().unwrap();
+            assert!(
+                anchors.contains(anchor),
+                "docs/azure-setup.md links to missing #{anchor}"
+            );
+            links += 1;
+        }
+        assert!(
+            links >= 10,
+            "expected the troubleshooting table's links, found {links}"
+        );
     }
 }
