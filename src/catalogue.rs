@@ -1192,7 +1192,7 @@ static ENTRIES: &[Entry] = &[
         Retry::No,
         Severity::Warning,
         concat!(
-            "Replace the secret before it expires (inboxd warns 30, 14, 7 and 1 days ahead): ",
+            "Replace the secret before it expires (inboxd warns 30, 14, 7 and 1 days ahead). ",
             new_secret!()
         ),
     ),
@@ -1410,6 +1410,17 @@ impl Classification {
     }
 }
 
+impl fmt::Display for Classification {
+    /// `AADSTS53003 (BlockedByConditionalAccess): A Conditional Access policy …`, for logs and messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code, self.entry.name, self.entry.meaning
+        )
+    }
+}
+
 /// Every number that follows `AADSTS` in `text`, in order of appearance.
 fn aadsts_numbers(text: &str) -> Vec<u32> {
     const PREFIX: &str = "AADSTS";
@@ -1509,12 +1520,13 @@ fn render_section(out: &mut String, title: &str, intro: &str, entries: &[&'stati
     let _ = writeln!(out, "## {title}\n\n{intro}\n");
     out.push_str("| Code | Name | Status | Retried by inboxd |\n|---|---|---|---|\n");
     for e in entries {
-        let retried = match e.retry {
-            Retry::No => "no",
-            Retry::Backoff => "yes, with backoff",
-            Retry::OnceAfterDelay => "once, after a minute",
-            Retry::RefreshThenRetryOnce => "once, after a token refresh",
-            Retry::ResyncThenRetry => "yes, after a full resync",
+        let retried = match (e.severity, e.retry) {
+            (Severity::Warning, _) => "n/a (a warning)",
+            (_, Retry::No) => "no",
+            (_, Retry::Backoff) => "yes, with backoff",
+            (_, Retry::OnceAfterDelay) => "once, after a minute",
+            (_, Retry::RefreshThenRetryOnce) => "once, after a token refresh",
+            (_, Retry::ResyncThenRetry) => "yes, after a full resync",
         };
         let _ = writeln!(
             out,
@@ -1537,7 +1549,13 @@ fn render_section(out: &mut String, title: &str, intro: &str, entries: &[&'stati
             ),
         };
         let _ = writeln!(out, "- **Channel status:** {status}");
-        let _ = writeln!(out, "- **Retried?** {}", e.retry.describe());
+        let retried = match e.severity {
+            Severity::Error => e.retry.describe(),
+            Severity::Warning => {
+                "Nothing to retry: the channel keeps working while the warning shows."
+            }
+        };
+        let _ = writeln!(out, "- **Retried?** {retried}");
         let _ = writeln!(out, "- **What to do:** {}\n", e.remedy);
     }
 }
@@ -1986,6 +2004,11 @@ mod tests {
         let c = Classification::of(codes::SINK_UNAVAILABLE).unwrap();
         assert_eq!(c.status(), BackingOff);
         assert!(Classification::of("NoSuchCode").is_none());
+        let c = classify_identity_error("invalid_grant", &[53003], None, None);
+        assert!(
+            c.to_string()
+                .starts_with("AADSTS53003 (BlockedByConditionalAccess): ")
+        );
     }
 
     #[test]
