@@ -1528,12 +1528,16 @@ fn render_section(out: &mut String, title: &str, intro: &str, entries: &[&'stati
             (_, Retry::RefreshThenRetryOnce) => "once, after a token refresh",
             (_, Retry::ResyncThenRetry) => "yes, after a full resync",
         };
+        let status = match e.severity {
+            Severity::Error => format!("`{}`", status_label(e.status)),
+            Severity::Warning => "unchanged (a warning)".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "| `{}` | {} | `{}` | {} |",
+            "| `{}` | {} | {} | {} |",
             e.code,
             md_cell(e.name),
-            status_label(e.status),
+            status,
             retried
         );
     }
