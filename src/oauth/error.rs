@@ -30,7 +30,7 @@ pub struct IdentityFailure {
 pub enum OAuthError {
     /// Microsoft answered with an error.
     #[error("the identity platform refused: {}", .0.description.as_deref().unwrap_or(.0.error.as_str()))]
-    Refused(IdentityFailure),
+    Refused(Box<IdentityFailure>),
     /// Microsoft could not be reached.
     #[error("could not reach the identity platform: {0}")]
     Transport(String),
@@ -58,7 +58,9 @@ impl OAuthError {
             OAuthError::Transport(_) | OAuthError::Timeout | OAuthError::Malformed(_) => {
                 catalogue::classify_identity_error("temporarily_unavailable", &[], None, None)
             }
-            OAuthError::Config(_) => catalogue::classify_identity_error("invalid_request", &[], None, None),
+            OAuthError::Config(_) => {
+                catalogue::classify_identity_error("invalid_request", &[], None, None)
+            }
         }
     }
 
@@ -83,7 +85,9 @@ impl OAuthError {
     /// Microsoft's trace and correlation ids, when given.
     pub fn ids(&self) -> (Option<String>, Option<String>) {
         match self {
-            OAuthError::Refused(failure) => (failure.trace_id.clone(), failure.correlation_id.clone()),
+            OAuthError::Refused(failure) => {
+                (failure.trace_id.clone(), failure.correlation_id.clone())
+            }
             _ => (None, None),
         }
     }
@@ -91,7 +95,10 @@ impl OAuthError {
     /// A message for the operator: Microsoft's description when there is one.
     pub fn message(&self) -> String {
         match self {
-            OAuthError::Refused(failure) => failure.description.clone().unwrap_or_else(|| failure.error.clone()),
+            OAuthError::Refused(failure) => failure
+                .description
+                .clone()
+                .unwrap_or_else(|| failure.error.clone()),
             other => other.to_string(),
         }
     }
@@ -143,7 +150,10 @@ mod tests {
         let text = "AADSTS70002: Error validating credentials. AADSTS50173: The provided grant has expired.\r\nTrace ID: t-1\r\nCorrelation ID: c-1\r\nTimestamp: 2024-01-01 00:00:00Z";
         assert_eq!(aadsts_codes(text), vec![70002, 50173]);
         assert_eq!(description_field(text, "Trace ID:").as_deref(), Some("t-1"));
-        assert_eq!(description_field(text, "Correlation ID:").as_deref(), Some("c-1"));
+        assert_eq!(
+            description_field(text, "Correlation ID:").as_deref(),
+            Some("c-1")
+        );
         assert!(!description_head(text).contains("Trace ID"));
         assert!(aadsts_codes("no codes here").is_empty());
     }

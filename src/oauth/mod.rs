@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::Utc;
-use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse};
+use oauth2::basic::{
+    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse,
+};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, CsrfToken, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, StandardRevocableToken,
-    TokenResponse as _, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, CsrfToken, EndpointNotSet, EndpointSet, HttpRequest,
+    HttpResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
+    StandardRevocableToken, TokenResponse as _, TokenUrl,
 };
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
@@ -130,7 +132,10 @@ impl OAuthClient {
         OAuthClient {
             http,
             login_base: Arc::from(login_url.base()),
-            graph_scope: Arc::from(format!("{}/Mail.ReadWrite.Shared", graph_scope_host.trim_end_matches('/'))),
+            graph_scope: Arc::from(format!(
+                "{}/Mail.ReadWrite.Shared",
+                graph_scope_host.trim_end_matches('/')
+            )),
             redirect_uri: Arc::from(redirect_uri),
             timeout,
         }
@@ -146,20 +151,26 @@ impl OAuthClient {
         format!("offline_access {}", self.graph_scope)
     }
 
-    fn client(&self, tenant: &TenantId, client_id: &ClientId) -> Result<MicrosoftClient, OAuthError> {
+    fn client(
+        &self,
+        tenant: &TenantId,
+        client_id: &ClientId,
+    ) -> Result<MicrosoftClient, OAuthError> {
         let authority = format!("{}/{}/oauth2/v2.0", self.login_base, tenant.as_str());
-        let auth_url =
-            AuthUrl::new(format!("{authority}/authorize")).map_err(|err| OAuthError::Config(err.to_string()))?;
-        let token_url =
-            TokenUrl::new(format!("{authority}/token")).map_err(|err| OAuthError::Config(err.to_string()))?;
-        let redirect =
-            RedirectUrl::new(self.redirect_uri.to_string()).map_err(|err| OAuthError::Config(err.to_string()))?;
-        Ok(oauth2::Client::new(oauth2::ClientId::new(client_id.as_str().to_owned()))
-            .set_auth_uri(auth_url)
-            .set_token_uri(token_url)
-            .set_redirect_uri(redirect)
-            // Microsoft takes the secret in the body; Basic would need form-encoding first.
-            .set_auth_type(AuthType::RequestBody))
+        let auth_url = AuthUrl::new(format!("{authority}/authorize"))
+            .map_err(|err| OAuthError::Config(err.to_string()))?;
+        let token_url = TokenUrl::new(format!("{authority}/token"))
+            .map_err(|err| OAuthError::Config(err.to_string()))?;
+        let redirect = RedirectUrl::new(self.redirect_uri.to_string())
+            .map_err(|err| OAuthError::Config(err.to_string()))?;
+        Ok(
+            oauth2::Client::new(oauth2::ClientId::new(client_id.as_str().to_owned()))
+                .set_auth_uri(auth_url)
+                .set_token_uri(token_url)
+                .set_redirect_uri(redirect)
+                // Microsoft takes the secret in the body; Basic would need form-encoding first.
+                .set_auth_type(AuthType::RequestBody),
+        )
     }
 
     /// The authorization URL for a channel: tenant authority, PKCE S256, random `state`,
@@ -182,7 +193,11 @@ impl OAuthClient {
             .url();
         let verifier = PkceVerifier::new(verifier.secret().clone())
             .map_err(|err| OAuthError::Config(err.to_string()))?;
-        Ok(AuthorizationStart { url: url.to_string(), state: state.secret().clone(), verifier })
+        Ok(AuthorizationStart {
+            url: url.to_string(),
+            state: state.secret().clone(),
+            verifier,
+        })
     }
 
     /// Redeems an authorization code.
@@ -192,8 +207,11 @@ impl OAuthClient {
         code: &str,
         verifier: &PkceVerifier,
     ) -> Result<TokenGrant, OAuthError> {
-        let client = self.client(app.tenant, app.client_id)?
-            .set_client_secret(oauth2::ClientSecret::new(app.client_secret.expose().to_owned()));
+        let client =
+            self.client(app.tenant, app.client_id)?
+                .set_client_secret(oauth2::ClientSecret::new(
+                    app.client_secret.expose().to_owned(),
+                ));
         let meta = Mutex::new(None);
         let http = |request| self.execute(request, &meta);
         let result = client
@@ -205,9 +223,16 @@ impl OAuthClient {
     }
 
     /// Uses a refresh token. The answer carries a rotated refresh token to persist before use.
-    pub async fn refresh(&self, app: AppCredentials<'_>, refresh_token: &RefreshToken) -> Result<TokenGrant, OAuthError> {
-        let client = self.client(app.tenant, app.client_id)?
-            .set_client_secret(oauth2::ClientSecret::new(app.client_secret.expose().to_owned()));
+    pub async fn refresh(
+        &self,
+        app: AppCredentials<'_>,
+        refresh_token: &RefreshToken,
+    ) -> Result<TokenGrant, OAuthError> {
+        let client =
+            self.client(app.tenant, app.client_id)?
+                .set_client_secret(oauth2::ClientSecret::new(
+                    app.client_secret.expose().to_owned(),
+                ));
         let meta = Mutex::new(None);
         let http = |request| self.execute(request, &meta);
         let token = oauth2::RefreshToken::new(refresh_token.expose().to_owned());
@@ -226,7 +251,8 @@ impl OAuthClient {
         request: HttpRequest,
         meta: &Mutex<Option<(u16, Option<Duration>)>>,
     ) -> Result<HttpResponse, HttpFailure> {
-        let mut request = reqwest::Request::try_from(request).map_err(|err| HttpFailure(err.to_string()))?;
+        let mut request =
+            reqwest::Request::try_from(request).map_err(|err| HttpFailure(err.to_string()))?;
         *request.timeout_mut() = Some(self.timeout);
         let response = self.http.execute(request).await.map_err(|err| {
             if err.is_timeout() {
@@ -248,8 +274,13 @@ impl OAuthClient {
         for (name, value) in response.headers() {
             builder = builder.header(name.as_str(), value.as_bytes());
         }
-        let body = response.bytes().await.map_err(|err| HttpFailure(err.without_url().to_string()))?;
-        builder.body(body.to_vec()).map_err(|err| HttpFailure(err.to_string()))
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| HttpFailure(err.without_url().to_string()))?;
+        builder
+            .body(body.to_vec())
+            .map_err(|err| HttpFailure(err.to_string()))
     }
 
     fn grant(
@@ -268,27 +299,49 @@ impl OAuthClient {
                     .and_then(|token| RefreshToken::new(token.secret().clone()).ok());
                 let scope = response
                     .scopes()
-                    .map(|scopes| scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "))
+                    .map(|scopes| {
+                        scopes
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
                     .unwrap_or_else(|| self.scope_string());
                 // Without `expires_in`, assume the shortest lifetime Microsoft issues (1 hour).
                 let expires_in = response.expires_in().unwrap_or(Duration::from_secs(3600));
-                Ok(TokenGrant { access_token, expires_in, refresh_token, scope })
+                Ok(TokenGrant {
+                    access_token,
+                    expires_in,
+                    refresh_token,
+                    scope,
+                })
             }
-            Err(RequestTokenError::ServerResponse(body)) => Err(OAuthError::Refused(failure_from_body(body, status, retry_after))),
-            Err(RequestTokenError::Request(HttpFailure(text))) if text == "timeout" => Err(OAuthError::Timeout),
+            Err(RequestTokenError::ServerResponse(body)) => Err(OAuthError::Refused(Box::new(
+                failure_from_body(body, status, retry_after),
+            ))),
+            Err(RequestTokenError::Request(HttpFailure(text))) if text == "timeout" => {
+                Err(OAuthError::Timeout)
+            }
             Err(RequestTokenError::Request(HttpFailure(text))) => Err(OAuthError::Transport(text)),
-            Err(RequestTokenError::Parse(..)) | Err(RequestTokenError::Other(_)) if status.is_some_and(|s| s >= 400) => {
+            Err(RequestTokenError::Parse(..)) | Err(RequestTokenError::Other(_))
+                if status.is_some_and(|s| s >= 400) =>
+            {
                 let status = status.unwrap_or(500);
                 // A 429/5xx with a body that is not OAuth JSON: an outage page or a proxy.
-                Err(OAuthError::Refused(IdentityFailure {
+                Err(OAuthError::Refused(Box::new(IdentityFailure {
                     http_status: Some(status),
-                    error: if status == 429 || status >= 500 { "temporarily_unavailable" } else { "invalid_request" }.to_owned(),
+                    error: if status == 429 || status >= 500 {
+                        "temporarily_unavailable"
+                    } else {
+                        "invalid_request"
+                    }
+                    .to_owned(),
                     description: Some(format!("HTTP {status} without an OAuth error body")),
                     codes: Vec::new(),
                     trace_id: None,
                     correlation_id: None,
                     retry_after,
-                }))
+                })))
             }
             Err(RequestTokenError::Parse(err, _)) => Err(OAuthError::Malformed(err.to_string())),
             Err(RequestTokenError::Other(text)) => Err(OAuthError::Malformed(text)),
@@ -312,8 +365,12 @@ pub fn failure_from_body(
         error: body.error,
         description: Some(description_head(&raw)).filter(|d| !d.is_empty()),
         codes,
-        trace_id: body.trace_id.or_else(|| description_field(&raw, "Trace ID:")),
-        correlation_id: body.correlation_id.or_else(|| description_field(&raw, "Correlation ID:")),
+        trace_id: body
+            .trace_id
+            .or_else(|| description_field(&raw, "Trace ID:")),
+        correlation_id: body
+            .correlation_id
+            .or_else(|| description_field(&raw, "Correlation ID:")),
         retry_after,
     }
 }
@@ -346,19 +403,37 @@ mod tests {
         );
         let tenant = TenantId::parse("contoso.com").unwrap();
         let app = ClientId::parse("00000000-0000-0000-0000-000000000001").unwrap();
-        let start = client.authorize(&tenant, &app, &Mailbox::parse("support@contoso.com").unwrap()).unwrap();
+        let start = client
+            .authorize(
+                &tenant,
+                &app,
+                &Mailbox::parse("support@contoso.com").unwrap(),
+            )
+            .unwrap();
         let url = url::Url::parse(&start.url).unwrap();
         assert_eq!(url.host_str(), Some("login.microsoftonline.us"));
         assert_eq!(url.path(), "/contoso.com/oauth2/v2.0/authorize");
         let query: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
-        assert_eq!(query["scope"], "offline_access https://graph.microsoft.us/Mail.ReadWrite.Shared");
+        assert_eq!(
+            query["scope"],
+            "offline_access https://graph.microsoft.us/Mail.ReadWrite.Shared"
+        );
         assert_eq!(query["code_challenge_method"], "S256");
         assert_eq!(query["response_mode"], "query");
         assert_eq!(query["login_hint"], "support@contoso.com");
         assert_eq!(query["state"], start.state);
-        assert_eq!(query["redirect_uri"], "https://inboxd.example/oauth/callback");
+        assert_eq!(
+            query["redirect_uri"],
+            "https://inboxd.example/oauth/callback"
+        );
         assert!(start.state.len() >= 43);
-        let again = client.authorize(&tenant, &app, &Mailbox::parse("support@contoso.com").unwrap()).unwrap();
+        let again = client
+            .authorize(
+                &tenant,
+                &app,
+                &Mailbox::parse("support@contoso.com").unwrap(),
+            )
+            .unwrap();
         assert_ne!(again.state, start.state);
     }
 
