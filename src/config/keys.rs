@@ -78,6 +78,21 @@ impl KeySpec {
         format!("{}.{}", self.section, self.key)
     }
 
+    /// What a problem with this key expects: its type and range, unit, and what it is for.
+    pub fn expected(&self) -> String {
+        let unit = if self.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.unit)
+        };
+        format!(
+            "{}{unit}; {} is: {}",
+            self.kind.describe(),
+            self.key,
+            self.doc
+        )
+    }
+
     /// The environment variable that overrides this key: `INBOXD_<SECTION>__<KEY>`.
     pub fn env_var(&self) -> String {
         format!(

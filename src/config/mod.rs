@@ -362,13 +362,13 @@ fn env_value(spec: &KeySpec, text: &str) -> Result<Option<toml::Value>, String> 
             .replace('_', "")
             .parse::<i64>()
             .map(|n| Some(toml::Value::Integer(n)))
-            .map_err(|_| spec.kind.describe()),
+            .map_err(|_| spec.expected()),
         Kind::Float { .. } => trimmed
             .parse::<f64>()
             .ok()
             .filter(|f| f.is_finite())
             .map(|f| Some(toml::Value::Float(f)))
-            .ok_or_else(|| spec.kind.describe()),
+            .ok_or_else(|| spec.expected()),
         Kind::Path | Kind::Url | Kind::SocketAddr | Kind::UrlPath | Kind::Choice(_) => {
             Ok(Some(toml::Value::String(trimmed.to_owned())))
         }
@@ -416,6 +416,11 @@ fn merge_env(env: &Env, raw: &mut Raw, problems: &mut Vec<ConfigProblem>) {
     }
 }
 
+/// The file to read: the one given, else `default` if it exists, else none (defaults and env only).
+pub fn config_file<'a>(given: Option<&'a Path>, default: &'a Path) -> Option<&'a Path> {
+    given.or_else(|| default.is_file().then_some(default))
+}
+
 impl Settings {
     /// The settings of the compiled-in defaults alone.
     pub fn embedded_defaults() -> Result<Settings, ConfigErrors> {
@@ -452,9 +457,10 @@ impl Settings {
     /// What `inboxd serve` does: the file given, or `config/inboxd.toml` if it exists, then the
     /// process's environment.
     pub fn from_env_and_file(file: Option<&Path>) -> Result<Settings, ConfigErrors> {
-        let default_path = Path::new(DEFAULT_CONFIG_PATH);
-        let file = file.or_else(|| default_path.is_file().then_some(default_path));
-        Settings::load(file, &Env::process())
+        Settings::load(
+            config_file(file, Path::new(DEFAULT_CONFIG_PATH)),
+            &Env::process(),
+        )
     }
 
     fn load_layers(file: Option<(&str, Origin)>, env: &Env) -> Result<Settings, ConfigErrors> {

@@ -365,7 +365,7 @@ impl Reader<'_> {
         match value {
             toml::Value::Integer(n) if (min..=max).contains(&n) => u64::try_from(n).ok(),
             other => {
-                self.problem(section, key, show(&other), spec.kind.describe());
+                self.problem(section, key, show(&other), spec.expected());
                 None
             }
         }
@@ -406,7 +406,7 @@ impl Reader<'_> {
         match number {
             Some(f) if f.is_finite() && f >= min && f <= max => Some(f),
             _ => {
-                self.problem(section, key, show(&value), spec.kind.describe());
+                self.problem(section, key, show(&value), spec.expected());
                 None
             }
         }

@@ -190,6 +190,17 @@ fn a_missing_config_file_is_a_clear_problem() {
 }
 
 #[test]
+fn the_default_file_is_used_only_when_it_exists_and_no_file_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let default = dir.path().join("inboxd.toml");
+    let given = Path::new("/etc/inboxd/inboxd.toml");
+    assert_eq!(config_file(None, &default), None);
+    std::fs::write(&default, "").unwrap();
+    assert_eq!(config_file(None, &default), Some(default.as_path()));
+    assert_eq!(config_file(Some(given), &default), Some(given));
+}
+
+#[test]
 fn a_partial_file_overrides_only_its_keys() {
     let s = Settings::load_str(
         "[polling]\ninterval_secs = 60\n[cloud]\nname = \"usgov\"\n",
@@ -454,6 +465,20 @@ fn every_kind_of_bad_value_yields_a_problem_naming_its_key() {
             assert!(!problem.found.is_empty(), "{problem}");
         }
     }
+}
+
+#[test]
+fn range_problems_explain_the_key() {
+    let errors = errors_of(Settings::load_str(
+        "[limits]\nmailbox_concurrency = 8\n",
+        &Env::empty(),
+    ));
+    assert_eq!(
+        errors.problems()[0].to_string(),
+        "limits.mailbox_concurrency: found 8, expected integer 1..=4 (requests); \
+         mailbox_concurrency is: Requests in flight per mailbox at once; Graph allows at most 4 \
+         and throttles above. (set in file (text))"
+    );
 }
 
 #[test]
