@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 pub use keys::{KEYS, KeySpec, Kind, SECTIONS};
 pub use secrets::{ADMIN_TOKEN_MIN_CHARS, ConfigError, Loaded, SecretSource};
 pub use settings::{
-    BodyContentType, Cloud, CloudName, CloudSettings, FirstImport, LimitsSettings, PollingSettings,
+    BodyContentType, CloudName, CloudSettings, FirstImport, LimitsSettings, PollingSettings,
     ProcessorSettings, RetrySettings, SecuritySettings, ServerSettings, Settings, Sink,
     StoreSettings,
 };

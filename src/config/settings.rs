@@ -126,9 +126,6 @@ impl CloudName {
     }
 }
 
-/// The hosts inboxd talks to (an alias of [`CloudSettings`]).
-pub type Cloud = CloudSettings;
-
 /// `[cloud]`: which Microsoft hosts to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloudSettings {
