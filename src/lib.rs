@@ -2,6 +2,7 @@
 //!
 //! Reading order for a newcomer (docs/ARCHITECTURE.md has the full map):
 //! - [`domain`]: validated values and secret types; no I/O.
+//! - [`config`]: `config/inboxd.toml` + `INBOXD_<SECTION>__<KEY>` → validated `Settings`, once.
 //! - [`catalogue`]: every error an operator can meet, its channel status, retry policy and remedy.
 //! - [`oauth`] and [`graph`]: the two clients of Microsoft; nothing else calls Microsoft.
 //! - [`retry`] and [`rate_limit`]: when a request may be sent.
@@ -9,6 +10,7 @@
 
 pub mod catalogue;
 pub mod cli;
+pub mod config;
 pub mod domain;
 pub mod graph;
 pub mod oauth;
