@@ -1,0 +1,121 @@
+//! Every message that crosses an actor boundary, in one place. Commands are imperative,
+//! notifications past tense.
+
+use actix::prelude::*;
+
+use crate::actors::shared::ChannelView;
+use crate::domain::{ChannelId, MailItem};
+use crate::sink::SinkError;
+use crate::store::ChannelRecord;
+
+/// Why a control message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// No channel has this id.
+    #[error("no channel has the id {0}: `inboxd channel list` shows the ids")]
+    NotFound(ChannelId),
+    /// A channel with this id exists already.
+    #[error("a channel with the id {0} exists already")]
+    Exists(ChannelId),
+    /// The store could not record the change; nothing changed.
+    #[error("the change could not be stored, nothing changed: {0}")]
+    Store(String),
+    /// The request was not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The daemon is shutting down.
+    #[error("inboxd is shutting down")]
+    ShuttingDown,
+}
+
+/// Add a channel (already validated) and start polling it once authorized.
+#[derive(Message)]
+#[rtype(result = "Result<ChannelView, ControlError>")]
+pub struct AddChannel {
+    /// The new channel.
+    pub record: ChannelRecord,
+}
+
+/// Replace a channel's configuration. When `reauthorize` is set (tenant or app changed), its
+/// tokens are dropped and it waits for a new authorization.
+#[derive(Message)]
+#[rtype(result = "Result<ChannelView, ControlError>")]
+pub struct UpdateChannel {
+    /// The channel as it should be.
+    pub record: ChannelRecord,
+    /// Drop the tokens: the grant belongs to another tenant or app.
+    pub reauthorize: bool,
+}
+
+/// Remove a channel and everything stored for it.
+#[derive(Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub struct RemoveChannel {
+    /// The channel.
+    pub id: ChannelId,
+}
+
+/// Enable or disable a channel.
+#[derive(Message)]
+#[rtype(result = "Result<ChannelView, ControlError>")]
+pub struct SetEnabled {
+    /// The channel.
+    pub id: ChannelId,
+    /// On or off.
+    pub enabled: bool,
+}
+
+/// The OAuth callback stored a fresh token set for this channel: start (or restart) it now.
+#[derive(Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub struct AuthorizationCompleted {
+    /// The channel.
+    pub id: ChannelId,
+}
+
+/// Poll a channel now instead of at its next tick.
+#[derive(Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub struct PollNow {
+    /// The channel.
+    pub id: ChannelId,
+}
+
+/// Deliver a channel's quarantined messages again; answers how many were released.
+#[derive(Message)]
+#[rtype(result = "Result<usize, ControlError>")]
+pub struct ReplayQuarantine {
+    /// The channel.
+    pub id: ChannelId,
+}
+
+/// Stop every channel (graceful shutdown): no new polls start; answers when all actors stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAll;
+
+/// Sent by a channel actor to itself or by the supervisor: poll now (internal).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Poke;
+
+/// Tells a channel actor to stop for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Makes a channel actor fail as if a bug had stopped it, to prove the supervisor restarts it.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SimulateFailure;
+
+/// Hand mail to the sink. Answers per message, after the sink accepted the batch durably.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, Result<(), SinkError>)>")]
+pub struct ProcessBatch {
+    /// The channel the mail came from.
+    pub channel_id: ChannelId,
+    /// The mail, oldest first.
+    pub items: Vec<MailItem>,
+}

@@ -1,0 +1,28 @@
+//! The actor runtime: who owns what, and who sends what to whom.
+//!
+//! ```text
+//!  admin API / CLI / OAuth callback
+//!          │ control messages (messages.rs)
+//!          ▼
+//!  ChannelSupervisor ── starts, stops, restarts ──► ChannelActor × N   (spread over one arbiter per core)
+//!          │                                          │ owns: token set, poll timer, backoff
+//!          │ loads channels from the store            │ Graph + token calls through the shared limiters
+//!          ▼                                          ▼ ProcessBatch (awaits the ack)
+//!       store ◄────────── ledger, tokens ──────── ProcessorActor ──► sink (JSONL | webhook)
+//! ```
+//!
+//! - [`ChannelSupervisor`](supervisor::ChannelSupervisor) is the only writer of channel
+//!   configuration: every add, update, enable, disable and remove goes through it as a message, so
+//!   two operators cannot race each other, and nothing restarts.
+//! - [`ChannelActor`](channel::ChannelActor) owns one channel: its tokens, its timer, its backoff.
+//!   It never blocks its arbiter: network calls and fsyncs run in futures and blocking tasks.
+//! - [`ProcessorActor`](processor::ProcessorActor) hands mail to the sink and acknowledges each
+//!   message only after the sink accepted it durably; the channel then marks it read.
+//! - The [`StatusBoard`](shared::StatusBoard) is the read model the API and status page read:
+//!   each channel actor publishes its own row; nobody else writes it.
+
+pub mod channel;
+pub mod messages;
+pub mod processor;
+pub mod shared;
+pub mod supervisor;

@@ -1,0 +1,229 @@
+//! What every actor shares: the clients, the limiters, the store, the settings they run by, and
+//! the status board (the read model of every channel's state).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::Addr;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+
+use crate::actors::processor::ProcessorActor;
+use crate::domain::{ChannelId, ChannelStatus};
+use crate::graph::GraphClient;
+use crate::oauth::OAuthClient;
+use crate::rate_limit::RateLimiters;
+use crate::retry::BackoffPolicy;
+use crate::store::{ChannelRecord, LastError, Store};
+
+/// How channels run, taken from the settings once.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Time between two polls of a channel.
+    pub interval: Duration,
+    /// Random spread added to each channel's first poll.
+    pub jitter: Duration,
+    /// `$top` per page.
+    pub page_size: u32,
+    /// Most messages one poll takes before handing over (the rest follow at once).
+    pub max_messages_per_poll: u32,
+    /// Refresh the access token this long before it expires.
+    pub token_refresh_margin: Duration,
+    /// Spread of the refresh margin across channels.
+    pub token_refresh_jitter: Duration,
+    /// Backoff of a failing channel.
+    pub backoff: BackoffPolicy,
+    /// Failures of one message before it is quarantined.
+    pub max_delivery_attempts: u32,
+    /// Attachment content above this size is left out.
+    pub max_attachment_bytes: u64,
+}
+
+/// The shared context every channel actor holds an `Arc` of.
+pub struct Shared {
+    /// The store.
+    pub store: Store,
+    /// The Graph client.
+    pub graph: GraphClient,
+    /// The identity platform client.
+    pub oauth: OAuthClient,
+    /// The limiters.
+    pub limiters: RateLimiters,
+    /// How channels run.
+    pub run: RunSettings,
+    /// Where mail goes.
+    pub processor: Addr<ProcessorActor>,
+    /// The read model.
+    pub board: StatusBoard,
+    /// Counters the bench and tests read without scraping /metrics.
+    pub stats: Stats,
+}
+
+/// Plain counters, cheap to bump from any thread.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Polls started.
+    pub polls: AtomicU64,
+    /// Graph requests sent.
+    pub graph_requests: AtomicU64,
+    /// Messages the sink accepted.
+    pub delivered: AtomicU64,
+    /// Messages marked read.
+    pub marked_read: AtomicU64,
+    /// Token refreshes that succeeded.
+    pub refreshes: AtomicU64,
+    /// Channel actors restarted after a failure.
+    pub restarts: AtomicU64,
+    /// Sum of poll lateness in microseconds.
+    pub lateness_micros_sum: AtomicU64,
+    /// Largest poll lateness in microseconds.
+    pub lateness_micros_max: AtomicU64,
+}
+
+impl Stats {
+    /// Records one poll's lateness.
+    pub fn record_lateness(&self, lateness: Duration) {
+        let micros = u64::try_from(lateness.as_micros()).unwrap_or(u64::MAX);
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.lateness_micros_sum.fetch_add(micros, Ordering::Relaxed);
+        self.lateness_micros_max.fetch_max(micros, Ordering::Relaxed);
+        metrics::histogram!("inboxd_poll_lateness_seconds").record(lateness.as_secs_f64());
+        metrics::counter!("inboxd_polls_total").increment(1);
+    }
+}
+
+/// One channel as the API and the status page show it. Never holds a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelView {
+    /// The configuration, without secrets.
+    pub id: ChannelId,
+    /// Display name.
+    pub name: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// App.
+    pub client_id: String,
+    /// Mailbox.
+    pub mailbox: String,
+    /// Folder.
+    pub folder: String,
+    /// Enabled by the operator.
+    pub enabled: bool,
+    /// Status.
+    pub status: ChannelStatus,
+    /// The last error, with its remedy.
+    pub last_error: Option<LastError>,
+    /// When it last polled.
+    pub last_poll_at: Option<DateTime<Utc>>,
+    /// When it last polled successfully.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When it polls next.
+    pub next_poll_at: Option<DateTime<Utc>>,
+    /// The client secret's expiry, if known.
+    pub client_secret_expires_at: Option<DateTime<Utc>>,
+    /// Messages delivered today (UTC).
+    pub messages_today: u64,
+    /// The day `messages_today` counts.
+    pub messages_day: Option<chrono::NaiveDate>,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+impl ChannelView {
+    /// The view of a stored channel before its actor reported anything.
+    pub fn from_record(record: &ChannelRecord) -> Self {
+        ChannelView {
+            id: record.id,
+            name: record.name.clone(),
+            tenant_id: record.tenant_id.to_string(),
+            client_id: record.client_id.to_string(),
+            mailbox: record.mailbox.to_string(),
+            folder: record.folder.to_string(),
+            enabled: record.enabled,
+            status: record.status,
+            last_error: record.last_error.clone(),
+            last_poll_at: record.last_poll_at,
+            last_success_at: record.last_success_at,
+            next_poll_at: None,
+            client_secret_expires_at: record.client_secret_expires_at,
+            messages_today: 0,
+            messages_day: None,
+            created_at: record.created_at,
+        }
+    }
+
+    /// Whole days until the client secret expires (negative once expired).
+    pub fn secret_days_left(&self, now: DateTime<Utc>) -> Option<i64> {
+        self.client_secret_expires_at.map(|at| (at - now).num_days())
+    }
+}
+
+/// Every channel's current view; each row is written by its channel's actor (or the supervisor
+/// while no actor runs) and read by anyone.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    rows: DashMap<ChannelId, ChannelView>,
+}
+
+impl StatusBoard {
+    /// Inserts or replaces a row.
+    pub fn put(&self, view: ChannelView) {
+        self.rows.insert(view.id, view);
+    }
+
+    /// Changes a row in place.
+    pub fn update(&self, id: ChannelId, change: impl FnOnce(&mut ChannelView)) {
+        if let Some(mut row) = self.rows.get_mut(&id) {
+            change(&mut row);
+        }
+    }
+
+    /// Removes a row.
+    pub fn remove(&self, id: ChannelId) {
+        self.rows.remove(&id);
+    }
+
+    /// One row.
+    pub fn get(&self, id: ChannelId) -> Option<ChannelView> {
+        self.rows.get(&id).map(|row| row.clone())
+    }
+
+    /// How many channels.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Rows matching `keep`, sorted by name then id, `limit` of them after skipping `offset`;
+    /// with the total number that matched.
+    pub fn page(&self, keep: impl Fn(&ChannelView) -> bool, offset: usize, limit: usize) -> (usize, Vec<ChannelView>) {
+        let mut matched: Vec<ChannelView> =
+            self.rows.iter().filter(|row| keep(row.value())).map(|row| row.value().clone()).collect();
+        matched.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        let total = matched.len();
+        let rows = matched.into_iter().skip(offset).take(limit).collect();
+        (total, rows)
+    }
+
+    /// How many channels are in each status.
+    pub fn counts(&self) -> Vec<(ChannelStatus, usize)> {
+        let mut counts = [0usize; 6];
+        for row in &self.rows {
+            if let Some(index) = ChannelStatus::ALL.iter().position(|s| *s == row.status) {
+                counts[index] += 1;
+            }
+        }
+        ChannelStatus::ALL.iter().copied().zip(counts).collect()
+    }
+}
+
+/// A stable number in `0..1` for a channel, used to spread its work over time.
+pub fn stable_fraction(id: ChannelId, salt: u64) -> f64 {
+    let mixed = (id.stable_hash() ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 11) as f64 / (1u64 << 53) as f64
+}
