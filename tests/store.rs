@@ -882,3 +882,11 @@ fn put_tokens_survives_an_exit_right_after() {
     let store = open(dir.path(), &key);
     assert_eq!(store.get_tokens(id).unwrap(), Some(tokens("rotated")));
 }
+
+#[test]
+fn the_store_is_shareable_across_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Store>();
+    fn error_is_sendable<T: Send + Sync + std::error::Error + 'static>() {}
+    error_is_sendable::<inboxd::store::StoreError>();
+}

@@ -191,6 +191,7 @@ impl StoreError {
     pub(crate) fn from_sled(err: sled::Error, path: &str) -> Self {
         match err {
             sled::Error::Io(source) => {
+                // sled 0.34 reports a held lock only through this message (config.rs, `try_lock`).
                 if source.to_string().contains("could not acquire lock") {
                     StoreError::Locked {
                         path: path.to_owned(),

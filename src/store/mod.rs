@@ -196,38 +196,35 @@ impl Store {
             TREE_META,
             TREE_SYSTEM,
         ];
-        let foreign_trees = db.tree_names().into_iter().any(|name| {
-            name != SLED_DEFAULT_TREE && !ours.iter().any(|o| o.as_bytes() == &name[..])
+        // A database of another program is refused before anything is written into it.
+        let names = db.tree_names();
+        let has_system = names.iter().any(|name| &name[..] == TREE_SYSTEM.as_bytes());
+        let foreign_trees = names.iter().any(|name| {
+            &name[..] != SLED_DEFAULT_TREE && !ours.iter().any(|o| o.as_bytes() == &name[..])
         });
+        if !has_system && (foreign_trees || !db.is_empty()) {
+            return Err(StoreError::NotAStore {
+                path: shown,
+                why: "it is a database of another program".to_owned(),
+            });
+        }
         let open_tree = |name: &str| db.open_tree(name).map_err(sled_err);
         let system = open_tree(TREE_SYSTEM)?;
         let crypto = Crypto::new(&key);
         drop(key);
 
-        match system.get(STORE_FORMAT).map_err(sled_err)? {
-            Some(raw) => {
-                let found = raw
-                    .as_ref()
-                    .try_into()
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| {
-                        StoreError::corrupt("the store's format marker", "wrong length")
-                    })?;
-                if found > persisted::FORMAT_VERSION {
-                    return Err(StoreError::UnsupportedVersion {
-                        what: "store".to_owned(),
-                        found,
-                        supported: persisted::FORMAT_VERSION,
-                    });
-                }
-            }
-            None => {
-                if foreign_trees || !db.is_empty() {
-                    return Err(StoreError::NotAStore {
-                        path: shown,
-                        why: "it is a database of another program".to_owned(),
-                    });
-                }
+        if let Some(raw) = system.get(STORE_FORMAT).map_err(sled_err)? {
+            let found = raw
+                .as_ref()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::corrupt("the store's format marker", "wrong length"))?;
+            if found > persisted::FORMAT_VERSION {
+                return Err(StoreError::UnsupportedVersion {
+                    what: "store".to_owned(),
+                    found,
+                    supported: persisted::FORMAT_VERSION,
+                });
             }
         }
         match system.get(KEY_CHECK).map_err(sled_err)? {
@@ -595,7 +592,14 @@ impl Store {
         let mut removed = 0;
         for entry in self.inner.ledger.iter() {
             let (key, value) = entry.map_err(|e| self.sled_err(e))?;
-            let entry = persisted::decode_ledger(&|| "a ledger entry".to_owned(), &value)?;
+            let entry = match persisted::decode_ledger(&|| "a ledger entry".to_owned(), &value) {
+                Ok(entry) => entry,
+                Err(err) => {
+                    // Kept for an operator to look at; pruning carries on with the rest.
+                    tracing::warn!(error = %err, "ledger prune skipped an entry it cannot read");
+                    continue;
+                }
+            };
             if entry.state == LedgerState::MarkedRead && entry.updated_at < older_than {
                 batch.remove(key);
                 removed += 1;
@@ -690,7 +694,16 @@ impl Store {
         for entry in self.inner.pending.iter() {
             let (key, value) = entry.map_err(|e| self.sled_err(e))?;
             let state = String::from_utf8_lossy(&key).into_owned();
-            let stored = persisted::decode_pending_raw(&state, &value)?;
+            let stored = match persisted::decode_pending_raw(&state, &value) {
+                Ok(stored) => stored,
+                Err(err) => {
+                    // A pending state that cannot be read can never complete an authorization.
+                    tracing::warn!(error = %err, "removing a pending authorization it cannot read");
+                    batch.remove(key);
+                    removed += 1;
+                    continue;
+                }
+            };
             let gone = match stored.used_at {
                 None => stored.expires_at <= now,
                 Some(used_at) => stored.expires_at.max(used_at) + USED_PENDING_RETENTION <= now,
@@ -791,5 +804,49 @@ impl Store {
             .insert(id.as_bytes(), bytes)
             .map_err(|e| self.sled_err(e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_another_program_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("their_tree")
+                .unwrap()
+                .insert(b"k", b"v")
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err =
+            Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::NotAStore, "{err}");
+        let db = sled::open(dir.path()).unwrap();
+        assert!(
+            !db.tree_names()
+                .iter()
+                .any(|n| &n[..] == TREE_SYSTEM.as_bytes())
+        );
+    }
+
+    #[test]
+    fn a_store_of_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        drop(Store::open(dir.path(), key.clone(), StoreOptions::default()).unwrap());
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let system = db.open_tree(TREE_SYSTEM).unwrap();
+            system.insert(STORE_FORMAT, &99u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path(), key, StoreOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err}");
+        assert!(err.to_string().contains("newer inboxd"), "{err}");
     }
 }
