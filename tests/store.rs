@@ -890,3 +890,56 @@ fn the_store_is_shareable_across_threads() {
     fn error_is_sendable<T: Send + Sync + std::error::Error + 'static>() {}
     error_is_sendable::<inboxd::store::StoreError>();
 }
+
+#[test]
+fn simultaneous_takes_of_one_state_succeed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &MasterKey::generate());
+    let now = at(100);
+    let id = ChannelId::generate();
+    store
+        .put_pending(
+            "contested",
+            &pending(id, &verifier('q'), now + Duration::minutes(10)),
+        )
+        .unwrap();
+    let threads = 8;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.take_pending("contested", now).unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<PendingLookup> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let found = outcomes
+        .iter()
+        .filter(|o| matches!(o, PendingLookup::Found(_)))
+        .count();
+    let used = outcomes
+        .iter()
+        .filter(|o| **o == PendingLookup::AlreadyUsed)
+        .count();
+    assert_eq!((found, used), (1, threads - 1), "{outcomes:?}");
+}
+
+#[test]
+fn a_zero_flush_interval_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        flush_every_ms: Some(0),
+        ..StoreOptions::default()
+    };
+    let err = Store::open(dir.path(), MasterKey::generate(), options).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::InvalidInput);
+    assert!(err.to_string().contains("flush_every_ms"), "{err}");
+    // `None` (flush on demand only) is valid.
+    let options = StoreOptions {
+        flush_every_ms: None,
+        ..StoreOptions::default()
+    };
+    Store::open(dir.path(), MasterKey::generate(), options).unwrap();
+}

@@ -179,6 +179,12 @@ impl Store {
     /// path holds something else.
     pub fn open(path: &Path, key: MasterKey, options: StoreOptions) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
+        if options.flush_every_ms == Some(0) {
+            return Err(StoreError::InvalidInput(
+                "flush_every_ms must be at least 1 (milliseconds), or None to flush only on demand"
+                    .to_owned(),
+            ));
+        }
         check_path(path, &shown)?;
         let sled_err = |err| StoreError::from_sled(err, &shown);
         let db = sled::Config::new()
@@ -723,7 +729,8 @@ impl Store {
     // -----------------------------------------------------------------------------------------
     // Metadata
 
-    /// Stores a small metadata value (not encrypted: never put a secret here). Not flushed.
+    /// Stores a small metadata value as given: the caller owns its format (and its versioning).
+    /// It is not encrypted (never put a secret here) and not flushed.
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.inner
             .meta
