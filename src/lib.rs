@@ -3,9 +3,11 @@
 //! Reading order for a newcomer (docs/ARCHITECTURE.md has the full map):
 //! - [`domain`]: validated values and secret types; no I/O.
 //! - [`config`]: `config/inboxd.toml` + `INBOXD_<SECTION>__<KEY>` → validated `Settings`, once.
+//! - [`store`]: the only module that touches sled; secrets encrypted at rest.
 //! - [`catalogue`]: every error an operator can meet, its channel status, retry policy and remedy.
 //! - [`oauth`] and [`graph`]: the two clients of Microsoft; nothing else calls Microsoft.
 //! - [`retry`] and [`rate_limit`]: when a request may be sent.
+//! - [`actors`]: the supervisor, one actor per channel, the processor.
 //! - [`cli`] and [`telemetry`]: the command line and logging.
 
 pub mod catalogue;
@@ -16,4 +18,5 @@ pub mod graph;
 pub mod oauth;
 pub mod rate_limit;
 pub mod retry;
+pub mod store;
 pub mod telemetry;

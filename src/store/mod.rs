@@ -1,0 +1,859 @@
+//! The durable store: channels, token sets, cursors, the per-message ledger, pending authorizations
+//! and a small metadata map. This is the only module that imports sled; no sled type leaves it.
+//!
+//! Layout: one sled tree per record kind. Per-channel records are keyed by the channel id's 16
+//! bytes; ledger entries by the channel id's 16 bytes followed by the (case-sensitive) Graph message
+//! id, so a channel's ledger is one prefix scan. Pending authorizations are keyed by their `state`.
+//! Every value is a versioned record (`persisted.rs`); secret fields are sealed with
+//! XChaCha20-Poly1305 under the master key (`crypto.rs`), bound to their record and field.
+//!
+//! Durability: [`Store::put_tokens`] flushes before it returns (a rotated refresh token must survive
+//! a crash). Every other write reaches disk on the next background flush (`flush_every_ms`) or on an
+//! explicit [`Store::flush`] / [`Store::flush_async`]; ledger writes are cheap for that reason.
+//!
+//! The engine-agnostic test suite is `tests/store.rs`: it uses only this public API.
+
+mod crypto;
+mod error;
+mod persisted;
+mod records;
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sled::Transactional as _;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::domain::ChannelId;
+use crate::domain::secret::MasterKey;
+
+pub use error::{StoreError, StoreErrorKind};
+pub use records::{
+    ChannelRecord, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry, LedgerState,
+    PendingAuthorization, PendingLookup, TokenSet,
+};
+
+use crypto::{Crypto, OpenError};
+
+/// How long the tombstone of a used `state` is kept after the state's expiry, so that a replayed
+/// callback is answered "already used" rather than "unknown".
+pub const USED_PENDING_RETENTION: chrono::Duration = chrono::Duration::hours(1);
+
+/// Tree names. Changing one loses data: they are part of the on-disk format.
+const TREE_CHANNELS: &str = "channels";
+const TREE_TOKENS: &str = "tokens";
+const TREE_CURSORS: &str = "cursors";
+const TREE_LEDGER: &str = "ledger";
+const TREE_PENDING: &str = "pending";
+const TREE_META: &str = "meta";
+const TREE_SYSTEM: &str = "inboxd_system";
+const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
+
+const KEY_CHECK: &[u8] = b"key_check";
+const KEY_CHECK_RECORD: &str = "system/key_check";
+const KEY_CHECK_MARKER: &str = "inboxd store key check v1";
+const STORE_FORMAT: &[u8] = b"format";
+
+/// Tuning of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The engine's page cache, in bytes (sled's default of 1 GiB is far too much for us).
+    pub cache_capacity_bytes: u64,
+    /// How often buffered writes are flushed in the background; `None` flushes only on demand.
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_capacity_bytes: 64 * 1024 * 1024,
+            flush_every_ms: Some(500),
+        }
+    }
+}
+
+/// Which per-channel record a raw access names. Only for the test suite's tamper checks.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawKind {
+    /// The channel record.
+    Channel,
+    /// The token set.
+    Tokens,
+    /// The cursor.
+    Cursor,
+}
+
+/// The store. Cheap to clone; every clone shares one open database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    channels: sled::Tree,
+    tokens: sled::Tree,
+    cursors: sled::Tree,
+    ledger: sled::Tree,
+    pending: sled::Tree,
+    meta: sled::Tree,
+    crypto: Crypto,
+    path: String,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort: whatever the background flusher has not written yet.
+        if let Err(err) = self.db.flush() {
+            tracing::warn!(path = %self.path, error = %err, "the store could not flush on close");
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn ledger_key(id: ChannelId, message_id: &str) -> Result<Vec<u8>, StoreError> {
+    if message_id.is_empty() {
+        return Err(StoreError::InvalidInput(
+            "a ledger entry needs a non-empty message id".to_owned(),
+        ));
+    }
+    let mut key = Vec::with_capacity(16 + message_id.len());
+    key.extend_from_slice(id.as_bytes());
+    key.extend_from_slice(message_id.as_bytes());
+    Ok(key)
+}
+
+fn channel_id_from_key(what: &str, key: &[u8]) -> Result<ChannelId, StoreError> {
+    let bytes: [u8; 16] = key
+        .get(..16)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StoreError::corrupt(what, "its key is shorter than a channel id"))?;
+    Ok(ChannelId::from_bytes(bytes))
+}
+
+/// Refuses a path that exists but cannot be a store, before the engine creates files in it.
+fn check_path(path: &Path, shown: &str) -> Result<(), StoreError> {
+    let not_a_store = |why: &str| StoreError::NotAStore {
+        path: shown.to_owned(),
+        why: why.to_owned(),
+    };
+    match std::fs::metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(StoreError::from_io(err)),
+        Ok(meta) if !meta.is_dir() => Err(not_a_store("it is a file, not a directory")),
+        Ok(_) => {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(path).map_err(StoreError::from_io)? {
+                names.push(entry.map_err(StoreError::from_io)?.file_name());
+            }
+            let has_engine_files =
+                names.iter().any(|n| n == "db") && names.iter().any(|n| n == "conf");
+            if names.is_empty() || has_engine_files {
+                Ok(())
+            } else {
+                Err(not_a_store(
+                    "the directory holds other files and no store (no `db` and `conf` files)",
+                ))
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it if the path does not exist or is an empty directory.
+    ///
+    /// Fails with [`StoreErrorKind::WrongKey`] if `key` is not the key the store was created with,
+    /// [`StoreErrorKind::Locked`] if another process holds it, [`StoreErrorKind::NotAStore`] if the
+    /// path holds something else.
+    pub fn open(path: &Path, key: MasterKey, options: StoreOptions) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        if options.flush_every_ms == Some(0) {
+            return Err(StoreError::InvalidInput(
+                "flush_every_ms must be at least 1 (milliseconds), or None to flush only on demand"
+                    .to_owned(),
+            ));
+        }
+        check_path(path, &shown)?;
+        let sled_err = |err| StoreError::from_sled(err, &shown);
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_capacity_bytes)
+            .flush_every_ms(options.flush_every_ms)
+            .open()
+            .map_err(sled_err)?;
+        let ours = [
+            TREE_CHANNELS,
+            TREE_TOKENS,
+            TREE_CURSORS,
+            TREE_LEDGER,
+            TREE_PENDING,
+            TREE_META,
+            TREE_SYSTEM,
+        ];
+        // A database of another program is refused before anything is written into it.
+        let names = db.tree_names();
+        let has_system = names.iter().any(|name| &name[..] == TREE_SYSTEM.as_bytes());
+        let foreign_trees = names.iter().any(|name| {
+            &name[..] != SLED_DEFAULT_TREE && !ours.iter().any(|o| o.as_bytes() == &name[..])
+        });
+        if !has_system && (foreign_trees || !db.is_empty()) {
+            return Err(StoreError::NotAStore {
+                path: shown,
+                why: "it is a database of another program".to_owned(),
+            });
+        }
+        let open_tree = |name: &str| db.open_tree(name).map_err(sled_err);
+        let system = open_tree(TREE_SYSTEM)?;
+        let crypto = Crypto::new(&key);
+        drop(key);
+
+        if let Some(raw) = system.get(STORE_FORMAT).map_err(sled_err)? {
+            let found = raw
+                .as_ref()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::corrupt("the store's format marker", "wrong length"))?;
+            if found > persisted::FORMAT_VERSION {
+                return Err(StoreError::UnsupportedVersion {
+                    what: "store".to_owned(),
+                    found,
+                    supported: persisted::FORMAT_VERSION,
+                });
+            }
+        }
+        match system.get(KEY_CHECK).map_err(sled_err)? {
+            Some(sealed) => {
+                let sealed = std::str::from_utf8(&sealed)
+                    .map_err(|_| StoreError::corrupt("the store's key check", "it is not text"))?;
+                match crypto.open(KEY_CHECK_RECORD, "marker", sealed) {
+                    Ok(marker) if marker.as_str() == KEY_CHECK_MARKER => {}
+                    Err(OpenError::Authentication) => return Err(StoreError::WrongMasterKey),
+                    Ok(_) => {
+                        return Err(StoreError::corrupt(
+                            "the store's key check",
+                            "it holds an unexpected marker",
+                        ));
+                    }
+                    Err(err) => {
+                        return Err(StoreError::corrupt("the store's key check", err.describe()));
+                    }
+                }
+            }
+            None => {
+                let sealed = crypto
+                    .seal(KEY_CHECK_RECORD, "marker", KEY_CHECK_MARKER)
+                    .map_err(|_| StoreError::Engine("could not encrypt the key check".into()))?;
+                system
+                    .insert(
+                        STORE_FORMAT,
+                        persisted::FORMAT_VERSION.to_be_bytes().to_vec(),
+                    )
+                    .map_err(sled_err)?;
+                system
+                    .insert(KEY_CHECK, sealed.as_bytes())
+                    .map_err(sled_err)?;
+                db.flush().map_err(sled_err)?;
+            }
+        }
+
+        let inner = Inner {
+            channels: open_tree(TREE_CHANNELS)?,
+            tokens: open_tree(TREE_TOKENS)?,
+            cursors: open_tree(TREE_CURSORS)?,
+            ledger: open_tree(TREE_LEDGER)?,
+            pending: open_tree(TREE_PENDING)?,
+            meta: open_tree(TREE_META)?,
+            db,
+            crypto,
+            path: shown,
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    fn sled_err(&self, err: sled::Error) -> StoreError {
+        StoreError::from_sled(err, &self.inner.path)
+    }
+
+    fn tx_err(&self, err: TransactionError<StoreError>) -> StoreError {
+        match err {
+            TransactionError::Abort(err) => err,
+            TransactionError::Storage(err) => self.sled_err(err),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Channels
+
+    /// Inserts or replaces a channel.
+    pub fn put_channel(&self, channel: &ChannelRecord) -> Result<(), StoreError> {
+        let bytes = persisted::encode_channel(&self.inner.crypto, channel)?;
+        self.inner
+            .channels
+            .insert(channel.id.as_bytes(), bytes)
+            .map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// The channel with this id, if any.
+    pub fn get_channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
+        let raw = self
+            .inner
+            .channels
+            .get(id.as_bytes())
+            .map_err(|e| self.sled_err(e))?;
+        raw.map(|bytes| persisted::decode_channel(&self.inner.crypto, id, &bytes))
+            .transpose()
+    }
+
+    fn decode_channel_entry(
+        &self,
+        entry: sled::Result<(sled::IVec, sled::IVec)>,
+    ) -> Result<ChannelRecord, StoreError> {
+        let (key, value) = entry.map_err(|e| self.sled_err(e))?;
+        let id = channel_id_from_key("a channel record", &key)?;
+        persisted::decode_channel(&self.inner.crypto, id, &value)
+    }
+
+    /// Every channel, sorted by id.
+    pub fn list_channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        self.inner
+            .channels
+            .iter()
+            .map(|entry| self.decode_channel_entry(entry))
+            .collect()
+    }
+
+    /// Up to `limit` channels with ids after `after` (from the first if `None`), sorted by id.
+    pub fn list_channels_page(
+        &self,
+        after: Option<ChannelId>,
+        limit: usize,
+    ) -> Result<Vec<ChannelRecord>, StoreError> {
+        let lower = match after {
+            Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        self.inner
+            .channels
+            .range::<Vec<u8>, _>((lower, Bound::Unbounded))
+            .take(limit)
+            .map(|entry| self.decode_channel_entry(entry))
+            .collect()
+    }
+
+    /// How many channels there are.
+    pub fn count_channels(&self) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for key in self.inner.channels.iter().keys() {
+            key.map_err(|e| self.sled_err(e))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Removes a channel with its tokens, cursor, ledger and pending authorizations, in one
+    /// transaction. Returns whether the channel existed. Stop the channel's actor first: entries it
+    /// writes afterwards would outlive the channel.
+    pub fn delete_channel(&self, id: ChannelId) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let mut ledger_keys = Vec::new();
+        for key in inner.ledger.scan_prefix(id.as_bytes()).keys() {
+            ledger_keys.push(key.map_err(|e| self.sled_err(e))?);
+        }
+        let mut pending_keys = Vec::new();
+        for entry in inner.pending.iter() {
+            let (key, value) = entry.map_err(|e| self.sled_err(e))?;
+            let state = String::from_utf8_lossy(&key).into_owned();
+            // A pending record that no longer decodes cannot be told apart; leave it to prune.
+            if persisted::decode_pending_raw(&state, &value).is_ok_and(|p| p.is_for(id)) {
+                pending_keys.push(key);
+            }
+        }
+        let key = id.as_bytes();
+        (
+            &inner.channels,
+            &inner.tokens,
+            &inner.cursors,
+            &inner.ledger,
+            &inner.pending,
+        )
+            .transaction(
+                |(channels, tokens, cursors, ledger, pending)| -> TxResult<bool> {
+                    let existed = channels.remove(&key[..])?.is_some();
+                    tokens.remove(&key[..])?;
+                    cursors.remove(&key[..])?;
+                    for k in &ledger_keys {
+                        ledger.remove(k)?;
+                    }
+                    for k in &pending_keys {
+                        pending.remove(k)?;
+                    }
+                    Ok(existed)
+                },
+            )
+            .map_err(|e| self.tx_err(e))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Tokens
+
+    /// Stores a channel's token set and flushes before returning: a rotated refresh token survives
+    /// a crash right after this call.
+    pub fn put_tokens(&self, id: ChannelId, tokens: &TokenSet) -> Result<(), StoreError> {
+        let bytes = persisted::encode_tokens(&self.inner.crypto, id, tokens)?;
+        self.inner
+            .tokens
+            .insert(id.as_bytes(), bytes)
+            .map_err(|e| self.sled_err(e))?;
+        self.flush()
+    }
+
+    /// A channel's token set, if any.
+    pub fn get_tokens(&self, id: ChannelId) -> Result<Option<TokenSet>, StoreError> {
+        let raw = self
+            .inner
+            .tokens
+            .get(id.as_bytes())
+            .map_err(|e| self.sled_err(e))?;
+        raw.map(|bytes| persisted::decode_tokens(&self.inner.crypto, id, &bytes))
+            .transpose()
+    }
+
+    /// Removes a channel's token set (a revoked grant). Returns whether there was one.
+    pub fn delete_tokens(&self, id: ChannelId) -> Result<bool, StoreError> {
+        let old = self
+            .inner
+            .tokens
+            .remove(id.as_bytes())
+            .map_err(|e| self.sled_err(e))?;
+        Ok(old.is_some())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Cursors
+
+    /// Stores a channel's cursor.
+    pub fn put_cursor(&self, id: ChannelId, cursor: &Cursor) -> Result<(), StoreError> {
+        let bytes = persisted::encode_cursor(id, cursor)?;
+        self.inner
+            .cursors
+            .insert(id.as_bytes(), bytes)
+            .map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// A channel's cursor, if any.
+    pub fn get_cursor(&self, id: ChannelId) -> Result<Option<Cursor>, StoreError> {
+        let raw = self
+            .inner
+            .cursors
+            .get(id.as_bytes())
+            .map_err(|e| self.sled_err(e))?;
+        raw.map(|bytes| persisted::decode_cursor(id, &bytes))
+            .transpose()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Ledger
+
+    fn decode_ledger_entry(
+        &self,
+        id: ChannelId,
+        entry: sled::Result<(sled::IVec, sled::IVec)>,
+    ) -> Result<(String, LedgerEntry), StoreError> {
+        let (key, value) = entry.map_err(|e| self.sled_err(e))?;
+        let message_id = key
+            .get(16..)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| {
+                StoreError::corrupt(
+                    format!("a ledger key of channel {id}"),
+                    "its message id is not text",
+                )
+            })?
+            .to_owned();
+        let entry = persisted::decode_ledger(
+            &|| format!("ledger entry {message_id:?} of channel {id}"),
+            &value,
+        )?;
+        Ok((message_id, entry))
+    }
+
+    /// The ledger entry of one message, if any.
+    pub fn ledger_get(
+        &self,
+        id: ChannelId,
+        message_id: &str,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let key = ledger_key(id, message_id)?;
+        let raw = self.inner.ledger.get(key).map_err(|e| self.sled_err(e))?;
+        raw.map(|bytes| {
+            persisted::decode_ledger(
+                &|| format!("ledger entry {message_id:?} of channel {id}"),
+                &bytes,
+            )
+        })
+        .transpose()
+    }
+
+    /// Inserts or replaces the ledger entry of one message (not flushed: cheap).
+    pub fn ledger_put(
+        &self,
+        id: ChannelId,
+        message_id: &str,
+        entry: &LedgerEntry,
+    ) -> Result<(), StoreError> {
+        let key = ledger_key(id, message_id)?;
+        let bytes = persisted::encode_ledger(entry)?;
+        self.inner
+            .ledger
+            .insert(key, bytes)
+            .map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// Inserts or replaces many ledger entries of one channel in one atomic batch.
+    pub fn ledger_put_many(
+        &self,
+        id: ChannelId,
+        entries: &[(String, LedgerEntry)],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (message_id, entry) in entries {
+            batch.insert(
+                ledger_key(id, message_id)?,
+                persisted::encode_ledger(entry)?,
+            );
+        }
+        self.inner
+            .ledger
+            .apply_batch(batch)
+            .map_err(|e| self.sled_err(e))
+    }
+
+    /// Removes the ledger entry of one message. Returns whether there was one.
+    pub fn ledger_delete(&self, id: ChannelId, message_id: &str) -> Result<bool, StoreError> {
+        let key = ledger_key(id, message_id)?;
+        let old = self
+            .inner
+            .ledger
+            .remove(key)
+            .map_err(|e| self.sled_err(e))?;
+        Ok(old.is_some())
+    }
+
+    /// Up to `limit` ledger entries of a channel, in `state` if given, sorted by message id bytes.
+    pub fn ledger_list(
+        &self,
+        id: ChannelId,
+        state: Option<LedgerState>,
+        limit: usize,
+    ) -> Result<Vec<(String, LedgerEntry)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.inner.ledger.scan_prefix(id.as_bytes()) {
+            if out.len() >= limit {
+                break;
+            }
+            let (message_id, entry) = self.decode_ledger_entry(id, entry)?;
+            if state.is_none_or(|s| s == entry.state) {
+                out.push((message_id, entry));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many ledger entries a channel has.
+    pub fn ledger_count(&self, id: ChannelId) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for key in self.inner.ledger.scan_prefix(id.as_bytes()).keys() {
+            key.map_err(|e| self.sled_err(e))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Removes `MarkedRead` entries (of every channel) last updated before `older_than`. Entries
+    /// in any other state are kept whatever their age. Returns how many were removed.
+    pub fn ledger_prune(&self, older_than: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for entry in self.inner.ledger.iter() {
+            let (key, value) = entry.map_err(|e| self.sled_err(e))?;
+            let entry = match persisted::decode_ledger(&|| "a ledger entry".to_owned(), &value) {
+                Ok(entry) => entry,
+                Err(err) => {
+                    // Kept for an operator to look at; pruning carries on with the rest.
+                    tracing::warn!(error = %err, "ledger prune skipped an entry it cannot read");
+                    continue;
+                }
+            };
+            if entry.state == LedgerState::MarkedRead && entry.updated_at < older_than {
+                batch.remove(key);
+                removed += 1;
+            }
+        }
+        self.inner
+            .ledger
+            .apply_batch(batch)
+            .map_err(|e| self.sled_err(e))?;
+        Ok(removed)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Pending authorizations
+
+    /// Records a pending authorization under its `state`. A state that exists already (pending or
+    /// used) is refused: states are single-use.
+    pub fn put_pending(
+        &self,
+        state: &str,
+        pending: &PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        if state.is_empty() {
+            return Err(StoreError::InvalidInput(
+                "a pending authorization needs a non-empty state".to_owned(),
+            ));
+        }
+        let bytes = persisted::encode_pending(&self.inner.crypto, state, pending)?;
+        let swapped = self
+            .inner
+            .pending
+            .compare_and_swap(state.as_bytes(), None as Option<&[u8]>, Some(bytes))
+            .map_err(|e| self.sled_err(e))?;
+        swapped.map_err(|_| {
+            StoreError::InvalidInput(
+                "this authorization state exists already; make a fresh random state".to_owned(),
+            )
+        })
+    }
+
+    /// Takes the pending authorization of `state`, once: the first call gets it, later calls get
+    /// [`PendingLookup::AlreadyUsed`] until the tombstone is pruned. An expired state is removed
+    /// and answers [`PendingLookup::Expired`].
+    pub fn take_pending(
+        &self,
+        state: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PendingLookup, StoreError> {
+        enum Taken {
+            Unknown,
+            Used,
+            Expired,
+            Found(persisted::PendingV1),
+        }
+        let taken = self
+            .inner
+            .pending
+            .transaction(|tx| -> TxResult<Taken> {
+                let Some(raw) = tx.get(state.as_bytes())? else {
+                    return Ok(Taken::Unknown);
+                };
+                let stored = persisted::decode_pending_raw(state, &raw)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                if stored.used_at.is_some() {
+                    return Ok(Taken::Used);
+                }
+                if stored.expires_at <= now {
+                    tx.remove(state.as_bytes())?;
+                    return Ok(Taken::Expired);
+                }
+                let tombstone = persisted::encode_pending_raw(state, &stored.used(now))
+                    .map_err(ConflictableTransactionError::Abort)?;
+                tx.insert(state.as_bytes(), tombstone)?;
+                Ok(Taken::Found(stored))
+            })
+            .map_err(|e| self.tx_err(e))?;
+        Ok(match taken {
+            Taken::Unknown => PendingLookup::Unknown,
+            Taken::Used => PendingLookup::AlreadyUsed,
+            Taken::Expired => PendingLookup::Expired,
+            Taken::Found(stored) => {
+                PendingLookup::Found(persisted::open_pending(&self.inner.crypto, state, stored)?)
+            }
+        })
+    }
+
+    /// Removes expired pending authorizations and the tombstones of used ones past
+    /// [`USED_PENDING_RETENTION`]. Returns how many were removed.
+    pub fn prune_pending(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for entry in self.inner.pending.iter() {
+            let (key, value) = entry.map_err(|e| self.sled_err(e))?;
+            let state = String::from_utf8_lossy(&key).into_owned();
+            let stored = match persisted::decode_pending_raw(&state, &value) {
+                Ok(stored) => stored,
+                Err(err) => {
+                    // A pending state that cannot be read can never complete an authorization.
+                    tracing::warn!(error = %err, "removing a pending authorization it cannot read");
+                    batch.remove(key);
+                    removed += 1;
+                    continue;
+                }
+            };
+            let gone = match stored.used_at {
+                None => stored.expires_at <= now,
+                Some(used_at) => stored.expires_at.max(used_at) + USED_PENDING_RETENTION <= now,
+            };
+            if gone {
+                batch.remove(key);
+                removed += 1;
+            }
+        }
+        self.inner
+            .pending
+            .apply_batch(batch)
+            .map_err(|e| self.sled_err(e))?;
+        Ok(removed)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Metadata
+
+    /// Stores a small metadata value as given: the caller owns its format (and its versioning).
+    /// It is not encrypted (never put a secret here) and not flushed.
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner
+            .meta
+            .insert(key.as_bytes(), value)
+            .map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// A metadata value, if any.
+    pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let raw = self
+            .inner
+            .meta
+            .get(key.as_bytes())
+            .map_err(|e| self.sled_err(e))?;
+        Ok(raw.map(|v| v.to_vec()))
+    }
+
+    /// Removes a metadata value. Returns whether there was one.
+    pub fn delete_meta(&self, key: &str) -> Result<bool, StoreError> {
+        let old = self
+            .inner
+            .meta
+            .remove(key.as_bytes())
+            .map_err(|e| self.sled_err(e))?;
+        Ok(old.is_some())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Durability and size
+
+    /// Writes every buffered change to disk before returning (blocking).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush().map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// Writes every buffered change to disk, without blocking the caller's thread.
+    pub async fn flush_async(&self) -> Result<(), StoreError> {
+        self.inner
+            .db
+            .flush_async()
+            .await
+            .map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+
+    /// The size of the store's files, in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.db.size_on_disk().map_err(|e| self.sled_err(e))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Raw access, for the test suite's tamper checks only.
+
+    fn raw_tree(&self, kind: RawKind) -> &sled::Tree {
+        match kind {
+            RawKind::Channel => &self.inner.channels,
+            RawKind::Tokens => &self.inner.tokens,
+            RawKind::Cursor => &self.inner.cursors,
+        }
+    }
+
+    /// The stored bytes of a per-channel record. For tests that tamper with the store.
+    #[doc(hidden)]
+    pub fn raw_get(&self, kind: RawKind, id: ChannelId) -> Result<Option<Vec<u8>>, StoreError> {
+        let raw = self
+            .raw_tree(kind)
+            .get(id.as_bytes())
+            .map_err(|e| self.sled_err(e))?;
+        Ok(raw.map(|v| v.to_vec()))
+    }
+
+    /// Overwrites the stored bytes of a per-channel record. For tests that tamper with the store.
+    #[doc(hidden)]
+    pub fn raw_put(&self, kind: RawKind, id: ChannelId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.raw_tree(kind)
+            .insert(id.as_bytes(), bytes)
+            .map_err(|e| self.sled_err(e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_of_another_program_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("their_tree")
+                .unwrap()
+                .insert(b"k", b"v")
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err =
+            Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::NotAStore, "{err}");
+        let db = sled::open(dir.path()).unwrap();
+        assert!(
+            !db.tree_names()
+                .iter()
+                .any(|n| &n[..] == TREE_SYSTEM.as_bytes())
+        );
+    }
+
+    #[test]
+    fn a_store_of_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        drop(Store::open(dir.path(), key.clone(), StoreOptions::default()).unwrap());
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let system = db.open_tree(TREE_SYSTEM).unwrap();
+            system.insert(STORE_FORMAT, &99u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path(), key, StoreOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Incompatible, "{err}");
+        assert!(err.to_string().contains("newer inboxd"), "{err}");
+    }
+}

@@ -1,0 +1,506 @@
+//! The persisted shapes of every record: private serde structs (JSON), each with a format version
+//! `v`, converted by hand from and to the public records in `records.rs`.
+//!
+//! Secret fields hold sealed text (see `crypto.rs`) bound to the record's name and the field's name.
+//! A record whose `v` is newer than [`FORMAT_VERSION`] is refused with `UnsupportedVersion` rather
+//! than half-read.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::secret::{AccessToken, ClientSecret, PkceVerifier, RefreshToken};
+use crate::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use crate::store::crypto::Crypto;
+use crate::store::error::StoreError;
+use crate::store::records::{
+    ChannelRecord, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry, LedgerState,
+    PendingAuthorization, TokenSet,
+};
+
+/// The newest record format this build writes and reads.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// The record names that secrets are bound to.
+pub(crate) fn channel_record_name(id: ChannelId) -> String {
+    format!("channel/{id}")
+}
+pub(crate) fn tokens_record_name(id: ChannelId) -> String {
+    format!("tokens/{id}")
+}
+pub(crate) fn pending_record_name(state: &str) -> String {
+    format!("pending/{state}")
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    v: u32,
+}
+
+/// Checks the version of a stored record before it is decoded in full.
+fn check_version(what: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    let probe: Probe = serde_json::from_slice(bytes)
+        .map_err(|err| StoreError::corrupt(what, format!("it is not a versioned record: {err}")))?;
+    if probe.v == 0 {
+        return Err(StoreError::corrupt(what, "its format version is 0"));
+    }
+    if probe.v > FORMAT_VERSION {
+        return Err(StoreError::UnsupportedVersion {
+            what: what.to_owned(),
+            found: probe.v,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    check_version(what, bytes)?;
+    serde_json::from_slice(bytes).map_err(|err| StoreError::corrupt(what, err.to_string()))
+}
+
+fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value)
+        .map_err(|err| StoreError::Engine(format!("could not encode {what}: {err}")))
+}
+
+fn seal(crypto: &Crypto, record: &str, field: &str, plain: &str) -> Result<String, StoreError> {
+    crypto
+        .seal(record, field, plain)
+        .map_err(|_| StoreError::Engine(format!("could not encrypt {field} of {record}")))
+}
+
+fn open(
+    crypto: &Crypto,
+    record: &str,
+    field: &str,
+    sealed: &str,
+) -> Result<zeroize::Zeroizing<String>, StoreError> {
+    crypto
+        .open(record, field, sealed)
+        .map_err(|err| StoreError::corrupt(format!("{field} of {record}"), err.describe()))
+}
+
+/// A stored value that no longer passes its domain type's validation.
+fn invalid(what: &str, field: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::corrupt(what, format!("its {field} is no longer valid: {err}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channels
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum FirstImportV1 {
+    AllUnread,
+    OnlyNew,
+    LastDays { days: u32 },
+}
+
+#[derive(Serialize, Deserialize)]
+struct LastErrorV1 {
+    source: String,
+    code: String,
+    message: String,
+    remedy: String,
+    at: DateTime<Utc>,
+    trace_id: Option<String>,
+    correlation_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ChannelV1 {
+    v: u32,
+    name: String,
+    tenant_id: String,
+    client_id: String,
+    /// Sealed.
+    client_secret: String,
+    client_secret_expires_at: Option<DateTime<Utc>>,
+    mailbox: String,
+    folder: String,
+    enabled: bool,
+    first_import: FirstImportV1,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    activated_at: Option<DateTime<Utc>>,
+    status: String,
+    last_error: Option<LastErrorV1>,
+    last_poll_at: Option<DateTime<Utc>>,
+    last_success_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) fn encode_channel(crypto: &Crypto, rec: &ChannelRecord) -> Result<Vec<u8>, StoreError> {
+    let record = channel_record_name(rec.id);
+    let stored = ChannelV1 {
+        v: FORMAT_VERSION,
+        name: rec.name.clone(),
+        tenant_id: rec.tenant_id.as_str().to_owned(),
+        client_id: rec.client_id.as_str().to_owned(),
+        client_secret: seal(crypto, &record, "client_secret", rec.client_secret.expose())?,
+        client_secret_expires_at: rec.client_secret_expires_at,
+        mailbox: rec.mailbox.as_str().to_owned(),
+        folder: rec.folder.as_str().to_owned(),
+        enabled: rec.enabled,
+        first_import: match rec.first_import {
+            FirstImport::AllUnread => FirstImportV1::AllUnread,
+            FirstImport::OnlyNew => FirstImportV1::OnlyNew,
+            FirstImport::LastDays(days) => FirstImportV1::LastDays { days },
+        },
+        created_at: rec.created_at,
+        updated_at: rec.updated_at,
+        activated_at: rec.activated_at,
+        status: rec.status.as_str().to_owned(),
+        last_error: rec.last_error.as_ref().map(|e| LastErrorV1 {
+            source: e.source.as_str().to_owned(),
+            code: e.code.clone(),
+            message: e.message.clone(),
+            remedy: e.remedy.clone(),
+            at: e.at,
+            trace_id: e.trace_id.clone(),
+            correlation_id: e.correlation_id.clone(),
+        }),
+        last_poll_at: rec.last_poll_at,
+        last_success_at: rec.last_success_at,
+    };
+    encode(&record, &stored)
+}
+
+pub(crate) fn decode_channel(
+    crypto: &Crypto,
+    id: ChannelId,
+    bytes: &[u8],
+) -> Result<ChannelRecord, StoreError> {
+    let record = channel_record_name(id);
+    let s: ChannelV1 = decode(&record, bytes)?;
+    let secret = open(crypto, &record, "client_secret", &s.client_secret)?;
+    let last_error = match s.last_error {
+        None => None,
+        Some(e) => Some(LastError {
+            source: ErrorSource::from_name(&e.source)
+                .ok_or_else(|| invalid(&record, "last error source", format!("{:?}", e.source)))?,
+            code: e.code,
+            message: e.message,
+            remedy: e.remedy,
+            at: e.at,
+            trace_id: e.trace_id,
+            correlation_id: e.correlation_id,
+        }),
+    };
+    Ok(ChannelRecord {
+        id,
+        name: s.name,
+        tenant_id: TenantId::parse(&s.tenant_id).map_err(|e| invalid(&record, "tenant id", e))?,
+        client_id: ClientId::parse(&s.client_id).map_err(|e| invalid(&record, "client id", e))?,
+        client_secret: ClientSecret::new(secret.as_str())
+            .map_err(|e| invalid(&record, "client secret", e))?,
+        client_secret_expires_at: s.client_secret_expires_at,
+        mailbox: Mailbox::parse(&s.mailbox).map_err(|e| invalid(&record, "mailbox", e))?,
+        folder: Folder::parse(&s.folder).map_err(|e| invalid(&record, "folder", e))?,
+        enabled: s.enabled,
+        first_import: match s.first_import {
+            FirstImportV1::AllUnread => FirstImport::AllUnread,
+            FirstImportV1::OnlyNew => FirstImport::OnlyNew,
+            FirstImportV1::LastDays { days } => FirstImport::LastDays(days),
+        },
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        activated_at: s.activated_at,
+        status: s
+            .status
+            .parse::<ChannelStatus>()
+            .map_err(|e| invalid(&record, "status", e))?,
+        last_error,
+        last_poll_at: s.last_poll_at,
+        last_success_at: s.last_success_at,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+
+#[derive(Serialize, Deserialize)]
+struct TokensV1 {
+    v: u32,
+    /// Sealed.
+    access_token: String,
+    access_expires_at: DateTime<Utc>,
+    /// Sealed.
+    refresh_token: String,
+    scope: String,
+    obtained_at: DateTime<Utc>,
+}
+
+pub(crate) fn encode_tokens(
+    crypto: &Crypto,
+    id: ChannelId,
+    tokens: &TokenSet,
+) -> Result<Vec<u8>, StoreError> {
+    let record = tokens_record_name(id);
+    let stored = TokensV1 {
+        v: FORMAT_VERSION,
+        access_token: seal(
+            crypto,
+            &record,
+            "access_token",
+            tokens.access_token.expose(),
+        )?,
+        access_expires_at: tokens.access_expires_at,
+        refresh_token: seal(
+            crypto,
+            &record,
+            "refresh_token",
+            tokens.refresh_token.expose(),
+        )?,
+        scope: tokens.scope.clone(),
+        obtained_at: tokens.obtained_at,
+    };
+    encode(&record, &stored)
+}
+
+pub(crate) fn decode_tokens(
+    crypto: &Crypto,
+    id: ChannelId,
+    bytes: &[u8],
+) -> Result<TokenSet, StoreError> {
+    let record = tokens_record_name(id);
+    let s: TokensV1 = decode(&record, bytes)?;
+    let access = open(crypto, &record, "access_token", &s.access_token)?;
+    let refresh = open(crypto, &record, "refresh_token", &s.refresh_token)?;
+    Ok(TokenSet {
+        access_token: AccessToken::new(access.as_str())
+            .map_err(|e| invalid(&record, "access token", e))?,
+        access_expires_at: s.access_expires_at,
+        refresh_token: RefreshToken::new(refresh.as_str())
+            .map_err(|e| invalid(&record, "refresh token", e))?,
+        scope: s.scope,
+        obtained_at: s.obtained_at,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cursors
+
+#[derive(Serialize, Deserialize)]
+struct CursorV1 {
+    v: u32,
+    delta_link: Option<String>,
+    last_received_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) fn encode_cursor(id: ChannelId, cursor: &Cursor) -> Result<Vec<u8>, StoreError> {
+    let stored = CursorV1 {
+        v: FORMAT_VERSION,
+        delta_link: cursor.delta_link.clone(),
+        last_received_at: cursor.last_received_at,
+    };
+    encode(&format!("cursor/{id}"), &stored)
+}
+
+pub(crate) fn decode_cursor(id: ChannelId, bytes: &[u8]) -> Result<Cursor, StoreError> {
+    let s: CursorV1 = decode(&format!("cursor/{id}"), bytes)?;
+    Ok(Cursor {
+        delta_link: s.delta_link,
+        last_received_at: s.last_received_at,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger (written often: short field names keep entries small)
+
+#[derive(Serialize, Deserialize)]
+struct LedgerV1 {
+    v: u32,
+    #[serde(rename = "s")]
+    state: String,
+    #[serde(rename = "f")]
+    failures: u32,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    received_at: Option<DateTime<Utc>>,
+    #[serde(rename = "c")]
+    first_seen_at: DateTime<Utc>,
+    #[serde(rename = "u")]
+    updated_at: DateTime<Utc>,
+}
+
+pub(crate) fn encode_ledger(entry: &LedgerEntry) -> Result<Vec<u8>, StoreError> {
+    let stored = LedgerV1 {
+        v: FORMAT_VERSION,
+        state: entry.state.as_str().to_owned(),
+        failures: entry.failures,
+        last_error: entry.last_error.clone(),
+        received_at: entry.received_at,
+        first_seen_at: entry.first_seen_at,
+        updated_at: entry.updated_at,
+    };
+    encode("ledger entry", &stored)
+}
+
+pub(crate) fn decode_ledger(
+    what: &dyn Fn() -> String,
+    bytes: &[u8],
+) -> Result<LedgerEntry, StoreError> {
+    let s: LedgerV1 = decode(&what(), bytes)?;
+    Ok(LedgerEntry {
+        state: LedgerState::from_name(&s.state)
+            .ok_or_else(|| invalid(&what(), "state", format!("{:?}", s.state)))?,
+        failures: s.failures,
+        last_error: s.last_error,
+        received_at: s.received_at,
+        first_seen_at: s.first_seen_at,
+        updated_at: s.updated_at,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pending authorizations
+
+/// A pending authorization, or the tombstone of a used one (no verifier, `used_at` set).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PendingV1 {
+    v: u32,
+    channel_id: String,
+    /// Sealed; `None` once used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verifier: Option<String>,
+    redirect_uri: String,
+    created_at: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) used_at: Option<DateTime<Utc>>,
+}
+
+impl PendingV1 {
+    /// Whether this pending authorization belongs to `id`.
+    pub(crate) fn is_for(&self, id: ChannelId) -> bool {
+        ChannelId::parse(&self.channel_id).is_ok_and(|c| c == id)
+    }
+
+    /// The tombstone that replaces this record once it is taken: no secret left in it.
+    pub(crate) fn used(&self, now: DateTime<Utc>) -> PendingV1 {
+        PendingV1 {
+            v: FORMAT_VERSION,
+            channel_id: self.channel_id.clone(),
+            verifier: None,
+            redirect_uri: String::new(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            used_at: Some(now),
+        }
+    }
+}
+
+pub(crate) fn encode_pending(
+    crypto: &Crypto,
+    state: &str,
+    pending: &PendingAuthorization,
+) -> Result<Vec<u8>, StoreError> {
+    let record = pending_record_name(state);
+    let stored = PendingV1 {
+        v: FORMAT_VERSION,
+        channel_id: pending.channel_id.to_string(),
+        verifier: Some(seal(
+            crypto,
+            &record,
+            "verifier",
+            pending.verifier.expose(),
+        )?),
+        redirect_uri: pending.redirect_uri.clone(),
+        created_at: pending.created_at,
+        expires_at: pending.expires_at,
+        used_at: None,
+    };
+    encode(&record, &stored)
+}
+
+pub(crate) fn encode_pending_raw(state: &str, stored: &PendingV1) -> Result<Vec<u8>, StoreError> {
+    encode(&pending_record_name(state), stored)
+}
+
+/// Decodes the stored shape without decrypting anything.
+pub(crate) fn decode_pending_raw(state: &str, bytes: &[u8]) -> Result<PendingV1, StoreError> {
+    decode(&pending_record_name(state), bytes)
+}
+
+/// Opens a pending record (not a tombstone) into the public type.
+pub(crate) fn open_pending(
+    crypto: &Crypto,
+    state: &str,
+    stored: PendingV1,
+) -> Result<PendingAuthorization, StoreError> {
+    let record = pending_record_name(state);
+    let sealed = stored
+        .verifier
+        .ok_or_else(|| StoreError::corrupt(&record, "it has no verifier"))?;
+    let verifier = open(crypto, &record, "verifier", &sealed)?;
+    Ok(PendingAuthorization {
+        channel_id: ChannelId::parse(&stored.channel_id)
+            .map_err(|e| invalid(&record, "channel id", e))?,
+        verifier: PkceVerifier::new(verifier.as_str())
+            .map_err(|e| invalid(&record, "verifier", e))?,
+        redirect_uri: stored.redirect_uri,
+        created_at: stored.created_at,
+        expires_at: stored.expires_at,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::domain::secret::MasterKey;
+    use crate::store::error::StoreErrorKind;
+
+    #[test]
+    fn newer_versions_are_refused_with_a_clear_error() {
+        let err = decode_cursor(ChannelId::generate(), br#"{"v":7,"whatever":[1,2]}"#)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), StoreErrorKind::Incompatible);
+        let shown = err.to_string();
+        assert!(
+            shown.contains("version 7") && shown.contains("newer inboxd"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unversioned_or_garbage_records_are_corrupt() {
+        for bytes in [&b"{}"[..], b"not json", br#"{"v":0}"#, br#"{"v":"1"}"#] {
+            let err = decode_cursor(ChannelId::generate(), bytes).err().unwrap();
+            assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{bytes:?}");
+        }
+        // A v1 cursor whose fields are all absent is an empty cursor, not an error.
+        assert_eq!(
+            decode_cursor(ChannelId::generate(), br#"{"v":1}"#).unwrap(),
+            Cursor::default()
+        );
+        let unknown_state =
+            br#"{"v":1,"s":"lost","f":0,"c":"2024-01-01T00:00:00Z","u":"2024-01-01T00:00:00Z"}"#;
+        let err = decode_ledger(&|| "ledger x".into(), unknown_state)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn pending_tombstones_hold_no_secret() {
+        let crypto = Crypto::new(&MasterKey::generate());
+        let pending = PendingAuthorization {
+            channel_id: ChannelId::generate(),
+            verifier: PkceVerifier::new("v".repeat(50)).unwrap(),
+            redirect_uri: "http://127.0.0.1/oauth/callback".into(),
+            created_at: Utc::now(),
+            expires_at: Utc::now(),
+        };
+        let bytes = encode_pending(&crypto, "st", &pending).unwrap();
+        let stored = decode_pending_raw("st", &bytes).unwrap();
+        assert!(stored.is_for(pending.channel_id));
+        let tomb = encode_pending_raw("st", &stored.used(Utc::now())).unwrap();
+        let text = String::from_utf8(tomb).unwrap();
+        assert!(!text.contains("verifier"), "{text}");
+        let opened = open_pending(&crypto, "st", stored).unwrap();
+        assert_eq!(opened, pending);
+    }
+}
