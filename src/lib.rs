@@ -10,6 +10,7 @@
 //! - [`actors`]: the supervisor, one actor per channel, the processor.
 //! - [`cli`] and [`telemetry`]: the command line and logging.
 
+pub mod actors;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
@@ -20,3 +21,4 @@ pub mod rate_limit;
 pub mod retry;
 pub mod store;
 pub mod telemetry;
+pub mod sink;

@@ -150,22 +150,22 @@ impl RateLimiters {
     /// Waits for a free slot both globally and for the mailbox. Await it inside the request's future,
     /// never on an actor's thread.
     pub async fn acquire(&self, key: &MailboxKey) -> Option<RequestPermit> {
+        self.acquire_n(key, 1).await
+    }
+
+    /// Like [`acquire`](Self::acquire) for a request that Outlook runs as `n` parallel requests on the
+    /// mailbox (the items of a `$batch`, at most 4 at a time).
+    pub async fn acquire_n(&self, key: &MailboxKey, n: u32) -> Option<RequestPermit> {
+        let cap = self.limits.mailbox_concurrency.max(1);
         let mailbox = self
             .mailbox_slots
             .entry(key.clone())
-            .or_insert_with(|| {
-                Arc::new(Semaphore::new(
-                    self.limits.mailbox_concurrency.max(1) as usize
-                ))
-            })
+            .or_insert_with(|| Arc::new(Semaphore::new(cap as usize)))
             .clone();
         // Mailbox first: a mailbox at its cap must not hold one of the scarce global slots.
-        let mailbox_permit = mailbox.acquire_owned().await.ok()?;
+        let mailbox_permit = mailbox.acquire_many_owned(n.clamp(1, cap)).await.ok()?;
         let global_permit = self.global_slots.clone().acquire_owned().await.ok()?;
-        Some(RequestPermit {
-            _global: global_permit,
-            _mailbox: mailbox_permit,
-        })
+        Some(RequestPermit { _global: global_permit, _mailbox: mailbox_permit })
     }
 
     /// Forgets a mailbox whose channel was removed.

@@ -31,6 +31,7 @@ use crate::domain::secret::MasterKey;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use records::{
+    ChannelState,
     ChannelRecord, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry, LedgerState,
     PendingAuthorization, PendingLookup, TokenSet,
 };
@@ -311,6 +312,35 @@ impl Store {
             .insert(channel.id.as_bytes(), bytes)
             .map_err(|e| self.sled_err(e))?;
         Ok(())
+    }
+
+    /// Updates a channel's run-time state (status, last error, poll times) and nothing else, with a
+    /// compare-and-swap so a concurrent configuration change is never overwritten. A channel that
+    /// was removed meanwhile stays removed.
+    pub fn update_channel_state(&self, id: ChannelId, state: &ChannelState) -> Result<(), StoreError> {
+        loop {
+            let Some(current) = self.inner.channels.get(id.as_bytes()).map_err(|e| self.sled_err(e))? else {
+                return Ok(());
+            };
+            let mut record = persisted::decode_channel(&self.inner.crypto, id, &current)?;
+            record.status = state.status;
+            record.last_error = state.last_error.clone();
+            if state.last_poll_at.is_some() {
+                record.last_poll_at = state.last_poll_at;
+            }
+            if state.last_success_at.is_some() {
+                record.last_success_at = state.last_success_at;
+            }
+            let bytes = persisted::encode_channel(&self.inner.crypto, &record)?;
+            let swapped = self
+                .inner
+                .channels
+                .compare_and_swap(id.as_bytes(), Some(current), Some(bytes))
+                .map_err(|e| self.sled_err(e))?;
+            if swapped.is_ok() {
+                return Ok(());
+            }
+        }
     }
 
     /// The channel with this id, if any.

@@ -229,3 +229,17 @@ pub enum PendingLookup {
     /// No such state (forged, or pruned long ago).
     Unknown,
 }
+
+/// The part of a channel its actor changes as it runs: written without touching the configuration,
+/// so a status update can never undo an operator's change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelState {
+    /// The status.
+    pub status: ChannelStatus,
+    /// The last error, or `None` when active.
+    pub last_error: Option<LastError>,
+    /// When it last polled (`None` keeps the stored value).
+    pub last_poll_at: Option<DateTime<Utc>>,
+    /// When it last polled successfully (`None` keeps the stored value).
+    pub last_success_at: Option<DateTime<Utc>>,
+}

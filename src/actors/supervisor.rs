@@ -1,0 +1,324 @@
+//! `ChannelSupervisor`: starts one `ChannelActor` per enabled channel, spread over one arbiter per
+//! core, takes the control messages, and restarts a channel actor that stopped on a failure.
+//!
+//! It is the only writer of channel configuration: each change is stored (and flushed) first, then
+//! applied to the running actors, so an answer to the operator means the change survives a crash.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use crate::actors::channel::ChannelActor;
+use crate::actors::messages::*;
+use crate::actors::shared::{ChannelView, Shared};
+use crate::domain::{ChannelId, ChannelStatus};
+use crate::rate_limit::MailboxKey;
+use crate::store::{ChannelRecord, LedgerState};
+
+/// The supervisor of every channel actor.
+pub struct ChannelSupervisor {
+    shared: Arc<Shared>,
+    /// One arbiter (thread) per core; a channel always runs on the same one.
+    arbiters: Vec<ArbiterHandle>,
+    /// The running channel actors. Dropping an address (with `Shutdown`) stops the actor for good;
+    /// while an address is held, a failed actor is restarted by `actix::Supervisor`.
+    actors: HashMap<ChannelId, Addr<ChannelActor>>,
+    /// The channels loaded at start-up, started in `started`.
+    initial: Vec<ChannelRecord>,
+    stopping: bool,
+}
+
+impl ChannelSupervisor {
+    /// A supervisor that will start `channels` (as loaded from the store) on `arbiters`.
+    pub fn new(shared: Arc<Shared>, arbiters: Vec<ArbiterHandle>, channels: Vec<ChannelRecord>) -> Self {
+        ChannelSupervisor { shared, arbiters, actors: HashMap::new(), initial: channels, stopping: false }
+    }
+
+    fn start_channel(&mut self, record: ChannelRecord, poll_now: bool) {
+        if !record.enabled || self.stopping || self.arbiters.is_empty() {
+            return;
+        }
+        let id = record.id;
+        if let Some(old) = self.actors.remove(&id) {
+            old.do_send(Shutdown);
+        }
+        let index = (id.stable_hash() % self.arbiters.len() as u64) as usize;
+        let shared = Arc::clone(&self.shared);
+        let addr = actix::Supervisor::start_in_arbiter(&self.arbiters[index], move |_| {
+            ChannelActor::new(shared, record, poll_now)
+        });
+        self.actors.insert(id, addr);
+    }
+
+    fn stop_channel(&mut self, id: ChannelId) {
+        if let Some(addr) = self.actors.remove(&id) {
+            addr.do_send(Shutdown);
+        }
+    }
+
+    fn record(&self, id: ChannelId) -> Result<ChannelRecord, ControlError> {
+        self.shared
+            .store
+            .get_channel(id)
+            .map_err(|err| ControlError::Store(err.to_string()))?
+            .ok_or(ControlError::NotFound(id))
+    }
+
+    /// Stores a record durably, then applies `then` on the actor's side.
+    fn store_then<T: 'static>(
+        &mut self,
+        record: ChannelRecord,
+        then: impl FnOnce(&mut Self, ChannelRecord) -> Result<T, ControlError> + 'static,
+    ) -> ResponseActFuture<Self, Result<T, ControlError>> {
+        if self.stopping {
+            return Box::pin(fut::ready(Err(ControlError::ShuttingDown)));
+        }
+        if let Err(err) = self.shared.store.put_channel(&record) {
+            return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
+        }
+        let store = self.shared.store.clone();
+        Box::pin(async move { store.flush_async().await }.into_actor(self).map(move |flushed, act, _| {
+            flushed.map_err(|err| ControlError::Store(err.to_string()))?;
+            then(act, record)
+        }))
+    }
+}
+
+impl Actor for ChannelSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+        let channels = std::mem::take(&mut self.initial);
+        let count = channels.len();
+        for record in channels {
+            self.shared.board.put(ChannelView::from_record(&record));
+            self.start_channel(record, false);
+        }
+        tracing::info!(channels = count, running = self.actors.len(), "Channels scheduled.");
+        // Keep limiter memory bounded as channels come and go.
+        ctx.run_interval(std::time::Duration::from_secs(600), |act, _| act.shared.limiters.shrink());
+    }
+}
+
+impl Handler<AddChannel> for ChannelSupervisor {
+    type Result = ResponseActFuture<Self, Result<ChannelView, ControlError>>;
+
+    fn handle(&mut self, msg: AddChannel, _: &mut Context<Self>) -> Self::Result {
+        match self.shared.store.get_channel(msg.record.id) {
+            Ok(Some(_)) => return Box::pin(fut::ready(Err(ControlError::Exists(msg.record.id)))),
+            Ok(None) => {}
+            Err(err) => return Box::pin(fut::ready(Err(ControlError::Store(err.to_string())))),
+        }
+        let mut record = msg.record;
+        record.status = if record.enabled { ChannelStatus::AwaitingAuthorization } else { ChannelStatus::Disabled };
+        self.store_then(record, |act, record| {
+            let view = ChannelView::from_record(&record);
+            act.shared.board.put(view.clone());
+            act.start_channel(record, true);
+            Ok(view)
+        })
+    }
+}
+
+impl Handler<UpdateChannel> for ChannelSupervisor {
+    type Result = ResponseActFuture<Self, Result<ChannelView, ControlError>>;
+
+    fn handle(&mut self, msg: UpdateChannel, _: &mut Context<Self>) -> Self::Result {
+        let id = msg.record.id;
+        let current = match self.record(id) {
+            Ok(current) => current,
+            Err(err) => return Box::pin(fut::ready(Err(err))),
+        };
+        let mut record = msg.record;
+        record.updated_at = Utc::now();
+        if msg.reauthorize {
+            if let Err(err) = self.shared.store.delete_tokens(id) {
+                return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
+            }
+            record.status = if record.enabled { ChannelStatus::AwaitingAuthorization } else { ChannelStatus::Disabled };
+            record.last_error = None;
+            record.activated_at = current.activated_at;
+        } else if current.client_secret != record.client_secret
+            && matches!(current.status, ChannelStatus::Blocked | ChannelStatus::NeedsReauthorization)
+        {
+            // A new secret may be exactly what the last error asked for: try again at once.
+            record.status = ChannelStatus::BackingOff;
+        }
+        self.store_then(record, |act, record| {
+            let old_key = MailboxKey::new(current.client_id.as_str(), current.mailbox.as_str());
+            act.shared.limiters.forget(&old_key);
+            let mut view = ChannelView::from_record(&record);
+            if let Some(old) = act.shared.board.get(record.id) {
+                view.messages_today = old.messages_today;
+                view.messages_day = old.messages_day;
+            }
+            act.shared.board.put(view.clone());
+            act.stop_channel(record.id);
+            act.start_channel(record, true);
+            Ok(view)
+        })
+    }
+}
+
+impl Handler<RemoveChannel> for ChannelSupervisor {
+    type Result = Result<(), ControlError>;
+
+    fn handle(&mut self, msg: RemoveChannel, _: &mut Context<Self>) -> Self::Result {
+        let record = self.record(msg.id)?;
+        // Stop first, so the actor writes nothing after the delete.
+        self.stop_channel(msg.id);
+        self.shared.store.delete_channel(msg.id).map_err(|err| ControlError::Store(err.to_string()))?;
+        self.shared.board.remove(msg.id);
+        self.shared.limiters.forget(&MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str()));
+        let store = self.shared.store.clone();
+        actix_rt::spawn(async move {
+            if let Err(err) = store.flush_async().await {
+                tracing::warn!(error = %err, "Could not flush the store after removing a channel.");
+            }
+        });
+        tracing::info!(channel = %msg.id, "Channel removed.");
+        Ok(())
+    }
+}
+
+impl Handler<SetEnabled> for ChannelSupervisor {
+    type Result = ResponseActFuture<Self, Result<ChannelView, ControlError>>;
+
+    fn handle(&mut self, msg: SetEnabled, _: &mut Context<Self>) -> Self::Result {
+        let mut record = match self.record(msg.id) {
+            Ok(record) => record,
+            Err(err) => return Box::pin(fut::ready(Err(err))),
+        };
+        record.enabled = msg.enabled;
+        record.updated_at = Utc::now();
+        if msg.enabled {
+            let has_tokens = self.shared.store.get_tokens(msg.id).map(|t| t.is_some()).unwrap_or(false);
+            if record.status == ChannelStatus::Disabled {
+                record.status = if has_tokens { ChannelStatus::Active } else { ChannelStatus::AwaitingAuthorization };
+                record.last_error = None;
+            }
+        } else {
+            record.status = ChannelStatus::Disabled;
+        }
+        self.store_then(record, move |act, record| {
+            let mut view = ChannelView::from_record(&record);
+            if let Some(old) = act.shared.board.get(record.id) {
+                view.messages_today = old.messages_today;
+                view.messages_day = old.messages_day;
+                view.last_success_at = old.last_success_at;
+            }
+            act.shared.board.put(view.clone());
+            if record.enabled {
+                act.start_channel(record, true);
+            } else {
+                act.stop_channel(record.id);
+            }
+            Ok(view)
+        })
+    }
+}
+
+impl Handler<AuthorizationCompleted> for ChannelSupervisor {
+    type Result = ResponseActFuture<Self, Result<(), ControlError>>;
+
+    fn handle(&mut self, msg: AuthorizationCompleted, _: &mut Context<Self>) -> Self::Result {
+        let mut record = match self.record(msg.id) {
+            Ok(record) => record,
+            Err(err) => return Box::pin(fut::ready(Err(err))),
+        };
+        let now = Utc::now();
+        record.activated_at.get_or_insert(now);
+        record.updated_at = now;
+        record.last_error = None;
+        record.status = if record.enabled { ChannelStatus::Active } else { ChannelStatus::Disabled };
+        self.store_then(record, |act, record| {
+            act.shared.board.update(record.id, |row| {
+                row.status = record.status;
+                row.last_error = None;
+            });
+            tracing::info!(channel = %record.id, mailbox = %record.mailbox, "Channel authorized.");
+            act.start_channel(record, true);
+            Ok(())
+        })
+    }
+}
+
+impl Handler<PollNow> for ChannelSupervisor {
+    type Result = Result<(), ControlError>;
+
+    fn handle(&mut self, msg: PollNow, _: &mut Context<Self>) -> Self::Result {
+        match self.actors.get(&msg.id) {
+            Some(addr) => {
+                addr.do_send(Poke);
+                Ok(())
+            }
+            None => {
+                let record = self.record(msg.id)?;
+                if !record.enabled {
+                    return Err(ControlError::Invalid(format!(
+                        "channel {} is disabled: enable it first (`inboxd channel enable {}`)",
+                        msg.id, msg.id
+                    )));
+                }
+                // Not running (a refused grant halted it): start it and let it try now.
+                self.start_channel(record, true);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Handler<ReplayQuarantine> for ChannelSupervisor {
+    type Result = Result<usize, ControlError>;
+
+    fn handle(&mut self, msg: ReplayQuarantine, _: &mut Context<Self>) -> Self::Result {
+        self.record(msg.id)?;
+        let store = &self.shared.store;
+        let quarantined = store
+            .ledger_list(msg.id, Some(LedgerState::Quarantined), usize::MAX)
+            .map_err(|err| ControlError::Store(err.to_string()))?;
+        for (message_id, _) in &quarantined {
+            // Forgetting the entry makes the next poll deliver it again with a fresh count.
+            store.ledger_delete(msg.id, message_id).map_err(|err| ControlError::Store(err.to_string()))?;
+        }
+        if let Some(addr) = self.actors.get(&msg.id) {
+            addr.do_send(Poke);
+        }
+        tracing::info!(channel = %msg.id, count = quarantined.len(), "Quarantined messages released for delivery.");
+        Ok(quarantined.len())
+    }
+}
+
+impl Handler<StopAll> for ChannelSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopAll, _: &mut Context<Self>) {
+        self.stopping = true;
+        for (_, addr) in self.actors.drain() {
+            addr.do_send(Shutdown);
+        }
+    }
+}
+
+/// Makes one channel's actor fail (tests prove that it is restarted and carries on).
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct FailChannel(pub ChannelId);
+
+impl Handler<FailChannel> for ChannelSupervisor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: FailChannel, _: &mut Context<Self>) -> bool {
+        match self.actors.get(&msg.0) {
+            Some(addr) => {
+                addr.do_send(SimulateFailure);
+                true
+            }
+            None => false,
+        }
+    }
+}

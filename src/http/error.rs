@@ -1,0 +1,115 @@
+//! `ApiError`: every admin API failure, mapped to a status and `{"error": {"code", "message"}}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::actors::messages::ControlError;
+use crate::domain::DomainError;
+
+/// A failed admin API request. The message says what was wrong and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request was malformed or a value invalid.
+    #[error("{message}")]
+    BadRequest {
+        /// A stable, machine-readable code.
+        code: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// No or a wrong admin token.
+    #[error("missing or wrong admin token: send `Authorization: Bearer <token>` with the token from INBOXD_ADMIN_TOKEN")]
+    Unauthorized,
+    /// Too many failed attempts from this address.
+    #[error("too many failed attempts with a wrong admin token from this address; wait a minute")]
+    TooManyAttempts,
+    /// No such channel.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// inboxd could not do it right now (store, shutdown); nothing changed.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; the cause is logged, not shown.
+    #[error("internal error; the cause is in inboxd's log")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 with a code.
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into() }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::TooManyAttempts => "too_many_attempts",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(cause = %cause, "Admin API request failed.");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if matches!(self, ApiError::TooManyAttempts) {
+            response.insert_header(("Retry-After", "60"));
+        }
+        response.json(serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}))
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(err: ControlError) -> Self {
+        match err {
+            ControlError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            ControlError::Exists(_) => ApiError::Conflict(err.to_string()),
+            ControlError::Invalid(message) => ApiError::BadRequest { code: "invalid_request", message },
+            ControlError::Store(_) | ControlError::ShuttingDown => ApiError::Unavailable(err.to_string()),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(err: actix::MailboxError) -> Self {
+        ApiError::Unavailable(format!("the channel supervisor is not running: {err}"))
+    }
+}
+
+/// Maps a domain validation error to a 400 naming the field.
+pub fn invalid(field: &'static str, err: DomainError) -> ApiError {
+    let code = match field {
+        "tenant_id" => "invalid_tenant_id",
+        "client_id" => "invalid_client_id",
+        "client_secret" => "invalid_client_secret",
+        "mailbox" => "invalid_mailbox",
+        "folder" => "invalid_folder",
+        _ => "invalid_value",
+    };
+    ApiError::BadRequest { code, message: format!("{field}: {err}") }
+}
