@@ -6,6 +6,7 @@
 //! - [`oauth`] and [`graph`]: the two clients of Microsoft; nothing else calls Microsoft.
 //! - [`retry`] and [`rate_limit`]: when a request may be sent.
 //! - [`cli`] and [`telemetry`]: the command line and logging.
+//! - [`sink`]: where processed mail goes (JSONL file or webhook).
 
 pub mod catalogue;
 pub mod cli;
@@ -14,4 +15,5 @@ pub mod graph;
 pub mod oauth;
 pub mod rate_limit;
 pub mod retry;
+pub mod sink;
 pub mod telemetry;
