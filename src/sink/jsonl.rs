@@ -34,7 +34,6 @@ pub struct Recovery {
 }
 
 /// An append-only JSONL file of [`SinkRecord`]s.
-#[derive(Debug)]
 pub struct JsonlSink {
     path: PathBuf,
     file: File,
@@ -42,6 +41,16 @@ pub struct JsonlSink {
     identity: (u64, u64),
     offset: u64,
     buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for JsonlSink {
+    /// The path and offset; not the buffer, which holds mail.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlSink")
+            .field("path", &self.path)
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Only the two fields recovery needs; everything else in a line is skipped.
@@ -84,7 +93,8 @@ impl JsonlSink {
     /// Appends the records, one line each, in one write followed by one `sync_data`, and returns the
     /// new end offset (the processor's next checkpoint). On failure the file is truncated back to
     /// where it was, so that it never holds a partial line, and nothing of the batch counts as
-    /// written.
+    /// written. A record that cannot be encoded (which serde_json never does for this type) fails
+    /// the whole batch with [`SinkError::Encode`] before anything is written.
     pub fn append(&mut self, records: &[SinkRecord]) -> Result<u64, SinkError> {
         if records.is_empty() {
             return Ok(self.offset);

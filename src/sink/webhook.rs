@@ -61,7 +61,7 @@ pub fn verify_signature(secret: &WebhookSecret, body: &[u8], header: &str) -> bo
 }
 
 /// Delivers records to an HTTP receiver.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebhookSink {
     http: reqwest::Client,
     url: HttpUrl,
@@ -69,6 +69,18 @@ pub struct WebhookSink {
     timeout: Duration,
     max_attempts: u32,
     backoff: BackoffPolicy,
+}
+
+impl std::fmt::Debug for WebhookSink {
+    /// The receiver's origin only (a path may hold a token) and never the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("origin", &self.origin())
+            .field("signed", &self.secret.is_some())
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one attempt came to.
@@ -298,6 +310,22 @@ mod tests {
             body,
             &header[..header.len() - 2]
         ));
+    }
+
+    #[test]
+    fn debug_shows_neither_the_secret_nor_the_path() {
+        let sink = WebhookSink::new(
+            reqwest::Client::new(),
+            HttpUrl::parse("https://hooks.example.com/t/abc123token").unwrap(),
+            Some(WebhookSecret::new("s3cret-value").unwrap()),
+            Duration::from_secs(1),
+            3,
+            BackoffPolicy::default(),
+        );
+        let debug = format!("{sink:?}");
+        assert!(debug.contains("https://hooks.example.com"), "{debug}");
+        assert!(!debug.contains("abc123token"), "{debug}");
+        assert!(!debug.contains("s3cret-value"), "{debug}");
     }
 
     #[test]
