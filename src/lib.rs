@@ -3,11 +3,14 @@
 //! Reading order for a newcomer (docs/ARCHITECTURE.md has the full map):
 //! - [`domain`]: validated values and secret types; no I/O.
 //! - [`config`]: `config/inboxd.toml` + `INBOXD_<SECTION>__<KEY>` → validated `Settings`, once.
-//! - [`store`]: the only module that touches sled; secrets encrypted at rest.
-//! - [`catalogue`]: every error an operator can meet, its channel status, retry policy and remedy.
+//! - [`startup`]: builds the daemon from the settings; `main` and the tests both call it.
+//! - [`actors`]: the supervisor, one actor per channel, the processor.
 //! - [`oauth`] and [`graph`]: the two clients of Microsoft; nothing else calls Microsoft.
 //! - [`retry`] and [`rate_limit`]: when a request may be sent.
-//! - [`actors`]: the supervisor, one actor per channel, the processor.
+//! - [`sink`]: where processed mail goes (JSONL file or webhook).
+//! - [`store`]: the only module that touches sled; secrets encrypted at rest.
+//! - [`catalogue`]: every error an operator can meet, its channel status, retry policy and remedy.
+//! - [`http`]: the admin API, the OAuth callback, the status page, `/metrics`.
 //! - [`cli`] and [`telemetry`]: the command line and logging.
 
 pub mod actors;
@@ -16,9 +19,10 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod graph;
+pub mod http;
 pub mod oauth;
 pub mod rate_limit;
 pub mod retry;
+pub mod sink;
 pub mod store;
 pub mod telemetry;
-pub mod sink;
