@@ -218,6 +218,9 @@ pub struct ChannelUpdateArgs {
     /// A new client id (the channel must be authorized again).
     #[arg(long)]
     pub client_id: Option<String>,
+    /// A new mailbox (the channel must be authorized again).
+    #[arg(long)]
+    pub mailbox: Option<String>,
 }
 
 #[cfg(test)]

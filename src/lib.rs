@@ -14,6 +14,7 @@
 //! - [`cli`] and [`telemetry`]: the command line and logging.
 
 pub mod actors;
+pub mod admin_client;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
@@ -24,5 +25,6 @@ pub mod oauth;
 pub mod rate_limit;
 pub mod retry;
 pub mod sink;
+pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -65,6 +65,8 @@ pub struct ChannelActor {
     poll_at_start: bool,
     /// This channel's share of the refresh jitter.
     refresh_spread: Duration,
+    /// Stop after the running cycle.
+    stopping: bool,
 }
 
 /// What one cycle produced.
@@ -134,6 +136,7 @@ impl ChannelActor {
             secret_warned: None,
             poll_at_start,
             refresh_spread,
+            stopping: false,
         }
     }
 
@@ -261,6 +264,9 @@ impl ChannelActor {
 
     /// Starts a cycle unless one runs.
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
         if self.busy {
             self.poke_pending = true;
             return;
@@ -301,6 +307,10 @@ impl ChannelActor {
         self.busy = false;
         if let Some(tokens) = result.refreshed {
             self.tokens = Some(tokens);
+        }
+        if self.stopping {
+            ctx.stop();
+            return;
         }
         let interval = self.shared.run.interval;
         let delay = match result.outcome {
@@ -457,7 +467,12 @@ impl Actor for ChannelActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.shared.stats.live_channels.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.begin(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.shared.stats.live_channels.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -494,7 +509,14 @@ impl Handler<Shutdown> for ChannelActor {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        ctx.stop();
+        // Let a running cycle finish (its mail is acknowledged and marked read), then stop.
+        self.stopping = true;
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        if !self.busy {
+            ctx.stop();
+        }
     }
 }
 

@@ -101,7 +101,7 @@ impl Core {
         let n = u32::try_from(records.len()).unwrap_or(u32::MAX).clamp(1, self.capacity);
         // Back-pressure: wait for room before queueing.
         let Ok(_room) = Arc::clone(&self.room).acquire_many_owned(n).await else {
-            return fail_all(&records, &SinkError::Unavailable { reason: "the processor is shutting down".to_owned() });
+            return fail_all(&records, &unavailable("the processor is shutting down".to_owned()));
         };
         let acks = match &self.backend {
             SinkBackend::Jsonl(_) => {
@@ -112,7 +112,7 @@ impl Core {
                 self.work.notify_one();
                 match wait.await {
                     Ok(acks) => acks,
-                    Err(_) => fail_all(&records, &SinkError::Unavailable { reason: "the JSONL writer stopped".to_owned() }),
+                    Err(_) => fail_all(&records, &unavailable("the JSONL writer stopped".to_owned())),
                 }
             }
             SinkBackend::Webhook(webhook, concurrency) => {
@@ -130,6 +130,10 @@ impl Core {
         metrics::counter!("inboxd_messages_delivered_total").increment(accepted);
         acks
     }
+}
+
+fn unavailable(reason: impl Into<String>) -> SinkError {
+    SinkError::Unavailable { reason: reason.into(), disk_full: false }
 }
 
 fn fail_all(records: &[SinkRecord], err: &SinkError) -> Acks {
@@ -177,7 +181,7 @@ async fn flush_loop(core: Arc<Core>) {
             let file = Arc::clone(file);
             let store = core.store.clone();
             let written = actix_web::rt::task::spawn_blocking(move || -> Result<(), SinkError> {
-                let mut sink = file.lock().map_err(|_| SinkError::Unavailable { reason: "the JSONL writer panicked".to_owned() })?;
+                let mut sink = file.lock().map_err(|_| unavailable("the JSONL writer panicked".to_owned()))?;
                 sink.append(&records)?;
                 // The ledger learns of the lines right after they are durable, before any ack.
                 let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -187,13 +191,13 @@ async fn flush_loop(core: Arc<Core>) {
                 for (channel, ids) in by_channel {
                     if let Ok(channel) = ChannelId::parse(channel) {
                         record_delivered(&store, channel, &ids)
-                            .map_err(|err| SinkError::Unavailable { reason: format!("the ledger could not be written: {err}") })?;
+                            .map_err(|err| unavailable(format!("the ledger could not be written: {err}")))?;
                     }
                 }
                 Ok(())
             })
             .await
-            .unwrap_or_else(|err| Err(SinkError::Unavailable { reason: format!("the JSONL writer failed: {err}") }));
+            .unwrap_or_else(|err| Err(unavailable(format!("the JSONL writer failed: {err}"))));
             for job in jobs {
                 let acks = match &written {
                     Ok(()) => job.records.iter().map(|r| (r.message_id.clone(), Ok(()))).collect(),

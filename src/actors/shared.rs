@@ -1,7 +1,6 @@
 //! What every actor shares: the clients, the limiters, the store, the settings they run by, and
 //! the status board (the read model of every channel's state).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -75,6 +74,8 @@ pub struct Stats {
     pub refreshes: AtomicU64,
     /// Channel actors restarted after a failure.
     pub restarts: AtomicU64,
+    /// Channel actors running now.
+    pub live_channels: std::sync::atomic::AtomicUsize,
     /// Sum of poll lateness in microseconds.
     pub lateness_micros_sum: AtomicU64,
     /// Largest poll lateness in microseconds.

@@ -147,8 +147,8 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             // A new secret may be exactly what the last error asked for: try again at once.
             record.status = ChannelStatus::BackingOff;
         }
-        self.store_then(record, |act, record| {
-            let old_key = MailboxKey::new(current.client_id.as_str(), current.mailbox.as_str());
+        let old_key = MailboxKey::new(current.client_id.as_str(), current.mailbox.as_str());
+        self.store_then(record, move |act, record| {
             act.shared.limiters.forget(&old_key);
             let mut view = ChannelView::from_record(&record);
             if let Some(old) = act.shared.board.get(record.id) {

@@ -80,10 +80,6 @@ pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOn
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics::render))
             .route(&callback_path, web::get().to(callback::callback))
-            .route("/", web::get().to(pages::status_page))
-            .route("/login", web::post().to(pages::login))
-            .route("/logout", web::post().to(pages::logout))
-            .route("/ui/{action}", web::post().to(pages::action))
             .service(admin::scope());
     }
 }

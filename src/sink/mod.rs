@@ -165,7 +165,7 @@ impl SinkRecord {
 }
 
 /// Why a sink did not accept a record, and whose fault that is.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
     /// The sink cannot take anything right now (disk full, read-only, directory gone, receiver down
     /// after all attempts). Not the message's fault: the channel backs off and the message's failure

@@ -1,0 +1,305 @@
+//! Builds the daemon from validated settings: the store, the sink, the clients, the actors and the
+//! HTTP server. `inboxd serve`, `inboxd demo`, the tests and the benches all go through
+//! [`Application::build`], so they run the same daemon.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+
+use crate::actors::messages::StopAll;
+use crate::actors::processor::{ProcessorActor, SinkBackend, JSONL_CHECKPOINT_KEY, stored_checkpoint};
+use crate::actors::shared::{RunSettings, Shared, StatusBoard, Stats};
+use crate::actors::supervisor::ChannelSupervisor;
+use crate::config::{self, Settings};
+use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
+use crate::domain::ChannelId;
+use crate::graph::{BodyContentType, GraphClient};
+use crate::http::{self, AppState};
+use crate::oauth::OAuthClient;
+use crate::rate_limit::{Limits, RateLimiters};
+use crate::retry::BackoffPolicy;
+use crate::sink::{JsonlSink, WebhookSink};
+use crate::store::{FirstImport, LedgerEntry, LedgerState, Store, StoreOptions};
+
+/// The secrets the daemon runs with (from the environment or key files).
+pub struct Secrets {
+    /// Encrypts the store.
+    pub master_key: MasterKey,
+    /// Guards the admin API and the status page.
+    pub admin_token: AdminToken,
+    /// Signs webhook bodies.
+    pub webhook_secret: Option<WebhookSecret>,
+}
+
+/// A running daemon.
+pub struct Application {
+    port: u16,
+    server: Option<actix_web::dev::Server>,
+    supervisor: Addr<ChannelSupervisor>,
+    shared: Arc<Shared>,
+    arbiters: Vec<Arbiter>,
+    grace: Duration,
+}
+
+/// Builds the one HTTP client every Microsoft call shares. It follows no redirects (a token request
+/// that is redirected must fail, not leak), and keeps enough idle connections for the global cap.
+pub fn http_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(settings.limits.global_concurrency.max(1))
+        .tcp_nodelay(true)
+        .user_agent(concat!("inboxd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("Failed to build the HTTP client")
+}
+
+fn first_import(policy: config::FirstImport) -> FirstImport {
+    match policy {
+        config::FirstImport::All => FirstImport::AllUnread,
+        config::FirstImport::New => FirstImport::OnlyNew,
+        config::FirstImport::LastDays(days) => FirstImport::LastDays(days),
+    }
+}
+
+/// Opens the JSONL sink and records every line a crash left unrecorded as delivered, so that no
+/// message is written twice.
+fn open_jsonl(store: &Store, path: &std::path::Path) -> anyhow::Result<JsonlSink> {
+    let checkpoint = stored_checkpoint(store);
+    let (sink, recovery) =
+        JsonlSink::open(path, checkpoint).with_context(|| format!("Failed to open the JSONL sink {}", path.display()))?;
+    if !recovery.keys.is_empty() {
+        let now = chrono::Utc::now();
+        let mut recovered = 0usize;
+        for (channel, message_id) in &recovery.keys {
+            let Ok(channel) = ChannelId::parse(channel) else {
+                continue;
+            };
+            let known = store.ledger_get(channel, message_id)?;
+            if known.as_ref().is_some_and(|e| matches!(e.state, LedgerState::Delivered | LedgerState::MarkedRead)) {
+                continue;
+            }
+            let entry = LedgerEntry {
+                state: LedgerState::Delivered,
+                failures: 0,
+                last_error: None,
+                received_at: None,
+                first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
+                updated_at: now,
+            };
+            store.ledger_put(channel, message_id, &entry)?;
+            recovered += 1;
+        }
+        tracing::info!(lines = recovery.keys.len(), recovered, "Recovered the JSONL sink's tail after a restart.");
+    }
+    store.flush()?;
+    store.put_meta(JSONL_CHECKPOINT_KEY, &recovery.end_offset.to_be_bytes())?;
+    store.flush()?;
+    Ok(sink)
+}
+
+impl Application {
+    /// Builds and starts everything; the HTTP server listens when this returns.
+    /// Must run inside an actix `System`.
+    pub async fn build(settings: Settings, secrets: Secrets) -> anyhow::Result<Application> {
+        let _ = http::metrics::recorder();
+        let started = Instant::now();
+        let store = Store::open(
+            &settings.store.path,
+            secrets.master_key,
+            StoreOptions {
+                cache_capacity_bytes: settings.store.cache_capacity_bytes,
+                flush_every_ms: Some(u64::try_from(settings.store.flush_every.as_millis()).unwrap_or(500).max(1)),
+            },
+        )
+        .with_context(|| format!("Failed to open the store at {}", settings.store.path.display()))?;
+        let client = http_client(&settings)?;
+        let backoff = BackoffPolicy {
+            initial: settings.retry.initial_backoff,
+            max: settings.retry.max_backoff,
+            multiplier: settings.retry.multiplier,
+            randomization_factor: settings.retry.randomization_factor,
+        };
+        let backend = match &settings.processor.sink {
+            config::Sink::Jsonl { path } => SinkBackend::Jsonl(Arc::new(Mutex::new(open_jsonl(&store, path)?))),
+            config::Sink::Webhook { url } => SinkBackend::Webhook(
+                Arc::new(WebhookSink::new(
+                    client.clone(),
+                    url.clone(),
+                    secrets.webhook_secret,
+                    settings.processor.webhook_timeout,
+                    settings.processor.webhook_max_attempts,
+                    backoff,
+                )),
+                32,
+            ),
+        };
+        let processor = ProcessorActor::new(store.clone(), backend, settings.processor.queue_capacity).start();
+        let body = match settings.polling.body_content_type {
+            config::BodyContentType::Text => BodyContentType::Text,
+            config::BodyContentType::Html => BodyContentType::Html,
+        };
+        let timeout = settings.polling.request_timeout;
+        let graph = GraphClient::new(client.clone(), &settings.cloud.graph_url, body, timeout);
+        let redirect_uri = settings.server.redirect_uri();
+        let oauth = OAuthClient::new(client, &settings.cloud.login_url, settings.cloud.graph_scope_host(), &redirect_uri, timeout);
+        let limits = Limits {
+            mailbox_requests_per_10_min: settings.limits.mailbox_requests_per_10_min.get(),
+            mailbox_concurrency: u32::try_from(settings.limits.mailbox_concurrency).unwrap_or(4),
+            app_requests_per_sec: settings.limits.app_requests_per_sec.get(),
+            global_concurrency: u32::try_from(settings.limits.global_concurrency).unwrap_or(512),
+            token_requests_per_tenant_per_min: settings.limits.token_requests_per_tenant_per_min.get(),
+        };
+        let run = RunSettings {
+            interval: settings.polling.interval,
+            jitter: settings.polling.jitter,
+            page_size: settings.polling.page_size,
+            max_messages_per_poll: settings.polling.max_messages_per_poll,
+            token_refresh_margin: settings.retry.token_refresh_margin,
+            token_refresh_jitter: settings.retry.token_refresh_jitter,
+            backoff,
+            max_delivery_attempts: settings.retry.max_delivery_attempts,
+            max_attachment_bytes: settings.processor.max_attachment_bytes,
+        };
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            graph,
+            oauth,
+            limiters: RateLimiters::new(limits),
+            run,
+            processor,
+            board: StatusBoard::default(),
+            stats: Stats::default(),
+        });
+        let channels = store.list_channels().context("Failed to read the channels from the store")?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 64);
+        let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let count = channels.len();
+        let supervisor = ChannelSupervisor::new(Arc::clone(&shared), handles, channels).start();
+        let state = web::Data::new(AppState::new(
+            supervisor.clone(),
+            Arc::clone(&shared),
+            secrets.admin_token,
+            settings.server.admin_login_failures_per_min,
+            redirect_uri,
+            settings.server.callback_path.clone(),
+            first_import(settings.polling.first_import),
+            settings.server.per_channel_metrics_max,
+        ));
+        let max_body = settings.server.max_body_bytes;
+        let server = HttpServer::new(move || App::new().configure(http::configure(state.clone(), max_body)))
+            .workers(2)
+            .disable_signals()
+            .shutdown_timeout(settings.server.shutdown_grace.as_secs().max(1))
+            .bind(settings.server.listen)
+            .with_context(|| format!("Failed to listen on {} (server.listen)", settings.server.listen))?;
+        let port = server.addrs().first().map(|a| a.port()).unwrap_or(0);
+        let server = server.run();
+        tracing::info!(
+            port,
+            channels = count,
+            redirect_uri = %settings.server.redirect_uri(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "inboxd is running."
+        );
+        Ok(Application {
+            port,
+            server: Some(server),
+            supervisor,
+            shared,
+            arbiters,
+            grace: settings.server.shutdown_grace,
+        })
+    }
+
+    /// The port the HTTP server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The supervisor, for control messages.
+    pub fn supervisor(&self) -> Addr<ChannelSupervisor> {
+        self.supervisor.clone()
+    }
+
+    /// The shared runtime (store, status board, counters).
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits at once.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        let Some(server) = self.server.take() else {
+            return Ok(());
+        };
+        let handle = server.handle();
+        let serving = actix_rt::spawn(server);
+        wait_for_signal().await;
+        tracing::info!(grace_secs = self.grace.as_secs(), "Shutting down: no new polls; in-flight work may finish.");
+        actix_rt::spawn(async {
+            wait_for_signal().await;
+            tracing::warn!("Second signal: exiting at once.");
+            std::process::exit(130);
+        });
+        self.stop_channels().await;
+        handle.stop(true).await;
+        let _ = serving.await;
+        self.finish().await
+    }
+
+    /// Stops everything (for tests, benches and the demo): channels, server, store.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_channels().await;
+        if let Some(server) = self.server.take() {
+            server.handle().stop(true).await;
+        }
+        self.finish().await
+    }
+
+    async fn stop_channels(&self) {
+        let _ = self.supervisor.send(StopAll).await;
+        let deadline = Instant::now() + self.grace;
+        while self.shared.stats.live_channels.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn finish(&mut self) -> anyhow::Result<()> {
+        self.shared.store.flush_async().await.context("Failed to flush the store on shutdown")?;
+        for arbiter in self.arbiters.drain(..) {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
+        tracing::info!("inboxd stopped.");
+        Ok(())
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
