@@ -781,11 +781,11 @@ fn message_json(m: &Message, v: &View<'_>) -> Value {
         put("meetingMessageType", "meetingRequest".into());
         put(
             "startDateTime",
-            json!({"dateTime": mt.start.format("%Y-%m-%dT%H:%M:%S%.7f").to_string(), "timeZone": "UTC"}),
+            json!({"dateTime": util::ticks_datetime(mt.start), "timeZone": "UTC"}),
         );
         put(
             "endDateTime",
-            json!({"dateTime": mt.end.format("%Y-%m-%dT%H:%M:%S%.7f").to_string(), "timeZone": "UTC"}),
+            json!({"dateTime": util::ticks_datetime(mt.end), "timeZone": "UTC"}),
         );
         put(
             "location",
@@ -914,10 +914,8 @@ fn parse_filter(ctx: &Ctx, f: &str) -> Result<Vec<Clause>, GraphResponse> {
                     return Err(bad(&format!("operator '{op}' is not valid for a boolean.")));
                 }
             }
-            "receivedDateTime" => {
-                if DateTime::parse_from_rfc3339(&value).is_err() {
-                    return Err(bad(&format!("'{value}' is not a valid DateTimeOffset.")));
-                }
+            "receivedDateTime" if DateTime::parse_from_rfc3339(&value).is_err() => {
+                return Err(bad(&format!("'{value}' is not a valid DateTimeOffset.")));
             }
             _ => {}
         }

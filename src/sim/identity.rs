@@ -985,7 +985,9 @@ async fn token_inner(
         client_info,
     };
     let trace = new_guid();
-    Ok(sts_headers(HttpResponse::Ok(), &trace).json(body))
+    Ok(sts_headers(HttpResponse::Ok(), &trace)
+        .content_type("application/json; charset=utf-8")
+        .body(serde_json::to_string(&body).unwrap_or_default()))
 }
 
 fn id_token(
@@ -1103,7 +1105,7 @@ fn redeem_refresh(
         return Err(StsError::new(70000, &[]));
     }
     let issued = chrono::DateTime::from_timestamp_millis(claims.auth)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string())
+        .map(|t| format!("{}Z", util::ticks_datetime(t)))
         .unwrap_or_default();
     let Some(user) = state.users.get(&claims.upn).map(|u| u.clone()) else {
         return Err(StsError::new(50034, &[]));
@@ -1122,7 +1124,7 @@ fn redeem_refresh(
     }
     if state.now_ms() - claims.iat > RT_INACTIVITY_MS {
         let issued_at = chrono::DateTime::from_timestamp_millis(claims.iat)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string())
+            .map(|t| format!("{}Z", util::ticks_datetime(t)))
             .unwrap_or(issued);
         return Err(StsError::new(700082, &[("issued", &issued_at)]));
     }

@@ -109,7 +109,7 @@ pub fn generate(
             .collect::<String>(),
         from.name
     );
-    let attachments = if opts.attachments && !meeting && index % 3 == 0 {
+    let attachments = if opts.attachments && !meeting && index.is_multiple_of(3) {
         let size = rng.gen_range(64..2048);
         let bytes: Vec<u8> = (0..size).map(|_| rng.r#gen::<u8>()).collect();
         vec![Attachment {
@@ -143,7 +143,7 @@ pub fn generate(
         conversation_id: format!("AAQkAGI2{}", uuid::Uuid::new_v4().simple()),
         received,
         is_read: !opts.unread,
-        importance: if index % 7 == 0 {
+        importance: if index.is_multiple_of(7) {
             "high".into()
         } else {
             "normal".into()

@@ -106,3 +106,13 @@ pub fn retry_after_value(secs: f64) -> String {
         s.trim_end_matches('0').trim_end_matches('.').to_owned()
     }
 }
+
+/// `2022-03-02T03:54:33.8043551`: .NET's seven-digit fractional form (no zone).
+pub fn ticks_datetime(t: DateTime<Utc>) -> String {
+    use chrono::Timelike;
+    format!(
+        "{}.{:07}",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        t.nanosecond() / 100
+    )
+}
