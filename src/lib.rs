@@ -11,6 +11,8 @@
 //! - [`store`]: the only module that touches sled; secrets encrypted at rest.
 //! - [`catalogue`]: every error an operator can meet, its channel status, retry policy and remedy.
 //! - [`http`]: the admin API, the OAuth callback, the status page, `/metrics`.
+//! - [`sim`]: the simulator of Microsoft's identity platform and Graph that tests, benches and the
+//!   demo stand on.
 //! - [`cli`] and [`telemetry`]: the command line and logging.
 
 pub mod actors;
@@ -24,6 +26,7 @@ pub mod http;
 pub mod oauth;
 pub mod rate_limit;
 pub mod retry;
+pub mod sim;
 pub mod sink;
 pub mod startup;
 pub mod store;

@@ -1,0 +1,109 @@
+//! Outlook-style throttling per (app, mailbox): a 10-minute request budget and a cap on concurrent
+//! requests, plus the bookkeeping of every `Retry-After` the simulator handed out so that requests
+//! arriving too early can be counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+
+use dashmap::DashMap;
+
+/// Length of the request-budget window.
+pub const WINDOW_MS: i64 = 600_000;
+
+/// Per-key throttling state.
+#[derive(Debug, Default)]
+pub struct Entry {
+    pub in_flight: AtomicU32,
+    pub peak: AtomicU32,
+    window_start_ms: AtomicI64,
+    window_count: AtomicU32,
+    /// A `Retry-After` handed out to this key ends at this instant (ms since epoch).
+    pub not_before_ms: AtomicI64,
+}
+
+/// Why a request was throttled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Throttled {
+    /// More than the allowed concurrent requests.
+    Concurrency,
+    /// Request budget of the window used up; seconds until the window ends.
+    Budget(f64),
+}
+
+/// The table of throttling entries, keyed by `"{client_id}|{mailbox}"` (Graph) or `"token|…"`.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    pub entries: DashMap<String, Arc<Entry>>,
+}
+
+/// Holds one concurrency slot; releases it when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    entry: Arc<Entry>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.entry.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Throttle {
+    /// The entry for a key, created on first use.
+    pub fn entry(&self, key: &str) -> Arc<Entry> {
+        if let Some(e) = self.entries.get(key) {
+            return e.value().clone();
+        }
+        self.entries
+            .entry(key.to_owned())
+            .or_default()
+            .value()
+            .clone()
+    }
+
+    /// Takes a concurrency slot and a unit of budget for `key`, or says why not.
+    pub fn acquire(
+        &self,
+        entry: &Arc<Entry>,
+        now_ms: i64,
+        max_concurrent: usize,
+        budget: u32,
+    ) -> Result<Slot, Throttled> {
+        let current = entry.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        entry.peak.fetch_max(current, Ordering::AcqRel);
+        let slot = Slot {
+            entry: entry.clone(),
+        };
+        if current as usize > max_concurrent {
+            return Err(Throttled::Concurrency);
+        }
+        let start = entry.window_start_ms.load(Ordering::Acquire);
+        if now_ms - start >= WINDOW_MS {
+            entry.window_start_ms.store(now_ms, Ordering::Release);
+            entry.window_count.store(0, Ordering::Release);
+        }
+        let used = entry.window_count.fetch_add(1, Ordering::AcqRel) + 1;
+        if used > budget {
+            let start = entry.window_start_ms.load(Ordering::Acquire);
+            let left = ((start + WINDOW_MS - now_ms).max(1000)) as f64 / 1000.0;
+            return Err(Throttled::Budget(left.ceil()));
+        }
+        Ok(slot)
+    }
+
+    /// Records that a `Retry-After` of `secs` was handed to `entry` at `now_ms`.
+    pub fn set_retry_after(entry: &Entry, now_ms: i64, secs: f64) {
+        let until = now_ms + (secs * 1000.0).ceil() as i64;
+        entry.not_before_ms.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// Resets peaks to the current in-flight counts and forgets handed-out `Retry-After`s.
+    pub fn reset(&self) {
+        for e in self.entries.iter() {
+            let now = e.in_flight.load(Ordering::Acquire);
+            e.peak.store(now, Ordering::Release);
+            e.not_before_ms.store(0, Ordering::Release);
+            e.window_count.store(0, Ordering::Release);
+        }
+    }
+}
