@@ -20,6 +20,7 @@ pub mod admin_client;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod graph;
 pub mod http;

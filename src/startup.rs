@@ -38,7 +38,8 @@ pub struct Secrets {
 /// A running daemon.
 pub struct Application {
     port: u16,
-    server: Option<actix_web::dev::Server>,
+    server: actix_web::dev::ServerHandle,
+    serving: Option<actix_rt::task::JoinHandle<std::io::Result<()>>>,
     supervisor: Addr<ChannelSupervisor>,
     shared: Arc<Shared>,
     arbiters: Vec<Arbiter>,
@@ -201,6 +202,8 @@ impl Application {
             .with_context(|| format!("Failed to listen on {} (server.listen)", settings.server.listen))?;
         let port = server.addrs().first().map(|a| a.port()).unwrap_or(0);
         let server = server.run();
+        let handle = server.handle();
+        let serving = actix_rt::spawn(server);
         tracing::info!(
             port,
             channels = count,
@@ -210,7 +213,8 @@ impl Application {
         );
         Ok(Application {
             port,
-            server: Some(server),
+            server: handle,
+            serving: Some(serving),
             supervisor,
             shared,
             arbiters,
@@ -235,11 +239,6 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits at once.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
-        let Some(server) = self.server.take() else {
-            return Ok(());
-        };
-        let handle = server.handle();
-        let serving = actix_rt::spawn(server);
         wait_for_signal().await;
         tracing::info!(grace_secs = self.grace.as_secs(), "Shutting down: no new polls; in-flight work may finish.");
         actix_rt::spawn(async {
@@ -248,16 +247,19 @@ impl Application {
             std::process::exit(130);
         });
         self.stop_channels().await;
-        handle.stop(true).await;
-        let _ = serving.await;
+        self.server.stop(true).await;
+        if let Some(serving) = self.serving.take() {
+            let _ = serving.await;
+        }
         self.finish().await
     }
 
     /// Stops everything (for tests, benches and the demo): channels, server, store.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop_channels().await;
-        if let Some(server) = self.server.take() {
-            server.handle().stop(true).await;
+        self.server.stop(true).await;
+        if let Some(serving) = self.serving.take() {
+            let _ = serving.await;
         }
         self.finish().await
     }

@@ -280,7 +280,12 @@ pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
             match started {
                 Ok((server, addr)) => {
                     let _ = tx.send(Ok((addr, actix_rt::System::current())));
-                    let _ = system.block_on(server);
+                    // Run the server as a task so that `System::stop` (from `SimHandle::stop`)
+                    // ends `run` even while the server future itself would wait for signals.
+                    system.block_on(async {
+                        actix_rt::spawn(server);
+                    });
+                    let _ = system.run();
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
