@@ -43,21 +43,30 @@ pub struct Summary {
 
 /// Picks a free loopback port (bound and released at once).
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("Could not find a free port")?;
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("Could not find a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
 /// Runs the demo and prints its summary.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let temp = tempfile::Builder::new().prefix("inboxd-demo-").tempdir().context("Could not create a temporary directory")?;
+    let temp = tempfile::Builder::new()
+        .prefix("inboxd-demo-")
+        .tempdir()
+        .context("Could not create a temporary directory")?;
     let dir: PathBuf = match &args.keep {
         Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("Could not create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("Could not create {}", dir.display()))?;
             dir.clone()
         }
         None => temp.path().to_path_buf(),
     };
-    let simulator = sim::spawn(SimOptions { workers: 1, ..SimOptions::default() }).context("Could not start the simulator")?;
+    let simulator = sim::spawn(SimOptions {
+        workers: 1,
+        ..SimOptions::default()
+    })
+    .context("Could not start the simulator")?;
     let summary = actix_rt::System::new().block_on(demo(&args, &dir, &simulator.url()))?;
     simulator.stop();
     print_summary(&summary);
@@ -65,7 +74,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("Store and sink kept in {}", dir.display());
     }
     if summary.lost > 0 || summary.duplicates > 0 {
-        bail!("the demo lost {} and doubled {} message(s)", summary.lost, summary.duplicates);
+        bail!(
+            "the demo lost {} and doubled {} message(s)",
+            summary.lost,
+            summary.duplicates
+        );
     }
     Ok(())
 }
@@ -76,8 +89,14 @@ async fn demo(args: &DemoArgs, dir: &Path, sim_url: &str) -> anyhow::Result<Summ
     let interval = args.interval_secs.max(1);
     let env: Env = [
         ("INBOXD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
-        ("INBOXD_SERVER__PUBLIC_URL", format!("http://127.0.0.1:{port}")),
-        ("INBOXD_STORE__PATH", dir.join("store").display().to_string()),
+        (
+            "INBOXD_SERVER__PUBLIC_URL",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        (
+            "INBOXD_STORE__PATH",
+            dir.join("store").display().to_string(),
+        ),
         ("INBOXD_CLOUD__LOGIN_URL", sim_url.to_owned()),
         ("INBOXD_CLOUD__GRAPH_URL", sim_url.to_owned()),
         ("INBOXD_POLLING__INTERVAL_SECS", interval.to_string()),
@@ -101,20 +120,32 @@ async fn demo(args: &DemoArgs, dir: &Path, sim_url: &str) -> anyhow::Result<Summ
 
     let progress = indicatif::ProgressBar::new((channels + channels * messages) as u64);
     progress.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg:<28} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg:<28} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     progress.set_message("authorizing channels");
 
     let mut bulk = BulkRequest::new(channels, "demo");
     bulk.redirect_uris = Some(vec!["http://127.0.0.1/oauth/callback".to_owned()]);
-    let entries = sim.bulk(&bulk).await.context("The simulator could not provision the demo's tenants")?.entries;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
-    let setups = stream::iter(entries.iter().map(|entry| setup_channel(&http, &base, &token, entry)))
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .inspect(|_| progress.inc(1))
-        .collect::<Vec<_>>()
-        .await;
+    let entries = sim
+        .bulk(&bulk)
+        .await
+        .context("The simulator could not provision the demo's tenants")?
+        .entries;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let setups = stream::iter(
+        entries
+            .iter()
+            .map(|entry| setup_channel(&http, &base, &token, entry)),
+    )
+    .buffer_unordered(SETUP_CONCURRENCY)
+    .inspect(|_| progress.inc(1))
+    .collect::<Vec<_>>()
+    .await;
     for result in &setups {
         if let Err(err) = result {
             bail!("setting up a demo channel failed: {err:#}");
@@ -147,7 +178,12 @@ async fn demo(args: &DemoArgs, dir: &Path, sim_url: &str) -> anyhow::Result<Summ
 }
 
 /// Adds one channel through the admin API and authorizes it through the simulator's sign-in.
-async fn setup_channel(http: &reqwest::Client, base: &str, token: &str, entry: &BulkEntry) -> anyhow::Result<()> {
+async fn setup_channel(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    entry: &BulkEntry,
+) -> anyhow::Result<()> {
     let channel: Value = http
         .post(format!("{base}/api/channels"))
         .bearer_auth(token)
@@ -163,7 +199,10 @@ async fn setup_channel(http: &reqwest::Client, base: &str, token: &str, entry: &
         .error_for_status()?
         .json()
         .await?;
-    let id = channel.get("id").and_then(Value::as_str).context("the API returned no channel id")?;
+    let id = channel
+        .get("id")
+        .and_then(Value::as_str)
+        .context("the API returned no channel id")?;
     let start: Value = http
         .post(format!("{base}/api/channels/{id}/authorize"))
         .bearer_auth(token)
@@ -172,17 +211,29 @@ async fn setup_channel(http: &reqwest::Client, base: &str, token: &str, entry: &
         .error_for_status()?
         .json()
         .await?;
-    let url = start.get("authorization_url").and_then(Value::as_str).context("no authorization_url")?;
+    let url = start
+        .get("authorization_url")
+        .and_then(Value::as_str)
+        .context("no authorization_url")?;
     let signin = http.get(url).send().await?;
     let location = signin
         .headers()
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
-        .with_context(|| format!("the simulator's sign-in did not redirect (HTTP {})", signin.status()))?
+        .with_context(|| {
+            format!(
+                "the simulator's sign-in did not redirect (HTTP {})",
+                signin.status()
+            )
+        })?
         .to_owned();
     let landed = http.get(&location).send().await?;
     if !landed.status().is_success() {
-        bail!("the OAuth callback answered {}: {}", landed.status(), landed.text().await.unwrap_or_default());
+        bail!(
+            "the OAuth callback answered {}: {}",
+            landed.status(),
+            landed.text().await.unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -192,10 +243,14 @@ async fn deliver_all(sim: &SimClient, entries: &[BulkEntry], count: usize) -> an
         return Ok(());
     }
     let delivery = Delivery::generated(count);
-    let results = stream::iter(entries.iter().map(|entry| sim.deliver(&entry.mailbox, &delivery)))
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
+    let results = stream::iter(
+        entries
+            .iter()
+            .map(|entry| sim.deliver(&entry.mailbox, &delivery)),
+    )
+    .buffer_unordered(SETUP_CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
     for result in results {
         result.context("The simulator refused a delivery")?;
     }
@@ -203,14 +258,25 @@ async fn deliver_all(sim: &SimClient, entries: &[BulkEntry], count: usize) -> an
 }
 
 /// Counts what happened, from the sink file and the simulator's mailboxes.
-async fn count(sim: &SimClient, entries: &[BulkEntry], jsonl: &Path, sent: usize, wall: Duration) -> anyhow::Result<Summary> {
+async fn count(
+    sim: &SimClient,
+    entries: &[BulkEntry],
+    jsonl: &Path,
+    sent: usize,
+    wall: Duration,
+) -> anyhow::Result<Summary> {
     let text = std::fs::read_to_string(jsonl).unwrap_or_default();
     let mut seen = HashSet::new();
     let mut lines = 0usize;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         lines += 1;
-        let record: Value = serde_json::from_str(line).context("the JSONL sink holds a line that is not JSON")?;
-        let id = record.get("message_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let record: Value =
+            serde_json::from_str(line).context("the JSONL sink holds a line that is not JSON")?;
+        let id = record
+            .get("message_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         seen.insert(id);
     }
     let mut expected = 0usize;
@@ -227,7 +293,11 @@ async fn count(sim: &SimClient, entries: &[BulkEntry], jsonl: &Path, sent: usize
         }
     }
     if expected != sent {
-        tracing::warn!(expected, sent, "The simulator holds a different number of messages than were sent.");
+        tracing::warn!(
+            expected,
+            sent,
+            "The simulator holds a different number of messages than were sent."
+        );
     }
     Ok(Summary {
         channels: entries.len(),
@@ -251,5 +321,8 @@ fn print_summary(summary: &Summary) {
     println!("  duplicates             {}", summary.duplicates);
     println!("  lost                   {}", summary.lost);
     println!("  wall time              {:.2} s", secs);
-    println!("  rate                   {:.0} messages/s", summary.ingested as f64 / secs);
+    println!(
+        "  rate                   {:.0} messages/s",
+        summary.ingested as f64 / secs
+    );
 }

@@ -17,13 +17,20 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Serve(args) => serve(args.config.as_deref()),
-        Command::Sim(args) => actix_rt::System::new().block_on(inboxd::sim::run(inboxd::sim::SimOptions {
-            listen: args.listen,
-            workers: args.workers.max(1),
-            tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| inboxd::sim::TlsFiles { cert_pem: cert, key_pem: key }),
-            ..inboxd::sim::SimOptions::default()
-        }))
-        .map_err(anyhow::Error::from),
+        Command::Sim(args) => actix_rt::System::new()
+            .block_on(inboxd::sim::run(inboxd::sim::SimOptions {
+                listen: args.listen,
+                workers: args.workers.max(1),
+                tls: args
+                    .tls_cert
+                    .zip(args.tls_key)
+                    .map(|(cert, key)| inboxd::sim::TlsFiles {
+                        cert_pem: cert,
+                        key_pem: key,
+                    }),
+                ..inboxd::sim::SimOptions::default()
+            }))
+            .map_err(anyhow::Error::from),
         Command::Demo(args) => inboxd::demo::run(args),
         Command::Channel(args) => actix_rt::System::new().block_on(inboxd::admin_client::run(args)),
     };
@@ -42,13 +49,24 @@ fn serve(config: Option<&std::path::Path>) -> anyhow::Result<()> {
     let default = std::path::Path::new(inboxd::config::DEFAULT_CONFIG_PATH);
     let file = inboxd::config::config_file(config, default);
     let settings = Settings::load(file, &env).map_err(|errors| anyhow::anyhow!("{errors}"))?;
-    let master_key = settings.load_master_key(&env).map_err(|err| anyhow::anyhow!("{err}"))?;
-    let admin_token = settings.load_admin_token(&env).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let master_key = settings
+        .load_master_key(&env)
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let admin_token = settings
+        .load_admin_token(&env)
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
     let webhook_secret = match settings.processor.sink {
-        inboxd::config::Sink::Webhook { .. } => Some(settings.load_webhook_secret(&env).map_err(|err| anyhow::anyhow!("{err}"))?),
+        inboxd::config::Sink::Webhook { .. } => Some(
+            settings
+                .load_webhook_secret(&env)
+                .map_err(|err| anyhow::anyhow!("{err}"))?,
+        ),
         inboxd::config::Sink::Jsonl { .. } => None,
     };
-    for warning in [&master_key.warning, &admin_token.warning].into_iter().flatten() {
+    for warning in [&master_key.warning, &admin_token.warning]
+        .into_iter()
+        .flatten()
+    {
         tracing::warn!("{warning}");
     }
     let secrets = Secrets {

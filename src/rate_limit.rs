@@ -165,7 +165,10 @@ impl RateLimiters {
         // Mailbox first: a mailbox at its cap must not hold one of the scarce global slots.
         let mailbox_permit = mailbox.acquire_many_owned(n.clamp(1, cap)).await.ok()?;
         let global_permit = self.global_slots.clone().acquire_owned().await.ok()?;
-        Some(RequestPermit { _global: global_permit, _mailbox: mailbox_permit })
+        Some(RequestPermit {
+            _global: global_permit,
+            _mailbox: mailbox_permit,
+        })
     }
 
     /// Forgets a mailbox whose channel was removed.

@@ -11,12 +11,14 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
 use crate::actors::messages::StopAll;
-use crate::actors::processor::{ProcessorActor, SinkBackend, JSONL_CHECKPOINT_KEY, stored_checkpoint};
-use crate::actors::shared::{RunSettings, Shared, StatusBoard, Stats};
+use crate::actors::processor::{
+    JSONL_CHECKPOINT_KEY, ProcessorActor, SinkBackend, stored_checkpoint,
+};
+use crate::actors::shared::{RunSettings, Shared, Stats, StatusBoard};
 use crate::actors::supervisor::ChannelSupervisor;
 use crate::config::{self, Settings};
-use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
 use crate::domain::ChannelId;
+use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
 use crate::graph::{BodyContentType, GraphClient};
 use crate::http::{self, AppState};
 use crate::oauth::OAuthClient;
@@ -72,8 +74,8 @@ fn first_import(policy: config::FirstImport) -> FirstImport {
 /// message is written twice.
 fn open_jsonl(store: &Store, path: &std::path::Path) -> anyhow::Result<JsonlSink> {
     let checkpoint = stored_checkpoint(store);
-    let (sink, recovery) =
-        JsonlSink::open(path, checkpoint).with_context(|| format!("Failed to open the JSONL sink {}", path.display()))?;
+    let (sink, recovery) = JsonlSink::open(path, checkpoint)
+        .with_context(|| format!("Failed to open the JSONL sink {}", path.display()))?;
     if !recovery.keys.is_empty() {
         let now = chrono::Utc::now();
         let mut recovered = 0usize;
@@ -82,7 +84,9 @@ fn open_jsonl(store: &Store, path: &std::path::Path) -> anyhow::Result<JsonlSink
                 continue;
             };
             let known = store.ledger_get(channel, message_id)?;
-            if known.as_ref().is_some_and(|e| matches!(e.state, LedgerState::Delivered | LedgerState::MarkedRead)) {
+            if known.as_ref().is_some_and(|e| {
+                matches!(e.state, LedgerState::Delivered | LedgerState::MarkedRead)
+            }) {
                 continue;
             }
             let entry = LedgerEntry {
@@ -96,7 +100,11 @@ fn open_jsonl(store: &Store, path: &std::path::Path) -> anyhow::Result<JsonlSink
             store.ledger_put(channel, message_id, &entry)?;
             recovered += 1;
         }
-        tracing::info!(lines = recovery.keys.len(), recovered, "Recovered the JSONL sink's tail after a restart.");
+        tracing::info!(
+            lines = recovery.keys.len(),
+            recovered,
+            "Recovered the JSONL sink's tail after a restart."
+        );
     }
     store.flush()?;
     store.put_meta(JSONL_CHECKPOINT_KEY, &recovery.end_offset.to_be_bytes())?;
@@ -115,10 +123,19 @@ impl Application {
             secrets.master_key,
             StoreOptions {
                 cache_capacity_bytes: settings.store.cache_capacity_bytes,
-                flush_every_ms: Some(u64::try_from(settings.store.flush_every.as_millis()).unwrap_or(500).max(1)),
+                flush_every_ms: Some(
+                    u64::try_from(settings.store.flush_every.as_millis())
+                        .unwrap_or(500)
+                        .max(1),
+                ),
             },
         )
-        .with_context(|| format!("Failed to open the store at {}", settings.store.path.display()))?;
+        .with_context(|| {
+            format!(
+                "Failed to open the store at {}",
+                settings.store.path.display()
+            )
+        })?;
         let client = http_client(&settings)?;
         let backoff = BackoffPolicy {
             initial: settings.retry.initial_backoff,
@@ -127,7 +144,9 @@ impl Application {
             randomization_factor: settings.retry.randomization_factor,
         };
         let backend = match &settings.processor.sink {
-            config::Sink::Jsonl { path } => SinkBackend::Jsonl(Arc::new(Mutex::new(open_jsonl(&store, path)?))),
+            config::Sink::Jsonl { path } => {
+                SinkBackend::Jsonl(Arc::new(Mutex::new(open_jsonl(&store, path)?)))
+            }
             config::Sink::Webhook { url } => SinkBackend::Webhook(
                 Arc::new(WebhookSink::new(
                     client.clone(),
@@ -140,7 +159,8 @@ impl Application {
                 32,
             ),
         };
-        let processor = ProcessorActor::new(store.clone(), backend, settings.processor.queue_capacity).start();
+        let processor =
+            ProcessorActor::new(store.clone(), backend, settings.processor.queue_capacity).start();
         let body = match settings.polling.body_content_type {
             config::BodyContentType::Text => BodyContentType::Text,
             config::BodyContentType::Html => BodyContentType::Html,
@@ -148,13 +168,22 @@ impl Application {
         let timeout = settings.polling.request_timeout;
         let graph = GraphClient::new(client.clone(), &settings.cloud.graph_url, body, timeout);
         let redirect_uri = settings.server.redirect_uri();
-        let oauth = OAuthClient::new(client, &settings.cloud.login_url, settings.cloud.graph_scope_host(), &redirect_uri, timeout);
+        let oauth = OAuthClient::new(
+            client,
+            &settings.cloud.login_url,
+            settings.cloud.graph_scope_host(),
+            &redirect_uri,
+            timeout,
+        );
         let limits = Limits {
             mailbox_requests_per_10_min: settings.limits.mailbox_requests_per_10_min.get(),
             mailbox_concurrency: u32::try_from(settings.limits.mailbox_concurrency).unwrap_or(4),
             app_requests_per_sec: settings.limits.app_requests_per_sec.get(),
             global_concurrency: u32::try_from(settings.limits.global_concurrency).unwrap_or(512),
-            token_requests_per_tenant_per_min: settings.limits.token_requests_per_tenant_per_min.get(),
+            token_requests_per_tenant_per_min: settings
+                .limits
+                .token_requests_per_tenant_per_min
+                .get(),
         };
         let run = RunSettings {
             interval: settings.polling.interval,
@@ -177,8 +206,13 @@ impl Application {
             board: StatusBoard::default(),
             stats: Stats::default(),
         });
-        let channels = store.list_channels().context("Failed to read the channels from the store")?;
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 64);
+        let channels = store
+            .list_channels()
+            .context("Failed to read the channels from the store")?;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 64);
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let count = channels.len();
@@ -194,12 +228,18 @@ impl Application {
             settings.server.per_channel_metrics_max,
         ));
         let max_body = settings.server.max_body_bytes;
-        let server = HttpServer::new(move || App::new().configure(http::configure(state.clone(), max_body)))
-            .workers(2)
-            .disable_signals()
-            .shutdown_timeout(settings.server.shutdown_grace.as_secs().max(1))
-            .bind(settings.server.listen)
-            .with_context(|| format!("Failed to listen on {} (server.listen)", settings.server.listen))?;
+        let server =
+            HttpServer::new(move || App::new().configure(http::configure(state.clone(), max_body)))
+                .workers(2)
+                .disable_signals()
+                .shutdown_timeout(settings.server.shutdown_grace.as_secs().max(1))
+                .bind(settings.server.listen)
+                .with_context(|| {
+                    format!(
+                        "Failed to listen on {} (server.listen)",
+                        settings.server.listen
+                    )
+                })?;
         let port = server.addrs().first().map(|a| a.port()).unwrap_or(0);
         let server = server.run();
         let handle = server.handle();
@@ -240,7 +280,10 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits at once.
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         wait_for_signal().await;
-        tracing::info!(grace_secs = self.grace.as_secs(), "Shutting down: no new polls; in-flight work may finish.");
+        tracing::info!(
+            grace_secs = self.grace.as_secs(),
+            "Shutting down: no new polls; in-flight work may finish."
+        );
         actix_rt::spawn(async {
             wait_for_signal().await;
             tracing::warn!("Second signal: exiting at once.");
@@ -267,13 +310,19 @@ impl Application {
     async fn stop_channels(&self) {
         let _ = self.supervisor.send(StopAll).await;
         let deadline = Instant::now() + self.grace;
-        while self.shared.stats.live_channels.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        while self.shared.stats.live_channels.load(Ordering::Relaxed) > 0
+            && Instant::now() < deadline
+        {
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     async fn finish(&mut self) -> anyhow::Result<()> {
-        self.shared.store.flush_async().await.context("Failed to flush the store on shutdown")?;
+        self.shared
+            .store
+            .flush_async()
+            .await
+            .context("Failed to flush the store on shutdown")?;
         for arbiter in self.arbiters.drain(..) {
             arbiter.stop();
             let _ = arbiter.join();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
-use crate::actors::messages::{Poke, ProcessBatch, Shutdown, SimulateFailure};
+use crate::actors::messages::{ChannelFailed, Poke, ProcessBatch, Shutdown, SimulateFailure};
 use crate::actors::shared::{Shared, stable_fraction};
 use crate::catalogue::{self, Classification, Retry};
 use crate::domain::{ChannelId, ChannelStatus, MailItem};
@@ -22,7 +22,10 @@ use crate::oauth::{AppCredentials, OAuthError};
 use crate::rate_limit::{MailboxKey, RequestPermit};
 use crate::retry::Backoff;
 use crate::sink::SinkError;
-use crate::store::{ChannelRecord, ChannelState, ErrorSource, FirstImport, LastError, LedgerEntry, LedgerState, StoreError, TokenSet};
+use crate::store::{
+    ChannelRecord, ChannelState, ErrorSource, FirstImport, LastError, LedgerEntry, LedgerState,
+    StoreError, TokenSet,
+};
 
 /// Days before a client secret's expiry at which inboxd warns.
 pub const SECRET_WARNING_DAYS: [i64; 4] = [30, 14, 7, 1];
@@ -67,6 +70,11 @@ pub struct ChannelActor {
     refresh_spread: Duration,
     /// Stop after the running cycle.
     stopping: bool,
+    /// Where to report a failure, and which incarnation this is.
+    supervisor: Recipient<ChannelFailed>,
+    generation: u64,
+    /// Stopped on a failure (reported to the supervisor, which restarts it).
+    failed: bool,
 }
 
 /// What one cycle produced.
@@ -110,7 +118,13 @@ impl From<StoreError> for Failure {
 
 impl ChannelActor {
     /// An actor for `record`; `poll_at_start` polls at once instead of at the channel's phase.
-    pub fn new(shared: Arc<Shared>, record: ChannelRecord, poll_at_start: bool) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        record: ChannelRecord,
+        poll_at_start: bool,
+        supervisor: Recipient<ChannelFailed>,
+        generation: u64,
+    ) -> Self {
         let mailbox_key = MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str());
         let app_key: Arc<str> = Arc::from(record.client_id.as_str());
         let tenant_key: Arc<str> = Arc::from(record.tenant_id.as_str());
@@ -137,6 +151,9 @@ impl ChannelActor {
             poll_at_start,
             refresh_spread,
             stopping: false,
+            supervisor,
+            generation,
+            failed: false,
         }
     }
 
@@ -151,6 +168,7 @@ impl ChannelActor {
             Ok(tokens) => tokens,
             Err(err) => {
                 tracing::error!(channel = %self.id(), error = %err, "Could not read the channel's tokens; stopping so the supervisor restarts it.");
+                self.failed = true;
                 ctx.stop();
                 return;
             }
@@ -159,7 +177,10 @@ impl ChannelActor {
             return;
         }
         if self.tokens.is_none() {
-            let waiting_for_person = matches!(self.status, ChannelStatus::NeedsReauthorization | ChannelStatus::Blocked);
+            let waiting_for_person = matches!(
+                self.status,
+                ChannelStatus::NeedsReauthorization | ChannelStatus::Blocked
+            );
             if !waiting_for_person {
                 self.set_status(ChannelStatus::AwaitingAuthorization, None);
             }
@@ -167,8 +188,13 @@ impl ChannelActor {
             return;
         }
         // A grant that Microsoft refused stays refused across restarts: wait for the operator.
-        let halted = matches!(self.status, ChannelStatus::NeedsReauthorization | ChannelStatus::Blocked)
-            && self.last_error.as_ref().is_some_and(|e| e.source != ErrorSource::Graph);
+        let halted = matches!(
+            self.status,
+            ChannelStatus::NeedsReauthorization | ChannelStatus::Blocked
+        ) && self
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.source != ErrorSource::Graph);
         if halted && !self.poll_at_start {
             self.publish(None);
             return;
@@ -214,7 +240,8 @@ impl ChannelActor {
     /// Changes the status and last error, persisting them when they changed.
     fn set_status(&mut self, status: ChannelStatus, error: Option<LastError>) {
         let changed = status != self.status
-            || error.as_ref().map(|e| (&e.code, &e.message)) != self.last_error.as_ref().map(|e| (&e.code, &e.message));
+            || error.as_ref().map(|e| (&e.code, &e.message))
+                != self.last_error.as_ref().map(|e| (&e.code, &e.message));
         self.status = status;
         if error.is_some() || status == ChannelStatus::Active {
             self.last_error = error;
@@ -247,17 +274,32 @@ impl ChannelActor {
         metrics::gauge!("inboxd_client_secret_days_left_min").set(days_left as f64);
         if expires_at <= now {
             let entry = Classification::of(catalogue::codes::SECRET_EXPIRED);
-            let error = entry.map(|c| last_error(ErrorSource::Inboxd, &c, format!("The client secret expired on {}.", expires_at.format("%Y-%m-%d")), None, None));
+            let error = entry.map(|c| {
+                last_error(
+                    ErrorSource::Inboxd,
+                    &c,
+                    format!(
+                        "The client secret expired on {}.",
+                        expires_at.format("%Y-%m-%d")
+                    ),
+                    None,
+                    None,
+                )
+            });
             self.set_status(ChannelStatus::Blocked, error);
             self.publish(None);
             return true;
         }
-        if let Some(threshold) = SECRET_WARNING_DAYS.iter().copied().filter(|t| days_left < *t).min() {
-            if self.secret_warned.is_none_or(|warned| threshold < warned) {
-                self.secret_warned = Some(threshold);
-                tracing::warn!(channel = %self.id(), mailbox = %self.record.mailbox, days_left,
-                    "The channel's client secret expires soon: make a new secret in the Azure portal and run `inboxd channel update ID --client-secret-file FILE`.");
-            }
+        if let Some(threshold) = SECRET_WARNING_DAYS
+            .iter()
+            .copied()
+            .filter(|t| days_left < *t)
+            .min()
+            && self.secret_warned.is_none_or(|warned| threshold < warned)
+        {
+            self.secret_warned = Some(threshold);
+            tracing::warn!(channel = %self.id(), mailbox = %self.record.mailbox, days_left,
+                "The channel's client secret expires soon: make a new secret in the Azure portal and run `inboxd channel update ID --client-secret-file FILE`.");
         }
         false
     }
@@ -278,10 +320,15 @@ impl ChannelActor {
         let Some(tokens) = self.tokens.clone() else {
             return;
         };
-        let lateness = self.next_due.map(|due| now.saturating_duration_since(due)).unwrap_or_default();
+        let lateness = self
+            .next_due
+            .map(|due| now.saturating_duration_since(due))
+            .unwrap_or_default();
         self.shared.stats.record_lateness(lateness);
         self.busy = true;
-        self.shared.board.update(self.id(), |row| row.last_poll_at = Some(Utc::now()));
+        self.shared
+            .board
+            .update(self.id(), |row| row.last_poll_at = Some(Utc::now()));
         let needs_refresh = self.force_refresh || self.expires_soon(&tokens);
         self.force_refresh = false;
         let cycle = run_cycle(
@@ -293,7 +340,11 @@ impl ChannelActor {
             tokens,
             needs_refresh,
         );
-        ctx.spawn(cycle.into_actor(self).map(|result, act, ctx| act.finish(result, ctx)));
+        ctx.spawn(
+            cycle
+                .into_actor(self)
+                .map(|result, act, ctx| act.finish(result, ctx)),
+        );
     }
 
     fn expires_soon(&self, tokens: &TokenSet) -> bool {
@@ -357,11 +408,15 @@ impl ChannelActor {
                 row.last_success_at = Some(now);
             });
         } else {
-            self.shared.board.update(self.id(), |row| row.last_success_at = Some(now));
+            self.shared
+                .board
+                .update(self.id(), |row| row.last_success_at = Some(now));
         }
         if let Some(err) = report.sink_unavailable {
             let class = Classification::of(catalogue::codes::SINK_UNAVAILABLE);
-            let error = class.as_ref().map(|c| last_error(ErrorSource::Sink, c, err.to_string(), None, None));
+            let error = class
+                .as_ref()
+                .map(|c| last_error(ErrorSource::Sink, c, err.to_string(), None, None));
             self.set_status(ChannelStatus::BackingOff, error);
             return Some(self.backoff_delay(None));
         }
@@ -381,13 +436,21 @@ impl ChannelActor {
 
     fn backoff_delay(&mut self, retry_after: Option<Duration>) -> Duration {
         let policy = self.shared.run.backoff;
-        self.backoff.get_or_insert_with(|| Backoff::new(policy)).next_delay(retry_after)
+        self.backoff
+            .get_or_insert_with(|| Backoff::new(policy))
+            .next_delay(retry_after)
     }
 
     /// Classifies a failure; returns the delay to the next cycle, or `None` to wait for a person.
     fn on_failure(&mut self, failure: Failure) -> Option<Duration> {
         let (source, class, message, retry_after, ids) = match &failure {
-            Failure::Identity(err) => (ErrorSource::IdentityPlatform, err.classify(), err.message(), err.retry_after(), err.ids()),
+            Failure::Identity(err) => (
+                ErrorSource::IdentityPlatform,
+                err.classify(),
+                err.message(),
+                err.retry_after(),
+                err.ids(),
+            ),
             Failure::Graph(err) => {
                 if err.needs_token_refresh() && !self.unauthorized_retried {
                     // Refresh once and retry once; a second 401 is classified below.
@@ -399,15 +462,33 @@ impl ChannelActor {
                     Some(status) => catalogue::classify_graph_error(status, err.code()),
                     None => catalogue::classify_graph_error(503, err.code()),
                 };
-                (ErrorSource::Graph, class, err.to_string(), err.retry_after(), (None, None))
+                (
+                    ErrorSource::Graph,
+                    class,
+                    err.to_string(),
+                    err.retry_after(),
+                    (None, None),
+                )
             }
             Failure::Store(err) => {
-                let code = if err.is_disk_full() { catalogue::codes::DISK_FULL } else { catalogue::codes::STORE_READ_ONLY };
-                let class = Classification::of(code).unwrap_or_else(|| catalogue::classify_graph_error(503, ""));
-                (ErrorSource::Store, class, err.to_string(), None, (None, None))
+                let code = if err.is_disk_full() {
+                    catalogue::codes::DISK_FULL
+                } else {
+                    catalogue::codes::STORE_READ_ONLY
+                };
+                let class = Classification::of(code)
+                    .unwrap_or_else(|| catalogue::classify_graph_error(503, ""));
+                (
+                    ErrorSource::Store,
+                    class,
+                    err.to_string(),
+                    None,
+                    (None, None),
+                )
             }
             Failure::Processor(text) => {
-                let class = Classification::of(catalogue::codes::SINK_UNAVAILABLE).unwrap_or_else(|| catalogue::classify_graph_error(503, ""));
+                let class = Classification::of(catalogue::codes::SINK_UNAVAILABLE)
+                    .unwrap_or_else(|| catalogue::classify_graph_error(503, ""));
                 (ErrorSource::Sink, class, text.clone(), None, (None, None))
             }
         };
@@ -428,7 +509,9 @@ impl ChannelActor {
             }
             Retry::No | Retry::OnceAfterDelay | Retry::RefreshThenRetryOnce => {
                 let status = match class.status() {
-                    ChannelStatus::Active | ChannelStatus::Disabled | ChannelStatus::AwaitingAuthorization => ChannelStatus::Blocked,
+                    ChannelStatus::Active
+                    | ChannelStatus::Disabled
+                    | ChannelStatus::AwaitingAuthorization => ChannelStatus::Blocked,
                     other => other,
                 };
                 self.set_status(status, Some(error));
@@ -467,25 +550,24 @@ impl Actor for ChannelActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.shared.stats.live_channels.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .stats
+            .live_channels
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.begin(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.shared.stats.live_channels.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Supervised for ChannelActor {
-    fn restarting(&mut self, ctx: &mut Context<Self>) {
-        // Carry on from the store, as a fresh actor would.
-        self.shared.stats.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics::counter!("inboxd_channel_restarts_total").increment(1);
-        tracing::warn!(channel = %self.id(), "Channel actor restarted from the store.");
-        self.timer = None;
-        self.backoff = None;
-        self.poll_at_start = true;
-        let _ = ctx;
+        self.shared
+            .stats
+            .live_channels
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if self.failed && !self.stopping {
+            self.supervisor.do_send(ChannelFailed {
+                id: self.id(),
+                generation: self.generation,
+            });
+        }
     }
 }
 
@@ -525,13 +607,18 @@ impl Handler<SimulateFailure> for ChannelActor {
 
     fn handle(&mut self, _: SimulateFailure, ctx: &mut Context<Self>) {
         tracing::warn!(channel = %self.id(), "Channel actor failing on request.");
-        self.tokens = None;
+        self.failed = true;
         ctx.stop();
     }
 }
 
 /// Waits until a Graph request may be sent for this mailbox, then holds a slot for it.
-async fn graph_permit(shared: &Shared, key: &MailboxKey, app: &Arc<str>, n: u32) -> Option<RequestPermit> {
+async fn graph_permit(
+    shared: &Shared,
+    key: &MailboxKey,
+    app: &Arc<str>,
+    n: u32,
+) -> Option<RequestPermit> {
     loop {
         match shared.limiters.check_graph_n(key, app, n) {
             Ok(()) => break,
@@ -541,7 +628,10 @@ async fn graph_permit(shared: &Shared, key: &MailboxKey, app: &Arc<str>, n: u32)
             }
         }
     }
-    shared.stats.graph_requests.fetch_add(u64::from(n), std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .graph_requests
+        .fetch_add(u64::from(n), std::sync::atomic::Ordering::Relaxed);
     shared.limiters.acquire_n(key, n.min(4)).await
 }
 
@@ -563,7 +653,12 @@ async fn run_cycle(
                 refreshed = Some(fresh);
                 access
             }
-            Err(failure) => return CycleResult { refreshed: None, outcome: Err(failure) },
+            Err(failure) => {
+                return CycleResult {
+                    refreshed: None,
+                    outcome: Err(failure),
+                };
+            }
         }
     } else {
         tokens.access_token.expose().to_owned()
@@ -580,11 +675,20 @@ async fn run_cycle(
 }
 
 /// Refreshes the access token and persists the rotated refresh token durably before returning it.
-async fn refresh(shared: &Shared, record: &ChannelRecord, tenant: &Arc<str>, tokens: &TokenSet) -> Result<TokenSet, Failure> {
+async fn refresh(
+    shared: &Shared,
+    record: &ChannelRecord,
+    tenant: &Arc<str>,
+    tokens: &TokenSet,
+) -> Result<TokenSet, Failure> {
     while let Err(wait) = shared.limiters.check_token(tenant) {
         actix_rt::time::sleep(wait).await;
     }
-    let app = AppCredentials { tenant: &record.tenant_id, client_id: &record.client_id, client_secret: &record.client_secret };
+    let app = AppCredentials {
+        tenant: &record.tenant_id,
+        client_id: &record.client_id,
+        client_secret: &record.client_secret,
+    };
     let grant = match shared.oauth.refresh(app, &tokens.refresh_token).await {
         Ok(grant) => grant,
         Err(err) => {
@@ -597,7 +701,9 @@ async fn refresh(shared: &Shared, record: &ChannelRecord, tenant: &Arc<str>, tok
         access_token: grant.access_token,
         access_expires_at: now + chrono::Duration::from_std(grant.expires_in).unwrap_or_default(),
         // Microsoft may leave the refresh token out; the old one then stays valid.
-        refresh_token: grant.refresh_token.unwrap_or_else(|| tokens.refresh_token.clone()),
+        refresh_token: grant
+            .refresh_token
+            .unwrap_or_else(|| tokens.refresh_token.clone()),
         scope: grant.scope,
         obtained_at: now,
     };
@@ -609,9 +715,16 @@ async fn refresh(shared: &Shared, record: &ChannelRecord, tenant: &Arc<str>, tok
     match stored {
         Ok(Ok(())) => {}
         Ok(Err(err)) => return Err(Failure::Store(err)),
-        Err(err) => return Err(Failure::Processor(format!("the token store task failed: {err}"))),
+        Err(err) => {
+            return Err(Failure::Processor(format!(
+                "the token store task failed: {err}"
+            )));
+        }
     }
-    shared.stats.refreshes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .refreshes
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     metrics::counter!("inboxd_token_refreshes_total", "outcome" => "ok").increment(1);
     Ok(fresh)
 }
@@ -627,10 +740,21 @@ fn since(record: &ChannelRecord) -> DateTime<Utc> {
 }
 
 /// Lists unread mail, delivers what is new, marks delivered mail read.
-async fn poll(shared: &Shared, record: &ChannelRecord, key: &MailboxKey, app: &Arc<str>, token: &str) -> Result<PollReport, Failure> {
+async fn poll(
+    shared: &Shared,
+    record: &ChannelRecord,
+    key: &MailboxKey,
+    app: &Arc<str>,
+    token: &str,
+) -> Result<PollReport, Failure> {
     let run = &shared.run;
     let mut report = PollReport::default();
-    let mut url = shared.graph.unread_url(&record.mailbox, &record.folder, since(record), run.page_size);
+    let mut url = shared.graph.unread_url(
+        &record.mailbox,
+        &record.folder,
+        since(record),
+        run.page_size,
+    );
     let mut found = Vec::new();
     loop {
         let _permit = graph_permit(shared, key, app, 1).await;
@@ -652,15 +776,29 @@ async fn poll(shared: &Shared, record: &ChannelRecord, key: &MailboxKey, app: &A
     for wire in found {
         match shared.store.ledger_get(record.id, &wire.id)? {
             Some(entry) if entry.state == LedgerState::Quarantined => {}
-            Some(entry) if matches!(entry.state, LedgerState::Delivered | LedgerState::MarkedRead) => to_mark.push(wire.id),
+            Some(entry)
+                if matches!(
+                    entry.state,
+                    LedgerState::Delivered | LedgerState::MarkedRead
+                ) =>
+            {
+                to_mark.push(wire.id)
+            }
             _ => to_deliver.push(wire.into_mail(record.id, &record.mailbox)),
         }
     }
     for item in to_deliver.iter_mut().filter(|item| item.has_attachments) {
         let _permit = graph_permit(shared, key, app, 1).await;
-        match shared.graph.list_attachments(token, &record.mailbox, &item.message_id).await {
+        match shared
+            .graph
+            .list_attachments(token, &record.mailbox, &item.message_id)
+            .await
+        {
             Ok(attachments) => {
-                item.attachments = attachments.into_iter().map(|a| a.into_attachment(run.max_attachment_bytes)).collect();
+                item.attachments = attachments
+                    .into_iter()
+                    .map(|a| a.into_attachment(run.max_attachment_bytes))
+                    .collect();
             }
             // Deleted meanwhile: deliver what was read.
             Err(GraphError::NotFound { .. }) => {}
@@ -670,11 +808,19 @@ async fn poll(shared: &Shared, record: &ChannelRecord, key: &MailboxKey, app: &A
     if !to_deliver.is_empty() {
         let previous: Vec<(String, Option<LedgerEntry>)> = to_deliver
             .iter()
-            .map(|item| Ok((item.message_id.clone(), shared.store.ledger_get(record.id, &item.message_id)?)))
+            .map(|item| {
+                Ok((
+                    item.message_id.clone(),
+                    shared.store.ledger_get(record.id, &item.message_id)?,
+                ))
+            })
             .collect::<Result<_, StoreError>>()?;
         let acks = shared
             .processor
-            .send(ProcessBatch { channel_id: record.id, items: to_deliver })
+            .send(ProcessBatch {
+                channel_id: record.id,
+                items: to_deliver,
+            })
             .await
             .map_err(|err| Failure::Processor(format!("the processor is not running: {err}")))?;
         let mut failed: Vec<(String, LedgerEntry)> = Vec::new();
@@ -686,21 +832,31 @@ async fn poll(shared: &Shared, record: &ChannelRecord, key: &MailboxKey, app: &A
                 }
                 Err(err) if err.is_message_fault() => {
                     let now = Utc::now();
-                    let before = previous.iter().find(|(id, _)| *id == message_id).and_then(|(_, e)| e.clone());
+                    let before = previous
+                        .iter()
+                        .find(|(id, _)| *id == message_id)
+                        .and_then(|(_, e)| e.clone());
                     let failures = before.as_ref().map_or(0, |e| e.failures) + 1;
-                    let state = if failures >= run.max_delivery_attempts { LedgerState::Quarantined } else { LedgerState::Discovered };
+                    let state = if failures >= run.max_delivery_attempts {
+                        LedgerState::Quarantined
+                    } else {
+                        LedgerState::Discovered
+                    };
                     if state == LedgerState::Quarantined {
                         tracing::warn!(channel = %record.id, message_id = %message_id, failures, "Message quarantined after repeated failures.");
                         metrics::counter!("inboxd_messages_quarantined_total").increment(1);
                     }
-                    failed.push((message_id, LedgerEntry {
-                        state,
-                        failures,
-                        last_error: Some(err.to_string()),
-                        received_at: before.as_ref().and_then(|e| e.received_at),
-                        first_seen_at: before.as_ref().map_or(now, |e| e.first_seen_at),
-                        updated_at: now,
-                    }));
+                    failed.push((
+                        message_id,
+                        LedgerEntry {
+                            state,
+                            failures,
+                            last_error: Some(err.to_string()),
+                            received_at: before.as_ref().and_then(|e| e.received_at),
+                            first_seen_at: before.as_ref().map_or(now, |e| e.first_seen_at),
+                            updated_at: now,
+                        },
+                    ));
                 }
                 Err(err) => report.sink_unavailable = Some(err),
             }
@@ -709,9 +865,15 @@ async fn poll(shared: &Shared, record: &ChannelRecord, key: &MailboxKey, app: &A
             shared.store.ledger_put_many(record.id, &failed)?;
         }
     }
-    shared.stats.delivered.fetch_add(report.delivered, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .delivered
+        .fetch_add(report.delivered, std::sync::atomic::Ordering::Relaxed);
     report.marked_read = mark_read(shared, record, key, app, token, to_mark).await?;
-    shared.stats.marked_read.fetch_add(report.marked_read, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .marked_read
+        .fetch_add(report.marked_read, std::sync::atomic::Ordering::Relaxed);
     if report.sink_unavailable.is_some() {
         report.more = false;
     }
@@ -736,7 +898,10 @@ async fn mark_read(
                 break;
             }
             let permit = graph_permit(shared, key, app, todo.len() as u32).await;
-            let outcomes = shared.graph.mark_read(token, &record.mailbox, &todo).await?;
+            let outcomes = shared
+                .graph
+                .mark_read(token, &record.mailbox, &todo)
+                .await?;
             drop(permit);
             let now = Utc::now();
             let mut done: Vec<(String, LedgerEntry)> = Vec::new();
@@ -744,14 +909,17 @@ async fn mark_read(
             let mut floor: Option<Duration> = None;
             for (id, outcome) in outcomes {
                 match outcome {
-                    MarkReadOutcome::Done | MarkReadOutcome::Gone => done.push((id, LedgerEntry {
-                        state: LedgerState::MarkedRead,
-                        failures: 0,
-                        last_error: None,
-                        received_at: None,
-                        first_seen_at: now,
-                        updated_at: now,
-                    })),
+                    MarkReadOutcome::Done | MarkReadOutcome::Gone => done.push((
+                        id,
+                        LedgerEntry {
+                            state: LedgerState::MarkedRead,
+                            failures: 0,
+                            last_error: None,
+                            received_at: None,
+                            first_seen_at: now,
+                            updated_at: now,
+                        },
+                    )),
                     MarkReadOutcome::Throttled(retry_after) => {
                         floor = floor.max(retry_after);
                         again.push(id);

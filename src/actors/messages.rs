@@ -119,3 +119,13 @@ pub struct ProcessBatch {
     /// The mail, oldest first.
     pub items: Vec<MailItem>,
 }
+
+/// A channel actor stopped on a failure; the supervisor restarts it from the store.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ChannelFailed {
+    /// The channel.
+    pub id: ChannelId,
+    /// The incarnation that failed (a newer one may already run).
+    pub generation: u64,
+}

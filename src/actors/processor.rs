@@ -97,29 +97,51 @@ impl Handler<ProcessBatch> for ProcessorActor {
 impl Core {
     async fn process(&self, batch: ProcessBatch) -> Acks {
         let now = Utc::now();
-        let records: Vec<SinkRecord> = batch.items.iter().map(|item| SinkRecord::from_mail(item, now)).collect();
-        let n = u32::try_from(records.len()).unwrap_or(u32::MAX).clamp(1, self.capacity);
+        let records: Vec<SinkRecord> = batch
+            .items
+            .iter()
+            .map(|item| SinkRecord::from_mail(item, now))
+            .collect();
+        let n = u32::try_from(records.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity);
         // Back-pressure: wait for room before queueing.
         let Ok(_room) = Arc::clone(&self.room).acquire_many_owned(n).await else {
-            return fail_all(&records, &unavailable("the processor is shutting down".to_owned()));
+            return fail_all(
+                &records,
+                &unavailable("the processor is shutting down".to_owned()),
+            );
         };
         let acks = match &self.backend {
             SinkBackend::Jsonl(_) => {
                 let (done, wait) = oneshot::channel();
                 if let Ok(mut queue) = self.queue.lock() {
-                    queue.push(Job { records: records.clone(), done });
+                    queue.push(Job {
+                        records: records.clone(),
+                        done,
+                    });
                 }
                 self.work.notify_one();
                 match wait.await {
                     Ok(acks) => acks,
-                    Err(_) => fail_all(&records, &unavailable("the JSONL writer stopped".to_owned())),
+                    Err(_) => fail_all(
+                        &records,
+                        &unavailable("the JSONL writer stopped".to_owned()),
+                    ),
                 }
             }
             SinkBackend::Webhook(webhook, concurrency) => {
                 let results = webhook.deliver_many(&records, *concurrency).await;
-                let acks: Acks = records.iter().map(|r| r.message_id.clone()).zip(results).collect();
-                let delivered: Vec<&str> =
-                    acks.iter().filter(|(_, r)| r.is_ok()).map(|(id, _)| id.as_str()).collect();
+                let acks: Acks = records
+                    .iter()
+                    .map(|r| r.message_id.clone())
+                    .zip(results)
+                    .collect();
+                let delivered: Vec<&str> = acks
+                    .iter()
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(id, _)| id.as_str())
+                    .collect();
                 if let Err(err) = record_delivered(&self.store, batch.channel_id, &delivered) {
                     tracing::error!(error = %err, "Could not record delivered messages in the ledger.");
                 }
@@ -133,15 +155,25 @@ impl Core {
 }
 
 fn unavailable(reason: impl Into<String>) -> SinkError {
-    SinkError::Unavailable { reason: reason.into(), disk_full: false }
+    SinkError::Unavailable {
+        reason: reason.into(),
+        disk_full: false,
+    }
 }
 
 fn fail_all(records: &[SinkRecord], err: &SinkError) -> Acks {
-    records.iter().map(|r| (r.message_id.clone(), Err(err.clone()))).collect()
+    records
+        .iter()
+        .map(|r| (r.message_id.clone(), Err(err.clone())))
+        .collect()
 }
 
 /// Records messages of one channel as delivered.
-fn record_delivered(store: &Store, channel: ChannelId, message_ids: &[&str]) -> Result<(), crate::store::StoreError> {
+fn record_delivered(
+    store: &Store,
+    channel: ChannelId,
+    message_ids: &[&str],
+) -> Result<(), crate::store::StoreError> {
     if message_ids.is_empty() {
         return Ok(());
     }
@@ -149,14 +181,17 @@ fn record_delivered(store: &Store, channel: ChannelId, message_ids: &[&str]) -> 
     let entries: Vec<(String, LedgerEntry)> = message_ids
         .iter()
         .map(|id| {
-            ((*id).to_owned(), LedgerEntry {
-                state: LedgerState::Delivered,
-                failures: 0,
-                last_error: None,
-                received_at: None,
-                first_seen_at: now,
-                updated_at: now,
-            })
+            (
+                (*id).to_owned(),
+                LedgerEntry {
+                    state: LedgerState::Delivered,
+                    failures: 0,
+                    last_error: None,
+                    received_at: None,
+                    first_seen_at: now,
+                    updated_at: now,
+                },
+            )
         })
         .collect();
     store.ledger_put_many(channel, &entries)
@@ -177,21 +212,30 @@ async fn flush_loop(core: Arc<Core>) {
             if jobs.is_empty() {
                 break;
             }
-            let records: Vec<SinkRecord> = jobs.iter().flat_map(|job| job.records.iter().cloned()).collect();
+            let records: Vec<SinkRecord> = jobs
+                .iter()
+                .flat_map(|job| job.records.iter().cloned())
+                .collect();
             let file = Arc::clone(file);
             let store = core.store.clone();
             let written = actix_web::rt::task::spawn_blocking(move || -> Result<(), SinkError> {
-                let mut sink = file.lock().map_err(|_| unavailable("the JSONL writer panicked".to_owned()))?;
+                let mut sink = file
+                    .lock()
+                    .map_err(|_| unavailable("the JSONL writer panicked".to_owned()))?;
                 sink.append(&records)?;
                 // The ledger learns of the lines right after they are durable, before any ack.
                 let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
                 for record in &records {
-                    by_channel.entry(record.channel_id.as_str()).or_default().push(record.message_id.as_str());
+                    by_channel
+                        .entry(record.channel_id.as_str())
+                        .or_default()
+                        .push(record.message_id.as_str());
                 }
                 for (channel, ids) in by_channel {
                     if let Ok(channel) = ChannelId::parse(channel) {
-                        record_delivered(&store, channel, &ids)
-                            .map_err(|err| unavailable(format!("the ledger could not be written: {err}")))?;
+                        record_delivered(&store, channel, &ids).map_err(|err| {
+                            unavailable(format!("the ledger could not be written: {err}"))
+                        })?;
                     }
                 }
                 Ok(())
@@ -200,7 +244,11 @@ async fn flush_loop(core: Arc<Core>) {
             .unwrap_or_else(|err| Err(unavailable(format!("the JSONL writer failed: {err}"))));
             for job in jobs {
                 let acks = match &written {
-                    Ok(()) => job.records.iter().map(|r| (r.message_id.clone(), Ok(()))).collect(),
+                    Ok(()) => job
+                        .records
+                        .iter()
+                        .map(|r| (r.message_id.clone(), Ok(())))
+                        .collect(),
                     Err(err) => fail_all(&job.records, err),
                 };
                 let _ = job.done.send(acks);
@@ -226,7 +274,10 @@ async fn checkpoint_loop(store: Store, file: Arc<Mutex<JsonlSink>>) {
         if store.flush_async().await.is_err() {
             continue;
         }
-        if store.put_meta(JSONL_CHECKPOINT_KEY, &offset.to_be_bytes()).is_ok() {
+        if store
+            .put_meta(JSONL_CHECKPOINT_KEY, &offset.to_be_bytes())
+            .is_ok()
+        {
             recorded = Some(offset);
         }
     }

@@ -87,8 +87,10 @@ impl Stats {
     pub fn record_lateness(&self, lateness: Duration) {
         let micros = u64::try_from(lateness.as_micros()).unwrap_or(u64::MAX);
         self.polls.fetch_add(1, Ordering::Relaxed);
-        self.lateness_micros_sum.fetch_add(micros, Ordering::Relaxed);
-        self.lateness_micros_max.fetch_max(micros, Ordering::Relaxed);
+        self.lateness_micros_sum
+            .fetch_add(micros, Ordering::Relaxed);
+        self.lateness_micros_max
+            .fetch_max(micros, Ordering::Relaxed);
         metrics::histogram!("inboxd_poll_lateness_seconds").record(lateness.as_secs_f64());
         metrics::counter!("inboxd_polls_total").increment(1);
     }
@@ -156,7 +158,8 @@ impl ChannelView {
 
     /// Whole days until the client secret expires (negative once expired).
     pub fn secret_days_left(&self, now: DateTime<Utc>) -> Option<i64> {
-        self.client_secret_expires_at.map(|at| (at - now).num_days())
+        self.client_secret_expires_at
+            .map(|at| (at - now).num_days())
     }
 }
 
@@ -202,9 +205,18 @@ impl StatusBoard {
 
     /// Rows matching `keep`, sorted by name then id, `limit` of them after skipping `offset`;
     /// with the total number that matched.
-    pub fn page(&self, keep: impl Fn(&ChannelView) -> bool, offset: usize, limit: usize) -> (usize, Vec<ChannelView>) {
-        let mut matched: Vec<ChannelView> =
-            self.rows.iter().filter(|row| keep(row.value())).map(|row| row.value().clone()).collect();
+    pub fn page(
+        &self,
+        keep: impl Fn(&ChannelView) -> bool,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<ChannelView>) {
+        let mut matched: Vec<ChannelView> = self
+            .rows
+            .iter()
+            .filter(|row| keep(row.value()))
+            .map(|row| row.value().clone())
+            .collect();
         matched.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         let total = matched.len();
         let rows = matched.into_iter().skip(offset).take(limit).collect();

@@ -22,38 +22,59 @@ pub struct ChannelSupervisor {
     shared: Arc<Shared>,
     /// One arbiter (thread) per core; a channel always runs on the same one.
     arbiters: Vec<ArbiterHandle>,
-    /// The running channel actors. Dropping an address (with `Shutdown`) stops the actor for good;
-    /// while an address is held, a failed actor is restarted by `actix::Supervisor`.
-    actors: HashMap<ChannelId, Addr<ChannelActor>>,
+    /// The running channel actors, with their incarnation number. A failed actor reports
+    /// `ChannelFailed` and is restarted from the store if it is still the current incarnation.
+    actors: HashMap<ChannelId, (Addr<ChannelActor>, u64)>,
+    /// The next incarnation number.
+    generation: u64,
     /// The channels loaded at start-up, started in `started`.
     initial: Vec<ChannelRecord>,
     stopping: bool,
+    /// This supervisor's own address, handed to channel actors for `ChannelFailed`.
+    me: Option<Recipient<ChannelFailed>>,
 }
 
 impl ChannelSupervisor {
     /// A supervisor that will start `channels` (as loaded from the store) on `arbiters`.
-    pub fn new(shared: Arc<Shared>, arbiters: Vec<ArbiterHandle>, channels: Vec<ChannelRecord>) -> Self {
-        ChannelSupervisor { shared, arbiters, actors: HashMap::new(), initial: channels, stopping: false }
+    pub fn new(
+        shared: Arc<Shared>,
+        arbiters: Vec<ArbiterHandle>,
+        channels: Vec<ChannelRecord>,
+    ) -> Self {
+        ChannelSupervisor {
+            shared,
+            arbiters,
+            actors: HashMap::new(),
+            generation: 0,
+            initial: channels,
+            stopping: false,
+            me: None,
+        }
     }
 
     fn start_channel(&mut self, record: ChannelRecord, poll_now: bool) {
         if !record.enabled || self.stopping || self.arbiters.is_empty() {
             return;
         }
+        let Some(me) = self.me.clone() else {
+            return;
+        };
         let id = record.id;
-        if let Some(old) = self.actors.remove(&id) {
+        if let Some((old, _)) = self.actors.remove(&id) {
             old.do_send(Shutdown);
         }
+        self.generation += 1;
+        let generation = self.generation;
         let index = (id.stable_hash() % self.arbiters.len() as u64) as usize;
         let shared = Arc::clone(&self.shared);
-        let addr = actix::Supervisor::start_in_arbiter(&self.arbiters[index], move |_| {
-            ChannelActor::new(shared, record, poll_now)
+        let addr = ChannelActor::start_in_arbiter(&self.arbiters[index], move |_| {
+            ChannelActor::new(shared, record, poll_now, me, generation)
         });
-        self.actors.insert(id, addr);
+        self.actors.insert(id, (addr, generation));
     }
 
     fn stop_channel(&mut self, id: ChannelId) {
-        if let Some(addr) = self.actors.remove(&id) {
+        if let Some((addr, _)) = self.actors.remove(&id) {
             addr.do_send(Shutdown);
         }
     }
@@ -79,10 +100,14 @@ impl ChannelSupervisor {
             return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
         }
         let store = self.shared.store.clone();
-        Box::pin(async move { store.flush_async().await }.into_actor(self).map(move |flushed, act, _| {
-            flushed.map_err(|err| ControlError::Store(err.to_string()))?;
-            then(act, record)
-        }))
+        Box::pin(
+            async move { store.flush_async().await }
+                .into_actor(self)
+                .map(move |flushed, act, _| {
+                    flushed.map_err(|err| ControlError::Store(err.to_string()))?;
+                    then(act, record)
+                }),
+        )
     }
 }
 
@@ -91,15 +116,22 @@ impl Actor for ChannelSupervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        self.me = Some(ctx.address().recipient());
         let channels = std::mem::take(&mut self.initial);
         let count = channels.len();
         for record in channels {
             self.shared.board.put(ChannelView::from_record(&record));
             self.start_channel(record, false);
         }
-        tracing::info!(channels = count, running = self.actors.len(), "Channels scheduled.");
+        tracing::info!(
+            channels = count,
+            running = self.actors.len(),
+            "Channels scheduled."
+        );
         // Keep limiter memory bounded as channels come and go.
-        ctx.run_interval(std::time::Duration::from_secs(600), |act, _| act.shared.limiters.shrink());
+        ctx.run_interval(std::time::Duration::from_secs(600), |act, _| {
+            act.shared.limiters.shrink()
+        });
     }
 }
 
@@ -113,7 +145,11 @@ impl Handler<AddChannel> for ChannelSupervisor {
             Err(err) => return Box::pin(fut::ready(Err(ControlError::Store(err.to_string())))),
         }
         let mut record = msg.record;
-        record.status = if record.enabled { ChannelStatus::AwaitingAuthorization } else { ChannelStatus::Disabled };
+        record.status = if record.enabled {
+            ChannelStatus::AwaitingAuthorization
+        } else {
+            ChannelStatus::Disabled
+        };
         self.store_then(record, |act, record| {
             let view = ChannelView::from_record(&record);
             act.shared.board.put(view.clone());
@@ -138,11 +174,18 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             if let Err(err) = self.shared.store.delete_tokens(id) {
                 return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
             }
-            record.status = if record.enabled { ChannelStatus::AwaitingAuthorization } else { ChannelStatus::Disabled };
+            record.status = if record.enabled {
+                ChannelStatus::AwaitingAuthorization
+            } else {
+                ChannelStatus::Disabled
+            };
             record.last_error = None;
             record.activated_at = current.activated_at;
         } else if current.client_secret != record.client_secret
-            && matches!(current.status, ChannelStatus::Blocked | ChannelStatus::NeedsReauthorization)
+            && matches!(
+                current.status,
+                ChannelStatus::Blocked | ChannelStatus::NeedsReauthorization
+            )
         {
             // A new secret may be exactly what the last error asked for: try again at once.
             record.status = ChannelStatus::BackingOff;
@@ -170,9 +213,15 @@ impl Handler<RemoveChannel> for ChannelSupervisor {
         let record = self.record(msg.id)?;
         // Stop first, so the actor writes nothing after the delete.
         self.stop_channel(msg.id);
-        self.shared.store.delete_channel(msg.id).map_err(|err| ControlError::Store(err.to_string()))?;
+        self.shared
+            .store
+            .delete_channel(msg.id)
+            .map_err(|err| ControlError::Store(err.to_string()))?;
         self.shared.board.remove(msg.id);
-        self.shared.limiters.forget(&MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str()));
+        self.shared.limiters.forget(&MailboxKey::new(
+            record.client_id.as_str(),
+            record.mailbox.as_str(),
+        ));
         let store = self.shared.store.clone();
         actix_rt::spawn(async move {
             if let Err(err) = store.flush_async().await {
@@ -195,9 +244,18 @@ impl Handler<SetEnabled> for ChannelSupervisor {
         record.enabled = msg.enabled;
         record.updated_at = Utc::now();
         if msg.enabled {
-            let has_tokens = self.shared.store.get_tokens(msg.id).map(|t| t.is_some()).unwrap_or(false);
+            let has_tokens = self
+                .shared
+                .store
+                .get_tokens(msg.id)
+                .map(|t| t.is_some())
+                .unwrap_or(false);
             if record.status == ChannelStatus::Disabled {
-                record.status = if has_tokens { ChannelStatus::Active } else { ChannelStatus::AwaitingAuthorization };
+                record.status = if has_tokens {
+                    ChannelStatus::Active
+                } else {
+                    ChannelStatus::AwaitingAuthorization
+                };
                 record.last_error = None;
             }
         } else {
@@ -233,7 +291,11 @@ impl Handler<AuthorizationCompleted> for ChannelSupervisor {
         record.activated_at.get_or_insert(now);
         record.updated_at = now;
         record.last_error = None;
-        record.status = if record.enabled { ChannelStatus::Active } else { ChannelStatus::Disabled };
+        record.status = if record.enabled {
+            ChannelStatus::Active
+        } else {
+            ChannelStatus::Disabled
+        };
         self.store_then(record, |act, record| {
             act.shared.board.update(record.id, |row| {
                 row.status = record.status;
@@ -251,7 +313,7 @@ impl Handler<PollNow> for ChannelSupervisor {
 
     fn handle(&mut self, msg: PollNow, _: &mut Context<Self>) -> Self::Result {
         match self.actors.get(&msg.id) {
-            Some(addr) => {
+            Some((addr, _)) => {
                 addr.do_send(Poke);
                 Ok(())
             }
@@ -282,9 +344,11 @@ impl Handler<ReplayQuarantine> for ChannelSupervisor {
             .map_err(|err| ControlError::Store(err.to_string()))?;
         for (message_id, _) in &quarantined {
             // Forgetting the entry makes the next poll deliver it again with a fresh count.
-            store.ledger_delete(msg.id, message_id).map_err(|err| ControlError::Store(err.to_string()))?;
+            store
+                .ledger_delete(msg.id, message_id)
+                .map_err(|err| ControlError::Store(err.to_string()))?;
         }
-        if let Some(addr) = self.actors.get(&msg.id) {
+        if let Some((addr, _)) = self.actors.get(&msg.id) {
             addr.do_send(Poke);
         }
         tracing::info!(channel = %msg.id, count = quarantined.len(), "Quarantined messages released for delivery.");
@@ -297,7 +361,7 @@ impl Handler<StopAll> for ChannelSupervisor {
 
     fn handle(&mut self, _: StopAll, _: &mut Context<Self>) {
         self.stopping = true;
-        for (_, addr) in self.actors.drain() {
+        for (_, (addr, _)) in self.actors.drain() {
             addr.do_send(Shutdown);
         }
     }
@@ -314,11 +378,47 @@ impl Handler<FailChannel> for ChannelSupervisor {
 
     fn handle(&mut self, msg: FailChannel, _: &mut Context<Self>) -> bool {
         match self.actors.get(&msg.0) {
-            Some(addr) => {
+            Some((addr, _)) => {
                 addr.do_send(SimulateFailure);
                 true
             }
             None => false,
         }
+    }
+}
+
+/// How long a failed channel actor rests before it is restarted.
+const RESTART_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Handler<ChannelFailed> for ChannelSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChannelFailed, ctx: &mut Context<Self>) {
+        let current = self
+            .actors
+            .get(&msg.id)
+            .is_some_and(|(_, generation)| *generation == msg.generation);
+        if !current || self.stopping {
+            return;
+        }
+        self.actors.remove(&msg.id);
+        self.shared
+            .stats
+            .restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("inboxd_channel_restarts_total").increment(1);
+        ctx.run_later(RESTART_DELAY, move |act, _| {
+            if act.actors.contains_key(&msg.id) {
+                return;
+            }
+            match act.shared.store.get_channel(msg.id) {
+                Ok(Some(record)) => {
+                    tracing::warn!(channel = %msg.id, "Channel actor restarted from the store.");
+                    act.start_channel(record, true);
+                }
+                Ok(None) => {}
+                Err(err) => tracing::error!(channel = %msg.id, error = %err, "Could not restart a channel: its record is unreadable."),
+            }
+        });
     }
 }

@@ -4,7 +4,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::actors::messages::{AddChannel, PollNow, RemoveChannel, ReplayQuarantine, SetEnabled, UpdateChannel};
+use crate::actors::messages::{
+    AddChannel, PollNow, RemoveChannel, ReplayQuarantine, SetEnabled, UpdateChannel,
+};
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::http::AppState;
 use crate::http::dto::{ChannelIn, ChannelOut, ChannelPatch};
@@ -30,33 +32,58 @@ pub fn scope() -> actix_web::Scope {
 
 async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
-    Err(ApiError::NotFound(format!("no such API endpoint: {} {}", req.method(), req.path())))
+    Err(ApiError::NotFound(format!(
+        "no such API endpoint: {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// A JSON body that could not be read: 400 (or 413) with serde's explanation.
 pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError;
     let api = match &err {
-        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            ApiError::bad("body_too_large", format!("the request body is larger than {limit} bytes"))
-        }
-        JsonPayloadError::ContentType => {
-            ApiError::bad("unsupported_content_type", "send the body as JSON with `Content-Type: application/json`")
-        }
-        JsonPayloadError::Deserialize(inner) => ApiError::bad("invalid_json", format!("the JSON body is not valid: {inner}")),
-        other => ApiError::bad("invalid_body", format!("the request body could not be read: {other}")),
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::bad(
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        ),
+        JsonPayloadError::ContentType => ApiError::bad(
+            "unsupported_content_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        JsonPayloadError::Deserialize(inner) => ApiError::bad(
+            "invalid_json",
+            format!("the JSON body is not valid: {inner}"),
+        ),
+        other => ApiError::bad(
+            "invalid_body",
+            format!("the request body could not be read: {other}"),
+        ),
     };
-    let status_413 = matches!(err, JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. });
+    let status_413 = matches!(
+        err,
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. }
+    );
     if status_413 {
-        let body = serde_json::json!({"error": {"code": "body_too_large", "message": api.to_string()}});
-        return actix_web::error::InternalError::from_response(err, HttpResponse::PayloadTooLarge().json(body)).into();
+        let body =
+            serde_json::json!({"error": {"code": "body_too_large", "message": api.to_string()}});
+        return actix_web::error::InternalError::from_response(
+            err,
+            HttpResponse::PayloadTooLarge().json(body),
+        )
+        .into();
     }
     api.into()
 }
 
 /// A query string that could not be read.
 pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::bad("invalid_query", format!("the query string is not valid: {err}")).into()
+    ApiError::bad(
+        "invalid_query",
+        format!("the query string is not valid: {err}"),
+    )
+    .into()
 }
 
 fn channel_id(raw: &str) -> Result<ChannelId, ApiError> {
@@ -64,7 +91,11 @@ fn channel_id(raw: &str) -> Result<ChannelId, ApiError> {
 }
 
 fn out(state: &AppState, id: ChannelId) -> Result<ChannelOut, ApiError> {
-    let view = state.shared.board.get(id).ok_or_else(|| ApiError::NotFound(format!("no channel has the id {id}")))?;
+    let view = state
+        .shared
+        .board
+        .get(id)
+        .ok_or_else(|| ApiError::NotFound(format!("no channel has the id {id}")))?;
     Ok(ChannelOut::from_view(&view, &state.redirect_uri))
 }
 
@@ -82,14 +113,24 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-async fn list(req: HttpRequest, state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     let query = query.into_inner();
     let status = query
         .status
         .as_deref()
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<ChannelStatus>().map_err(|message| ApiError::BadRequest { code: "invalid_status", message }))
+        .map(|s| {
+            s.parse::<ChannelStatus>()
+                .map_err(|message| ApiError::BadRequest {
+                    code: "invalid_status",
+                    message,
+                })
+        })
         .transpose()?;
     let needle = query.q.unwrap_or_default().trim().to_lowercase();
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
@@ -106,11 +147,20 @@ async fn list(req: HttpRequest, state: web::Data<AppState>, query: web::Query<Li
         offset,
         limit,
     );
-    let channels: Vec<ChannelOut> = rows.iter().map(|row| ChannelOut::from_view(row, &state.redirect_uri)).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({"channels": channels, "total": total, "offset": offset, "limit": limit})))
+    let channels: Vec<ChannelOut> = rows
+        .iter()
+        .map(|row| ChannelOut::from_view(row, &state.redirect_uri))
+        .collect();
+    Ok(HttpResponse::Ok().json(
+        serde_json::json!({"channels": channels, "total": total, "offset": offset, "limit": limit}),
+    ))
 }
 
-async fn add(req: HttpRequest, state: web::Data<AppState>, body: web::Json<ChannelIn>) -> Result<HttpResponse, ApiError> {
+async fn add(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<ChannelIn>,
+) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     let record = body.into_inner().into_record(state.default_first_import)?;
     let view = state.supervisor.send(AddChannel { record }).await??;
@@ -120,7 +170,11 @@ async fn add(req: HttpRequest, state: web::Data<AppState>, body: web::Json<Chann
         .json(ChannelOut::from_view(&view, &state.redirect_uri)))
 }
 
-async fn show(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn show(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     Ok(HttpResponse::Ok().json(out(&state, channel_id(&id)?)?))
 }
@@ -143,32 +197,55 @@ async fn update(
     let reauthorize = body.into_inner().apply(&mut record)?;
     let enabled = record.enabled;
     record.enabled = was_enabled;
-    let mut view = state.supervisor.send(UpdateChannel { record, reauthorize }).await??;
+    let mut view = state
+        .supervisor
+        .send(UpdateChannel {
+            record,
+            reauthorize,
+        })
+        .await??;
     if enabled != was_enabled {
         view = state.supervisor.send(SetEnabled { id, enabled }).await??;
     }
     Ok(HttpResponse::Ok().json(ChannelOut::from_view(&view, &state.redirect_uri)))
 }
 
-async fn remove(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn remove(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     let id = channel_id(&id)?;
     state.supervisor.send(RemoveChannel { id }).await??;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn set_enabled(req: HttpRequest, state: web::Data<AppState>, id: &str, enabled: bool) -> Result<HttpResponse, ApiError> {
+async fn set_enabled(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: &str,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     let id = channel_id(id)?;
     let view = state.supervisor.send(SetEnabled { id, enabled }).await??;
     Ok(HttpResponse::Ok().json(ChannelOut::from_view(&view, &state.redirect_uri)))
 }
 
-async fn enable(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn enable(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_enabled(req, state, &id, true).await
 }
 
-async fn disable(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn disable(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     set_enabled(req, state, &id, false).await
 }
 
@@ -193,12 +270,25 @@ pub async fn start_authorization(state: &AppState, id: ChannelId) -> Result<Stri
         created_at: now,
         expires_at: now + state.authorization_ttl,
     };
-    state.shared.store.put_pending(&start.state, &pending).map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    state.shared.store.flush_async().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    state
+        .shared
+        .store
+        .put_pending(&start.state, &pending)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    state
+        .shared
+        .store
+        .flush_async()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(start.url)
 }
 
-async fn authorize(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn authorize(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     let id = channel_id(&id)?;
     let url = start_authorization(&state, id).await?;
@@ -209,14 +299,22 @@ async fn authorize(req: HttpRequest, state: web::Data<AppState>, id: web::Path<S
     })))
 }
 
-async fn poll(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn poll(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     let id = channel_id(&id)?;
     state.supervisor.send(PollNow { id }).await??;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"polling": id.to_string()})))
 }
 
-async fn quarantine(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn quarantine(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     let id = channel_id(&id)?;
     out(&state, id)?;
@@ -237,10 +335,15 @@ async fn quarantine(req: HttpRequest, state: web::Data<AppState>, id: web::Path<
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({"channel_id": id.to_string(), "messages": messages})))
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"channel_id": id.to_string(), "messages": messages})))
 }
 
-async fn replay(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+async fn replay(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     let id = channel_id(&id)?;
     let released = state.supervisor.send(ReplayQuarantine { id }).await??;

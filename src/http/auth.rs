@@ -66,10 +66,15 @@ impl AuthGuard {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            });
         let ok = match bearer {
             Some(token) => self.token_matches(token.trim()),
-            None => req.cookie(SESSION_COOKIE).is_some_and(|c| self.session_matches(c.value())),
+            None => req
+                .cookie(SESSION_COOKIE)
+                .is_some_and(|c| self.session_matches(c.value())),
         };
         if ok {
             return Ok(());
@@ -89,5 +94,7 @@ impl AuthGuard {
 
 /// The client's address (the direct peer; a reverse proxy's address when behind one).
 pub fn peer(req: &HttpRequest) -> IpAddr {
-    req.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    req.peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }

@@ -63,7 +63,9 @@ pub struct ChannelPatch {
     pub first_import: Option<String>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Option<String>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(de).map(Some)
 }
 
@@ -147,8 +149,12 @@ impl ChannelOut {
         let now = Utc::now();
         let days_left = view.secret_days_left(now);
         let secret_warning = days_left.and_then(|days| match days {
-            d if d < 0 => Some("the client secret has expired: make a new one and update the channel".to_owned()),
-            d if d < 30 => Some(format!("the client secret expires in {d} days: make a new one and update the channel")),
+            d if d < 0 => Some(
+                "the client secret has expired: make a new one and update the channel".to_owned(),
+            ),
+            d if d < 30 => Some(format!(
+                "the client secret expires in {d} days: make a new one and update the channel"
+            )),
             _ => None,
         });
         let today = now.date_naive();
@@ -168,7 +174,11 @@ impl ChannelOut {
             client_secret_expires_at: view.client_secret_expires_at,
             client_secret_days_left: days_left,
             secret_warning,
-            messages_today: if view.messages_day == Some(today) { view.messages_today } else { 0 },
+            messages_today: if view.messages_day == Some(today) {
+                view.messages_today
+            } else {
+                0
+            },
             created_at: view.created_at,
             redirect_uri: redirect_uri.to_owned(),
         }
@@ -221,19 +231,35 @@ impl ChannelIn {
     pub fn into_record(self, default_first_import: FirstImport) -> Result<ChannelRecord, ApiError> {
         let tenant_id = TenantId::parse(&self.tenant_id).map_err(|e| invalid("tenant_id", e))?;
         let client_id = ClientId::parse(&self.client_id).map_err(|e| invalid("client_id", e))?;
-        let client_secret = ClientSecret::new(self.client_secret.trim()).map_err(|e| invalid("client_secret", e))?;
+        let client_secret = ClientSecret::new(self.client_secret.trim())
+            .map_err(|e| invalid("client_secret", e))?;
         let mailbox = Mailbox::parse(&self.mailbox).map_err(|e| invalid("mailbox", e))?;
         let folder = match self.folder.as_deref() {
             Some(raw) => Folder::parse(raw).map_err(|e| invalid("folder", e))?,
             None => Folder::inbox(),
         };
-        let name = self.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).unwrap_or_else(|| mailbox.to_string());
+        let name = self
+            .name
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| mailbox.to_string());
         if name.chars().count() > 200 {
-            return Err(ApiError::bad("invalid_name", "name: at most 200 characters"));
+            return Err(ApiError::bad(
+                "invalid_name",
+                "name: at most 200 characters",
+            ));
         }
-        let client_secret_expires_at =
-            self.client_secret_expires_at.as_deref().map(|raw| parse_expiry("client_secret_expires_at", raw)).transpose()?;
-        let first_import = self.first_import.as_deref().map(parse_first_import).transpose()?.unwrap_or(default_first_import);
+        let client_secret_expires_at = self
+            .client_secret_expires_at
+            .as_deref()
+            .map(|raw| parse_expiry("client_secret_expires_at", raw))
+            .transpose()?;
+        let first_import = self
+            .first_import
+            .as_deref()
+            .map(parse_first_import)
+            .transpose()?
+            .unwrap_or(default_first_import);
         let now = Utc::now();
         Ok(ChannelRecord {
             id: ChannelId::generate(),
@@ -277,7 +303,8 @@ impl ChannelPatch {
             record.mailbox = mailbox;
         }
         if let Some(raw) = self.client_secret {
-            record.client_secret = ClientSecret::new(raw.trim()).map_err(|e| invalid("client_secret", e))?;
+            record.client_secret =
+                ClientSecret::new(raw.trim()).map_err(|e| invalid("client_secret", e))?;
         }
         if let Some(raw) = self.folder {
             record.folder = Folder::parse(&raw).map_err(|e| invalid("folder", e))?;
@@ -290,8 +317,10 @@ impl ChannelPatch {
             record.name = name;
         }
         if let Some(expiry) = self.client_secret_expires_at {
-            record.client_secret_expires_at =
-                expiry.as_deref().map(|raw| parse_expiry("client_secret_expires_at", raw)).transpose()?;
+            record.client_secret_expires_at = expiry
+                .as_deref()
+                .map(|raw| parse_expiry("client_secret_expires_at", raw))
+                .transpose()?;
         }
         if let Some(raw) = self.first_import {
             record.first_import = parse_first_import(&raw)?;

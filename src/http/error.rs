@@ -18,7 +18,9 @@ pub enum ApiError {
         message: String,
     },
     /// No or a wrong admin token.
-    #[error("missing or wrong admin token: send `Authorization: Bearer <token>` with the token from INBOXD_ADMIN_TOKEN")]
+    #[error(
+        "missing or wrong admin token: send `Authorization: Bearer <token>` with the token from INBOXD_ADMIN_TOKEN"
+    )]
     Unauthorized,
     /// Too many failed attempts from this address.
     #[error("too many failed attempts with a wrong admin token from this address; wait a minute")]
@@ -40,7 +42,10 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 with a code.
     pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, message: message.into() }
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     fn code(&self) -> &'static str {
@@ -80,7 +85,8 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::TooManyAttempts) {
             response.insert_header(("Retry-After", "60"));
         }
-        response.json(serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        response
+            .json(serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}))
     }
 }
 
@@ -89,8 +95,13 @@ impl From<ControlError> for ApiError {
         match err {
             ControlError::NotFound(_) => ApiError::NotFound(err.to_string()),
             ControlError::Exists(_) => ApiError::Conflict(err.to_string()),
-            ControlError::Invalid(message) => ApiError::BadRequest { code: "invalid_request", message },
-            ControlError::Store(_) | ControlError::ShuttingDown => ApiError::Unavailable(err.to_string()),
+            ControlError::Invalid(message) => ApiError::BadRequest {
+                code: "invalid_request",
+                message,
+            },
+            ControlError::Store(_) | ControlError::ShuttingDown => {
+                ApiError::Unavailable(err.to_string())
+            }
         }
     }
 }
@@ -111,5 +122,8 @@ pub fn invalid(field: &'static str, err: DomainError) -> ApiError {
         "folder" => "invalid_folder",
         _ => "invalid_value",
     };
-    ApiError::BadRequest { code, message: format!("{field}: {err}") }
+    ApiError::BadRequest {
+        code,
+        message: format!("{field}: {err}"),
+    }
 }

@@ -19,9 +19,14 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn recorder() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let lateness = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+            let lateness = [
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+            ];
             let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full("inboxd_poll_lateness_seconds".to_owned()), &lateness)
+                .set_buckets_for_metric(
+                    Matcher::Full("inboxd_poll_lateness_seconds".to_owned()),
+                    &lateness,
+                )
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
@@ -44,12 +49,18 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
         extra.push_str("# HELP inboxd_channel_seconds_since_last_success Seconds since the channel's last successful poll (-1: never).\n");
         extra.push_str("# TYPE inboxd_channel_seconds_since_last_success gauge\n");
     }
-    let (_, rows) = board.page(|row| row.enabled && row.status != ChannelStatus::Disabled, 0, usize::MAX);
+    let (_, rows) = board.page(
+        |row| row.enabled && row.status != ChannelStatus::Disabled,
+        0,
+        usize::MAX,
+    );
     let mut min_secret_days: Option<i64> = None;
     let mut max_since = 0.0f64;
     let mut stale = [0usize; STALE_AFTER_SECS.len()];
     for row in &rows {
-        let since = row.last_success_at.map(|at| (now - at).num_milliseconds() as f64 / 1000.0);
+        let since = row
+            .last_success_at
+            .map(|at| (now - at).num_milliseconds() as f64 / 1000.0);
         if per_channel {
             extra.push_str(&format!(
                 "inboxd_channel_seconds_since_last_success{{channel_id=\"{}\",mailbox=\"{}\"}} {}\n",
@@ -79,5 +90,7 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     }
     let mut text = recorder().map(|h| h.render()).unwrap_or_default();
     text.push_str(&extra);
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text)
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
 }

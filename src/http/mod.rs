@@ -46,6 +46,7 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         supervisor: Addr<ChannelSupervisor>,
         shared: Arc<Shared>,
@@ -70,11 +71,18 @@ impl AppState {
 }
 
 /// Registers every route.
-pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(
+    state: web::Data<AppState>,
+    max_body_bytes: usize,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         let callback_path = state.callback_path.clone();
         cfg.app_data(state)
-            .app_data(web::JsonConfig::default().limit(max_body_bytes).error_handler(admin::json_error))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body_bytes)
+                    .error_handler(admin::json_error),
+            )
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::QueryConfig::default().error_handler(admin::query_error))
             .route("/healthz", web::get().to(healthz))
@@ -85,5 +93,7 @@ pub fn configure(state: web::Data<AppState>, max_body_bytes: usize) -> impl FnOn
 }
 
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n")
 }

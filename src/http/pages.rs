@@ -37,7 +37,16 @@ pub struct Notice {
 impl Notice {
     /// A success.
     pub fn success(title: &str, detail: &str, channel: Option<ChannelId>) -> Self {
-        Notice { ok: true, title: title.to_owned(), detail: detail.to_owned(), remedy: None, channel, code: None, trace_id: None, correlation_id: None }
+        Notice {
+            ok: true,
+            title: title.to_owned(),
+            detail: detail.to_owned(),
+            remedy: None,
+            channel,
+            code: None,
+            trace_id: None,
+            correlation_id: None,
+        }
     }
 
     /// A failure with its remedy.
@@ -71,21 +80,40 @@ impl Notice {
 /// Renders a notice with `status`.
 pub fn notice_page(status: u16, notice: &Notice) -> HttpResponse {
     let mut body = String::new();
-    body.push_str(&format!("<h1 class=\"{}\">{}</h1>\n", if notice.ok { "ok" } else { "problem" }, escape(&notice.title)));
-    body.push_str(&format!("<p id=\"detail\">{}</p>\n", escape(&notice.detail)));
+    body.push_str(&format!(
+        "<h1 class=\"{}\">{}</h1>\n",
+        if notice.ok { "ok" } else { "problem" },
+        escape(&notice.title)
+    ));
+    body.push_str(&format!(
+        "<p id=\"detail\">{}</p>\n",
+        escape(&notice.detail)
+    ));
     if let Some(code) = &notice.code {
-        body.push_str(&format!("<p>Code: <code id=\"code\">{}</code></p>\n", escape(code)));
+        body.push_str(&format!(
+            "<p>Code: <code id=\"code\">{}</code></p>\n",
+            escape(code)
+        ));
     }
     if let Some(remedy) = &notice.remedy {
-        body.push_str(&format!("<h2>What to do</h2>\n<p id=\"remedy\">{}</p>\n", escape(remedy)));
+        body.push_str(&format!(
+            "<h2>What to do</h2>\n<p id=\"remedy\">{}</p>\n",
+            escape(remedy)
+        ));
     }
     if notice.trace_id.is_some() || notice.correlation_id.is_some() {
         body.push_str("<p class=\"ids\">");
         if let Some(id) = &notice.trace_id {
-            body.push_str(&format!("Trace ID: <code id=\"trace-id\">{}</code> ", escape(id)));
+            body.push_str(&format!(
+                "Trace ID: <code id=\"trace-id\">{}</code> ",
+                escape(id)
+            ));
         }
         if let Some(id) = &notice.correlation_id {
-            body.push_str(&format!("Correlation ID: <code id=\"correlation-id\">{}</code>", escape(id)));
+            body.push_str(&format!(
+                "Correlation ID: <code id=\"correlation-id\">{}</code>",
+                escape(id)
+            ));
         }
         body.push_str("</p>\n");
     }
@@ -98,7 +126,10 @@ pub fn notice_page(status: u16, notice: &Notice) -> HttpResponse {
     HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST))
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'"))
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'self'; style-src 'unsafe-inline'",
+        ))
         .body(layout(&notice.title, &body))
 }
 

@@ -31,9 +31,8 @@ use crate::domain::secret::MasterKey;
 
 pub use error::{StoreError, StoreErrorKind};
 pub use records::{
-    ChannelState,
-    ChannelRecord, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry, LedgerState,
-    PendingAuthorization, PendingLookup, TokenSet,
+    ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry,
+    LedgerState, PendingAuthorization, PendingLookup, TokenSet,
 };
 
 use crypto::{Crypto, OpenError};
@@ -317,9 +316,18 @@ impl Store {
     /// Updates a channel's run-time state (status, last error, poll times) and nothing else, with a
     /// compare-and-swap so a concurrent configuration change is never overwritten. A channel that
     /// was removed meanwhile stays removed.
-    pub fn update_channel_state(&self, id: ChannelId, state: &ChannelState) -> Result<(), StoreError> {
+    pub fn update_channel_state(
+        &self,
+        id: ChannelId,
+        state: &ChannelState,
+    ) -> Result<(), StoreError> {
         loop {
-            let Some(current) = self.inner.channels.get(id.as_bytes()).map_err(|e| self.sled_err(e))? else {
+            let Some(current) = self
+                .inner
+                .channels
+                .get(id.as_bytes())
+                .map_err(|e| self.sled_err(e))?
+            else {
                 return Ok(());
             };
             let mut record = persisted::decode_channel(&self.inner.crypto, id, &current)?;
@@ -800,12 +808,15 @@ impl Store {
 
     /// Writes every buffered change to disk, without blocking the caller's thread.
     pub async fn flush_async(&self) -> Result<(), StoreError> {
-        self.inner
-            .db
-            .flush_async()
-            .await
-            .map_err(|e| self.sled_err(e))?;
-        Ok(())
+        // sled's own `flush_async` can stall when several run at once; a blocking flush on
+        // Tokio's blocking pool does not, and keeps the caller's thread free all the same.
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.flush()).await {
+            Ok(result) => result,
+            Err(err) => Err(StoreError::Io {
+                source: std::io::Error::other(format!("the flush task failed: {err}")),
+            }),
+        }
     }
 
     /// The size of the store's files, in bytes.
