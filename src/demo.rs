@@ -13,11 +13,12 @@ use futures_util::stream::{self, StreamExt as _};
 use serde_json::{Value, json};
 
 use crate::cli::DemoArgs;
-use crate::config::{Env, Settings};
+use crate::config::Settings;
 use crate::domain::secret::{AdminToken, MasterKey};
 use crate::sim::client::{BulkEntry, BulkRequest, Delivery, SimClient};
 use crate::sim::{self, SimOptions};
 use crate::startup::{Application, Secrets};
+use crate::testkit::{daemon_env, free_port};
 
 /// How many channels are set up at once.
 const SETUP_CONCURRENCY: usize = 32;
@@ -39,13 +40,6 @@ pub struct Summary {
     pub lost: usize,
     /// From the first delivery to the last message marked read.
     pub wall: Duration,
-}
-
-/// Picks a free loopback port (bound and released at once).
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener =
-        std::net::TcpListener::bind("127.0.0.1:0").context("Could not find a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// Runs the demo and prints its summary.
@@ -86,25 +80,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 async fn demo(args: &DemoArgs, dir: &Path, sim_url: &str) -> anyhow::Result<Summary> {
     let port = free_port()?;
     let jsonl = dir.join("mail.jsonl");
-    let interval = args.interval_secs.max(1);
-    let env: Env = [
-        ("INBOXD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
-        (
-            "INBOXD_SERVER__PUBLIC_URL",
-            format!("http://127.0.0.1:{port}"),
-        ),
-        (
-            "INBOXD_STORE__PATH",
-            dir.join("store").display().to_string(),
-        ),
-        ("INBOXD_CLOUD__LOGIN_URL", sim_url.to_owned()),
-        ("INBOXD_CLOUD__GRAPH_URL", sim_url.to_owned()),
-        ("INBOXD_POLLING__INTERVAL_SECS", interval.to_string()),
-        ("INBOXD_POLLING__JITTER_SECS", "0".to_owned()),
-        ("INBOXD_PROCESSOR__JSONL_PATH", jsonl.display().to_string()),
-    ]
-    .into_iter()
-    .collect();
+    let env = daemon_env(dir, port, sim_url, args.interval_secs.max(1), &[]);
     let settings = Settings::load(None, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
     let token = format!("demo-{}", MasterKey::generate().encode());
     let secrets = Secrets {

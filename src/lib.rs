@@ -32,3 +32,5 @@ pub mod sink;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testkit;
