@@ -171,6 +171,11 @@ impl RateLimiters {
         })
     }
 
+    /// Waits for a global slot only (token-endpoint requests, which belong to no mailbox).
+    pub async fn acquire_global(&self) -> Option<OwnedSemaphorePermit> {
+        self.global_slots.clone().acquire_owned().await.ok()
+    }
+
     /// Forgets a mailbox whose channel was removed.
     pub fn forget(&self, key: &MailboxKey) {
         self.mailbox_slots.remove(key);

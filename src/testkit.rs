@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
 use crate::config::{Env, Settings};
-use crate::domain::secret::{AdminToken, MasterKey};
+use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
 use crate::startup::{Application, Secrets};
 
 /// Picks a free loopback port (bound and released at once).
@@ -95,6 +95,18 @@ impl TestDaemon {
         extra: &[(&str, String)],
         master_key: MasterKey,
     ) -> anyhow::Result<TestDaemon> {
+        Self::start_with(dir, sim_url, interval_secs, extra, master_key, None).await
+    }
+
+    /// Like [`start_with_key`](Self::start_with_key) with a webhook secret for a webhook sink.
+    pub async fn start_with(
+        dir: &Path,
+        sim_url: &str,
+        interval_secs: u64,
+        extra: &[(&str, String)],
+        master_key: MasterKey,
+        webhook_secret: Option<WebhookSecret>,
+    ) -> anyhow::Result<TestDaemon> {
         let port = free_port()?;
         let env = daemon_env(dir, port, sim_url, interval_secs, extra);
         let settings = Settings::load(None, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -102,7 +114,7 @@ impl TestDaemon {
         let secrets = Secrets {
             master_key: master_key.clone(),
             admin_token: AdminToken::new(token.clone())?,
-            webhook_secret: None,
+            webhook_secret,
         };
         let app = Application::build(settings, secrets).await?;
         let base = format!("http://127.0.0.1:{}", app.port());

@@ -296,7 +296,8 @@ fn error_from_status(
         401 => GraphError::Unauthorized { code, message },
         403 => GraphError::Forbidden { code, message },
         404 => GraphError::NotFound { code, message },
-        500..=599 => GraphError::Server {
+        // 408: the request did not reach the service in time, as transient as a 503.
+        408 | 500..=599 => GraphError::Server {
             status,
             code,
             retry_after,

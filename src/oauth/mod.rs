@@ -330,7 +330,7 @@ impl OAuthClient {
                 // A 429/5xx with a body that is not OAuth JSON: an outage page or a proxy.
                 Err(OAuthError::Refused(Box::new(IdentityFailure {
                     http_status: Some(status),
-                    error: if status == 429 || status >= 500 {
+                    error: if status == 408 || status == 429 || status >= 500 {
                         "temporarily_unavailable"
                     } else {
                         "invalid_request"

@@ -1,0 +1,166 @@
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use inboxd::domain::secret::MasterKey;
+use inboxd::sim::client::{AppRegistration, Delivery, SimClient};
+use rand::Rng as _;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "crash-test-admin-token-0123456789";
+const MAILBOXES: usize = 4;
+const KILLS: usize = 12;
+
+struct Serve {
+    env: Vec<(String, String)>,
+
+    log: std::path::PathBuf,
+}
+
+impl Serve {
+    fn spawn(&self) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_inboxd"))
+            .args(["--log-format", "json", "serve"])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+}
+
+async fn wait_healthy(http: &reqwest::Client, port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("inboxd serve exited with {status}");
+        }
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "inboxd serve did not come up");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn api(http: &reqwest::Client, port: u16, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let mut request = http.request(method, format!("http://127.0.0.1:{port}{path}")).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    response.json().await.unwrap_or(Value::Null)
+}
+
+#[actix_rt::test]
+async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
+    // Arrange: a simulator here, `inboxd serve` as a child process.
+    let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
+    let sim_client = SimClient::new(sim.url());
+    let dir = tempfile::tempdir().unwrap();
+    let port = inboxd::testkit::free_port().unwrap();
+    let mut env: Vec<(String, String)> = inboxd::testkit::daemon_env(dir.path(), port, &sim.url(), 1, &[])
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    env.push(("INBOXD_MASTER_KEY".into(), MasterKey::generate().encode()));
+    env.push(("INBOXD_ADMIN_TOKEN".into(), TOKEN.into()));
+    let serve = Serve { env, log: dir.path().join("serve.log") };
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut child = serve.spawn();
+    wait_healthy(&http, port, &mut child).await;
+
+    let mut mailboxes = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..MAILBOXES {
+        let upn = format!("crash{i}@crash{i}.example");
+        let tenant = sim_client.register_tenant(None, &[&format!("crash{i}.example")]).await.unwrap();
+        let app = sim_client
+            .register_app(&AppRegistration {
+                tenant_id: tenant.clone(),
+                redirect_uris: vec!["http://127.0.0.1/oauth/callback".into()],
+                ..AppRegistration::default()
+            })
+            .await
+            .unwrap();
+        sim_client.register_user(&tenant, &upn, &[]).await.unwrap();
+        let channel = api(&http, port, reqwest::Method::POST, "/api/channels", Some(json!({
+            "tenant_id": tenant, "client_id": app.client_id, "client_secret": app.client_secret, "mailbox": upn,
+        })))
+        .await;
+        let id = channel["id"].as_str().unwrap().to_owned();
+        let start = api(&http, port, reqwest::Method::POST, &format!("/api/channels/{id}/authorize"), None).await;
+        let signin = http.get(start["authorization_url"].as_str().unwrap()).send().await.unwrap();
+        let location = signin.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(http.get(&location).send().await.unwrap().status(), 200);
+        mailboxes.push(upn);
+        ids.push(id);
+    }
+
+    // Act: mail keeps arriving while the daemon is killed at random moments and restarted.
+    let mut rng = rand::thread_rng();
+    let mut sent = 0usize;
+    for kill in 0..KILLS {
+        for upn in &mailboxes {
+            let n = rng.gen_range(20..80);
+            sim_client.deliver(upn, &Delivery { count: n, unread: true, ..Delivery::default() }).await.unwrap();
+            sent += n;
+        }
+        actix_rt::time::sleep(Duration::from_millis(rng.gen_range(50..900))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        child = serve.spawn();
+        wait_healthy(&http, port, &mut child).await;
+        eprintln!("kill {kill}: {sent} messages sent so far");
+    }
+
+    // Let it finish.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut unread = 0;
+        for upn in &mailboxes {
+            unread += sim_client.mailbox_state(upn).await.unwrap().unread;
+        }
+        if unread == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{unread} messages still unread");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Assert: every message in the sink exactly once, every message read, nothing lost.
+    let text = std::fs::read_to_string(dir.path().join("mail.jsonl")).unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in text.lines() {
+        let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("a broken line ({e}): {line}"));
+        *seen.entry(record["message_id"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "written more than once: {doubled:?}");
+    let mut total = 0;
+    for upn in &mailboxes {
+        let state = sim_client.mailbox_state(upn).await.unwrap();
+        assert_eq!(state.unread, 0);
+        for message in &state.messages {
+            total += 1;
+            assert!(seen.contains_key(&message.immutable_id), "{} never reached the sink", message.immutable_id);
+        }
+    }
+    assert_eq!(total, sent);
+    assert_eq!(seen.len(), sent);
+    // No channel configuration or token lost: every channel is still there and active.
+    let list = api(&http, port, reqwest::Method::GET, "/api/channels", None).await;
+    assert_eq!(list["total"], MAILBOXES);
+    for channel in list["channels"].as_array().unwrap() {
+        assert_eq!(channel["status"], "active", "{channel}");
+        assert!(ids.contains(&channel["id"].as_str().unwrap().to_owned()));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,18 @@
+//! One integration binary: the daemon, started through the same `Application::build` as `main`,
+//! against the simulator over real HTTP on 127.0.0.1. Every test gets its own simulator, store and
+//! sink.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+/// Shared fixtures: a world of simulator + daemon, mailboxes, waiting helpers.
+mod helpers;
+
+/// The OAuth flow, the callback's refusals, the token lifecycle and the error catalogue (issue 4).
+mod authorization;
+/// The admin API's validation and authentication.
+mod admin_api;
+/// The actor runtime: hot control, throttling, restarts, scale (issue 5).
+mod runtime;
+/// Mail ingestion with its guarantees (issue 6).
+mod ingestion;
+/// Kill the daemon with SIGKILL while mail flows; nothing is lost or doubled (issue 6).
+mod crash;
