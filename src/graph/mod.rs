@@ -280,7 +280,7 @@ fn transport_error(err: reqwest::Error) -> GraphError {
         GraphError::Decode(err.to_string())
     } else {
         // Without the URL: it holds the mailbox address, which belongs in structured fields.
-        GraphError::Transport(err.without_url().to_string())
+        GraphError::Transport(crate::retry::error_chain(&err.without_url()))
     }
 }
 

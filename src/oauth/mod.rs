@@ -258,7 +258,7 @@ impl OAuthClient {
             if err.is_timeout() {
                 HttpFailure("timeout".to_owned())
             } else {
-                HttpFailure(err.without_url().to_string())
+                HttpFailure(crate::retry::error_chain(&err.without_url()))
             }
         })?;
         let status = response.status();
@@ -277,7 +277,7 @@ impl OAuthClient {
         let body = response
             .bytes()
             .await
-            .map_err(|err| HttpFailure(err.without_url().to_string()))?;
+            .map_err(|err| HttpFailure(crate::retry::error_chain(&err.without_url())))?;
         builder
             .body(body.to_vec())
             .map_err(|err| HttpFailure(err.to_string()))
