@@ -225,7 +225,7 @@ fn url_of(addr: SocketAddr, tls: bool) -> String {
 pub struct SimHandle {
     addr: SocketAddr,
     url: String,
-    system: Option<actix_rt::System>,
+    server: Option<actix_web::dev::ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -252,8 +252,9 @@ impl SimHandle {
     }
 
     fn shutdown(&mut self) {
-        if let Some(sys) = self.system.take() {
-            sys.stop();
+        if let Some(server) = self.server.take() {
+            // The stop command is sent when `stop` is called; the returned future only waits for it.
+            drop(server.stop(false));
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -269,7 +270,8 @@ impl Drop for SimHandle {
 
 /// Starts the simulator on its own thread with its own actix System; returns once it is bound.
 pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
-    let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<(SocketAddr, actix_rt::System)>>();
+    let (tx, rx) =
+        std::sync::mpsc::channel::<std::io::Result<(SocketAddr, actix_web::dev::ServerHandle)>>();
     let tls = opts.tls.is_some();
     let thread = std::thread::Builder::new()
         .name("inboxd-sim".into())
@@ -279,7 +281,7 @@ pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
             let started = system.block_on(async { build(&opts, state, false) });
             match started {
                 Ok((server, addr)) => {
-                    let _ = tx.send(Ok((addr, actix_rt::System::current())));
+                    let _ = tx.send(Ok((addr, server.handle())));
                     let _ = system.block_on(server);
                 }
                 Err(e) => {
@@ -287,13 +289,13 @@ pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
                 }
             }
         })?;
-    let (addr, system) = rx
+    let (addr, server) = rx
         .recv()
         .map_err(|_| std::io::Error::other("simulator thread ended before binding"))??;
     Ok(SimHandle {
         addr,
         url: url_of(addr, tls),
-        system: Some(system),
+        server: Some(server),
         thread: Some(thread),
     })
 }
