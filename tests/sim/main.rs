@@ -3,5 +3,6 @@
 //! shape against reference/microsoft-protocol.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod graph;
 mod identity;
 mod support;
