@@ -3,6 +3,10 @@
 //! shape against reference/microsoft-protocol.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod batch;
+mod control;
+mod faults;
 mod graph;
 mod identity;
 mod support;
+mod throttle;
