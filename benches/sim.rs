@@ -30,10 +30,13 @@ fn rss_bytes() -> Option<u64> {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| {
-        eprintln!("cannot build a tokio runtime: {e}");
-        std::process::exit(1)
-    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("cannot build a tokio runtime: {e}");
+            std::process::exit(1)
+        });
     let sim = match spawn(SimOptions {
         workers: 1,
         mailbox_requests_per_10_min: u32::MAX,
@@ -95,9 +98,12 @@ fn bench(c: &mut Criterion) {
             rt.block_on(async {
                 let futs = (0..CONCURRENT).map(|i| {
                     let a = &accounts[(next + i) % accounts.len()];
-                    http.get(format!("{url}/v1.0/users/{}/mailFolders/inbox/messages?$top=50", a.mailbox))
-                        .bearer_auth(&a.access_token)
-                        .send()
+                    http.get(format!(
+                        "{url}/v1.0/users/{}/mailFolders/inbox/messages?$top=50",
+                        a.mailbox
+                    ))
+                    .bearer_auth(&a.access_token)
+                    .send()
                 });
                 for r in futures_util::future::join_all(futs).await {
                     match r {

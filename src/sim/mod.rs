@@ -200,6 +200,8 @@ fn build(
     let mut server = HttpServer::new(move || App::new().configure(|c| configure(c, st.clone())))
         .workers(opts.workers.max(1))
         .shutdown_timeout(1)
+        .keep_alive(std::time::Duration::from_secs(75))
+        .client_request_timeout(std::time::Duration::from_secs(30))
         .max_connection_rate(4096)
         .backlog(4096);
     if !signals {

@@ -67,10 +67,12 @@ pub struct Tenant {
 pub struct App {
     pub client_id: String,
     pub tenant_id: String,
-    pub display_name: String,
+    /// Shared between bulk-provisioned apps.
+    pub display_name: Arc<str>,
     pub secret: String,
     pub secret_expires_at: Option<DateTime<Utc>>,
-    pub redirect_uris: Vec<String>,
+    /// Shared between bulk-provisioned apps.
+    pub redirect_uris: Arc<[String]>,
 }
 
 /// A user; owns the mailbox at its UPN and may be granted access to others.
