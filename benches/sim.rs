@@ -150,6 +150,7 @@ fn bench(c: &mut Criterion) {
 
     // Memory of 100,000 idle mailboxes (tenant + app + user + mailbox each), no entries returned.
     let before = rss_bytes();
+    let started = std::time::Instant::now();
     rt.block_on(async {
         let mut req = BulkRequest::new(100_000, "mem");
         req.return_entries = false;
@@ -157,6 +158,10 @@ fn bench(c: &mut Criterion) {
             panic_free_exit(&format!("bulk 100k failed: {e}"));
         }
     });
+    println!(
+        "sim bulk: 100,000 tenants+apps+users+mailboxes provisioned in {:?}",
+        started.elapsed()
+    );
     if let (Some(b), Some(a)) = (before, rss_bytes()) {
         println!(
             "sim memory: 100,000 idle mailboxes (tenant+app+user+mailbox each) add {:.1} MiB = {} bytes per mailbox",

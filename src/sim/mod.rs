@@ -248,6 +248,12 @@ impl SimHandle {
         self.addr
     }
 
+    /// A control-API client for this simulator (plain HTTP; for HTTPS build one with
+    /// [`client::SimClient::with_http`] and a client that trusts the certificate).
+    pub fn client(&self) -> client::SimClient {
+        client::SimClient::new(self.url.clone())
+    }
+
     /// Stops the server and waits for its thread.
     pub fn stop(mut self) {
         self.shutdown();

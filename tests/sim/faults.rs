@@ -11,18 +11,18 @@ async fn throttle_storms_with_fractional_or_no_retry_after() {
     let inbox = e.inbox_path().await;
     e.ctl
         .add_fault_json(
-            &json!({"kind": "throttle", "retry_after": 1.5, "mailbox": UPN, "count": 2}),
+            &json!({"kind": "throttle", "retry_after": 30.5, "mailbox": UPN, "count": 2}),
         )
         .await
         .unwrap();
     for _ in 0..2 {
         let r = e.get(&at, &inbox).await;
-        assert_eq!(r.headers()["retry-after"], "1.5");
+        assert_eq!(r.headers()["retry-after"], "30.5");
         let v = graph_error(r, 429, "TooManyRequests").await;
         assert_eq!(v["error"]["innerError"]["status"], "429");
     }
     assert_eq!(e.get(&at, &inbox).await.status(), 200);
-    // Both retries came before the 1.5 s passed.
+    // Both retries came before the 30.5 s passed.
     assert_eq!(e.ctl.counters(Some(UPN)).await.unwrap().early_count, 2);
     e.ctl
         .add_fault_json(

@@ -11,7 +11,7 @@ async fn more_than_four_concurrent_requests_get_application_throttled() {
     e.deliver(1).await;
     let (at, _) = e.tokens().await;
     e.ctl
-        .add_fault_json(&json!({"kind": "latency", "ms": 400, "mailbox": UPN}))
+        .add_fault_json(&json!({"kind": "latency", "ms": 1500, "mailbox": UPN}))
         .await
         .unwrap();
     let inbox = e.inbox_path().await;
