@@ -729,8 +729,12 @@ pub fn bulk_entry(prefix: &str, i: usize) -> (String, String, String, String) {
 
 async fn bulk(state: St, req: HttpRequest, payload: Payload) -> HttpResponse {
     let b: BulkIn = body!(state, req, payload);
-    if b.count > 1_000_000 {
-        return err(400, "BadRequest", "count must be at most 1,000,000");
+    if b.count > 1_000_000 || b.start > 1_000_000_000 {
+        return err(
+            400,
+            "BadRequest",
+            "count must be at most 1,000,000 and start at most 1,000,000,000",
+        );
     }
     let display_name: Arc<str> = Arc::from(format!("{} app", b.prefix));
     let redirect_uris: Arc<[String]> = Arc::from(b.redirect_uris.clone().unwrap_or_else(|| {

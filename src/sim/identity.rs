@@ -1040,7 +1040,9 @@ fn redeem_code(
     if grant.redeemed {
         return Err(StsError::new(54005, &[]));
     }
-    if state.now_ms() - grant.issued_ms > (state.limits.auth_code_lifetime_secs as i64) * 1000 {
+    if state.now_ms().saturating_sub(grant.issued_ms)
+        > (state.limits.auth_code_lifetime_secs as i64).saturating_mul(1000)
+    {
         return Err(StsError::new(70008, &[]));
     }
     if grant.client_id != client_id {
@@ -1122,7 +1124,7 @@ fn redeem_refresh(
             &[("issued", &issued_short), ("valid", &valid)],
         ));
     }
-    if state.now_ms() - claims.iat > RT_INACTIVITY_MS {
+    if state.now_ms().saturating_sub(claims.iat) > RT_INACTIVITY_MS {
         let issued_at = chrono::DateTime::from_timestamp_millis(claims.iat)
             .map(|t| format!("{}Z", util::ticks_datetime(t)))
             .unwrap_or(issued);

@@ -271,12 +271,16 @@ impl SimState {
 
     /// The simulator's clock in ms since the epoch.
     pub fn now_ms(&self) -> i64 {
-        Utc::now().timestamp_millis() + self.clock_offset_ms.load(Ordering::Relaxed)
+        Utc::now()
+            .timestamp_millis()
+            .saturating_add(self.clock_offset_ms.load(Ordering::Relaxed))
     }
 
     /// Moves the simulator's clock forward (or back) by `ms`.
     pub fn advance_clock(&self, ms: i64) -> i64 {
-        self.clock_offset_ms.fetch_add(ms, Ordering::Relaxed) + ms
+        self.clock_offset_ms
+            .fetch_add(ms, Ordering::Relaxed)
+            .saturating_add(ms)
     }
 
     /// Next message sequence number (global, so ids never repeat).
