@@ -1202,3 +1202,52 @@ pub async fn openid_configuration(
         .insert_header((header::CACHE_CONTROL, "max-age=86400, private"))
         .json(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_redirects_ignore_the_port_others_match_exactly() {
+        assert!(redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/cb"
+        ));
+        assert!(redirect_matches(
+            "http://localhost:1234/MyApp",
+            "http://localhost/MyApp"
+        ));
+        assert!(
+            !redirect_matches("http://localhost/MyApp", "http://localhost/myapp"),
+            "paths are case-sensitive"
+        );
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "https://127.0.0.1/cb"
+        ));
+        assert!(redirect_matches(
+            "https://app.example/cb",
+            "https://app.example/cb"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:8443/cb"
+        ));
+        assert!(redirect_matches(
+            "http://localhost:7071",
+            "http://localhost:7071/"
+        ));
+    }
+
+    #[test]
+    fn every_listed_code_has_the_reference_error_value() {
+        assert_eq!(aadsts_info(7000215).0, "invalid_client");
+        assert_eq!(aadsts_info(7000215).1, 401);
+        assert_eq!(aadsts_info(700016).0, "unauthorized_client");
+        assert_eq!(aadsts_info(90002).0, "invalid_request");
+        assert_eq!(aadsts_info(9002313).0, "invalid_grant");
+        assert_eq!(aadsts_info(70003).0, "unsupported_grant_type");
+        assert_eq!(authorize_error_value(53003), "access_denied");
+        assert_eq!(authorize_error_value(50076), "interaction_required");
+    }
+}

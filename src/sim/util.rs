@@ -129,3 +129,22 @@ pub fn ticks_datetime(t: DateTime<Utc>) -> String {
         t.nanosecond() / 100
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_and_timestamps_use_microsofts_forms() {
+        assert_eq!(retry_after_value(2.0), "2");
+        assert_eq!(retry_after_value(2.128), "2.128");
+        assert_eq!(retry_after_value(1.5), "1.5");
+        let t = chrono::DateTime::parse_from_rfc3339("2016-01-09T02:02:12.8043551Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        assert_eq!(sts_timestamp(t), "2016-01-09 02:02:12Z");
+        assert_eq!(graph_datetime(t), "2016-01-09T02:02:12Z");
+        assert_eq!(inner_error_date(t), "2016-01-09T02:02:12");
+        assert_eq!(ticks_datetime(t), "2016-01-09T02:02:12.8043551");
+    }
+}
