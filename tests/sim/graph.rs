@@ -645,3 +645,53 @@ async fn the_simulator_serves_https_with_given_files() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn delta_change_type_and_list_count() {
+    let e = env().await;
+    let ids = e.deliver(3).await;
+    let (at, _) = e.tokens().await;
+    let v = json_of(
+        e.get(&at, &format!("{}?$count=true&$top=1", e.inbox_path().await))
+            .await,
+    )
+    .await;
+    assert_eq!(v["@odata.count"], 3);
+    let first = json_of(
+        e.get(
+            &at,
+            &format!("/users/{UPN}/mailFolders/inbox/messages/delta?changeType=created"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(first["value"].as_array().unwrap().len(), 3);
+    let link = first["@odata.deltaLink"].as_str().unwrap().to_owned();
+    e.ctl
+        .update_message(UPN, &ids[0], &json!({"is_read": true}))
+        .await
+        .unwrap();
+    let new = e.deliver(1).await;
+    let v = json_of(e.http.get(&link).bearer_auth(&at).send().await.unwrap()).await;
+    let got: Vec<&str> = v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        [new[0].as_str()],
+        "only creations in a changeType=created round"
+    );
+    graph_error(
+        e.get(
+            &at,
+            &format!("/users/{UPN}/mailFolders/inbox/messages/delta?changeType=moved"),
+        )
+        .await,
+        400,
+        "BadRequest",
+    )
+    .await;
+}
