@@ -148,10 +148,10 @@ async fn add_app(state: St, req: HttpRequest, payload: Payload) -> HttpResponse 
         App {
             client_id: client_id.clone(),
             tenant_id: tenant_id.clone(),
-            display_name: a.display_name.unwrap_or_else(|| "inboxd".into()),
+            display_name: Arc::from(a.display_name.unwrap_or_else(|| "inboxd".into())),
             secret: secret.clone(),
             secret_expires_at: a.secret_expires_at,
-            redirect_uris: a.redirect_uris.clone(),
+            redirect_uris: Arc::from(a.redirect_uris.clone()),
         },
     );
     HttpResponse::Created().json(json!({
@@ -199,13 +199,13 @@ async fn update_app(
         app.secret_expires_at = e;
     }
     if let Some(r) = p.redirect_uris {
-        app.redirect_uris = r;
+        app.redirect_uris = Arc::from(r);
     }
     HttpResponse::Ok().json(json!({
         "client_id": app.client_id,
         "tenant_id": app.tenant_id,
         "secret_expires_at": app.secret_expires_at,
-        "redirect_uris": app.redirect_uris,
+        "redirect_uris": &*app.redirect_uris,
     }))
 }
 
@@ -729,18 +729,27 @@ pub fn bulk_entry(prefix: &str, i: usize) -> (String, String, String, String) {
 
 async fn bulk(state: St, req: HttpRequest, payload: Payload) -> HttpResponse {
     let b: BulkIn = body!(state, req, payload);
-    if b.count > 1_000_000 {
-        return err(400, "BadRequest", "count must be at most 1,000,000");
+    if b.count > 1_000_000 || b.start > 1_000_000_000 {
+        return err(
+            400,
+            "BadRequest",
+            "count must be at most 1,000,000 and start at most 1,000,000,000",
+        );
     }
-    let redirect_uris = b.redirect_uris.clone().unwrap_or_else(|| {
+    let display_name: Arc<str> = Arc::from(format!("{} app", b.prefix));
+    let redirect_uris: Arc<[String]> = Arc::from(b.redirect_uris.clone().unwrap_or_else(|| {
         vec![
             "http://127.0.0.1/oauth/callback".into(),
             "http://localhost/oauth/callback".into(),
         ]
-    });
+    }));
     let scope = b.scope.clone().unwrap_or_else(|| DEFAULT_SCOPE.into());
     let mut entries = Vec::with_capacity(if b.return_entries { b.count } else { 0 });
     for i in b.start..b.start + b.count {
+        if i % 1024 == 1023 {
+            // Keep the worker responsive to other connections during a long provisioning run.
+            tokio::task::yield_now().await;
+        }
         let (tenant_id, client_id, secret, mailbox) = bulk_entry(&b.prefix, i);
         state.add_tenant(&tenant_id, &[format!("{}{i}.example", b.prefix)]);
         state.apps.insert(
@@ -748,7 +757,7 @@ async fn bulk(state: St, req: HttpRequest, payload: Payload) -> HttpResponse {
             App {
                 client_id: client_id.clone(),
                 tenant_id: tenant_id.clone(),
-                display_name: format!("{} app {i}", b.prefix),
+                display_name: display_name.clone(),
                 secret: secret.clone(),
                 secret_expires_at: None,
                 redirect_uris: redirect_uris.clone(),

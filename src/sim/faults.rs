@@ -171,8 +171,12 @@ impl FaultTable {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let fault = Fault {
             id,
-            remaining: spec.count.map(|c| AtomicI64::new(c as i64)),
-            until_ms: spec.duration_ms.map(|d| now_ms + d as i64),
+            remaining: spec
+                .count
+                .map(|c| AtomicI64::new(i64::try_from(c).unwrap_or(i64::MAX))),
+            until_ms: spec
+                .duration_ms
+                .map(|d| now_ms.saturating_add(i64::try_from(d).unwrap_or(i64::MAX))),
             spec,
             hits: AtomicU64::new(0),
         };

@@ -1040,7 +1040,9 @@ fn redeem_code(
     if grant.redeemed {
         return Err(StsError::new(54005, &[]));
     }
-    if state.now_ms() - grant.issued_ms > (state.limits.auth_code_lifetime_secs as i64) * 1000 {
+    if state.now_ms().saturating_sub(grant.issued_ms)
+        > (state.limits.auth_code_lifetime_secs as i64).saturating_mul(1000)
+    {
         return Err(StsError::new(70008, &[]));
     }
     if grant.client_id != client_id {
@@ -1122,7 +1124,7 @@ fn redeem_refresh(
             &[("issued", &issued_short), ("valid", &valid)],
         ));
     }
-    if state.now_ms() - claims.iat > RT_INACTIVITY_MS {
+    if state.now_ms().saturating_sub(claims.iat) > RT_INACTIVITY_MS {
         let issued_at = chrono::DateTime::from_timestamp_millis(claims.iat)
             .map(|t| format!("{}Z", util::ticks_datetime(t)))
             .unwrap_or(issued);
@@ -1199,4 +1201,53 @@ pub async fn openid_configuration(
         .insert_header(("Access-Control-Allow-Origin", "*"))
         .insert_header((header::CACHE_CONTROL, "max-age=86400, private"))
         .json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_redirects_ignore_the_port_others_match_exactly() {
+        assert!(redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/cb"
+        ));
+        assert!(redirect_matches(
+            "http://localhost:1234/MyApp",
+            "http://localhost/MyApp"
+        ));
+        assert!(
+            !redirect_matches("http://localhost/MyApp", "http://localhost/myapp"),
+            "paths are case-sensitive"
+        );
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "https://127.0.0.1/cb"
+        ));
+        assert!(redirect_matches(
+            "https://app.example/cb",
+            "https://app.example/cb"
+        ));
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:8443/cb"
+        ));
+        assert!(redirect_matches(
+            "http://localhost:7071",
+            "http://localhost:7071/"
+        ));
+    }
+
+    #[test]
+    fn every_listed_code_has_the_reference_error_value() {
+        assert_eq!(aadsts_info(7000215).0, "invalid_client");
+        assert_eq!(aadsts_info(7000215).1, 401);
+        assert_eq!(aadsts_info(700016).0, "unauthorized_client");
+        assert_eq!(aadsts_info(90002).0, "invalid_request");
+        assert_eq!(aadsts_info(9002313).0, "invalid_grant");
+        assert_eq!(aadsts_info(70003).0, "unsupported_grant_type");
+        assert_eq!(authorize_error_value(53003), "access_denied");
+        assert_eq!(authorize_error_value(50076), "interaction_required");
+    }
 }

@@ -200,6 +200,8 @@ fn build(
     let mut server = HttpServer::new(move || App::new().configure(|c| configure(c, st.clone())))
         .workers(opts.workers.max(1))
         .shutdown_timeout(1)
+        .keep_alive(std::time::Duration::from_secs(75))
+        .client_request_timeout(std::time::Duration::from_secs(30))
         .max_connection_rate(4096)
         .backlog(4096);
     if !signals {
@@ -225,7 +227,7 @@ fn url_of(addr: SocketAddr, tls: bool) -> String {
 pub struct SimHandle {
     addr: SocketAddr,
     url: String,
-    system: Option<actix_rt::System>,
+    server: Option<actix_web::dev::ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -246,14 +248,21 @@ impl SimHandle {
         self.addr
     }
 
+    /// A control-API client for this simulator (plain HTTP; for HTTPS build one with
+    /// [`client::SimClient::with_http`] and a client that trusts the certificate).
+    pub fn client(&self) -> client::SimClient {
+        client::SimClient::new(self.url.clone())
+    }
+
     /// Stops the server and waits for its thread.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        if let Some(sys) = self.system.take() {
-            sys.stop();
+        if let Some(server) = self.server.take() {
+            // The stop command is sent when `stop` is called; the returned future only waits for it.
+            drop(server.stop(false));
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -269,7 +278,8 @@ impl Drop for SimHandle {
 
 /// Starts the simulator on its own thread with its own actix System; returns once it is bound.
 pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
-    let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<(SocketAddr, actix_rt::System)>>();
+    let (tx, rx) =
+        std::sync::mpsc::channel::<std::io::Result<(SocketAddr, actix_web::dev::ServerHandle)>>();
     let tls = opts.tls.is_some();
     let thread = std::thread::Builder::new()
         .name("inboxd-sim".into())
@@ -279,26 +289,21 @@ pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
             let started = system.block_on(async { build(&opts, state, false) });
             match started {
                 Ok((server, addr)) => {
-                    let _ = tx.send(Ok((addr, actix_rt::System::current())));
-                    // Run the server as a task so that `System::stop` (from `SimHandle::stop`)
-                    // ends `run` even while the server future itself would wait for signals.
-                    system.block_on(async {
-                        actix_rt::spawn(server);
-                    });
-                    let _ = system.run();
+                    let _ = tx.send(Ok((addr, server.handle())));
+                    let _ = system.block_on(server);
                 }
                 Err(e) => {
                     let _ = tx.send(Err(e));
                 }
             }
         })?;
-    let (addr, system) = rx
+    let (addr, server) = rx
         .recv()
         .map_err(|_| std::io::Error::other("simulator thread ended before binding"))??;
     Ok(SimHandle {
         addr,
         url: url_of(addr, tls),
-        system: Some(system),
+        server: Some(server),
         thread: Some(thread),
     })
 }

@@ -67,10 +67,12 @@ pub struct Tenant {
 pub struct App {
     pub client_id: String,
     pub tenant_id: String,
-    pub display_name: String,
+    /// Shared between bulk-provisioned apps.
+    pub display_name: Arc<str>,
     pub secret: String,
     pub secret_expires_at: Option<DateTime<Utc>>,
-    pub redirect_uris: Vec<String>,
+    /// Shared between bulk-provisioned apps.
+    pub redirect_uris: Arc<[String]>,
 }
 
 /// A user; owns the mailbox at its UPN and may be granted access to others.
@@ -269,12 +271,16 @@ impl SimState {
 
     /// The simulator's clock in ms since the epoch.
     pub fn now_ms(&self) -> i64 {
-        Utc::now().timestamp_millis() + self.clock_offset_ms.load(Ordering::Relaxed)
+        Utc::now()
+            .timestamp_millis()
+            .saturating_add(self.clock_offset_ms.load(Ordering::Relaxed))
     }
 
     /// Moves the simulator's clock forward (or back) by `ms`.
     pub fn advance_clock(&self, ms: i64) -> i64 {
-        self.clock_offset_ms.fetch_add(ms, Ordering::Relaxed) + ms
+        self.clock_offset_ms
+            .fetch_add(ms, Ordering::Relaxed)
+            .saturating_add(ms)
     }
 
     /// Next message sequence number (global, so ids never repeat).
@@ -526,4 +532,62 @@ pub fn split_scopes(scope: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
         }
     }
     (graph, oidc, unknown)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_id_forms_decode_to_the_same_message_and_differ_in_form() {
+        let d = message_id(0xdead_beef, 42, false);
+        let i = message_id(0xdead_beef, 42, true);
+        assert_ne!(d, i);
+        assert!(d.starts_with("AAMk") && i.starts_with("AAkAL"));
+        assert_eq!(parse_message_id(&d), Some((0xdead_beef, 42)));
+        assert_eq!(parse_message_id(&i), Some((0xdead_beef, 42)));
+        assert_eq!(parse_message_id("AAMkAGI2TG93AAAbad"), None);
+        assert_eq!(
+            parse_message_id(&d.to_lowercase()),
+            None,
+            "ids are case-sensitive"
+        );
+    }
+
+    #[test]
+    fn scopes_accept_bare_and_qualified_graph_names() {
+        let (g, o, u) =
+            split_scopes("offline_access https://graph.microsoft.com/Mail.ReadWrite.Shared openid");
+        assert_eq!(g, ["Mail.ReadWrite.Shared"]);
+        assert_eq!(o, ["offline_access", "openid"]);
+        assert!(u.is_empty());
+        let (g, _, _) = split_scopes("mail.readwrite.shared");
+        assert_eq!(g, ["Mail.ReadWrite.Shared"]);
+        let (_, _, u) =
+            split_scopes("https://outlook.office.com/IMAP.AccessAsUser.All Mail.Teleport");
+        assert_eq!(u.len(), 2);
+    }
+
+    #[test]
+    fn tokens_verify_only_with_this_instances_key_and_kind() {
+        let limits = Limits {
+            access_token_lifetime_secs: 3599,
+            auth_code_lifetime_secs: 600,
+            mailbox_concurrency: 4,
+            mailbox_requests_per_10_min: 10_000,
+            concurrency_retry_after_secs: 1.0,
+            max_body_bytes: 1024,
+            control_max_body_bytes: 1024,
+        };
+        let a = SimState::new(limits.clone());
+        let b = SimState::new(limits);
+        let rt = a.mint("rt", "u@x", "c", "t", "Mail.Read", 1, 0);
+        assert_eq!(a.verify("rt", &rt).unwrap().upn, "u@x");
+        assert_eq!(b.verify("rt", &rt).unwrap_err(), TokenError::BadSignature);
+        assert!(a.verify("at", &rt).is_err());
+        let mut tampered = rt.clone();
+        tampered.insert(5, 'x');
+        assert!(a.verify("rt", &tampered).is_err());
+    }
 }

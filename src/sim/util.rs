@@ -76,15 +76,28 @@ pub fn get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// A response whose body starts, then fails, so the server drops the connection mid-body.
+/// A response whose head and first body bytes are sent, then the connection drops mid-body.
 pub fn reset_response(status: actix_web::http::StatusCode) -> actix_web::HttpResponse {
-    let first: Result<Bytes, std::io::Error> =
-        Ok(Bytes::from_static(b"{\"value\":[{\"id\":\"AAMk"));
-    let fail: Result<Bytes, std::io::Error> = Err(std::io::Error::new(
-        std::io::ErrorKind::ConnectionReset,
-        "simulated connection reset",
-    ));
-    let stream = futures_util::stream::iter(vec![first, fail]);
+    let stream = futures_util::stream::unfold(0u8, |step| async move {
+        match step {
+            0 => Some((
+                Ok::<Bytes, std::io::Error>(Bytes::from_static(b"{\"value\":[{\"id\":\"AAMk")),
+                1,
+            )),
+            1 => {
+                // Let the head and the first chunk reach the client before failing.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "simulated connection reset",
+                    )),
+                    2,
+                ))
+            }
+            _ => None,
+        }
+    });
     actix_web::HttpResponse::build(status)
         .content_type("application/json")
         .streaming(stream)
@@ -115,4 +128,23 @@ pub fn ticks_datetime(t: DateTime<Utc>) -> String {
         t.format("%Y-%m-%dT%H:%M:%S"),
         t.nanosecond() / 100
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_and_timestamps_use_microsofts_forms() {
+        assert_eq!(retry_after_value(2.0), "2");
+        assert_eq!(retry_after_value(2.128), "2.128");
+        assert_eq!(retry_after_value(1.5), "1.5");
+        let t = chrono::DateTime::parse_from_rfc3339("2016-01-09T02:02:12.8043551Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        assert_eq!(sts_timestamp(t), "2016-01-09 02:02:12Z");
+        assert_eq!(graph_datetime(t), "2016-01-09T02:02:12Z");
+        assert_eq!(inner_error_date(t), "2016-01-09T02:02:12");
+        assert_eq!(ticks_datetime(t), "2016-01-09T02:02:12.8043551");
+    }
 }

@@ -1,0 +1,12 @@
+//! Conformance tests of the Microsoft simulator (`inboxd::sim`) over real HTTP: every identity,
+//! Graph, batch, throttling, fault and control behaviour, checked for status, headers and body
+//! shape against reference/microsoft-protocol.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod batch;
+mod control;
+mod faults;
+mod graph;
+mod identity;
+mod support;
+mod throttle;
