@@ -57,6 +57,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/logout", web::post().to(logout))
         .route("/ui/app.js", web::get().to(script))
         .route("/ui/app.css", web::get().to(style))
+        .route("/favicon.ico", web::get().to(HttpResponse::NoContent))
         .route("/ui/channels", web::post().to(add))
         .route("/ui/channels/{id}/authorize", web::post().to(authorize))
         .route("/ui/channels/{id}/secret", web::post().to(update_secret))
@@ -99,15 +100,15 @@ fn secure_cookies(state: &AppState) -> bool {
     state.redirect_uri.starts_with("https://")
 }
 
-/// Refuses a POST without a session (401, counted as a failed attempt) or without the right
+/// The refusal of a POST without a session (401, counted as a failed attempt) or without the right
 /// CSRF token (403).
-fn check_post(state: &AppState, req: &HttpRequest, csrf: &str) -> Result<(), HttpResponse> {
+fn refuse_post(state: &AppState, req: &HttpRequest, csrf: &str) -> Option<HttpResponse> {
     if !logged_in(state, req) {
         let status = match state.auth.record_failure(peer(req)) {
             Err(err) => err.status_code(),
             Ok(()) => StatusCode::UNAUTHORIZED,
         };
-        return Err(login_page(
+        return Some(login_page(
             state,
             status,
             Some(
@@ -118,7 +119,7 @@ fn check_post(state: &AppState, req: &HttpRequest, csrf: &str) -> Result<(), Htt
     let expected = csrf_token(state);
     if expected.is_empty() || !bool::from(csrf.as_bytes().ct_eq(expected.as_bytes())) {
         tracing::warn!(peer = %peer(req), path = %req.path(), "Status page form refused: wrong CSRF token.");
-        return Err(message_page(
+        return Some(message_page(
             StatusCode::FORBIDDEN,
             "This form is not valid any more",
             "The form did not carry this session's CSRF token (it came from another page or an old session).",
@@ -126,7 +127,7 @@ fn check_post(state: &AppState, req: &HttpRequest, csrf: &str) -> Result<(), Htt
             None,
         ));
     }
-    Ok(())
+    None
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,7 +417,7 @@ async fn logout(
     state: web::Data<AppState>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if let Err(refused) = check_post(&state, &req, &form.csrf) {
+    if let Some(refused) = refuse_post(&state, &req, &form.csrf) {
         return refused;
     }
     let mut cookie = Cookie::build(SESSION_COOKIE, "")
@@ -546,7 +547,8 @@ async fn index(
     let mut body = String::with_capacity(4096 + rows.len() * 1024);
     let _ = write!(
         body,
-        "<header><h1><a href=\"/\">inboxd</a></h1><nav class=\"counts\" id=\"counts\">{all} channels:"
+        "<header><h1><a href=\"/\">inboxd</a></h1><nav class=\"counts\" id=\"counts\">{all} {}:",
+        if all == 1 { "channel" } else { "channels" }
     );
     for (status, count) in ChannelStatus::ALL.iter().zip(counts.iter()) {
         let _ = write!(
@@ -611,7 +613,7 @@ async fn index(
     let _ = write!(
         body,
         "</select></label> <label>Search <input type=\"search\" name=\"q\" id=\"filter-q\" value=\"{}\" placeholder=\"name, mailbox, tenant or id\"></label> \
-<button type=\"submit\">Filter</button></form>\n",
+<button type=\"submit\">Filter</button></form>",
         attr(&query.q)
     );
 
@@ -619,7 +621,7 @@ async fn index(
     let last = (offset + rows.len()).min(total);
     let _ = write!(
         body,
-        "<p class=\"muted\" id=\"showing\">Showing {first}–{last} of {total} matching channels.</p>\n"
+        "<p class=\"muted\" id=\"showing\">Showing {first}–{last} of {total} matching channels.</p>"
     );
     body.push_str(
         "<table id=\"channels\"><thead><tr><th>Name</th><th>Mailbox</th><th>Tenant</th><th>Status</th>\
@@ -662,7 +664,7 @@ fn row(body: &mut String, view: &ChannelView, now: DateTime<Utc>) {
             "<code>{}</code> {}<div class=\"remedy\">{}</div>",
             escape(&e.code),
             escape(&truncate(&e.message, 200)),
-            escape(&e.remedy)
+            escape(&truncate(&e.remedy, 160))
         ),
         None => String::new(),
     };
@@ -805,7 +807,7 @@ fn detail(body: &mut String, state: &AppState, view: &ChannelView, csrf: &str, n
 <label>Expires (optional) <input type=\"date\" name=\"client_secret_expires_at\"></label>\
 <button type=\"submit\">Update secret</button>\
 <p class=\"muted\">The value (not the secret's id) from Certificates &amp; secrets in the Azure portal. No new sign-in is needed.</p>\
-</form></details></section>\n",
+</form></details></section>",
         csrf_field(csrf)
     );
 }
@@ -827,7 +829,7 @@ fn add_form(body: &mut String, state: &AppState, csrf: &str, open: bool) {
 <label>First poll imports <select name=\"first_import\"><option value=\"\">(default)</option>\
 <option value=\"all\">all unread</option><option value=\"new\">only new mail</option>\
 <option value=\"last_days:7\">the last 7 days</option></select></label>\
-<button type=\"submit\" class=\"primary\">Add channel</button></form></details>\n",
+<button type=\"submit\" class=\"primary\">Add channel</button></form></details>",
         open = if open { " open" } else { "" },
         redirect = escape(&state.redirect_uri),
         csrf = csrf_field(csrf),
@@ -871,7 +873,7 @@ async fn add(
     form: web::Form<AddForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    if let Err(refused) = check_post(&state, &req, &form.csrf) {
+    if let Some(refused) = refuse_post(&state, &req, &form.csrf) {
         return refused;
     }
     let input = ChannelIn {
@@ -899,16 +901,18 @@ async fn add(
     }
 }
 
-fn path_id(raw: &str) -> Result<ChannelId, HttpResponse> {
-    ChannelId::parse(raw).map_err(|_| {
-        message_page(
-            StatusCode::NOT_FOUND,
-            "No such channel",
-            "The address does not carry a valid channel id.",
-            "Open the channel from the status page.",
-            None,
-        )
-    })
+fn path_id(raw: &str) -> Option<ChannelId> {
+    ChannelId::parse(raw).ok()
+}
+
+fn bad_id() -> HttpResponse {
+    message_page(
+        StatusCode::NOT_FOUND,
+        "No such channel",
+        "The address does not carry a valid channel id.",
+        "Open the channel from the status page.",
+        None,
+    )
 }
 
 async fn authorize(
@@ -917,12 +921,11 @@ async fn authorize(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if let Err(refused) = check_post(&state, &req, &form.csrf) {
+    if let Some(refused) = refuse_post(&state, &req, &form.csrf) {
         return refused;
     }
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = path_id(&id) else {
+        return bad_id();
     };
     match start_authorization(&state, id).await {
         Ok(url) => {
@@ -951,12 +954,11 @@ async fn update_secret(
     form: web::Form<SecretForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    if let Err(refused) = check_post(&state, &req, &form.csrf) {
+    if let Some(refused) = refuse_post(&state, &req, &form.csrf) {
         return refused;
     }
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = path_id(&id) else {
+        return bad_id();
     };
     let result = async {
         let mut record = state
@@ -997,12 +999,11 @@ async fn set_enabled(
     csrf: &str,
     enabled: bool,
 ) -> HttpResponse {
-    if let Err(refused) = check_post(&state, &req, csrf) {
+    if let Some(refused) = refuse_post(&state, &req, csrf) {
         return refused;
     }
-    let id = match path_id(id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = path_id(id) else {
+        return bad_id();
     };
     match state.supervisor.send(SetEnabled { id, enabled }).await {
         Ok(Ok(_)) => see_other(&format!(
@@ -1038,12 +1039,11 @@ async fn poll(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if let Err(refused) = check_post(&state, &req, &form.csrf) {
+    if let Some(refused) = refuse_post(&state, &req, &form.csrf) {
         return refused;
     }
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = path_id(&id) else {
+        return bad_id();
     };
     match state.supervisor.send(PollNow { id }).await {
         Ok(Ok(())) => see_other(&format!("/?channel={id}&done=polling")),
@@ -1059,12 +1059,11 @@ async fn remove(
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    if let Err(refused) = check_post(&state, &req, &form.csrf) {
+    if let Some(refused) = refuse_post(&state, &req, &form.csrf) {
         return refused;
     }
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = path_id(&id) else {
+        return bad_id();
     };
     if form.confirm.as_deref() != Some("yes") {
         let Some(view) = state.shared.board.get(id) else {
@@ -1109,9 +1108,8 @@ async fn quarantine(
             Some("Log in to see this page."),
         );
     }
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = path_id(&id) else {
+        return bad_id();
     };
     let Some(view) = state.shared.board.get(id) else {
         return action_failed(
@@ -1181,12 +1179,11 @@ async fn replay(
     id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> HttpResponse {
-    if let Err(refused) = check_post(&state, &req, &form.csrf) {
+    if let Some(refused) = refuse_post(&state, &req, &form.csrf) {
         return refused;
     }
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(page) => return page,
+    let Some(id) = path_id(&id) else {
+        return bad_id();
     };
     match state.supervisor.send(ReplayQuarantine { id }).await {
         Ok(Ok(released)) => see_other(&format!("/?channel={id}&done=replayed&replayed={released}")),

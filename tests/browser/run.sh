@@ -51,7 +51,9 @@ for _ in $(seq 1 200); do
 done
 [ -n "$sim" ] || { echo "the simulator did not start; see $out/sim.log" >&2; exit 1; }
 
-# --- the daemon --------------------------------------------------------------------------------
+# --- the daemon ---
+# The poll interval is long on purpose: the test's polls are the one after each authorization and
+# "Poll now", so what the page shows does not depend on a background tick racing the clicks.-----------------------------------------------------------------------------
 port="$(free_port)"
 base="http://127.0.0.1:$port"
 admin_token="ui-test-admin-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -76,7 +78,7 @@ INBOXD_CLOUD__LOGIN_URL="$sim" \
 INBOXD_CLOUD__GRAPH_URL="$sim" \
 INBOXD_STORE__PATH="$work/store" \
 INBOXD_PROCESSOR__JSONL_PATH="$work/mail.jsonl" \
-INBOXD_POLLING__INTERVAL_SECS=2 \
+INBOXD_POLLING__INTERVAL_SECS="${UI_TEST_INTERVAL_SECS:-600}" \
 INBOXD_POLLING__JITTER_SECS=0 \
   "$INBOXD_BIN" serve >"$out/serve.stdout.log" 2>"$out/serve.log" &
 pids+=($!)
@@ -118,6 +120,11 @@ check() { # check LABEL PATTERN(fixed|regex) FILES...
     leaks=1
   fi
 }
+# The check itself must be able to fail: a planted copy of the secret is found.
+echo "planted $client_secret" >"$work/canary.txt"
+check "the planted canary" fixed "$client_secret" "$work/canary.txt"
+[ "$leaks" = 1 ] || { echo "the leak check did not find a planted secret" >&2; exit 1; }
+leaks=0
 files=("$out"/*.html "$out"/*.json "$out"/metrics.txt "$out"/healthz.txt "$out"/serve.log "$out"/serve.stdout.log)
 check "the client secret" fixed "$client_secret" "${files[@]}"
 check "the admin token" fixed "$admin_token" "${files[@]}"
