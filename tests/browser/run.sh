@@ -41,11 +41,12 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
 # --- the simulator -----------------------------------------------------------------------------
+touch "$work/sim.out"
 "$INBOXD_BIN" sim --listen 127.0.0.1:0 >"$work/sim.out" 2>"$out/sim.log" &
 pids+=($!)
 sim=""
 for _ in $(seq 1 200); do
-  sim="$(sed -n 's/^inboxd sim listening on //p' "$work/sim.out" | head -n1)"
+  sim="$(sed -n 's/^inboxd sim listening on //p' "$work/sim.out" | head -n1 || true)"
   [ -n "$sim" ] && break
   sleep 0.05
 done
