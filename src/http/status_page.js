@@ -39,8 +39,11 @@
     setInterval(function () {
       var active = document.activeElement;
       var typing = active && /^(INPUT|SELECT|TEXTAREA)$/.test(active.tagName) && active !== box;
-      var open = document.querySelector('details[open] input:not([type=hidden])');
-      if (box.checked && !typing && !(open && open.value)) { window.location.reload(); }
+      // Never throw away what someone is typing into an open form.
+      var filled = false;
+      var inputs = document.querySelectorAll('details[open] input:not([type=hidden])');
+      for (var i = 0; i < inputs.length; i++) { if (inputs[i].value) { filled = true; } }
+      if (box.checked && !typing && !filled) { window.location.reload(); }
     }, 10000);
   }
 })();
