@@ -150,6 +150,7 @@ impl Core {
         };
         let accepted = acks.iter().filter(|(_, r)| r.is_ok()).count() as u64;
         metrics::counter!("inboxd_messages_delivered_total").increment(accepted);
+        metrics::counter!("inboxd_sink_failures_total").increment(acks.len() as u64 - accepted);
         acks
     }
 }

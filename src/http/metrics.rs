@@ -1,5 +1,6 @@
 //! `/metrics`: Prometheus text from the `metrics` facade, plus gauges computed from the status board
-//! at scrape time (channels by status, time since each channel's last successful poll).
+//! at scrape time (channels by status, time since each channel's last successful poll, failing
+//! channels by error source, client secrets close to expiry). `docs/alerts.yml` alerts on them.
 
 use std::sync::OnceLock;
 
@@ -9,9 +10,13 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::domain::ChannelStatus;
 use crate::http::AppState;
+use crate::store::ErrorSource;
 
 /// Thresholds of `inboxd_channels_without_success`: channels whose last success is older.
-const STALE_AFTER_SECS: [f64; 3] = [300.0, 900.0, 3600.0];
+const STALE_AFTER_SECS: [f64; 4] = [300.0, 600.0, 900.0, 3600.0];
+
+/// Thresholds of `inboxd_channels_client_secret_expiring`: secrets expiring within this many days.
+const SECRET_WITHIN_DAYS: [i64; 3] = [7, 14, 30];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -49,6 +54,11 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
         extra.push_str("# HELP inboxd_channel_seconds_since_last_success Seconds since the channel's last successful poll (-1: never).\n");
         extra.push_str("# TYPE inboxd_channel_seconds_since_last_success gauge\n");
     }
+    let mut secret_series = String::new();
+    if per_channel {
+        secret_series.push_str("# HELP inboxd_channel_client_secret_days_left Whole days until the channel's client secret expires (negative: expired); only channels whose expiry is known.\n");
+        secret_series.push_str("# TYPE inboxd_channel_client_secret_days_left gauge\n");
+    }
     let (_, rows) = board.page(
         |row| row.enabled && row.status != ChannelStatus::Disabled,
         0,
@@ -57,7 +67,15 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     let mut min_secret_days: Option<i64> = None;
     let mut max_since = 0.0f64;
     let mut stale = [0usize; STALE_AFTER_SECS.len()];
+    let mut expiring = [0usize; SECRET_WITHIN_DAYS.len()];
+    let mut failing = [0usize; ErrorSource::ALL.len()];
     for row in &rows {
+        if row.status != ChannelStatus::Active
+            && let Some(error) = &row.last_error
+            && let Some(i) = ErrorSource::ALL.iter().position(|s| *s == error.source)
+        {
+            failing[i] += 1;
+        }
         let since = row
             .last_success_at
             .map(|at| (now - at).num_milliseconds() as f64 / 1000.0);
@@ -79,17 +97,39 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
         }
         if let Some(days) = row.secret_days_left(now) {
             min_secret_days = Some(min_secret_days.map_or(days, |d: i64| d.min(days)));
+            for (within, count) in SECRET_WITHIN_DAYS.iter().zip(expiring.iter_mut()) {
+                if days < *within {
+                    *count += 1;
+                }
+            }
+            if per_channel {
+                secret_series.push_str(&format!(
+                    "inboxd_channel_client_secret_days_left{{channel_id=\"{}\",mailbox=\"{}\"}} {days}\n",
+                    row.id,
+                    row.mailbox.replace(['"', '\\', '\n'], "_"),
+                ));
+            }
         }
+    }
+    for (within, count) in SECRET_WITHIN_DAYS.iter().zip(expiring) {
+        metrics::gauge!("inboxd_channels_client_secret_expiring", "within_days" => within.to_string())
+            .set(count as f64);
+    }
+    for (source, count) in ErrorSource::ALL.iter().zip(failing) {
+        metrics::gauge!("inboxd_channels_failing", "source" => source.as_str()).set(count as f64);
     }
     metrics::gauge!("inboxd_seconds_since_last_success_max").set(max_since);
     for (threshold, count) in STALE_AFTER_SECS.iter().zip(stale) {
         metrics::gauge!("inboxd_channels_without_success", "for_more_than_secs" => format!("{threshold}")).set(count as f64);
     }
-    if let Some(days) = min_secret_days {
-        metrics::gauge!("inboxd_client_secret_days_left_min").set(days as f64);
-    }
+    // With no known expiry the gauge reads a year, rather than keeping a stale value.
+    metrics::gauge!("inboxd_client_secret_days_left_min")
+        .set(min_secret_days.unwrap_or(365) as f64);
     let mut text = recorder().map(|h| h.render()).unwrap_or_default();
     text.push_str(&extra);
+    if per_channel {
+        text.push_str(&secret_series);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

@@ -1,5 +1,5 @@
-//! The HTTP surface, on actix-web: the admin API under `/api` (bearer admin token), the OAuth
-//! callback, `/healthz` and `/metrics`. Only this module knows actix-web.
+//! The HTTP surface, on actix-web: the admin API under `/api` (bearer admin token), the status page
+//! (`/`, `/login`, `/ui/…`), the OAuth callback, `/healthz` and `/metrics`. Only this module knows actix-web.
 //!
 //! Handlers stay thin: they validate input into domain types, then either read the status board or
 //! send a control message to the supervisor. No handler returns a secret.
@@ -11,6 +11,7 @@ pub mod dto;
 pub mod error;
 pub mod metrics;
 pub mod pages;
+pub mod status_page;
 
 use std::sync::Arc;
 
@@ -88,6 +89,7 @@ pub fn configure(
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics::render))
             .route(&callback_path, web::get().to(callback::callback))
+            .configure(status_page::routes)
             .service(admin::scope());
     }
 }

@@ -1,0 +1,452 @@
+//! The status page over HTTP, without a browser (tests/browser/run.sh drives a real one): login and
+//! session cookie, CSRF on every form, each action reaching the supervisor, escaping, no secret in
+//! any page, and paging that stays fast with 100,000 channels.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use inboxd::actors::shared::ChannelView;
+use inboxd::domain::{ChannelId, ChannelStatus};
+use inboxd::sim::client::SimClient;
+use inboxd::sim::{self, SimHandle, SimOptions};
+use inboxd::testkit::TestDaemon;
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+
+const SECRET: &str = "Sim8Q~known-client-secret-for-the-ui-test-0001";
+
+fn simulator() -> SimHandle {
+    sim::spawn(SimOptions {
+        workers: 1,
+        ..SimOptions::default()
+    })
+    .unwrap()
+}
+
+/// Logs in; answers the `Cookie` header value and the raw `Set-Cookie`.
+async fn login(daemon: &TestDaemon) -> (String, String) {
+    let res = daemon
+        .http
+        .post(format!("{}/login", daemon.base))
+        .form(&[("token", daemon.token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/");
+    let set = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    let pair = set.split(';').next().unwrap().trim().to_owned();
+    (pair, set)
+}
+
+async fn get(daemon: &TestDaemon, cookie: &str, path: &str) -> (StatusCode, String) {
+    let res = daemon
+        .http
+        .get(format!("{}{path}", daemon.base))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+async fn post(
+    daemon: &TestDaemon,
+    cookie: Option<&str>,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = daemon
+        .http
+        .post(format!("{}{path}", daemon.base))
+        .form(form);
+    if let Some(cookie) = cookie {
+        req = req.header(COOKIE, cookie);
+    }
+    req.send().await.unwrap()
+}
+
+fn csrf_of(page: &str) -> String {
+    let start = page
+        .find("name=\"csrf\" value=\"")
+        .expect("the page has no CSRF field")
+        + "name=\"csrf\" value=\"".len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+fn location(res: &reqwest::Response) -> String {
+    res.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn login_page_session_cookie_and_logout() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
+        .await
+        .unwrap();
+
+    // Not logged in: the login form, 200, and nothing else.
+    let res = daemon
+        .http
+        .get(format!("{}/", daemon.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let page = res.text().await.unwrap();
+    assert!(page.contains("id=\"login\""), "{page}");
+    assert!(!page.contains("id=\"channels\""));
+
+    // A wrong token: 401 with the form again, and no cookie.
+    let res = post(
+        &daemon,
+        None,
+        "/login",
+        &[("token", "wrong-token-wrong-token")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().get(SET_COOKIE).is_none());
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("That is not the admin token")
+    );
+
+    // The right token: a session cookie that is not the token.
+    let (cookie, set) = login(&daemon).await;
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    assert!(
+        !set.contains("Secure"),
+        "http public URL, yet Secure: {set}"
+    );
+    assert!(
+        !set.contains(&daemon.token),
+        "the cookie carries the token: {set}"
+    );
+    let (status, page) = get(&daemon, &cookie, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"channels\""));
+    assert!(!page.contains(&daemon.token));
+
+    // The session also reads the API (AuthGuard accepts the cookie).
+    let (status, _) = get(&daemon, &cookie, "/api/channels").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Logout needs the CSRF token, then removes the cookie.
+    let res = post(&daemon, Some(&cookie), "/logout", &[("csrf", "nope")]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/logout",
+        &[("csrf", &csrf_of(&page))],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/login");
+    let removal = res.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(removal.starts_with("inboxd_session=;"), "{removal}");
+    assert!(removal.contains("Max-Age=0"), "{removal}");
+
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
+
+#[actix_web::test]
+async fn the_cookie_is_secure_when_the_public_url_is_https() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(
+        dir.path(),
+        &sim.url(),
+        600,
+        &[(
+            "INBOXD_SERVER__PUBLIC_URL",
+            "https://inboxd.example.com".to_owned(),
+        )],
+    )
+    .await
+    .unwrap();
+    let (_, set) = login(&daemon).await;
+    assert!(set.contains("Secure"), "{set}");
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
+
+#[actix_web::test]
+async fn every_action_checks_session_and_csrf_and_reaches_the_supervisor() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
+        .await
+        .unwrap();
+    let client = SimClient::new(sim.url());
+    let redirect = format!("{}/oauth/callback", daemon.base);
+    let account = client
+        .provision("desk@contoso.example", &[redirect.as_str()])
+        .await
+        .unwrap();
+    let (cookie, _) = login(&daemon).await;
+    let (_, page) = get(&daemon, &cookie, "/").await;
+    let csrf = csrf_of(&page);
+    assert!(
+        page.contains(&redirect),
+        "the add form does not show the redirect URI"
+    );
+
+    let add = [
+        ("csrf", csrf.as_str()),
+        ("name", "<script>alert('x')</script> & co"),
+        ("mailbox", "desk@contoso.example"),
+        ("tenant_id", account.tenant_id.as_str()),
+        ("client_id", account.app.client_id.as_str()),
+        ("client_secret", SECRET),
+        ("client_secret_expires_at", "2031-05-01"),
+        ("folder", ""),
+        ("first_import", "new"),
+    ];
+    // No session: 401 and nothing added. Wrong CSRF: 403 and nothing added.
+    let res = post(&daemon, None, "/ui/channels", &add).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let mut forged = add;
+    forged[0] = ("csrf", "0000");
+    let res = post(&daemon, Some(&cookie), "/ui/channels", &forged).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let (_, listed) = daemon
+        .api(reqwest::Method::GET, "/api/channels", None)
+        .await
+        .unwrap();
+    assert_eq!(listed["total"], 0, "a refused form added a channel");
+
+    // A field error is a readable page, not a 500.
+    let mut bad = add;
+    bad[2] = ("mailbox", "not-an-address");
+    let res = post(&daemon, Some(&cookie), "/ui/channels", &bad).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let text = res.text().await.unwrap();
+    assert!(text.contains("mailbox"), "{text}");
+    assert!(!text.contains(SECRET));
+
+    // Add.
+    let res = post(&daemon, Some(&cookie), "/ui/channels", &add).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let to = location(&res);
+    let id = to
+        .strip_prefix("/?channel=")
+        .and_then(|rest| rest.strip_suffix("&done=added"))
+        .unwrap_or_else(|| panic!("unexpected redirect {to}"))
+        .to_owned();
+    let (status, detail) = get(&daemon, &cookie, &to).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(detail.contains("data-status=\"awaiting_authorization\""));
+    assert!(detail.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; co"));
+    assert!(
+        !detail.contains("<script>alert"),
+        "the name was not escaped"
+    );
+    assert!(!detail.contains(SECRET), "the page shows the client secret");
+    assert!(detail.contains(">Authorize</button>"));
+
+    let channel = format!("/ui/channels/{id}");
+    let csrf_only = [("csrf", csrf.as_str())];
+
+    // Authorize: a redirect to the simulator's sign-in.
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        &format!("{channel}/authorize"),
+        &csrf_only,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(location(&res).starts_with(&sim.url()), "{}", location(&res));
+
+    // Disable, enable.
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        &format!("{channel}/disable"),
+        &csrf_only,
+    )
+    .await;
+    assert_eq!(location(&res), format!("/?channel={id}&done=disabled"));
+    assert_eq!(daemon.channel(&id).await.unwrap()["enabled"], false);
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        &format!("{channel}/enable"),
+        &csrf_only,
+    )
+    .await;
+    assert_eq!(location(&res), format!("/?channel={id}&done=enabled"));
+    assert_eq!(daemon.channel(&id).await.unwrap()["enabled"], true);
+
+    // Update secret: the expiry changes; the value shows nowhere.
+    let new_secret = "Sim8Q~a-brand-new-secret-value-for-the-ui-test-02";
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        &format!("{channel}/secret"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("client_secret", new_secret),
+            ("client_secret_expires_at", "2032-02-29"),
+        ],
+    )
+    .await;
+    assert_eq!(location(&res), format!("/?channel={id}&done=secret"));
+    let shown = daemon.channel(&id).await.unwrap();
+    assert!(
+        shown["client_secret_expires_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2032-02-29"),
+        "{shown}"
+    );
+    let (_, detail) = get(&daemon, &cookie, &format!("/?channel={id}")).await;
+    assert!(!detail.contains(new_secret) && !detail.contains(SECRET));
+
+    // Poll now answers with a notice (the channel is not authorized: the supervisor says so or
+    // accepts; either way a page, never a 500).
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        &format!("{channel}/poll"),
+        &csrf_only,
+    )
+    .await;
+    assert!(
+        res.status() == StatusCode::SEE_OTHER || res.status().is_client_error(),
+        "poll answered {}",
+        res.status()
+    );
+
+    // Quarantine view and replay.
+    let (status, quarantine) = get(&daemon, &cookie, &format!("{channel}/quarantine")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(quarantine.contains("Nothing is quarantined"));
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        &format!("{channel}/quarantine/replay"),
+        &csrf_only,
+    )
+    .await;
+    assert_eq!(
+        location(&res),
+        format!("/?channel={id}&done=replayed&replayed=0")
+    );
+
+    // Remove asks first, then removes.
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        &format!("{channel}/remove"),
+        &csrf_only,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("confirm-remove"));
+    assert_eq!(daemon.channel(&id).await.unwrap()["id"], id.as_str());
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        &format!("{channel}/remove"),
+        &[("csrf", csrf.as_str()), ("confirm", "yes")],
+    )
+    .await;
+    assert_eq!(location(&res), "/?done=removed");
+    let (status, _) = daemon
+        .api(reqwest::Method::GET, &format!("/api/channels/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
+
+fn view(i: usize) -> ChannelView {
+    let status = ChannelStatus::ALL[i % ChannelStatus::ALL.len()];
+    ChannelView {
+        id: ChannelId::generate(),
+        name: format!("channel {i:06}"),
+        tenant_id: "6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7".to_owned(),
+        client_id: "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9".to_owned(),
+        mailbox: format!("box{i:06}@contoso.example"),
+        folder: "inbox".to_owned(),
+        enabled: status != ChannelStatus::Disabled,
+        status,
+        last_error: None,
+        last_poll_at: Some(Utc::now()),
+        last_success_at: Some(Utc::now()),
+        next_poll_at: Some(Utc::now() + chrono::Duration::seconds(60)),
+        client_secret_expires_at: Some(Utc::now() + chrono::Duration::days(i as i64 % 400)),
+        messages_today: 0,
+        messages_day: None,
+        created_at: Utc::now(),
+    }
+}
+
+#[actix_web::test]
+async fn a_hundred_thousand_channels_are_paged_on_the_server() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
+        .await
+        .unwrap();
+    let board = &daemon.app().unwrap().shared().board;
+    for i in 0..100_000 {
+        board.put(view(i));
+    }
+    let (cookie, _) = login(&daemon).await;
+
+    let started = Instant::now();
+    let (status, page) = get(&daemon, &cookie, "/").await;
+    let first_page = started.elapsed();
+    eprintln!("the first page of 100,000 channels took {first_page:?}");
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Showing 1–100 of 100000 matching channels."),
+        "{}",
+        &page[..2000]
+    );
+    assert_eq!(page.matches("<tr data-channel-id=").count(), 100);
+    assert!(page.contains("channel 000000") && page.contains("channel 000099"));
+    assert!(page.contains("page 1 of 1000"));
+    assert!(page.contains(">active 16667<"), "the counts are wrong");
+
+    let (_, last) = get(&daemon, &cookie, "/?page=1000").await;
+    assert!(last.contains("channel 099999") && last.contains("Showing 99901–100000"));
+    assert!(!last.contains("rel=\"next\""));
+
+    let (_, blocked) = get(&daemon, &cookie, "/?status=blocked&q=box0000").await;
+    // box000005, box000011, … among box000000–box000099: 16 of them are blocked.
+    assert!(
+        blocked.contains("Showing 1–16 of 16 matching"),
+        "{}",
+        &blocked[..3000]
+    );
+    assert_eq!(blocked.matches("data-status=\"blocked\"").count(), 16);
+
+    // One pass over the board per request: generous for a debug build on a shared machine.
+    assert!(
+        first_page < Duration::from_secs(5),
+        "the first page of 100,000 channels took {first_page:?}"
+    );
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
