@@ -444,19 +444,26 @@ impl ChannelActor {
     /// Classifies a failure; returns the delay to the next cycle, or `None` to wait for a person.
     fn on_failure(&mut self, failure: Failure) -> Option<Duration> {
         let (source, class, message, retry_after, ids) = match &failure {
-            Failure::Identity(err) => (
-                ErrorSource::IdentityPlatform,
-                err.classify(),
-                err.message(),
-                err.retry_after(),
-                err.ids(),
-            ),
+            Failure::Identity(err) => {
+                // The token set may be dead: whatever runs next (a retry, "Poll now") refreshes first.
+                self.force_refresh = true;
+                (
+                    ErrorSource::IdentityPlatform,
+                    err.classify(),
+                    err.message(),
+                    err.retry_after(),
+                    err.ids(),
+                )
+            }
             Failure::Graph(err) => {
-                if err.needs_token_refresh() && !self.unauthorized_retried {
-                    // Refresh once and retry once; a second 401 is classified below.
-                    self.unauthorized_retried = true;
+                if err.needs_token_refresh() {
+                    // The access token was refused: whatever runs next refreshes first.
                     self.force_refresh = true;
-                    return Some(Duration::ZERO);
+                    if !self.unauthorized_retried {
+                        // Refresh once and retry once; a second 401 is classified below.
+                        self.unauthorized_retried = true;
+                        return Some(Duration::ZERO);
+                    }
                 }
                 let class = match err.http_status() {
                     Some(status) => catalogue::classify_graph_error(status, err.code()),
@@ -516,6 +523,8 @@ impl ChannelActor {
                 };
                 self.set_status(status, Some(error));
                 match source {
+                    // A token refused even after a refresh belongs to a dead grant: wait for a person.
+                    ErrorSource::Graph if class.retry() == Retry::RefreshThenRetryOnce => None,
                     // Graph refusals (a missing mailbox permission, a wrong folder) are fixed outside
                     // inboxd: keep trying at the normal cadence so the channel recovers by itself.
                     ErrorSource::Graph => Some(self.shared.run.interval),
