@@ -470,9 +470,15 @@ impl Store {
     pub fn put_tokens_many(&self, sets: &[(ChannelId, TokenSet)]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (id, tokens) in sets {
-            batch.insert(id.as_bytes().as_slice(), persisted::encode_tokens(&self.inner.crypto, *id, tokens)?);
+            batch.insert(
+                id.as_bytes().as_slice(),
+                persisted::encode_tokens(&self.inner.crypto, *id, tokens)?,
+            );
         }
-        self.inner.tokens.apply_batch(batch).map_err(|e| self.sled_err(e))?;
+        self.inner
+            .tokens
+            .apply_batch(batch)
+            .map_err(|e| self.sled_err(e))?;
         self.flush()
     }
 

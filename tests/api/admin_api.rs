@@ -10,12 +10,30 @@ async fn the_api_refuses_missing_and_wrong_tokens() {
     assert_eq!(none.status(), 401);
     let body: serde_json::Value = none.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
-    let wrong = world.daemon.http.get(&url).bearer_auth("not-the-token-at-all").send().await.unwrap();
+    let wrong = world
+        .daemon
+        .http
+        .get(&url)
+        .bearer_auth("not-the-token-at-all")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
     // After the per-minute budget of failures (10), the address is refused outright.
     let mut statuses = Vec::new();
     for _ in 0..12 {
-        statuses.push(world.daemon.http.get(&url).bearer_auth("wrong").send().await.unwrap().status().as_u16());
+        statuses.push(
+            world
+                .daemon
+                .http
+                .get(&url)
+                .bearer_auth("wrong")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
     }
     assert!(statuses.contains(&429), "{statuses:?}");
 }
@@ -30,30 +48,81 @@ async fn bad_input_gets_a_clear_error_naming_the_field_and_changes_nothing() {
         "mailbox": "support@contoso.example",
     });
     let cases = [
-        ("tenant_id", json!("common"), "invalid_tenant_id", "multi-tenant alias"),
-        ("tenant_id", json!("not a tenant"), "invalid_tenant_id", "tenant id"),
-        ("client_id", json!("my-app"), "invalid_client_id", "Application (client) ID"),
+        (
+            "tenant_id",
+            json!("common"),
+            "invalid_tenant_id",
+            "multi-tenant alias",
+        ),
+        (
+            "tenant_id",
+            json!("not a tenant"),
+            "invalid_tenant_id",
+            "tenant id",
+        ),
+        (
+            "client_id",
+            json!("my-app"),
+            "invalid_client_id",
+            "Application (client) ID",
+        ),
         ("mailbox", json!("nobody"), "invalid_mailbox", "mailbox"),
         ("folder", json!("My Folder"), "invalid_folder", "folder"),
-        ("client_secret", json!("  "), "invalid_client_secret", "client secret"),
-        ("client_secret_expires_at", json!("next tuesday"), "invalid_date", "YYYY-MM-DD"),
-        ("first_import", json!("everything"), "invalid_first_import", "last_days"),
+        (
+            "client_secret",
+            json!("  "),
+            "invalid_client_secret",
+            "client secret",
+        ),
+        (
+            "client_secret_expires_at",
+            json!("next tuesday"),
+            "invalid_date",
+            "YYYY-MM-DD",
+        ),
+        (
+            "first_import",
+            json!("everything"),
+            "invalid_first_import",
+            "last_days",
+        ),
     ];
     for (field, value, code, words) in cases {
         let mut body = good.clone();
         body[field] = value;
-        let (status, answer) = world.daemon.api(reqwest::Method::POST, "/api/channels", Some(body)).await.unwrap();
+        let (status, answer) = world
+            .daemon
+            .api(reqwest::Method::POST, "/api/channels", Some(body))
+            .await
+            .unwrap();
         assert_eq!(status, 400, "{field}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{field}: {answer}");
-        assert!(answer["error"]["message"].as_str().unwrap().contains(words), "{field}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(words),
+            "{field}: {answer}"
+        );
     }
     let mut unknown = good.clone();
     unknown["colour"] = json!("blue");
-    let (status, answer) = world.daemon.api(reqwest::Method::POST, "/api/channels", Some(unknown)).await.unwrap();
+    let (status, answer) = world
+        .daemon
+        .api(reqwest::Method::POST, "/api/channels", Some(unknown))
+        .await
+        .unwrap();
     assert_eq!(status, 400);
-    assert!(answer["error"]["message"].as_str().unwrap().contains("colour"), "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{answer}"
+    );
     let big = json!({"tenant_id": "x".repeat(200_000)});
-    let (status, _) = world.daemon.api(reqwest::Method::POST, "/api/channels", Some(big)).await.unwrap();
+    let (status, _) = world
+        .daemon
+        .api(reqwest::Method::POST, "/api/channels", Some(big))
+        .await
+        .unwrap();
     assert_eq!(status, 413);
     let raw = world
         .daemon
@@ -66,12 +135,28 @@ async fn bad_input_gets_a_clear_error_naming_the_field_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(raw.status(), 400);
-    let (status, answer) = world.daemon.api(reqwest::Method::GET, "/api/channels/not-an-id", None).await.unwrap();
+    let (status, answer) = world
+        .daemon
+        .api(reqwest::Method::GET, "/api/channels/not-an-id", None)
+        .await
+        .unwrap();
     assert_eq!(status, 400, "{answer}");
-    let (status, _) = world.daemon.api(reqwest::Method::GET, "/api/channels/00000000-0000-4000-8000-000000000000", None).await.unwrap();
+    let (status, _) = world
+        .daemon
+        .api(
+            reqwest::Method::GET,
+            "/api/channels/00000000-0000-4000-8000-000000000000",
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 404);
     // Nothing was added by any of it.
-    let (_, list) = world.daemon.api(reqwest::Method::GET, "/api/channels", None).await.unwrap();
+    let (_, list) = world
+        .daemon
+        .api(reqwest::Method::GET, "/api/channels", None)
+        .await
+        .unwrap();
     assert_eq!(list["total"], 0);
 }
 
@@ -81,12 +166,34 @@ async fn the_api_never_returns_the_secret() {
     let mailbox = world.mailbox("s@contoso.example").await;
     let id = world.add(&mailbox).await;
     for path in ["/api/channels".to_owned(), format!("/api/channels/{id}")] {
-        let (_, body) = world.daemon.api(reqwest::Method::GET, &path, None).await.unwrap();
-        assert!(!body.to_string().contains(&mailbox.secret), "{path} returned the secret");
+        let (_, body) = world
+            .daemon
+            .api(reqwest::Method::GET, &path, None)
+            .await
+            .unwrap();
+        assert!(
+            !body.to_string().contains(&mailbox.secret),
+            "{path} returned the secret"
+        );
     }
-    let metrics = world.daemon.http.get(format!("{}/metrics", world.daemon.base)).send().await.unwrap().text().await.unwrap();
+    let metrics = world
+        .daemon
+        .http
+        .get(format!("{}/metrics", world.daemon.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!metrics.contains(&mailbox.secret));
     assert!(metrics.contains("inboxd_channels"), "{metrics}");
-    let health = world.daemon.http.get(format!("{}/healthz", world.daemon.base)).send().await.unwrap();
+    let health = world
+        .daemon
+        .http
+        .get(format!("{}/healthz", world.daemon.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 }

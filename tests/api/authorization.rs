@@ -10,11 +10,22 @@ use crate::helpers::{REDIRECT, world, world_with};
 
 /// The state and the callback's base of a fresh authorization link, without following it.
 async fn start_link(world: &crate::helpers::World, id: &str) -> (String, String) {
-    let (status, start) =
-        world.daemon.api(reqwest::Method::POST, &format!("/api/channels/{id}/authorize"), None).await.unwrap();
+    let (status, start) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/authorize"),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 200, "{start}");
     let url = url::Url::parse(start["authorization_url"].as_str().unwrap()).unwrap();
-    let state = url.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).unwrap();
+    let state = url
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
     (state, format!("{}/oauth/callback", world.daemon.base))
 }
 
@@ -31,22 +42,43 @@ async fn the_full_flow_authorizes_the_channel_and_polls_within_a_second() {
     let id = world.add(&mailbox).await;
     let channel = world.daemon.channel(&id).await.unwrap();
     assert_eq!(channel["status"], "awaiting_authorization");
-    assert!(channel["redirect_uri"].as_str().unwrap().ends_with("/oauth/callback"));
+    assert!(
+        channel["redirect_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/oauth/callback")
+    );
     assert!(channel.get("client_secret").is_none());
 
     // Act
-    let (status, start) =
-        world.daemon.api(reqwest::Method::POST, &format!("/api/channels/{id}/authorize"), None).await.unwrap();
+    let (status, start) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/authorize"),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let link = url::Url::parse(start["authorization_url"].as_str().unwrap()).unwrap();
     let query: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
-    assert_eq!(link.path(), format!("/{}/oauth2/v2.0/authorize", mailbox.tenant));
+    assert_eq!(
+        link.path(),
+        format!("/{}/oauth2/v2.0/authorize", mailbox.tenant)
+    );
     assert_eq!(query["code_challenge_method"], "S256");
     assert_eq!(query["login_hint"], mailbox.upn);
-    assert!(query["scope"].contains("offline_access") && query["scope"].contains("Mail.ReadWrite.Shared"));
+    assert!(
+        query["scope"].contains("offline_access")
+            && query["scope"].contains("Mail.ReadWrite.Shared")
+    );
     let signin = world.daemon.http.get(link.as_str()).send().await.unwrap();
     let location = signin.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.starts_with(&format!("{}/oauth/callback?", world.daemon.base)), "{location}");
+    assert!(
+        location.starts_with(&format!("{}/oauth/callback?", world.daemon.base)),
+        "{location}"
+    );
     let authorized_at = Instant::now();
     let (status, page) = get_page(&world, &location).await;
 
@@ -61,8 +93,13 @@ async fn the_full_flow_authorizes_the_channel_and_polls_within_a_second() {
         }
         actix_rt::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(first_request.is_some(), "no Graph request within a second of the callback");
-    world.wait_status(&id, "active", Duration::from_secs(2)).await;
+    assert!(
+        first_request.is_some(),
+        "no Graph request within a second of the callback"
+    );
+    world
+        .wait_status(&id, "active", Duration::from_secs(2))
+        .await;
 }
 
 #[actix_rt::test]
@@ -70,14 +107,34 @@ async fn a_forged_state_is_refused_and_changes_nothing() {
     let world = world(60, &[]).await;
     let mailbox = world.mailbox("a@contoso.example").await;
     let id = world.add(&mailbox).await;
-    let (status, page) =
-        get_page(&world, &format!("{}/oauth/callback?state=forged-state&code=abc", world.daemon.base)).await;
+    let (status, page) = get_page(
+        &world,
+        &format!(
+            "{}/oauth/callback?state=forged-state&code=abc",
+            world.daemon.base
+        ),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert!(page.contains("cannot be used") && page.contains("StateUnknown"), "{page}");
-    let (status, page) = get_page(&world, &format!("{}/oauth/callback?code=abc", world.daemon.base)).await;
+    assert!(
+        page.contains("cannot be used") && page.contains("StateUnknown"),
+        "{page}"
+    );
+    let (status, page) = get_page(
+        &world,
+        &format!("{}/oauth/callback?code=abc", world.daemon.base),
+    )
+    .await;
     assert_eq!(status, 400, "{page}");
-    assert_eq!(world.daemon.channel(&id).await.unwrap()["status"], "awaiting_authorization");
-    assert_eq!(world.total_requests("token").await, 0, "a forged callback reached the token endpoint");
+    assert_eq!(
+        world.daemon.channel(&id).await.unwrap()["status"],
+        "awaiting_authorization"
+    );
+    assert_eq!(
+        world.total_requests("token").await,
+        0,
+        "a forged callback reached the token endpoint"
+    );
 }
 
 #[actix_rt::test]
@@ -88,25 +145,50 @@ async fn a_replayed_callback_is_refused_and_the_channel_stays_active() {
     let (state, callback) = start_link(&world, &id).await;
     let link = format!("{callback}?state={state}&code=");
     // Follow the real sign-in once.
-    let (status, start) =
-        world.daemon.api(reqwest::Method::POST, &format!("/api/channels/{id}/authorize"), None).await.unwrap();
+    let (status, start) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/authorize"),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(status, 200);
-    let signin = world.daemon.http.get(start["authorization_url"].as_str().unwrap()).send().await.unwrap();
+    let signin = world
+        .daemon
+        .http
+        .get(start["authorization_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     let location = signin.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(get_page(&world, &location).await.0, 200);
-    world.wait_status(&id, "active", Duration::from_secs(3)).await;
+    world
+        .wait_status(&id, "active", Duration::from_secs(3))
+        .await;
     let tokens_before = world.total_requests("token").await;
 
     let (status, page) = get_page(&world, &location).await;
 
     assert_eq!(status, 400);
-    assert!(page.contains("already used") && page.contains("StateReused"), "{page}");
-    assert_eq!(world.total_requests("token").await, tokens_before, "a replayed code was redeemed");
+    assert!(
+        page.contains("already used") && page.contains("StateReused"),
+        "{page}"
+    );
+    assert_eq!(
+        world.total_requests("token").await,
+        tokens_before,
+        "a replayed code was redeemed"
+    );
     assert_eq!(world.daemon.channel(&id).await.unwrap()["status"], "active");
     // The unused first link is still single-use and unrelated: an empty code is refused.
     let (status, page) = get_page(&world, &link).await;
     assert_eq!(status, 400);
-    assert!(page.contains(inboxd::http::callback::EMPTY_CODE_MESSAGE), "{page}");
+    assert!(
+        page.contains(inboxd::http::callback::EMPTY_CODE_MESSAGE),
+        "{page}"
+    );
 }
 
 #[actix_rt::test]
@@ -125,12 +207,24 @@ async fn an_expired_state_is_refused() {
     };
     store.put_pending("an-old-state-value", &pending).unwrap();
 
-    let (status, page) =
-        get_page(&world, &format!("{}/oauth/callback?state=an-old-state-value&code=abc", world.daemon.base)).await;
+    let (status, page) = get_page(
+        &world,
+        &format!(
+            "{}/oauth/callback?state=an-old-state-value&code=abc",
+            world.daemon.base
+        ),
+    )
+    .await;
 
     assert_eq!(status, 400);
-    assert!(page.contains("older than 10 minutes") && page.contains("StateExpired"), "{page}");
-    assert_eq!(world.daemon.channel(&id).await.unwrap()["status"], "awaiting_authorization");
+    assert!(
+        page.contains("older than 10 minutes") && page.contains("StateExpired"),
+        "{page}"
+    );
+    assert_eq!(
+        world.daemon.channel(&id).await.unwrap()["status"],
+        "awaiting_authorization"
+    );
 }
 
 #[actix_rt::test]
@@ -140,12 +234,24 @@ async fn an_empty_code_shows_the_message_and_the_way_to_reauthorize() {
     let id = world.add(&mailbox).await;
     let (state, callback) = start_link(&world, &id).await;
 
-    let (status, page) = get_page(&world, &format!("{callback}?state={state}&code=&extra=ignored")).await;
+    let (status, page) = get_page(
+        &world,
+        &format!("{callback}?state={state}&code=&extra=ignored"),
+    )
+    .await;
 
     assert_eq!(status, 400);
-    assert!(page.contains("Authorization code should not be empty or null for generating the access token"), "{page}");
+    assert!(
+        page.contains(
+            "Authorization code should not be empty or null for generating the access token"
+        ),
+        "{page}"
+    );
     assert!(page.contains("Update auth info"), "{page}");
-    assert_eq!(world.daemon.channel(&id).await.unwrap()["status"], "awaiting_authorization");
+    assert_eq!(
+        world.daemon.channel(&id).await.unwrap()["status"],
+        "awaiting_authorization"
+    );
 }
 
 #[actix_rt::test]
@@ -157,7 +263,12 @@ async fn an_access_denied_redirect_is_shown_with_its_remedy() {
     let description = "AADSTS65004: User declined to consent to access the app.\r\nTrace ID: 0000-trace\r\nCorrelation ID: 1111-corr\r\nTimestamp: 2026-01-01 00:00:00Z";
     let url = reqwest::Url::parse_with_params(
         &callback,
-        &[("state", state.as_str()), ("error", "access_denied"), ("error_description", description), ("error_subcode", "cancel")],
+        &[
+            ("state", state.as_str()),
+            ("error", "access_denied"),
+            ("error_description", description),
+            ("error_subcode", "cancel"),
+        ],
     )
     .unwrap();
 
@@ -165,10 +276,16 @@ async fn an_access_denied_redirect_is_shown_with_its_remedy() {
 
     assert_eq!(status, 400);
     assert!(page.contains("AADSTS65004"), "{page}");
-    assert!(page.contains("0000-trace") && page.contains("1111-corr"), "{page}");
+    assert!(
+        page.contains("0000-trace") && page.contains("1111-corr"),
+        "{page}"
+    );
     assert!(page.contains("What to do"), "{page}");
     assert!(!page.contains("Timestamp:"), "{page}");
-    assert_eq!(world.daemon.channel(&id).await.unwrap()["status"], "awaiting_authorization");
+    assert_eq!(
+        world.daemon.channel(&id).await.unwrap()["status"],
+        "awaiting_authorization"
+    );
 }
 
 #[actix_rt::test]
@@ -188,10 +305,18 @@ async fn conditional_access_on_the_redirect_is_shown_with_its_remedy() {
 
 /// Every cycle refreshes: the simulator's access tokens live shorter than the refresh margin.
 fn short_tokens() -> inboxd::sim::SimOptions {
-    inboxd::sim::SimOptions { access_token_lifetime_secs: 60, ..inboxd::sim::SimOptions::default() }
+    inboxd::sim::SimOptions {
+        access_token_lifetime_secs: 60,
+        ..inboxd::sim::SimOptions::default()
+    }
 }
 
-async fn refresh_failure(code: serde_json::Value, expected_status: &str, expected_code: &str, remedy_words: &str) {
+async fn refresh_failure(
+    code: serde_json::Value,
+    expected_status: &str,
+    expected_code: &str,
+    remedy_words: &str,
+) {
     let world = world_with(short_tokens(), 60, &[]).await;
     let (id, mailbox) = world.active_channel("g@contoso.example").await;
     let mut spec = code;
@@ -201,14 +326,19 @@ async fn refresh_failure(code: serde_json::Value, expected_status: &str, expecte
     world.poll_now(&id).await;
     let channel = world
         .daemon
-        .wait_channel(&id, Duration::from_secs(5), |c| c["status"] == expected_status)
+        .wait_channel(&id, Duration::from_secs(5), |c| {
+            c["status"] == expected_status
+        })
         .await
         .unwrap();
 
     let error = &channel["last_error"];
     assert_eq!(error["code"], expected_code, "{channel:#}");
     assert_eq!(error["source"], "identity_platform");
-    assert!(error["remedy"].as_str().unwrap().contains(remedy_words), "{channel:#}");
+    assert!(
+        error["remedy"].as_str().unwrap().contains(remedy_words),
+        "{channel:#}"
+    );
     // Nothing is lost: the grant and the configuration stay in the store.
     let shared = world.daemon.app().unwrap().shared();
     let channel_id = ChannelId::parse(&id).unwrap();
@@ -222,17 +352,35 @@ async fn refresh_failure(code: serde_json::Value, expected_status: &str, expecte
 
 #[actix_rt::test]
 async fn conditional_access_on_a_refresh_blocks_the_channel_with_the_remedy() {
-    refresh_failure(json!({"kind": "aadsts", "code": 53003, "endpoints": ["token"]}), "blocked", "AADSTS53003", "Conditional Access").await;
+    refresh_failure(
+        json!({"kind": "aadsts", "code": 53003, "endpoints": ["token"]}),
+        "blocked",
+        "AADSTS53003",
+        "Conditional Access",
+    )
+    .await;
 }
 
 #[actix_rt::test]
 async fn an_expired_secret_blocks_the_channel_and_says_to_make_a_new_one() {
-    refresh_failure(json!({"kind": "expired_secret", "endpoints": ["token"]}), "blocked", "AADSTS7000222", "secret").await;
+    refresh_failure(
+        json!({"kind": "expired_secret", "endpoints": ["token"]}),
+        "blocked",
+        "AADSTS7000222",
+        "secret",
+    )
+    .await;
 }
 
 #[actix_rt::test]
 async fn an_expired_grant_asks_for_reauthorization() {
-    refresh_failure(json!({"kind": "aadsts", "code": 70008, "endpoints": ["token"]}), "needs_reauthorization", "AADSTS70008", "authoriz").await;
+    refresh_failure(
+        json!({"kind": "aadsts", "code": 70008, "endpoints": ["token"]}),
+        "needs_reauthorization",
+        "AADSTS70008",
+        "authoriz",
+    )
+    .await;
 }
 
 #[actix_rt::test]
@@ -242,13 +390,17 @@ async fn a_revoked_grant_asks_for_reauthorization_and_reauthorizing_recovers() {
     world.sim_client.revoke_grants(&mailbox.upn).await.unwrap();
 
     world.poll_now(&id).await;
-    let channel = world.wait_status(&id, "needs_reauthorization", Duration::from_secs(5)).await;
+    let channel = world
+        .wait_status(&id, "needs_reauthorization", Duration::from_secs(5))
+        .await;
     assert_eq!(channel["last_error"]["code"], "AADSTS50173", "{channel:#}");
 
     // "Update auth info": a new authorization brings the channel back.
     let (status, page) = world.daemon.authorize(&id).await.unwrap();
     assert_eq!(status, 200, "{page}");
-    let channel = world.wait_status(&id, "active", Duration::from_secs(5)).await;
+    let channel = world
+        .wait_status(&id, "active", Duration::from_secs(5))
+        .await;
     assert!(channel["last_error"].is_null());
 }
 
@@ -256,24 +408,42 @@ async fn a_revoked_grant_asks_for_reauthorization_and_reauthorizing_recovers() {
 async fn a_rotated_secret_unblocks_the_channel_without_losing_mail() {
     let world = world_with(short_tokens(), 60, &[]).await;
     let (id, mailbox) = world.active_channel("i@contoso.example").await;
-    let fault = world.fault(json!({"kind": "expired_secret", "tenant": mailbox.tenant, "endpoints": ["token"]})).await;
+    let fault = world
+        .fault(json!({"kind": "expired_secret", "tenant": mailbox.tenant, "endpoints": ["token"]}))
+        .await;
     world.poll_now(&id).await;
-    world.wait_status(&id, "blocked", Duration::from_secs(5)).await;
-    world.sim_client.deliver(&mailbox.upn, &inboxd::sim::client::Delivery::generated(3)).await.unwrap();
+    world
+        .wait_status(&id, "blocked", Duration::from_secs(5))
+        .await;
+    world
+        .sim_client
+        .deliver(&mailbox.upn, &inboxd::sim::client::Delivery::generated(3))
+        .await
+        .unwrap();
 
     // The admin makes a new secret in Azure and updates the channel.
     world.sim_client.remove_fault(fault).await.unwrap();
     let (status, body) = world
         .daemon
-        .api(reqwest::Method::PATCH, &format!("/api/channels/{id}"), Some(json!({"client_secret": mailbox.secret, "client_secret_expires_at": "2099-12-31"})))
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/channels/{id}"),
+            Some(
+                json!({"client_secret": mailbox.secret, "client_secret_expires_at": "2099-12-31"}),
+            ),
+        )
         .await
         .unwrap();
     assert_eq!(status, 200, "{body}");
 
-    world.wait_status(&id, "active", Duration::from_secs(5)).await;
-    crate::helpers::until(Duration::from_secs(5), "the 3 messages in the sink", || async {
-        world.daemon.sink_lines().unwrap().len() == 3
-    })
+    world
+        .wait_status(&id, "active", Duration::from_secs(5))
+        .await;
+    crate::helpers::until(
+        Duration::from_secs(5),
+        "the 3 messages in the sink",
+        || async { world.daemon.sink_lines().unwrap().len() == 3 },
+    )
     .await;
 }
 
@@ -284,11 +454,15 @@ async fn an_identity_platform_outage_backs_off_and_recovers_without_losing_the_g
     world.fault(json!({"kind": "down", "tenant": mailbox.tenant, "endpoints": ["token"], "duration_ms": 1500})).await;
 
     world.poll_now(&id).await;
-    let channel = world.wait_status(&id, "backing_off", Duration::from_secs(5)).await;
+    let channel = world
+        .wait_status(&id, "backing_off", Duration::from_secs(5))
+        .await;
     assert_eq!(channel["last_error"]["source"], "identity_platform");
 
     // No operator: the backoff retries until the outage ends.
-    world.wait_status(&id, "active", Duration::from_secs(15)).await;
+    world
+        .wait_status(&id, "active", Duration::from_secs(15))
+        .await;
 }
 
 #[actix_rt::test]
@@ -297,7 +471,9 @@ async fn the_rotated_refresh_token_survives_a_restart_and_is_the_one_used_next()
     let sim = inboxd::sim::spawn(short_tokens()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let extra: [(&str, String); 0] = [];
-    let daemon = inboxd::testkit::TestDaemon::start(dir.path(), &sim.url(), 2, &extra).await.unwrap();
+    let daemon = inboxd::testkit::TestDaemon::start(dir.path(), &sim.url(), 2, &extra)
+        .await
+        .unwrap();
     let key = daemon.master_key.clone();
     let world = crate::helpers::World {
         daemon,
@@ -310,22 +486,48 @@ async fn the_rotated_refresh_token_survives_a_restart_and_is_the_one_used_next()
     let channel_id = ChannelId::parse(&id).unwrap();
     let shared = world.daemon.app().unwrap().shared();
     crate::helpers::until(Duration::from_secs(5), "a refresh", || async {
-        shared.stats.refreshes.load(std::sync::atomic::Ordering::Relaxed) >= 1
+        shared
+            .stats
+            .refreshes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
     })
     .await;
     drop(shared);
-    let crate::helpers::World { daemon, sim_client, sim_url, dir, _sim } = world;
+    let crate::helpers::World {
+        daemon,
+        sim_client,
+        sim_url,
+        dir,
+        _sim,
+    } = world;
 
     // Act: stop right after the refresh, read what was persisted.
     daemon.stop().await.unwrap();
-    let store = Store::open(&dir.path().join("store"), key.clone(), StoreOptions::default()).unwrap();
+    let store = Store::open(
+        &dir.path().join("store"),
+        key.clone(),
+        StoreOptions::default(),
+    )
+    .unwrap();
     let before = store.get_tokens(channel_id).unwrap().unwrap();
     drop(store);
-    let daemon = inboxd::testkit::TestDaemon::start_with_key(dir.path(), &sim_url, 2, &extra, key.clone()).await.unwrap();
+    let daemon =
+        inboxd::testkit::TestDaemon::start_with_key(dir.path(), &sim_url, 2, &extra, key.clone())
+            .await
+            .unwrap();
     let shared = daemon.app().unwrap().shared();
-    crate::helpers::until(Duration::from_secs(5), "a refresh after the restart", || async {
-        shared.stats.refreshes.load(std::sync::atomic::Ordering::Relaxed) >= 1
-    })
+    crate::helpers::until(
+        Duration::from_secs(5),
+        "a refresh after the restart",
+        || async {
+            shared
+                .stats
+                .refreshes
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1
+        },
+    )
     .await;
     drop(shared);
     daemon.stop().await.unwrap();
@@ -333,10 +535,48 @@ async fn the_rotated_refresh_token_survives_a_restart_and_is_the_one_used_next()
     // Assert: the restarted daemon refreshed with the persisted token and persisted the next one.
     let store = Store::open(&dir.path().join("store"), key, StoreOptions::default()).unwrap();
     let after = store.get_tokens(channel_id).unwrap().unwrap();
-    assert_ne!(before.refresh_token, after.refresh_token, "the rotated refresh token was not persisted");
+    assert_ne!(
+        before.refresh_token, after.refresh_token,
+        "the rotated refresh token was not persisted"
+    );
     assert!(after.obtained_at > before.obtained_at);
     let channel = store.get_channel(channel_id).unwrap().unwrap();
-    assert_eq!(channel.status, inboxd::domain::ChannelStatus::Active, "{:?}", channel.last_error);
+    assert_eq!(
+        channel.status,
+        inboxd::domain::ChannelStatus::Active,
+        "{:?}",
+        channel.last_error
+    );
     let counters = sim_client.counters(None).await.unwrap();
-    assert!(counters.requests.get("token").copied().unwrap_or(0) >= 3, "code + a refresh per run");
+    assert!(
+        counters.requests.get("token").copied().unwrap_or(0) >= 3,
+        "code + a refresh per run"
+    );
+}
+
+#[actix_rt::test]
+async fn an_access_token_revoked_mid_life_refreshes_once_then_asks_for_reauthorization() {
+    // Regression: a 401 on a live-looking token used to leave the channel polling with a dead token.
+    let world = world(60, &[]).await;
+    let (id, mailbox) = world.active_channel("mid@contoso.example").await;
+    world.sim_client.revoke_grants(&mailbox.upn).await.unwrap();
+    let tokens_before = world.total_requests("token").await;
+
+    world.poll_now(&id).await;
+    let channel = world
+        .wait_status(&id, "needs_reauthorization", Duration::from_secs(5))
+        .await;
+
+    assert_eq!(channel["last_error"]["code"], "AADSTS50173", "{channel:#}");
+    assert_eq!(
+        world.total_requests("token").await,
+        tokens_before + 1,
+        "one refresh after the 401"
+    );
+    let lists = world.requests(&mailbox.upn, "list_messages").await;
+    world.poll_now(&id).await;
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let channel = world.daemon.channel(&id).await.unwrap();
+    assert_eq!(channel["status"], "needs_reauthorization", "{channel:#}");
+    assert!(world.requests(&mailbox.upn, "list_messages").await <= lists + 1);
 }

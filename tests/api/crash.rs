@@ -19,7 +19,11 @@ struct Serve {
 
 impl Serve {
     fn spawn(&self) -> Child {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         Command::new(env!("CARGO_BIN_EXE_inboxd"))
             .args(["--log-format", "json", "serve"])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -38,7 +42,11 @@ async fn wait_healthy(http: &reqwest::Client, port: u16, child: &mut Child) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("inboxd serve exited with {status}");
         }
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
             if r.status().is_success() {
                 return;
             }
@@ -48,13 +56,25 @@ async fn wait_healthy(http: &reqwest::Client, port: u16, child: &mut Child) {
     }
 }
 
-async fn api(http: &reqwest::Client, port: u16, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let mut request = http.request(method, format!("http://127.0.0.1:{port}{path}")).bearer_auth(TOKEN);
+async fn api(
+    http: &reqwest::Client,
+    port: u16,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut request = http
+        .request(method, format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(TOKEN);
     if let Some(body) = body {
         request = request.json(&body);
     }
     let response = request.send().await.unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
     response.json().await.unwrap_or(Value::Null)
 }
 
@@ -65,14 +85,21 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let sim_client = SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
     let port = inboxd::testkit::free_port().unwrap();
-    let mut env: Vec<(String, String)> = inboxd::testkit::daemon_env(dir.path(), port, &sim.url(), 1, &[])
-        .iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let mut env: Vec<(String, String)> =
+        inboxd::testkit::daemon_env(dir.path(), port, &sim.url(), 1, &[])
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
     env.push(("INBOXD_MASTER_KEY".into(), MasterKey::generate().encode()));
     env.push(("INBOXD_ADMIN_TOKEN".into(), TOKEN.into()));
-    let serve = Serve { env, log: dir.path().join("serve.log") };
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let serve = Serve {
+        env,
+        log: dir.path().join("serve.log"),
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let mut child = serve.spawn();
     wait_healthy(&http, port, &mut child).await;
 
@@ -80,7 +107,10 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let mut ids = Vec::new();
     for i in 0..MAILBOXES {
         let upn = format!("crash{i}@crash{i}.example");
-        let tenant = sim_client.register_tenant(None, &[&format!("crash{i}.example")]).await.unwrap();
+        let tenant = sim_client
+            .register_tenant(None, &[&format!("crash{i}.example")])
+            .await
+            .unwrap();
         let app = sim_client
             .register_app(&AppRegistration {
                 tenant_id: tenant.clone(),
@@ -95,8 +125,19 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         })))
         .await;
         let id = channel["id"].as_str().unwrap().to_owned();
-        let start = api(&http, port, reqwest::Method::POST, &format!("/api/channels/{id}/authorize"), None).await;
-        let signin = http.get(start["authorization_url"].as_str().unwrap()).send().await.unwrap();
+        let start = api(
+            &http,
+            port,
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/authorize"),
+            None,
+        )
+        .await;
+        let signin = http
+            .get(start["authorization_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
         let location = signin.headers()["location"].to_str().unwrap().to_owned();
         assert_eq!(http.get(&location).send().await.unwrap().status(), 200);
         mailboxes.push(upn);
@@ -109,7 +150,17 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     for kill in 0..KILLS {
         for upn in &mailboxes {
             let n = rng.gen_range(20..80);
-            sim_client.deliver(upn, &Delivery { count: n, unread: true, ..Delivery::default() }).await.unwrap();
+            sim_client
+                .deliver(
+                    upn,
+                    &Delivery {
+                        count: n,
+                        unread: true,
+                        ..Delivery::default()
+                    },
+                )
+                .await
+                .unwrap();
             sent += n;
         }
         actix_rt::time::sleep(Duration::from_millis(rng.gen_range(50..900))).await;
@@ -138,8 +189,11 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let text = std::fs::read_to_string(dir.path().join("mail.jsonl")).unwrap();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for line in text.lines() {
-        let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("a broken line ({e}): {line}"));
-        *seen.entry(record["message_id"].as_str().unwrap().to_owned()).or_default() += 1;
+        let record: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("a broken line ({e}): {line}"));
+        *seen
+            .entry(record["message_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "written more than once: {doubled:?}");
@@ -149,7 +203,11 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
         assert_eq!(state.unread, 0);
         for message in &state.messages {
             total += 1;
-            assert!(seen.contains_key(&message.immutable_id), "{} never reached the sink", message.immutable_id);
+            assert!(
+                seen.contains_key(&message.immutable_id),
+                "{} never reached the sink",
+                message.immutable_id
+            );
         }
     }
     assert_eq!(total, sent);

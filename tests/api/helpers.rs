@@ -31,19 +31,35 @@ pub async fn world(interval_secs: u64, extra: &[(&str, String)]) -> World {
     world_with(SimOptions::default(), interval_secs, extra).await
 }
 
-pub async fn world_with(options: SimOptions, interval_secs: u64, extra: &[(&str, String)]) -> World {
+pub async fn world_with(
+    options: SimOptions,
+    interval_secs: u64,
+    extra: &[(&str, String)],
+) -> World {
     let sim = inboxd::sim::spawn(options).unwrap();
     let sim_url = sim.url();
     let dir = tempfile::tempdir().unwrap();
-    let daemon = TestDaemon::start(dir.path(), &sim_url, interval_secs, extra).await.unwrap();
-    World { daemon, sim_client: SimClient::new(sim_url.clone()), sim_url, dir, _sim: sim }
+    let daemon = TestDaemon::start(dir.path(), &sim_url, interval_secs, extra)
+        .await
+        .unwrap();
+    World {
+        daemon,
+        sim_client: SimClient::new(sim_url.clone()),
+        sim_url,
+        dir,
+        _sim: sim,
+    }
 }
 
 impl World {
     /// Registers a tenant, an app and a user whose mailbox is `upn`.
     pub async fn mailbox(&self, upn: &str) -> Mailbox {
         let domain = upn.split('@').nth(1).unwrap();
-        let tenant = self.sim_client.register_tenant(None, &[domain]).await.unwrap();
+        let tenant = self
+            .sim_client
+            .register_tenant(None, &[domain])
+            .await
+            .unwrap();
         let app = self
             .sim_client
             .register_app(&AppRegistration {
@@ -53,13 +69,29 @@ impl World {
             })
             .await
             .unwrap();
-        self.sim_client.register_user(&tenant, upn, &[]).await.unwrap();
-        Mailbox { tenant, client_id: app.client_id, secret: app.client_secret, upn: upn.to_owned() }
+        self.sim_client
+            .register_user(&tenant, upn, &[])
+            .await
+            .unwrap();
+        Mailbox {
+            tenant,
+            client_id: app.client_id,
+            secret: app.client_secret,
+            upn: upn.to_owned(),
+        }
     }
 
     /// Adds a channel for the mailbox (not yet authorized).
     pub async fn add(&self, mailbox: &Mailbox) -> String {
-        self.daemon.add_channel(&mailbox.tenant, &mailbox.client_id, &mailbox.secret, &mailbox.upn).await.unwrap()
+        self.daemon
+            .add_channel(
+                &mailbox.tenant,
+                &mailbox.client_id,
+                &mailbox.secret,
+                &mailbox.upn,
+            )
+            .await
+            .unwrap()
     }
 
     /// Adds and authorizes a channel; waits until it is active.
@@ -68,7 +100,8 @@ impl World {
         let id = self.add(&mailbox).await;
         let (status, page) = self.daemon.authorize(&id).await.unwrap();
         assert_eq!(status, 200, "{page}");
-        self.wait_status(&id, "active", Duration::from_secs(5)).await;
+        self.wait_status(&id, "active", Duration::from_secs(5))
+            .await;
         (id, mailbox)
     }
 
@@ -92,7 +125,15 @@ impl World {
     }
 
     pub async fn poll_now(&self, id: &str) {
-        let (status, body) = self.daemon.api(reqwest::Method::POST, &format!("/api/channels/{id}/poll"), None).await.unwrap();
+        let (status, body) = self
+            .daemon
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/channels/{id}/poll"),
+                None,
+            )
+            .await
+            .unwrap();
         assert_eq!(status, 202, "{body}");
     }
 
@@ -110,7 +151,10 @@ where
 {
     let deadline = std::time::Instant::now() + timeout;
     while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -6,13 +6,13 @@
 /// Shared fixtures: a world of simulator + daemon, mailboxes, waiting helpers.
 mod helpers;
 
-/// The OAuth flow, the callback's refusals, the token lifecycle and the error catalogue (issue 4).
-mod authorization;
 /// The admin API's validation and authentication.
 mod admin_api;
-/// The actor runtime: hot control, throttling, restarts, scale (issue 5).
-mod runtime;
-/// Mail ingestion with its guarantees (issue 6).
-mod ingestion;
+/// The OAuth flow, the callback's refusals, the token lifecycle and the error catalogue (issue 4).
+mod authorization;
 /// Kill the daemon with SIGKILL while mail flows; nothing is lost or doubled (issue 6).
 mod crash;
+/// Mail ingestion with its guarantees (issue 6).
+mod ingestion;
+/// The actor runtime: hot control, throttling, restarts, scale (issue 5).
+mod runtime;
