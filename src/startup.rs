@@ -43,6 +43,7 @@ pub struct Application {
     server: actix_web::dev::ServerHandle,
     serving: Option<actix_rt::task::JoinHandle<std::io::Result<()>>>,
     supervisor: Addr<ChannelSupervisor>,
+    processor: Addr<ProcessorActor>,
     shared: Arc<Shared>,
     arbiters: Vec<Arbiter>,
     grace: Duration,
@@ -161,6 +162,7 @@ impl Application {
         };
         let processor =
             ProcessorActor::new(store.clone(), backend, settings.processor.queue_capacity).start();
+        let processor_addr = processor.clone();
         let body = match settings.polling.body_content_type {
             config::BodyContentType::Text => BodyContentType::Text,
             config::BodyContentType::Html => BodyContentType::Html,
@@ -256,6 +258,7 @@ impl Application {
             server: handle,
             serving: Some(serving),
             supervisor,
+            processor: processor_addr,
             shared,
             arbiters,
             grace: settings.server.shutdown_grace,
@@ -318,6 +321,9 @@ impl Application {
     }
 
     async fn finish(&mut self) -> anyhow::Result<()> {
+        // The supervisor and the processor hold the store: end them so it closes with the process.
+        let _ = self.supervisor.send(crate::actors::messages::Terminate).await;
+        let _ = self.processor.send(crate::actors::messages::Terminate).await;
         self.shared
             .store
             .flush_async()

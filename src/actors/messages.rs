@@ -129,3 +129,9 @@ pub struct ChannelFailed {
     /// The incarnation that failed (a newer one may already run).
     pub generation: u64,
 }
+
+/// Ends an actor once its work is done (the last step of a shutdown): the supervisor stops, the
+/// processor drains its queue and stops its background tasks.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Terminate;

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::{Notify, Semaphore, oneshot};
 
-use crate::actors::messages::ProcessBatch;
+use crate::actors::messages::{ProcessBatch, Terminate};
 use crate::domain::ChannelId;
 use crate::sink::{JsonlSink, SinkError, SinkRecord, WebhookSink};
 use crate::store::{LedgerEntry, LedgerState, Store};
@@ -49,6 +49,10 @@ struct Core {
     capacity: u32,
     queue: Mutex<Vec<Job>>,
     work: Notify,
+    /// Set by `Terminate`: the background tasks finish what is queued and end.
+    closed: std::sync::atomic::AtomicBool,
+    /// Wakes the checkpoint task at shutdown.
+    closing: Notify,
 }
 
 /// The shared processor.
@@ -68,6 +72,8 @@ impl ProcessorActor {
                 capacity,
                 queue: Mutex::new(Vec::new()),
                 work: Notify::new(),
+                closed: std::sync::atomic::AtomicBool::new(false),
+                closing: Notify::new(),
             }),
         }
     }
@@ -80,7 +86,7 @@ impl Actor for ProcessorActor {
         ctx.set_mailbox_capacity(1024);
         if let SinkBackend::Jsonl(file) = &self.core.backend {
             actix_rt::spawn(flush_loop(Arc::clone(&self.core)));
-            actix_rt::spawn(checkpoint_loop(self.core.store.clone(), Arc::clone(file)));
+            actix_rt::spawn(checkpoint_loop(Arc::clone(&self.core), Arc::clone(file)));
         }
     }
 }
@@ -94,7 +100,23 @@ impl Handler<ProcessBatch> for ProcessorActor {
     }
 }
 
+impl Handler<Terminate> for ProcessorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Terminate, ctx: &mut Context<Self>) {
+        self.core.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.core.room.close();
+        self.core.work.notify_one();
+        self.core.closing.notify_one();
+        ctx.stop();
+    }
+}
+
 impl Core {
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn process(&self, batch: ProcessBatch) -> Acks {
         let now = Utc::now();
         let records: Vec<SinkRecord> = batch
@@ -204,6 +226,9 @@ async fn flush_loop(core: Arc<Core>) {
         return;
     };
     loop {
+        if core.is_closed() && core.queue.lock().map(|q| q.is_empty()).unwrap_or(true) {
+            return;
+        }
         core.work.notified().await;
         loop {
             let jobs: Vec<Job> = match core.queue.lock() {
@@ -262,10 +287,17 @@ async fn flush_loop(core: Arc<Core>) {
 }
 
 /// Moves the JSONL checkpoint forward: the offset seen before a store flush is safe once it completes.
-async fn checkpoint_loop(store: Store, file: Arc<Mutex<JsonlSink>>) {
+async fn checkpoint_loop(core: Arc<Core>, file: Arc<Mutex<JsonlSink>>) {
+    let store = core.store.clone();
     let mut recorded = None;
     loop {
-        actix_rt::time::sleep(CHECKPOINT_EVERY).await;
+        if core.is_closed() {
+            return;
+        }
+        tokio::select! {
+            _ = actix_rt::time::sleep(CHECKPOINT_EVERY) => {}
+            _ = core.closing.notified() => {}
+        }
         let Ok(offset) = file.lock().map(|sink| sink.offset()) else {
             return;
         };

@@ -422,3 +422,15 @@ impl Handler<ChannelFailed> for ChannelSupervisor {
         });
     }
 }
+
+impl Handler<Terminate> for ChannelSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Terminate, ctx: &mut Context<Self>) {
+        self.stopping = true;
+        for (_, (addr, _)) in self.actors.drain() {
+            addr.do_send(Shutdown);
+        }
+        ctx.stop();
+    }
+}

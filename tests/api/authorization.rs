@@ -559,7 +559,13 @@ async fn an_access_token_revoked_mid_life_refreshes_once_then_asks_for_reauthori
     // Regression: a 401 on a live-looking token used to leave the channel polling with a dead token.
     let world = world(60, &[]).await;
     let (id, mailbox) = world.active_channel("mid@contoso.example").await;
+    crate::helpers::until(Duration::from_secs(3), "the first poll", || async {
+        world.requests(&mailbox.upn, "list_messages").await >= 1
+    })
+    .await;
+    // The grant is revoked and Graph refuses the (not yet expired) access token.
     world.sim_client.revoke_grants(&mailbox.upn).await.unwrap();
+    world.fault(json!({"kind": "status", "status": 401, "code": "InvalidAuthenticationToken", "mailbox": mailbox.upn})).await;
     let tokens_before = world.total_requests("token").await;
 
     world.poll_now(&id).await;
