@@ -322,8 +322,14 @@ impl Application {
 
     async fn finish(&mut self) -> anyhow::Result<()> {
         // The supervisor and the processor hold the store: end them so it closes with the process.
-        let _ = self.supervisor.send(crate::actors::messages::Terminate).await;
-        let _ = self.processor.send(crate::actors::messages::Terminate).await;
+        let _ = self
+            .supervisor
+            .send(crate::actors::messages::Terminate)
+            .await;
+        let _ = self
+            .processor
+            .send(crate::actors::messages::Terminate)
+            .await;
         self.shared
             .store
             .flush_async()

@@ -17,7 +17,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     assert!(files.len() > 20);
     files
 }
@@ -31,16 +34,24 @@ fn every_source_file_opens_with_a_module_doc() {
             !text.trim_start().starts_with("//!")
         })
         .collect();
-    assert!(missing.is_empty(), "files without a `//!` module doc: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` module doc: {missing:?}"
+    );
 }
 
 #[test]
 fn only_the_store_touches_sled() {
-    let store = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join("store");
+    let store = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join("store");
     let offenders: Vec<_> = sources()
         .into_iter()
         .filter(|path| !path.starts_with(&store))
         .filter(|path| std::fs::read_to_string(path).unwrap().contains("sled::"))
         .collect();
-    assert!(offenders.is_empty(), "sled used outside src/store: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "sled used outside src/store: {offenders:?}"
+    );
 }

@@ -104,7 +104,9 @@ impl Handler<Terminate> for ProcessorActor {
     type Result = ();
 
     fn handle(&mut self, _: Terminate, ctx: &mut Context<Self>) {
-        self.core.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.core
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.core.room.close();
         self.core.work.notify_one();
         self.core.closing.notify_one();

@@ -42,14 +42,12 @@ async fn wait_healthy(http: &reqwest::Client, port: u16, child: &mut Child) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("inboxd serve exited with {status}");
         }
-        if let Ok(r) = http
+        let health = http
             .get(format!("http://127.0.0.1:{port}/healthz"))
             .send()
-            .await
-        {
-            if r.status().is_success() {
-                return;
-            }
+            .await;
+        if health.is_ok_and(|r| r.status().is_success()) {
+            return;
         }
         assert!(Instant::now() < deadline, "inboxd serve did not come up");
         actix_rt::time::sleep(Duration::from_millis(20)).await;

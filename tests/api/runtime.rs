@@ -361,7 +361,10 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
 async fn poll_now_polls_at_once() {
     let world = world(60, &[]).await;
     let (id, mailbox) = world.active_channel("now@contoso.example").await;
-    until(Duration::from_secs(3), "the first poll", || async { world.requests(&mailbox.upn, "list_messages").await == 1 }).await;
+    until(Duration::from_secs(3), "the first poll", || async {
+        world.requests(&mailbox.upn, "list_messages").await == 1
+    })
+    .await;
     for expected in 2..=4 {
         world.poll_now(&id).await;
         until(Duration::from_secs(2), "a poll after Poll now", || async {
