@@ -12,6 +12,8 @@ mod admin_api;
 mod authorization;
 /// Kill the daemon with SIGKILL while mail flows; nothing is lost or doubled (issue 6).
 mod crash;
+/// Faults injected through the simulator while mail flows (issue 9).
+mod faults;
 /// Mail ingestion with its guarantees (issue 6).
 mod ingestion;
 /// The actor runtime: hot control, throttling, restarts, scale (issue 5).
