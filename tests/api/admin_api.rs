@@ -197,3 +197,64 @@ async fn the_api_never_returns_the_secret() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// Random callback queries and random admin JSON bodies: a client's mistake never gets a 5xx.
+#[actix_rt::test]
+async fn random_input_never_gets_a_server_error() {
+    use proptest::strategy::{Strategy as _, ValueTree as _};
+    let world = world(60, &[]).await;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let query =
+        proptest::collection::vec(("(state|code|error|error_description|x|)", ".{0,40}"), 0..5);
+    for _ in 0..150 {
+        let pairs = query.new_tree(&mut runner).unwrap().current();
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/oauth/callback", world.daemon.base),
+            &pairs,
+        )
+        .unwrap();
+        let status = world
+            .daemon
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(
+            status.is_client_error() || status.is_success(),
+            "{url} answered {status}"
+        );
+    }
+    let body = proptest::collection::hash_map(
+        "(tenant_id|client_id|client_secret|mailbox|folder|name|enabled|first_import|client_secret_expires_at|[a-z]{1,5})",
+        proptest::prop_oneof![
+            ".{0,30}".prop_map(serde_json::Value::String),
+            proptest::prelude::any::<i64>().prop_map(|n| json!(n)),
+            proptest::prelude::any::<bool>().prop_map(serde_json::Value::Bool),
+            proptest::strategy::Just(serde_json::Value::Null),
+        ],
+        0..8,
+    );
+    for _ in 0..150 {
+        let map = body.new_tree(&mut runner).unwrap().current();
+        let value = serde_json::Value::Object(map.into_iter().collect());
+        for (method, path) in [
+            (reqwest::Method::POST, "/api/channels".to_owned()),
+            (
+                reqwest::Method::PATCH,
+                "/api/channels/00000000-0000-4000-8000-000000000000".to_owned(),
+            ),
+        ] {
+            let (status, answer) = world
+                .daemon
+                .api(method, &path, Some(value.clone()))
+                .await
+                .unwrap();
+            assert!(
+                status < 500,
+                "{path} with {value} answered {status}: {answer}"
+            );
+        }
+    }
+}
