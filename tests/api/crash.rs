@@ -220,3 +220,160 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// The sink's disk "fills" (a file-size limit on the daemon process): inboxd stops taking the mail it
+/// cannot write, says so, loses nothing, and resumes by itself once the limit is lifted.
+#[actix_rt::test]
+async fn a_full_disk_pauses_ingestion_and_it_resumes_when_space_returns() {
+    let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
+    let sim_client = SimClient::new(sim.url());
+    let dir = tempfile::tempdir().unwrap();
+    let port = inboxd::testkit::free_port().unwrap();
+    let mut env: Vec<(String, String)> =
+        inboxd::testkit::daemon_env(dir.path(), port, &sim.url(), 1, &[])
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    env.push(("INBOXD_MASTER_KEY".into(), MasterKey::generate().encode()));
+    env.push(("INBOXD_ADMIN_TOKEN".into(), TOKEN.into()));
+    // 16 MiB per file: the store fits, the sink's file will not.
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "trap '' XFSZ; ulimit -S -f 16384; exec {} serve",
+                env!("CARGO_BIN_EXE_inboxd")
+            ),
+        ])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    wait_healthy(&http, port, &mut child).await;
+    let upn = "full@full.example";
+    let tenant = sim_client
+        .register_tenant(None, &["full.example"])
+        .await
+        .unwrap();
+    let app = sim_client
+        .register_app(&AppRegistration {
+            tenant_id: tenant.clone(),
+            redirect_uris: vec!["http://127.0.0.1/oauth/callback".into()],
+            ..AppRegistration::default()
+        })
+        .await
+        .unwrap();
+    sim_client.register_user(&tenant, upn, &[]).await.unwrap();
+    let channel = api(&http, port, reqwest::Method::POST, "/api/channels", Some(json!({
+        "tenant_id": tenant, "client_id": app.client_id, "client_secret": app.client_secret, "mailbox": upn,
+    })))
+    .await;
+    let id = channel["id"].as_str().unwrap().to_owned();
+    let start = api(
+        &http,
+        port,
+        reqwest::Method::POST,
+        &format!("/api/channels/{id}/authorize"),
+        None,
+    )
+    .await;
+    let signin = http
+        .get(start["authorization_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let location = signin.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(http.get(&location).send().await.unwrap().status(), 200);
+
+    // 60 messages of 512 KiB: about 30 MiB of JSONL, twice the limit.
+    let big = "x".repeat(512 * 1024);
+    for batch in 0..6 {
+        let messages: Vec<Value> = (0..10)
+            .map(|i| json!({"subject": format!("big {batch}-{i}"), "body_text": big}))
+            .collect();
+        sim_client
+            .deliver(
+                upn,
+                &Delivery {
+                    messages,
+                    ..Delivery::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let channel = loop {
+        let channel = api(
+            &http,
+            port,
+            reqwest::Method::GET,
+            &format!("/api/channels/{id}"),
+            None,
+        )
+        .await;
+        if channel["status"] == "backing_off" && channel["last_error"]["source"] == "sink" {
+            break channel;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the full disk never showed: {channel}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        channel["last_error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("full")
+            || channel["last_error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("large"),
+        "{channel}"
+    );
+    let unread_while_full = sim_client.mailbox_state(upn).await.unwrap().unread;
+    assert!(
+        unread_while_full > 0,
+        "mail was marked read although it could not be written"
+    );
+
+    // Space returns.
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &child.id().to_string(),
+            "--fsize=unlimited:",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim_client.mailbox_state(upn).await.unwrap().unread > 0 {
+        assert!(Instant::now() < deadline, "ingestion did not resume");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(dir.path().join("mail.jsonl")).unwrap();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in text.lines() {
+        let record: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("a broken line: {e}"));
+        *seen
+            .entry(record["message_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), 60);
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "a message was written twice"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
