@@ -284,3 +284,77 @@ where
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Provisions `count` tenants/apps/mailboxes in the simulator (bulk, with refresh tokens minted
+/// directly) and writes them as authorized channels into the store at `store_path`, so thousands of
+/// channels need no browser flow. The store must not be open elsewhere. Answers the mailboxes.
+pub async fn seed_channels(
+    sim: &crate::sim::client::SimClient,
+    store_path: &Path,
+    key: &MasterKey,
+    count: usize,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    use crate::domain::secret::{AccessToken, ClientSecret, RefreshToken};
+    use crate::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+    use crate::store::{ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
+
+    let mut bulk = crate::sim::client::BulkRequest::new(count, prefix);
+    bulk.issue_refresh_tokens = true;
+    let entries = sim.bulk(&bulk).await?.entries;
+    let store = Store::open(store_path, key.clone(), StoreOptions::default())?;
+    let now = chrono::Utc::now();
+    let mut token_sets = Vec::with_capacity(entries.len());
+    let mut mailboxes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let id = ChannelId::generate();
+        let record = ChannelRecord {
+            id,
+            name: entry.mailbox.clone(),
+            tenant_id: TenantId::parse(&entry.tenant_id)?,
+            client_id: ClientId::parse(&entry.client_id)?,
+            client_secret: ClientSecret::new(entry.client_secret.clone())?,
+            client_secret_expires_at: None,
+            mailbox: Mailbox::parse(&entry.mailbox)?,
+            folder: Folder::inbox(),
+            enabled: true,
+            first_import: FirstImport::AllUnread,
+            created_at: now,
+            updated_at: now,
+            activated_at: Some(now),
+            status: ChannelStatus::Active,
+            last_error: None,
+            last_poll_at: None,
+            last_success_at: None,
+        };
+        store.put_channel(&record)?;
+        // An expired access token: each channel refreshes on its first poll, as after a long stop.
+        let refresh = entry.refresh_token.clone().context("the simulator minted no refresh token")?;
+        token_sets.push((
+            id,
+            TokenSet {
+                access_token: AccessToken::new("expired")?,
+                access_expires_at: now - chrono::Duration::hours(1),
+                refresh_token: RefreshToken::new(refresh)?,
+                scope: "offline_access https://graph.microsoft.com/Mail.ReadWrite.Shared".into(),
+                obtained_at: now,
+            },
+        ));
+        mailboxes.push(entry.mailbox);
+    }
+    store.put_tokens_many(&token_sets)?;
+    Ok(mailboxes)
+}
+
+/// The resident memory of this process, in bytes (Linux; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}

@@ -1,12 +1,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use inboxd::actors::supervisor::FailChannel;
-use inboxd::domain::secret::{AccessToken, ClientSecret, MasterKey, RefreshToken};
-use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox as Address, TenantId};
-use inboxd::sim::client::BulkRequest;
-use inboxd::store::{ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
+use inboxd::domain::secret::MasterKey;
+use inboxd::domain::{ChannelId, ChannelStatus};
 use serde_json::json;
 
 use crate::helpers::{until, world};
@@ -223,54 +220,6 @@ async fn a_failed_channel_actor_is_restarted_and_carries_on_from_the_store() {
     assert_eq!(world.daemon.channel(&id).await.unwrap()["status"], "active");
 }
 
-/// Seeds `count` channels with their tokens straight into a store (no browser flow for each).
-async fn seed(
-    sim: &inboxd::sim::client::SimClient,
-    store_dir: &std::path::Path,
-    key: &MasterKey,
-    count: usize,
-) {
-    let mut bulk = BulkRequest::new(count, "scale");
-    bulk.issue_refresh_tokens = true;
-    let entries = sim.bulk(&bulk).await.unwrap().entries;
-    let store = Store::open(store_dir, key.clone(), StoreOptions::default()).unwrap();
-    let now = Utc::now();
-    let mut token_sets = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let id = ChannelId::generate();
-        let record = ChannelRecord {
-            id,
-            name: entry.mailbox.clone(),
-            tenant_id: TenantId::parse(&entry.tenant_id).unwrap(),
-            client_id: ClientId::parse(&entry.client_id).unwrap(),
-            client_secret: ClientSecret::new(entry.client_secret.clone()).unwrap(),
-            client_secret_expires_at: None,
-            mailbox: Address::parse(&entry.mailbox).unwrap(),
-            folder: Folder::inbox(),
-            enabled: true,
-            first_import: FirstImport::AllUnread,
-            created_at: now,
-            updated_at: now,
-            activated_at: Some(now),
-            status: ChannelStatus::Active,
-            last_error: None,
-            last_poll_at: None,
-            last_success_at: None,
-        };
-        store.put_channel(&record).unwrap();
-        // An expired access token: each channel refreshes on its first poll, as after a long stop.
-        let tokens = TokenSet {
-            access_token: AccessToken::new("expired").unwrap(),
-            access_expires_at: now - chrono::Duration::hours(1),
-            refresh_token: RefreshToken::new(entry.refresh_token.unwrap()).unwrap(),
-            scope: "offline_access https://graph.microsoft.com/Mail.ReadWrite.Shared".into(),
-            obtained_at: now,
-        };
-        token_sets.push((id, tokens));
-    }
-    store.put_tokens_many(&token_sets).unwrap();
-}
-
 #[actix_rt::test]
 async fn ten_thousand_channels_all_poll_on_schedule() {
     const CHANNELS: usize = 10_000;
@@ -283,7 +232,7 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
     let sim_client = inboxd::sim::client::SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
     let key = MasterKey::generate();
-    seed(&sim_client, &dir.path().join("store"), &key, CHANNELS).await;
+    inboxd::testkit::seed_channels(&sim_client, &dir.path().join("store"), &key, CHANNELS, "scale").await.unwrap();
     // Enough requests in flight to keep up, few enough not to queue past the simulator's timeouts.
     let extra = [("INBOXD_LIMITS__GLOBAL_CONCURRENCY", "64".to_owned())];
     let started = Instant::now();
