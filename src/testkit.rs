@@ -329,7 +329,10 @@ pub async fn seed_channels(
         };
         store.put_channel(&record)?;
         // An expired access token: each channel refreshes on its first poll, as after a long stop.
-        let refresh = entry.refresh_token.clone().context("the simulator minted no refresh token")?;
+        let refresh = entry
+            .refresh_token
+            .clone()
+            .context("the simulator minted no refresh token")?;
         token_sets.push((
             id,
             TokenSet {
@@ -354,7 +357,13 @@ pub fn resident_bytes() -> u64 {
             status
                 .lines()
                 .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
         })
         .map_or(0, |kib| kib * 1024)
 }

@@ -347,11 +347,7 @@ async fn a_full_disk_pauses_ingestion_and_it_resumes_when_space_returns() {
 
     // Space returns.
     let status = Command::new("prlimit")
-        .args([
-            "--pid",
-            &child.id().to_string(),
-            "--fsize=unlimited:",
-        ])
+        .args(["--pid", &child.id().to_string(), "--fsize=unlimited:"])
         .status()
         .unwrap();
     assert!(status.success());

@@ -232,7 +232,15 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
     let sim_client = inboxd::sim::client::SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
     let key = MasterKey::generate();
-    inboxd::testkit::seed_channels(&sim_client, &dir.path().join("store"), &key, CHANNELS, "scale").await.unwrap();
+    inboxd::testkit::seed_channels(
+        &sim_client,
+        &dir.path().join("store"),
+        &key,
+        CHANNELS,
+        "scale",
+    )
+    .await
+    .unwrap();
     // Enough requests in flight to keep up, few enough not to queue past the simulator's timeouts.
     let extra = [("INBOXD_LIMITS__GLOBAL_CONCURRENCY", "64".to_owned())];
     let started = Instant::now();
