@@ -587,3 +587,134 @@ async fn an_access_token_revoked_mid_life_refreshes_once_then_asks_for_reauthori
     assert_eq!(channel["status"], "needs_reauthorization", "{channel:#}");
     assert!(world.requests(&mailbox.upn, "list_messages").await <= lists + 1);
 }
+
+#[actix_rt::test]
+async fn a_secret_expiring_soon_warns_and_an_expired_one_blocks_with_the_remedy() {
+    let world = world(60, &[]).await;
+    let (id, mailbox) = world.active_channel("exp@contoso.example").await;
+    let soon = (Utc::now() + chrono::Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    let (status, channel) = world
+        .daemon
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/channels/{id}"),
+            Some(json!({"client_secret_expires_at": soon})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{channel}");
+    assert!(
+        channel["secret_warning"]
+            .as_str()
+            .unwrap()
+            .contains("expires in"),
+        "{channel:#}"
+    );
+    assert!(
+        (9..=10).contains(&channel["client_secret_days_left"].as_i64().unwrap()),
+        "{channel:#}"
+    );
+    world
+        .wait_status(&id, "active", Duration::from_secs(3))
+        .await;
+
+    let past = (Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let (status, _) = world
+        .daemon
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/channels/{id}"),
+            Some(json!({"client_secret_expires_at": past})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let channel = world
+        .wait_status(&id, "blocked", Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        channel["last_error"]["code"], "SecretExpired",
+        "{channel:#}"
+    );
+    assert!(
+        channel["last_error"]["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("secret"),
+        "{channel:#}"
+    );
+    // A new secret with a new date brings it back.
+    let (status, _) = world
+        .daemon
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/channels/{id}"),
+            Some(
+                json!({"client_secret": mailbox.secret, "client_secret_expires_at": "2099-01-01"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    world
+        .wait_status(&id, "active", Duration::from_secs(5))
+        .await;
+}
+
+/// A minimal, standards-following OAuth2 server at Microsoft's paths: no `ext_expires_in`, no
+/// `id_token`, no `scope`, `token_type` in lower case, an error body without `error_codes`.
+#[actix_rt::test]
+async fn any_standards_following_server_at_microsofts_paths_works() {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    async fn token(form: web::Form<std::collections::HashMap<String, String>>) -> HttpResponse {
+        match form.get("grant_type").map(String::as_str) {
+            Some("authorization_code") if form.get("code").map(String::as_str) == Some("good") => HttpResponse::Ok()
+                .json(json!({"access_token": "at-1", "token_type": "bearer", "expires_in": 3600, "refresh_token": "rt-1"})),
+            _ => HttpResponse::BadRequest().json(json!({"error": "invalid_grant", "error_description": "AADSTS70008: The code has expired."})),
+        }
+    }
+    let server =
+        HttpServer::new(|| App::new().route("/{tenant}/oauth2/v2.0/token", web::post().to(token)))
+            .workers(1)
+            .disable_signals()
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+    let port = server.addrs()[0].port();
+    actix_rt::spawn(server.run());
+    let oauth = inboxd::oauth::OAuthClient::new(
+        reqwest::Client::new(),
+        &inboxd::domain::HttpUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+        "https://graph.microsoft.com",
+        "http://127.0.0.1/oauth/callback",
+        Duration::from_secs(5),
+    );
+    let tenant = inboxd::domain::TenantId::parse("contoso.com").unwrap();
+    let client = inboxd::domain::ClientId::parse("00000000-0000-0000-0000-000000000001").unwrap();
+    let secret = inboxd::domain::secret::ClientSecret::new("s").unwrap();
+    let app = inboxd::oauth::AppCredentials {
+        tenant: &tenant,
+        client_id: &client,
+        client_secret: &secret,
+    };
+    let verifier = PkceVerifier::new("v".repeat(43)).unwrap();
+
+    let grant = oauth.redeem_code(app, "good", &verifier).await.unwrap();
+    assert_eq!(grant.access_token.expose(), "at-1");
+    assert_eq!(grant.refresh_token.unwrap().expose(), "rt-1");
+    assert!(
+        grant.scope.contains("Mail.ReadWrite.Shared"),
+        "missing scope means the requested scopes"
+    );
+
+    let err = oauth
+        .redeem_code(app, "stale", &verifier)
+        .await
+        .unwrap_err();
+    assert_eq!(err.classify().code(), "AADSTS70008");
+    assert_eq!(
+        err.status(),
+        inboxd::domain::ChannelStatus::NeedsReauthorization
+    );
+}
