@@ -770,14 +770,25 @@ fn plot() -> anyhow::Result<PathBuf> {
         ),
     ];
     for (area, title, unit, main, second, budget) in panels {
-        let top = main
+        let measured_top = main
             .iter()
             .chain(second.iter())
             .map(|p| p.1)
-            .fold(budget, f64::max)
-            * 1.15;
+            .fold(0.0, f64::max);
+        // A budget far above every point would flatten them onto the axis: leave it off the chart.
+        let show_budget = budget <= measured_top * 3.0;
+        let top = if show_budget {
+            budget.max(measured_top)
+        } else {
+            measured_top.max(f64::MIN_POSITIVE)
+        } * 1.15;
+        let title = if show_budget {
+            title.to_owned()
+        } else {
+            format!("{title} (budget {budget} {unit}, far above)")
+        };
         let mut chart = ChartBuilder::on(area)
-            .caption(title, ("sans-serif", 18))
+            .caption(&title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(60)
@@ -803,13 +814,15 @@ fn plot() -> anyhow::Result<PathBuf> {
                 Circle::new(c, s, st.filled())
             }))?;
         }
-        chart
-            .draw_series(LineSeries::new(
-                vec![(min_n, budget), (max_n, budget)],
-                &RED,
-            ))?
-            .label("budget")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
+        if show_budget {
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(min_n, budget), (max_n, budget)],
+                    &RED,
+                ))?
+                .label("budget")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED));
+        }
         chart
             .configure_series_labels()
             .border_style(BLACK)
