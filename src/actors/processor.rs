@@ -272,7 +272,9 @@ async fn flush_loop(core: Arc<Core>) {
                 let mut seen = std::collections::HashSet::new();
                 let fresh: Vec<SinkRecord> = records
                     .into_iter()
-                    .filter(|record| seen.insert(record.key()) && !already_delivered(&store, record))
+                    .filter(|record| {
+                        seen.insert(record.key()) && !already_delivered(&store, record)
+                    })
                     .collect();
                 sink.append(&fresh)?;
                 // The ledger learns of the lines right after they are durable, before any ack.

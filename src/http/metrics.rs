@@ -36,6 +36,18 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            // Histograms keep their samples until upkeep folds them in: without it memory grows
+            // whenever /metrics is not scraped.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("inboxd-metrics-upkeep".to_owned())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
             Some(handle)
         })
         .as_ref()

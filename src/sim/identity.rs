@@ -1080,7 +1080,10 @@ fn redeem_code(
         tenant_id: grant.tenant_id.clone(),
         graph,
         oidc,
-        auth_ms: state.now_ms(),
+        // A sign-in after a revocation is valid even within the revocation's millisecond.
+        auth_ms: state.users.get(&grant.upn).map_or(state.now_ms(), |user| {
+            state.now_ms().max(user.tokens_valid_from_ms)
+        }),
         nonce: grant.nonce.clone(),
     })
 }
