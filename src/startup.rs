@@ -168,15 +168,35 @@ impl Application {
             config::BodyContentType::Html => BodyContentType::Html,
         };
         let timeout = settings.polling.request_timeout;
-        let graph = GraphClient::new(client.clone(), &settings.cloud.graph_url, body, timeout);
         let redirect_uri = settings.server.redirect_uri();
-        let oauth = OAuthClient::new(
-            client,
-            &settings.cloud.login_url,
-            settings.cloud.graph_scope_host(),
-            &redirect_uri,
-            timeout,
-        );
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 64);
+        // One HTTP client (connection pool) per arbiter: a connection is driven by the thread that
+        // opened it, so sharing one pool across arbiters would wake another thread on every request.
+        let mut graphs = Vec::with_capacity(cores);
+        let mut oauths = Vec::with_capacity(cores);
+        for lane in 0..cores {
+            let lane_client = if lane == 0 {
+                client.clone()
+            } else {
+                http_client(&settings)?
+            };
+            graphs.push(GraphClient::new(
+                lane_client.clone(),
+                &settings.cloud.graph_url,
+                body,
+                timeout,
+            ));
+            oauths.push(OAuthClient::new(
+                lane_client,
+                &settings.cloud.login_url,
+                settings.cloud.graph_scope_host(),
+                &redirect_uri,
+                timeout,
+            ));
+        }
         let limits = Limits {
             mailbox_requests_per_10_min: settings.limits.mailbox_requests_per_10_min.get(),
             mailbox_concurrency: u32::try_from(settings.limits.mailbox_concurrency).unwrap_or(4),
@@ -201,8 +221,8 @@ impl Application {
         };
         let shared = Arc::new(Shared {
             store: store.clone(),
-            graph,
-            oauth,
+            graphs,
+            oauths,
             limiters: RateLimiters::new(limits),
             run,
             processor,
@@ -212,11 +232,10 @@ impl Application {
         let channels = store
             .list_channels()
             .context("Failed to read the channels from the store")?;
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .clamp(1, 64);
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
+        for (lane, arbiter) in arbiters.iter().enumerate() {
+            arbiter.spawn_fn(move || crate::actors::shared::set_lane(lane));
+        }
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let count = channels.len();
         let supervisor = ChannelSupervisor::new(Arc::clone(&shared), handles, channels).start();

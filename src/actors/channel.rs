@@ -698,7 +698,7 @@ async fn refresh(
         client_id: &record.client_id,
         client_secret: &record.client_secret,
     };
-    let grant = match shared.oauth.refresh(app, &tokens.refresh_token).await {
+    let grant = match shared.oauth().refresh(app, &tokens.refresh_token).await {
         Ok(grant) => grant,
         Err(err) => {
             metrics::counter!("inboxd_token_refreshes_total", "outcome" => "failed").increment(1);
@@ -758,7 +758,7 @@ async fn poll(
 ) -> Result<PollReport, Failure> {
     let run = &shared.run;
     let mut report = PollReport::default();
-    let mut url = shared.graph.unread_url(
+    let mut url = shared.graph().unread_url(
         &record.mailbox,
         &record.folder,
         since(record),
@@ -767,7 +767,7 @@ async fn poll(
     let mut found = Vec::new();
     loop {
         let _permit = graph_permit(shared, key, app, 1).await;
-        let page = shared.graph.list_page(token, &url).await?;
+        let page = shared.graph().list_page(token, &url).await?;
         metrics::counter!("inboxd_graph_requests_total", "outcome" => "ok").increment(1);
         found.extend(page.value);
         match page.next_link {
@@ -799,7 +799,7 @@ async fn poll(
     for item in to_deliver.iter_mut().filter(|item| item.has_attachments) {
         let _permit = graph_permit(shared, key, app, 1).await;
         match shared
-            .graph
+            .graph()
             .list_attachments(token, &record.mailbox, &item.message_id)
             .await
         {
@@ -908,7 +908,7 @@ async fn mark_read(
             }
             let permit = graph_permit(shared, key, app, todo.len() as u32).await;
             let outcomes = shared
-                .graph
+                .graph()
                 .mark_read(token, &record.mailbox, &todo)
                 .await?;
             drop(permit);

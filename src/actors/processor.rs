@@ -58,6 +58,8 @@ struct Core {
 /// The shared processor.
 pub struct ProcessorActor {
     core: Arc<Core>,
+    /// The JSONL writer and checkpoint tasks, awaited at `Terminate` so the store is released.
+    tasks: Vec<actix_rt::task::JoinHandle<()>>,
 }
 
 impl ProcessorActor {
@@ -75,6 +77,7 @@ impl ProcessorActor {
                 closed: std::sync::atomic::AtomicBool::new(false),
                 closing: Notify::new(),
             }),
+            tasks: Vec::new(),
         }
     }
 }
@@ -85,8 +88,12 @@ impl Actor for ProcessorActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
         if let SinkBackend::Jsonl(file) = &self.core.backend {
-            actix_rt::spawn(flush_loop(Arc::clone(&self.core)));
-            actix_rt::spawn(checkpoint_loop(Arc::clone(&self.core), Arc::clone(file)));
+            self.tasks
+                .push(actix_rt::spawn(flush_loop(Arc::clone(&self.core))));
+            self.tasks.push(actix_rt::spawn(checkpoint_loop(
+                Arc::clone(&self.core),
+                Arc::clone(file),
+            )));
         }
     }
 }
@@ -101,16 +108,25 @@ impl Handler<ProcessBatch> for ProcessorActor {
 }
 
 impl Handler<Terminate> for ProcessorActor {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: Terminate, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: Terminate, _: &mut Context<Self>) -> Self::Result {
         self.core
             .closed
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.core.room.close();
         self.core.work.notify_one();
         self.core.closing.notify_one();
-        ctx.stop();
+        let tasks = std::mem::take(&mut self.tasks);
+        Box::pin(
+            async move {
+                for task in tasks {
+                    let _ = task.await;
+                }
+            }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop()),
+        )
     }
 }
 

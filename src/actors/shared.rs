@@ -45,10 +45,11 @@ pub struct RunSettings {
 pub struct Shared {
     /// The store.
     pub store: Store,
-    /// The Graph client.
-    pub graph: GraphClient,
-    /// The identity platform client.
-    pub oauth: OAuthClient,
+    /// One Graph client per arbiter (each with its own connection pool), so that a channel's
+    /// requests run on connections its own thread drives, with no wake-up of another arbiter.
+    pub graphs: Vec<GraphClient>,
+    /// The identity platform clients, one per arbiter like `graphs`.
+    pub oauths: Vec<OAuthClient>,
     /// The limiters.
     pub limiters: RateLimiters,
     /// How channels run.
@@ -59,6 +60,30 @@ pub struct Shared {
     pub board: StatusBoard,
     /// Counters the bench and tests read without scraping /metrics.
     pub stats: Stats,
+}
+
+thread_local! {
+    /// Which arbiter this thread is (0 on threads that are not arbiters).
+    static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as arbiter `lane` (called once on each arbiter at start-up).
+pub fn set_lane(lane: usize) {
+    LANE.with(|cell| cell.set(lane));
+}
+
+impl Shared {
+    /// The Graph client of the current arbiter.
+    pub fn graph(&self) -> &GraphClient {
+        let lane = LANE.with(std::cell::Cell::get);
+        &self.graphs[lane % self.graphs.len().max(1)]
+    }
+
+    /// The identity platform client of the current arbiter.
+    pub fn oauth(&self) -> &OAuthClient {
+        let lane = LANE.with(std::cell::Cell::get);
+        &self.oauths[lane % self.oauths.len().max(1)]
+    }
 }
 
 /// Plain counters, cheap to bump from any thread.

@@ -259,7 +259,7 @@ pub async fn start_authorization(state: &AppState, id: ChannelId) -> Result<Stri
         .ok_or_else(|| ApiError::NotFound(format!("no channel has the id {id}")))?;
     let start = state
         .shared
-        .oauth
+        .oauth()
         .authorize(&record.tenant_id, &record.client_id, &record.mailbox)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let now = Utc::now();

@@ -122,7 +122,7 @@ pub async fn callback(
     };
     let grant = match state
         .shared
-        .oauth
+        .oauth()
         .redeem_code(app, code, &pending.verifier)
         .await
     {
