@@ -718,3 +718,35 @@ async fn any_standards_following_server_at_microsofts_paths_works() {
         inboxd::domain::ChannelStatus::NeedsReauthorization
     );
 }
+
+#[actix_rt::test]
+async fn two_refreshes_of_one_channel_never_overlap() {
+    // Every cycle refreshes, and each refresh takes 300 ms at the token endpoint.
+    let world = world_with(short_tokens(), 60, &[]).await;
+    let (id, mailbox) = world.active_channel("serial@contoso.example").await;
+    world
+        .fault(
+            json!({"kind": "latency", "ms": 300, "tenant": mailbox.tenant, "endpoints": ["token"]}),
+        )
+        .await;
+    actix_rt::time::sleep(Duration::from_millis(400)).await;
+    let before = world.total_requests("token").await;
+    let started = Instant::now();
+
+    // Twenty "Poll now" in a burst: overlapping cycles would refresh twenty times at once.
+    for _ in 0..20 {
+        world.poll_now(&id).await;
+    }
+    actix_rt::time::sleep(Duration::from_millis(1200)).await;
+
+    let refreshes = world.total_requests("token").await - before;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    assert!(refreshes >= 1, "no refresh at all");
+    assert!(
+        refreshes <= elapsed_ms / 300 + 1,
+        "{refreshes} refreshes in {elapsed_ms} ms: they overlapped"
+    );
+    world
+        .wait_status(&id, "active", Duration::from_secs(5))
+        .await;
+}
