@@ -76,6 +76,53 @@ async fn api(
     response.json().await.unwrap_or(Value::Null)
 }
 
+/// Registers a tenant, app and user in the simulator, adds the channel through the child daemon's
+/// API and authorizes it through the simulator's sign-in; answers the channel id.
+async fn authorized_channel(
+    http: &reqwest::Client,
+    port: u16,
+    sim_client: &SimClient,
+    upn: &str,
+) -> String {
+    let domain = upn.split('@').nth(1).unwrap();
+    let tenant = sim_client.register_tenant(None, &[domain]).await.unwrap();
+    let app = sim_client
+        .register_app(&AppRegistration {
+            tenant_id: tenant.clone(),
+            redirect_uris: vec!["http://127.0.0.1/oauth/callback".into()],
+            ..AppRegistration::default()
+        })
+        .await
+        .unwrap();
+    sim_client.register_user(&tenant, upn, &[]).await.unwrap();
+    let body = json!({"tenant_id": tenant, "client_id": app.client_id, "client_secret": app.client_secret, "mailbox": upn});
+    let channel = api(
+        http,
+        port,
+        reqwest::Method::POST,
+        "/api/channels",
+        Some(body),
+    )
+    .await;
+    let id = channel["id"].as_str().unwrap().to_owned();
+    let start = api(
+        http,
+        port,
+        reqwest::Method::POST,
+        &format!("/api/channels/{id}/authorize"),
+        None,
+    )
+    .await;
+    let signin = http
+        .get(start["authorization_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let location = signin.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(http.get(&location).send().await.unwrap().status(), 200);
+    id
+}
+
 #[actix_rt::test]
 async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     // Arrange: a simulator here, `inboxd serve` as a child process.
@@ -105,39 +152,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let mut ids = Vec::new();
     for i in 0..MAILBOXES {
         let upn = format!("crash{i}@crash{i}.example");
-        let tenant = sim_client
-            .register_tenant(None, &[&format!("crash{i}.example")])
-            .await
-            .unwrap();
-        let app = sim_client
-            .register_app(&AppRegistration {
-                tenant_id: tenant.clone(),
-                redirect_uris: vec!["http://127.0.0.1/oauth/callback".into()],
-                ..AppRegistration::default()
-            })
-            .await
-            .unwrap();
-        sim_client.register_user(&tenant, &upn, &[]).await.unwrap();
-        let channel = api(&http, port, reqwest::Method::POST, "/api/channels", Some(json!({
-            "tenant_id": tenant, "client_id": app.client_id, "client_secret": app.client_secret, "mailbox": upn,
-        })))
-        .await;
-        let id = channel["id"].as_str().unwrap().to_owned();
-        let start = api(
-            &http,
-            port,
-            reqwest::Method::POST,
-            &format!("/api/channels/{id}/authorize"),
-            None,
-        )
-        .await;
-        let signin = http
-            .get(start["authorization_url"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
-        let location = signin.headers()["location"].to_str().unwrap().to_owned();
-        assert_eq!(http.get(&location).send().await.unwrap().status(), 200);
+        let id = authorized_channel(&http, port, &sim_client, &upn).await;
         mailboxes.push(upn);
         ids.push(id);
     }
@@ -258,39 +273,7 @@ async fn a_full_disk_pauses_ingestion_and_it_resumes_when_space_returns() {
         .unwrap();
     wait_healthy(&http, port, &mut child).await;
     let upn = "full@full.example";
-    let tenant = sim_client
-        .register_tenant(None, &["full.example"])
-        .await
-        .unwrap();
-    let app = sim_client
-        .register_app(&AppRegistration {
-            tenant_id: tenant.clone(),
-            redirect_uris: vec!["http://127.0.0.1/oauth/callback".into()],
-            ..AppRegistration::default()
-        })
-        .await
-        .unwrap();
-    sim_client.register_user(&tenant, upn, &[]).await.unwrap();
-    let channel = api(&http, port, reqwest::Method::POST, "/api/channels", Some(json!({
-        "tenant_id": tenant, "client_id": app.client_id, "client_secret": app.client_secret, "mailbox": upn,
-    })))
-    .await;
-    let id = channel["id"].as_str().unwrap().to_owned();
-    let start = api(
-        &http,
-        port,
-        reqwest::Method::POST,
-        &format!("/api/channels/{id}/authorize"),
-        None,
-    )
-    .await;
-    let signin = http
-        .get(start["authorization_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let location = signin.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(http.get(&location).send().await.unwrap().status(), 200);
+    let id = authorized_channel(&http, port, &sim_client, upn).await;
 
     // 60 messages of 512 KiB: about 30 MiB of JSONL, twice the limit.
     let big = "x".repeat(512 * 1024);
