@@ -25,9 +25,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -45,6 +45,7 @@ use inboxd::graph::{BodyContentType, GraphClient};
 use inboxd::sim::client::{BulkRequest, Delivery, SimClient, bulk_credentials};
 use inboxd::startup::{Application, Secrets, http_client};
 use inboxd::store::{ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
+use inboxd::testkit::SimProcess;
 use inboxd::testkit::{daemon_env, free_port};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
@@ -174,50 +175,9 @@ fn rss_kib() -> u64 {
 // ---------------------------------------------------------------------------------------------
 // The simulator process
 
-struct SimProcess {
-    child: Child,
-    url: String,
-}
-
-impl SimProcess {
-    fn start() -> anyhow::Result<SimProcess> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_inboxd"))
-            .args(["sim", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("could not start `inboxd sim`")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("inboxd sim listening on ")
-            .with_context(|| format!("unexpected first line from the simulator: {line:?}"))?
-            .to_owned();
-        // Keep draining its stdout so that it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
-                sink.clear();
-            }
-        });
-        Ok(SimProcess { child, url })
-    }
-
-    fn cpu(&self) -> f64 {
-        pid_cpu(self.child.id())
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The simulator's CPU seconds so far.
+fn sim_cpu(sim: &SimProcess) -> f64 {
+    pid_cpu(sim.pid())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -859,7 +819,7 @@ fn snapshot(shared: &Shared, sim: &SimProcess) -> Window {
         lateness: s.lateness.snapshot(),
         process_cpu: process_cpu(),
         driver_cpu: thread_cpu(),
-        sim_cpu: sim.cpu(),
+        sim_cpu: sim_cpu(sim),
     }
 }
 
@@ -1043,7 +1003,7 @@ fn progress(len: u64, prefix: &str) -> indicatif::ProgressBar {
 }
 
 async fn run(args: Args) -> anyhow::Result<Results> {
-    let sim_process = SimProcess::start()?;
+    let sim_process = SimProcess::start(std::path::Path::new(env!("CARGO_BIN_EXE_inboxd")))?;
     let sim = SimClient::new(sim_process.url.clone());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tmp = tempfile::Builder::new()

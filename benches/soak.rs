@@ -2,8 +2,9 @@
 //! flowing and faults injected; it samples resident memory and the store's size, then checks that
 //! nothing was lost or doubled and that memory and the store stayed bounded.
 //!
-//! `cargo run --release --example soak -- --channels 10000 --minutes 30 --interval-secs 10`
-//! (defaults: 2,000 channels, 3 minutes, interval 5 s). Exits non-zero when a check fails.
+//! `cargo bench --bench soak -- --channels 10000 --minutes 30 --interval-secs 10`
+//! (defaults: 2,000 channels, 3 minutes, interval 5 s). The simulator runs in its own process, so
+//! the memory sampled is the daemon's alone. Exits non-zero when a check fails.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use inboxd::config::Settings;
 use inboxd::domain::secret::{AdminToken, MasterKey};
 use inboxd::sim::client::{Delivery, SimClient};
 use inboxd::startup::{Application, Secrets};
-use inboxd::testkit::{daemon_env, free_port, resident_bytes, seed_channels};
+use inboxd::testkit::{SimProcess, daemon_env, free_port, resident_bytes, seed_channels};
 use rand::Rng as _;
 use serde_json::json;
 
@@ -33,6 +34,9 @@ fn args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--bench" {
+            continue; // passed by `cargo bench`
+        }
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--channels" => parsed.channels = value.parse()?,
@@ -49,11 +53,8 @@ fn args() -> anyhow::Result<Args> {
 
 fn main() -> anyhow::Result<()> {
     let args = args()?;
-    let sim = inboxd::sim::spawn(inboxd::sim::SimOptions {
-        workers: 1,
-        ..Default::default()
-    })?;
-    actix_rt::System::new().block_on(soak(args, sim.url()))
+    let sim = SimProcess::start(std::path::Path::new(env!("CARGO_BIN_EXE_inboxd")))?;
+    actix_rt::System::new().block_on(soak(args, sim.url.clone()))
 }
 
 async fn soak(args: Args, sim_url: String) -> anyhow::Result<()> {
