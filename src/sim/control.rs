@@ -543,9 +543,9 @@ fn explicit(m: MessageIn, mailbox: &str, now: DateTime<Utc>) -> Message {
     if let Some(c) = m.conversation_id {
         base.conversation_id = c;
     }
-    if let Some(r) = m.received_date_time {
-        base.received = r;
-    }
+    // A message delivered now was received now unless the caller says otherwise: the generator's
+    // few seconds of jitter would put it before a channel authorized a moment earlier.
+    base.received = m.received_date_time.unwrap_or(now);
     base.is_read = m.is_read;
     if let Some(f) = m.folder {
         base.folder = f.to_ascii_lowercase();
