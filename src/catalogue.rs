@@ -160,6 +160,8 @@ pub mod codes {
     pub const DISK_FULL: &str = "DiskFull";
     /// The store's file system is read-only.
     pub const STORE_READ_ONLY: &str = "StoreReadOnly";
+    /// The store failed a read or write (an I/O error) and is being reopened.
+    pub const STORE_UNAVAILABLE: &str = "StoreUnavailable";
     /// The exact message shown for [`EMPTY_AUTHORIZATION_CODE`].
     pub const EMPTY_AUTHORIZATION_CODE_MESSAGE: &str =
         "Authorization code should not be empty or null for generating the access token";
@@ -1271,6 +1273,15 @@ static ENTRIES: &[Entry] = &[
         Severity::Error,
         "Make `store.path` writable for inboxd's user; a file system the kernel remounted read-only after disk errors needs checking first. inboxd retries on its own once it can write again.",
     ),
+    own(
+        codes::STORE_UNAVAILABLE,
+        "StoreUnavailable",
+        "The store failed to read or write its files, so inboxd cannot record progress; it reopens the store every second until it works.",
+        BackingOff,
+        Retry::Backoff,
+        Severity::Error,
+        "Nothing, if it passes within a minute. If it stays, look at the log line `The store refuses writes` and the kernel log (`journalctl -k`) for disk errors on the file system of `store.path`.",
+    ),
 ];
 
 /// Every entry, in catalogue order.
@@ -1707,6 +1718,7 @@ mod tests {
             codes::SINK_UNAVAILABLE,
             codes::DISK_FULL,
             codes::STORE_READ_ONLY,
+            codes::STORE_UNAVAILABLE,
         ] {
             assert_eq!(lookup(code).unwrap().source, Source::Inboxd, "{code}");
         }

@@ -10,6 +10,7 @@ use actix::prelude::*;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
+use crate::actors::housekeeping::Housekeeper;
 use crate::actors::messages::StopAll;
 use crate::actors::processor::{
     JSONL_CHECKPOINT_KEY, ProcessorActor, SinkBackend, stored_checkpoint,
@@ -44,6 +45,7 @@ pub struct Application {
     serving: Option<actix_rt::task::JoinHandle<std::io::Result<()>>>,
     supervisor: Addr<ChannelSupervisor>,
     processor: Addr<ProcessorActor>,
+    housekeeper: Addr<Housekeeper>,
     shared: Arc<Shared>,
     arbiters: Vec<Arbiter>,
     grace: Duration,
@@ -239,6 +241,7 @@ impl Application {
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let count = channels.len();
         let supervisor = ChannelSupervisor::new(Arc::clone(&shared), handles, channels).start();
+        let housekeeper = Housekeeper::new(store.clone(), settings.store.ledger_retention).start();
         let state = web::Data::new(AppState::new(
             supervisor.clone(),
             Arc::clone(&shared),
@@ -279,6 +282,7 @@ impl Application {
             serving: Some(serving),
             supervisor,
             processor: processor_addr,
+            housekeeper,
             shared,
             arbiters,
             grace: settings.server.shutdown_grace,
@@ -348,6 +352,10 @@ impl Application {
             .await;
         let _ = self
             .processor
+            .send(crate::actors::messages::Terminate)
+            .await;
+        let _ = self
+            .housekeeper
             .send(crate::actors::messages::Terminate)
             .await;
         self.shared

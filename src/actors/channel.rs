@@ -42,8 +42,11 @@ pub struct ChannelActor {
     mailbox_key: MailboxKey,
     app_key: Arc<str>,
     tenant_key: Arc<str>,
-    /// The token set, loaded from the store; replaced only after the new one was persisted.
+    /// The token set, loaded from the store, replaced by each refresh.
     tokens: Option<TokenSet>,
+    /// `tokens` is newer than the store's copy (a rotated refresh token whose write failed, the
+    /// disk being full): it is written before the next poll, and on stop.
+    tokens_unsaved: bool,
     /// A cycle is running.
     busy: bool,
     /// A poll was asked for while a cycle ran: run another right after.
@@ -79,9 +82,20 @@ pub struct ChannelActor {
 
 /// What one cycle produced.
 struct CycleResult {
-    /// A token set that was refreshed and persisted during the cycle.
+    /// A token set that was refreshed during the cycle.
     refreshed: Option<TokenSet>,
+    /// The actor's token set (or `refreshed`) is newer than the store's: its write failed.
+    unsaved: bool,
     outcome: Result<PollReport, Failure>,
+}
+
+/// The token set a cycle starts with.
+struct HeldTokens {
+    tokens: TokenSet,
+    /// Refresh before polling (the access token expires soon, or Graph answered 401).
+    needs_refresh: bool,
+    /// The set is newer than the store's copy: write it first.
+    unsaved: bool,
 }
 
 /// What a successful poll did.
@@ -139,6 +153,7 @@ impl ChannelActor {
             app_key,
             tenant_key,
             tokens: None,
+            tokens_unsaved: false,
             busy: false,
             poke_pending: false,
             next_due: None,
@@ -337,8 +352,11 @@ impl ChannelActor {
             self.mailbox_key.clone(),
             Arc::clone(&self.app_key),
             Arc::clone(&self.tenant_key),
-            tokens,
-            needs_refresh,
+            HeldTokens {
+                tokens,
+                needs_refresh,
+                unsaved: self.tokens_unsaved,
+            },
         );
         ctx.spawn(
             cycle
@@ -359,6 +377,7 @@ impl ChannelActor {
         if let Some(tokens) = result.refreshed {
             self.tokens = Some(tokens);
         }
+        self.tokens_unsaved = result.unsaved;
         if self.stopping {
             ctx.stop();
             return;
@@ -480,8 +499,10 @@ impl ChannelActor {
             Failure::Store(err) => {
                 let code = if err.is_disk_full() {
                     catalogue::codes::DISK_FULL
-                } else {
+                } else if err.is_read_only() {
                     catalogue::codes::STORE_READ_ONLY
+                } else {
+                    catalogue::codes::STORE_UNAVAILABLE
                 };
                 let class = Classification::of(code)
                     .unwrap_or_else(|| catalogue::classify_graph_error(503, ""));
@@ -571,6 +592,14 @@ impl Actor for ChannelActor {
             .stats
             .live_channels
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if self.tokens_unsaved
+            && let Some(tokens) = &self.tokens
+        {
+            // Last chance for a rotated refresh token the store refused earlier.
+            if let Err(err) = self.shared.store.put_tokens(self.id(), tokens) {
+                tracing::error!(channel = %self.id(), error = %err, "The channel's rotated refresh token could not be saved before it stopped; if the channel asks for authorization after a restart, authorize it again.");
+            }
+        }
         if self.failed && !self.stopping {
             self.supervisor.do_send(ChannelFailed {
                 id: self.id(),
@@ -651,9 +680,20 @@ async fn run_cycle(
     key: MailboxKey,
     app: Arc<str>,
     tenant: Arc<str>,
-    tokens: TokenSet,
-    needs_refresh: bool,
+    held: HeldTokens,
 ) -> CycleResult {
+    let HeldTokens {
+        tokens,
+        needs_refresh,
+        unsaved,
+    } = held;
+    if unsaved && let Err(err) = save_tokens(&shared, record.id, &tokens).await {
+        return CycleResult {
+            refreshed: None,
+            unsaved: true,
+            outcome: Err(err),
+        };
+    }
     let mut refreshed = None;
     let access = if needs_refresh {
         match refresh(&shared, &record, &tenant, &tokens).await {
@@ -662,9 +702,10 @@ async fn run_cycle(
                 refreshed = Some(fresh);
                 access
             }
-            Err(failure) => {
+            Err((failure, fresh)) => {
                 return CycleResult {
-                    refreshed: None,
+                    unsaved: fresh.is_some(),
+                    refreshed: fresh,
                     outcome: Err(failure),
                 };
             }
@@ -680,16 +721,35 @@ async fn run_cycle(
         }
         other => other,
     };
-    CycleResult { refreshed, outcome }
+    CycleResult {
+        refreshed,
+        unsaved: false,
+        outcome,
+    }
+}
+
+/// Writes a channel's token set durably (`put_tokens` flushes: off the arbiter's thread).
+async fn save_tokens(shared: &Shared, id: ChannelId, tokens: &TokenSet) -> Result<(), Failure> {
+    let store = shared.store.clone();
+    let to_store = tokens.clone();
+    match actix_web::rt::task::spawn_blocking(move || store.put_tokens(id, &to_store)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(Failure::Store(err)),
+        Err(err) => Err(Failure::Processor(format!(
+            "the token store task failed: {err}"
+        ))),
+    }
 }
 
 /// Refreshes the access token and persists the rotated refresh token durably before returning it.
+/// A failed write still hands back the new set with the failure: the actor keeps it and writes it
+/// again later, because the old refresh token may no longer be accepted.
 async fn refresh(
     shared: &Shared,
     record: &ChannelRecord,
     tenant: &Arc<str>,
     tokens: &TokenSet,
-) -> Result<TokenSet, Failure> {
+) -> Result<TokenSet, (Failure, Option<TokenSet>)> {
     while let Err(wait) = shared.limiters.check_token(tenant) {
         actix_rt::time::sleep(wait).await;
     }
@@ -702,7 +762,7 @@ async fn refresh(
         Ok(grant) => grant,
         Err(err) => {
             metrics::counter!("inboxd_token_refreshes_total", "outcome" => "failed").increment(1);
-            return Err(Failure::Identity(err));
+            return Err((Failure::Identity(err), None));
         }
     };
     let now = Utc::now();
@@ -716,19 +776,8 @@ async fn refresh(
         scope: grant.scope,
         obtained_at: now,
     };
-    let store = shared.store.clone();
-    let id = record.id;
-    let to_store = fresh.clone();
-    // `put_tokens` flushes: off the arbiter's thread.
-    let stored = actix_web::rt::task::spawn_blocking(move || store.put_tokens(id, &to_store)).await;
-    match stored {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => return Err(Failure::Store(err)),
-        Err(err) => {
-            return Err(Failure::Processor(format!(
-                "the token store task failed: {err}"
-            )));
-        }
+    if let Err(err) = save_tokens(shared, record.id, &fresh).await {
+        return Err((err, Some(fresh)));
     }
     shared
         .stats

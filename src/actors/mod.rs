@@ -18,10 +18,13 @@
 //!   It never blocks its arbiter: network calls and fsyncs run in futures and blocking tasks.
 //! - [`ProcessorActor`](processor::ProcessorActor) hands mail to the sink and acknowledges each
 //!   message only after the sink accepted it durably; the channel then marks it read.
+//! - [`Housekeeper`](housekeeping::Housekeeper) prunes the ledger past its retention and brings
+//!   the store back after a write error (a full disk), so the channels resume on their own.
 //! - The [`StatusBoard`](shared::StatusBoard) is the read model the API and status page read:
 //!   each channel actor publishes its own row; nobody else writes it.
 
 pub mod channel;
+pub mod housekeeping;
 pub mod messages;
 pub mod processor;
 pub mod shared;

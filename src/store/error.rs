@@ -171,14 +171,16 @@ impl StoreError {
     /// Classifies an I/O error by what the caller can do about it.
     pub(crate) fn from_io(source: io::Error) -> Self {
         match source.kind() {
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
-                StoreError::DiskFull { source }
-            }
+            io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::FileTooLarge => StoreError::DiskFull { source },
             io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied => {
                 StoreError::ReadOnly { source }
             }
             _ => match source.raw_os_error() {
-                Some(libc::ENOSPC) | Some(libc::EDQUOT) => StoreError::DiskFull { source },
+                Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => {
+                    StoreError::DiskFull { source }
+                }
                 Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => {
                     StoreError::ReadOnly { source }
                 }
@@ -224,6 +226,9 @@ mod tests {
         assert!(full.is_disk_full() && full.is_retryable() && !full.is_fatal());
         let ro = StoreError::from_io(io::Error::from_raw_os_error(libc::EROFS));
         assert!(ro.is_read_only() && ro.is_fatal());
+        // A file-size limit (RLIMIT_FSIZE, a quota on one file) is a full disk for the store.
+        let too_large = StoreError::from_io(io::Error::from_raw_os_error(libc::EFBIG));
+        assert!(too_large.is_disk_full() && too_large.is_retryable());
         let other = StoreError::from_io(io::Error::other("flaky"));
         assert_eq!(other.kind(), StoreErrorKind::Transient);
         assert!(StoreError::WrongMasterKey.is_fatal());

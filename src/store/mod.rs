@@ -19,8 +19,10 @@ mod persisted;
 mod records;
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sled::Transactional as _;
@@ -52,6 +54,8 @@ const TREE_SYSTEM: &str = "inboxd_system";
 const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 
 const KEY_CHECK: &[u8] = b"key_check";
+/// Written and flushed by [`Store::recover`] to see whether the disk takes writes (default tree).
+const PROBE_KEY: &[u8] = b"inboxd_write_probe";
 const KEY_CHECK_RECORD: &str = "system/key_check";
 const KEY_CHECK_MARKER: &str = "inboxd store key check v1";
 const STORE_FORMAT: &[u8] = b"format";
@@ -89,9 +93,25 @@ pub enum RawKind {
 /// The store. Cheap to clone; every clone shares one open database.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
+/// What every clone shares: the open engine (swapped when it is reopened) and what reopening needs.
+struct Shared {
+    /// The open engine; `None` only while [`Store::recover`] reopens it.
+    current: parking_lot::RwLock<Option<Arc<Inner>>>,
+    /// Set when an engine call failed with an I/O error: sled then refuses every later call
+    /// until it is opened again, whatever the disk does meanwhile.
+    broken: AtomicBool,
+    /// One recovery at a time.
+    recovering: parking_lot::Mutex<()>,
+    crypto: Crypto,
+    dir: PathBuf,
+    options: StoreOptions,
+    path: String,
+}
+
+/// One open engine and its trees.
 struct Inner {
     db: sled::Db,
     channels: sled::Tree,
@@ -100,7 +120,6 @@ struct Inner {
     ledger: sled::Tree,
     pending: sled::Tree,
     meta: sled::Tree,
-    crypto: Crypto,
     path: String,
 }
 
@@ -116,7 +135,7 @@ impl Drop for Inner {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.path)
+            .field("path", &self.shared.path)
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +190,117 @@ fn check_path(path: &Path, shown: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Whether the engine takes a durable write.
+fn probe(inner: &Inner) -> sled::Result<()> {
+    inner.db.insert(
+        PROBE_KEY,
+        Utc::now().timestamp_millis().to_be_bytes().to_vec(),
+    )?;
+    inner.db.flush()?;
+    Ok(())
+}
+
+/// Opens the engine at `path`, refusing a database of another program, a newer format and a
+/// wrong key, and creating the system records of a new store.
+fn open_engine(
+    path: &Path,
+    shown: &str,
+    crypto: &Crypto,
+    options: &StoreOptions,
+) -> Result<Inner, StoreError> {
+    let sled_err = |err| StoreError::from_sled(err, shown);
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(options.cache_capacity_bytes)
+        .flush_every_ms(options.flush_every_ms)
+        .open()
+        .map_err(sled_err)?;
+    let ours = [
+        TREE_CHANNELS,
+        TREE_TOKENS,
+        TREE_CURSORS,
+        TREE_LEDGER,
+        TREE_PENDING,
+        TREE_META,
+        TREE_SYSTEM,
+    ];
+    // A database of another program is refused before anything is written into it.
+    let names = db.tree_names();
+    let has_system = names.iter().any(|name| &name[..] == TREE_SYSTEM.as_bytes());
+    let foreign_trees = names.iter().any(|name| {
+        &name[..] != SLED_DEFAULT_TREE && !ours.iter().any(|o| o.as_bytes() == &name[..])
+    });
+    if !has_system && (foreign_trees || !db.is_empty()) {
+        return Err(StoreError::NotAStore {
+            path: shown.to_owned(),
+            why: "it is a database of another program".to_owned(),
+        });
+    }
+    let open_tree = |name: &str| db.open_tree(name).map_err(sled_err);
+    let system = open_tree(TREE_SYSTEM)?;
+
+    if let Some(raw) = system.get(STORE_FORMAT).map_err(sled_err)? {
+        let found = raw
+            .as_ref()
+            .try_into()
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::corrupt("the store's format marker", "wrong length"))?;
+        if found > persisted::FORMAT_VERSION {
+            return Err(StoreError::UnsupportedVersion {
+                what: "store".to_owned(),
+                found,
+                supported: persisted::FORMAT_VERSION,
+            });
+        }
+    }
+    match system.get(KEY_CHECK).map_err(sled_err)? {
+        Some(sealed) => {
+            let sealed = std::str::from_utf8(&sealed)
+                .map_err(|_| StoreError::corrupt("the store's key check", "it is not text"))?;
+            match crypto.open(KEY_CHECK_RECORD, "marker", sealed) {
+                Ok(marker) if marker.as_str() == KEY_CHECK_MARKER => {}
+                Err(OpenError::Authentication) => return Err(StoreError::WrongMasterKey),
+                Ok(_) => {
+                    return Err(StoreError::corrupt(
+                        "the store's key check",
+                        "it holds an unexpected marker",
+                    ));
+                }
+                Err(err) => {
+                    return Err(StoreError::corrupt("the store's key check", err.describe()));
+                }
+            }
+        }
+        None => {
+            let sealed = crypto
+                .seal(KEY_CHECK_RECORD, "marker", KEY_CHECK_MARKER)
+                .map_err(|_| StoreError::Engine("could not encrypt the key check".into()))?;
+            system
+                .insert(
+                    STORE_FORMAT,
+                    persisted::FORMAT_VERSION.to_be_bytes().to_vec(),
+                )
+                .map_err(sled_err)?;
+            system
+                .insert(KEY_CHECK, sealed.as_bytes())
+                .map_err(sled_err)?;
+            db.flush().map_err(sled_err)?;
+        }
+    }
+
+    let inner = Inner {
+        channels: open_tree(TREE_CHANNELS)?,
+        tokens: open_tree(TREE_TOKENS)?,
+        cursors: open_tree(TREE_CURSORS)?,
+        ledger: open_tree(TREE_LEDGER)?,
+        pending: open_tree(TREE_PENDING)?,
+        meta: open_tree(TREE_META)?,
+        db,
+        path: shown.to_owned(),
+    };
+    Ok(inner)
+}
+
 impl Store {
     /// Opens the store at `path`, creating it if the path does not exist or is an empty directory.
     ///
@@ -186,111 +316,51 @@ impl Store {
             ));
         }
         check_path(path, &shown)?;
-        let sled_err = |err| StoreError::from_sled(err, &shown);
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_capacity_bytes)
-            .flush_every_ms(options.flush_every_ms)
-            .open()
-            .map_err(sled_err)?;
-        let ours = [
-            TREE_CHANNELS,
-            TREE_TOKENS,
-            TREE_CURSORS,
-            TREE_LEDGER,
-            TREE_PENDING,
-            TREE_META,
-            TREE_SYSTEM,
-        ];
-        // A database of another program is refused before anything is written into it.
-        let names = db.tree_names();
-        let has_system = names.iter().any(|name| &name[..] == TREE_SYSTEM.as_bytes());
-        let foreign_trees = names.iter().any(|name| {
-            &name[..] != SLED_DEFAULT_TREE && !ours.iter().any(|o| o.as_bytes() == &name[..])
-        });
-        if !has_system && (foreign_trees || !db.is_empty()) {
-            return Err(StoreError::NotAStore {
-                path: shown,
-                why: "it is a database of another program".to_owned(),
-            });
-        }
-        let open_tree = |name: &str| db.open_tree(name).map_err(sled_err);
-        let system = open_tree(TREE_SYSTEM)?;
         let crypto = Crypto::new(&key);
         drop(key);
-
-        if let Some(raw) = system.get(STORE_FORMAT).map_err(sled_err)? {
-            let found = raw
-                .as_ref()
-                .try_into()
-                .map(u32::from_be_bytes)
-                .map_err(|_| StoreError::corrupt("the store's format marker", "wrong length"))?;
-            if found > persisted::FORMAT_VERSION {
-                return Err(StoreError::UnsupportedVersion {
-                    what: "store".to_owned(),
-                    found,
-                    supported: persisted::FORMAT_VERSION,
-                });
-            }
-        }
-        match system.get(KEY_CHECK).map_err(sled_err)? {
-            Some(sealed) => {
-                let sealed = std::str::from_utf8(&sealed)
-                    .map_err(|_| StoreError::corrupt("the store's key check", "it is not text"))?;
-                match crypto.open(KEY_CHECK_RECORD, "marker", sealed) {
-                    Ok(marker) if marker.as_str() == KEY_CHECK_MARKER => {}
-                    Err(OpenError::Authentication) => return Err(StoreError::WrongMasterKey),
-                    Ok(_) => {
-                        return Err(StoreError::corrupt(
-                            "the store's key check",
-                            "it holds an unexpected marker",
-                        ));
-                    }
-                    Err(err) => {
-                        return Err(StoreError::corrupt("the store's key check", err.describe()));
-                    }
-                }
-            }
-            None => {
-                let sealed = crypto
-                    .seal(KEY_CHECK_RECORD, "marker", KEY_CHECK_MARKER)
-                    .map_err(|_| StoreError::Engine("could not encrypt the key check".into()))?;
-                system
-                    .insert(
-                        STORE_FORMAT,
-                        persisted::FORMAT_VERSION.to_be_bytes().to_vec(),
-                    )
-                    .map_err(sled_err)?;
-                system
-                    .insert(KEY_CHECK, sealed.as_bytes())
-                    .map_err(sled_err)?;
-                db.flush().map_err(sled_err)?;
-            }
-        }
-
-        let inner = Inner {
-            channels: open_tree(TREE_CHANNELS)?,
-            tokens: open_tree(TREE_TOKENS)?,
-            cursors: open_tree(TREE_CURSORS)?,
-            ledger: open_tree(TREE_LEDGER)?,
-            pending: open_tree(TREE_PENDING)?,
-            meta: open_tree(TREE_META)?,
-            db,
-            crypto,
-            path: shown,
-        };
+        let inner = open_engine(path, &shown, &crypto, &options)?;
         Ok(Store {
-            inner: Arc::new(inner),
+            shared: Arc::new(Shared {
+                current: parking_lot::RwLock::new(Some(Arc::new(inner))),
+                broken: AtomicBool::new(false),
+                recovering: parking_lot::Mutex::new(()),
+                crypto,
+                dir: path.to_path_buf(),
+                options,
+                path: shown,
+            }),
         })
     }
 
     /// The directory the store lives in.
     pub fn path(&self) -> &str {
-        &self.inner.path
+        &self.shared.path
     }
 
     fn sled_err(&self, err: sled::Error) -> StoreError {
-        StoreError::from_sled(err, &self.inner.path)
+        let err = StoreError::from_sled(err, &self.shared.path);
+        if matches!(
+            err.kind(),
+            StoreErrorKind::DiskFull | StoreErrorKind::ReadOnly | StoreErrorKind::Transient
+        ) {
+            // sled keeps failing after an I/O error until it is opened again: mark it for
+            // `recover`.
+            self.shared.broken.store(true, Ordering::SeqCst);
+        }
+        err
+    }
+
+    /// The open engine, or a transient error while it is being reopened.
+    fn db(&self) -> Result<Arc<Inner>, StoreError> {
+        self.shared
+            .current
+            .read()
+            .clone()
+            .ok_or_else(|| StoreError::Io {
+                source: std::io::Error::other(
+                    "the store is being reopened after a write error; inboxd retries on its own",
+                ),
+            })
     }
 
     fn tx_err(&self, err: TransactionError<StoreError>) -> StoreError {
@@ -305,8 +375,8 @@ impl Store {
 
     /// Inserts or replaces a channel.
     pub fn put_channel(&self, channel: &ChannelRecord) -> Result<(), StoreError> {
-        let bytes = persisted::encode_channel(&self.inner.crypto, channel)?;
-        self.inner
+        let bytes = persisted::encode_channel(&self.shared.crypto, channel)?;
+        self.db()?
             .channels
             .insert(channel.id.as_bytes(), bytes)
             .map_err(|e| self.sled_err(e))?;
@@ -323,14 +393,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         loop {
             let Some(current) = self
-                .inner
+                .db()?
                 .channels
                 .get(id.as_bytes())
                 .map_err(|e| self.sled_err(e))?
             else {
                 return Ok(());
             };
-            let mut record = persisted::decode_channel(&self.inner.crypto, id, &current)?;
+            let mut record = persisted::decode_channel(&self.shared.crypto, id, &current)?;
             record.status = state.status;
             record.last_error = state.last_error.clone();
             if state.last_poll_at.is_some() {
@@ -339,9 +409,9 @@ impl Store {
             if state.last_success_at.is_some() {
                 record.last_success_at = state.last_success_at;
             }
-            let bytes = persisted::encode_channel(&self.inner.crypto, &record)?;
+            let bytes = persisted::encode_channel(&self.shared.crypto, &record)?;
             let swapped = self
-                .inner
+                .db()?
                 .channels
                 .compare_and_swap(id.as_bytes(), Some(current), Some(bytes))
                 .map_err(|e| self.sled_err(e))?;
@@ -354,11 +424,11 @@ impl Store {
     /// The channel with this id, if any.
     pub fn get_channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
         let raw = self
-            .inner
+            .db()?
             .channels
             .get(id.as_bytes())
             .map_err(|e| self.sled_err(e))?;
-        raw.map(|bytes| persisted::decode_channel(&self.inner.crypto, id, &bytes))
+        raw.map(|bytes| persisted::decode_channel(&self.shared.crypto, id, &bytes))
             .transpose()
     }
 
@@ -368,12 +438,12 @@ impl Store {
     ) -> Result<ChannelRecord, StoreError> {
         let (key, value) = entry.map_err(|e| self.sled_err(e))?;
         let id = channel_id_from_key("a channel record", &key)?;
-        persisted::decode_channel(&self.inner.crypto, id, &value)
+        persisted::decode_channel(&self.shared.crypto, id, &value)
     }
 
     /// Every channel, sorted by id.
     pub fn list_channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
-        self.inner
+        self.db()?
             .channels
             .iter()
             .map(|entry| self.decode_channel_entry(entry))
@@ -390,7 +460,7 @@ impl Store {
             Some(id) => Bound::Excluded(id.as_bytes().to_vec()),
             None => Bound::Unbounded,
         };
-        self.inner
+        self.db()?
             .channels
             .range::<Vec<u8>, _>((lower, Bound::Unbounded))
             .take(limit)
@@ -401,7 +471,7 @@ impl Store {
     /// How many channels there are.
     pub fn count_channels(&self) -> Result<usize, StoreError> {
         let mut count = 0;
-        for key in self.inner.channels.iter().keys() {
+        for key in self.db()?.channels.iter().keys() {
             key.map_err(|e| self.sled_err(e))?;
             count += 1;
         }
@@ -412,7 +482,7 @@ impl Store {
     /// transaction. Returns whether the channel existed. Stop the channel's actor first: entries it
     /// writes afterwards would outlive the channel.
     pub fn delete_channel(&self, id: ChannelId) -> Result<bool, StoreError> {
-        let inner = &self.inner;
+        let inner = self.db()?;
         let mut ledger_keys = Vec::new();
         for key in inner.ledger.scan_prefix(id.as_bytes()).keys() {
             ledger_keys.push(key.map_err(|e| self.sled_err(e))?);
@@ -457,8 +527,8 @@ impl Store {
     /// Stores a channel's token set and flushes before returning: a rotated refresh token survives
     /// a crash right after this call.
     pub fn put_tokens(&self, id: ChannelId, tokens: &TokenSet) -> Result<(), StoreError> {
-        let bytes = persisted::encode_tokens(&self.inner.crypto, id, tokens)?;
-        self.inner
+        let bytes = persisted::encode_tokens(&self.shared.crypto, id, tokens)?;
+        self.db()?
             .tokens
             .insert(id.as_bytes(), bytes)
             .map_err(|e| self.sled_err(e))?;
@@ -472,10 +542,10 @@ impl Store {
         for (id, tokens) in sets {
             batch.insert(
                 id.as_bytes().as_slice(),
-                persisted::encode_tokens(&self.inner.crypto, *id, tokens)?,
+                persisted::encode_tokens(&self.shared.crypto, *id, tokens)?,
             );
         }
-        self.inner
+        self.db()?
             .tokens
             .apply_batch(batch)
             .map_err(|e| self.sled_err(e))?;
@@ -485,18 +555,18 @@ impl Store {
     /// A channel's token set, if any.
     pub fn get_tokens(&self, id: ChannelId) -> Result<Option<TokenSet>, StoreError> {
         let raw = self
-            .inner
+            .db()?
             .tokens
             .get(id.as_bytes())
             .map_err(|e| self.sled_err(e))?;
-        raw.map(|bytes| persisted::decode_tokens(&self.inner.crypto, id, &bytes))
+        raw.map(|bytes| persisted::decode_tokens(&self.shared.crypto, id, &bytes))
             .transpose()
     }
 
     /// Removes a channel's token set (a revoked grant). Returns whether there was one.
     pub fn delete_tokens(&self, id: ChannelId) -> Result<bool, StoreError> {
         let old = self
-            .inner
+            .db()?
             .tokens
             .remove(id.as_bytes())
             .map_err(|e| self.sled_err(e))?;
@@ -509,7 +579,7 @@ impl Store {
     /// Stores a channel's cursor.
     pub fn put_cursor(&self, id: ChannelId, cursor: &Cursor) -> Result<(), StoreError> {
         let bytes = persisted::encode_cursor(id, cursor)?;
-        self.inner
+        self.db()?
             .cursors
             .insert(id.as_bytes(), bytes)
             .map_err(|e| self.sled_err(e))?;
@@ -519,7 +589,7 @@ impl Store {
     /// A channel's cursor, if any.
     pub fn get_cursor(&self, id: ChannelId) -> Result<Option<Cursor>, StoreError> {
         let raw = self
-            .inner
+            .db()?
             .cursors
             .get(id.as_bytes())
             .map_err(|e| self.sled_err(e))?;
@@ -560,7 +630,7 @@ impl Store {
         message_id: &str,
     ) -> Result<Option<LedgerEntry>, StoreError> {
         let key = ledger_key(id, message_id)?;
-        let raw = self.inner.ledger.get(key).map_err(|e| self.sled_err(e))?;
+        let raw = self.db()?.ledger.get(key).map_err(|e| self.sled_err(e))?;
         raw.map(|bytes| {
             persisted::decode_ledger(
                 &|| format!("ledger entry {message_id:?} of channel {id}"),
@@ -579,7 +649,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = ledger_key(id, message_id)?;
         let bytes = persisted::encode_ledger(entry)?;
-        self.inner
+        self.db()?
             .ledger
             .insert(key, bytes)
             .map_err(|e| self.sled_err(e))?;
@@ -599,7 +669,7 @@ impl Store {
                 persisted::encode_ledger(entry)?,
             );
         }
-        self.inner
+        self.db()?
             .ledger
             .apply_batch(batch)
             .map_err(|e| self.sled_err(e))
@@ -609,7 +679,7 @@ impl Store {
     pub fn ledger_delete(&self, id: ChannelId, message_id: &str) -> Result<bool, StoreError> {
         let key = ledger_key(id, message_id)?;
         let old = self
-            .inner
+            .db()?
             .ledger
             .remove(key)
             .map_err(|e| self.sled_err(e))?;
@@ -624,7 +694,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(String, LedgerEntry)>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.inner.ledger.scan_prefix(id.as_bytes()) {
+        for entry in self.db()?.ledger.scan_prefix(id.as_bytes()) {
             if out.len() >= limit {
                 break;
             }
@@ -639,7 +709,7 @@ impl Store {
     /// How many ledger entries a channel has.
     pub fn ledger_count(&self, id: ChannelId) -> Result<usize, StoreError> {
         let mut count = 0;
-        for key in self.inner.ledger.scan_prefix(id.as_bytes()).keys() {
+        for key in self.db()?.ledger.scan_prefix(id.as_bytes()).keys() {
             key.map_err(|e| self.sled_err(e))?;
             count += 1;
         }
@@ -651,7 +721,7 @@ impl Store {
     pub fn ledger_prune(&self, older_than: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut removed = 0;
-        for entry in self.inner.ledger.iter() {
+        for entry in self.db()?.ledger.iter() {
             let (key, value) = entry.map_err(|e| self.sled_err(e))?;
             let entry = match persisted::decode_ledger(&|| "a ledger entry".to_owned(), &value) {
                 Ok(entry) => entry,
@@ -666,7 +736,7 @@ impl Store {
                 removed += 1;
             }
         }
-        self.inner
+        self.db()?
             .ledger
             .apply_batch(batch)
             .map_err(|e| self.sled_err(e))?;
@@ -688,9 +758,9 @@ impl Store {
                 "a pending authorization needs a non-empty state".to_owned(),
             ));
         }
-        let bytes = persisted::encode_pending(&self.inner.crypto, state, pending)?;
+        let bytes = persisted::encode_pending(&self.shared.crypto, state, pending)?;
         let swapped = self
-            .inner
+            .db()?
             .pending
             .compare_and_swap(state.as_bytes(), None as Option<&[u8]>, Some(bytes))
             .map_err(|e| self.sled_err(e))?;
@@ -716,7 +786,7 @@ impl Store {
             Found(persisted::PendingV1),
         }
         let taken = self
-            .inner
+            .db()?
             .pending
             .transaction(|tx| -> TxResult<Taken> {
                 let Some(raw) = tx.get(state.as_bytes())? else {
@@ -742,7 +812,7 @@ impl Store {
             Taken::Used => PendingLookup::AlreadyUsed,
             Taken::Expired => PendingLookup::Expired,
             Taken::Found(stored) => {
-                PendingLookup::Found(persisted::open_pending(&self.inner.crypto, state, stored)?)
+                PendingLookup::Found(persisted::open_pending(&self.shared.crypto, state, stored)?)
             }
         })
     }
@@ -752,7 +822,7 @@ impl Store {
     pub fn prune_pending(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut removed = 0;
-        for entry in self.inner.pending.iter() {
+        for entry in self.db()?.pending.iter() {
             let (key, value) = entry.map_err(|e| self.sled_err(e))?;
             let state = String::from_utf8_lossy(&key).into_owned();
             let stored = match persisted::decode_pending_raw(&state, &value) {
@@ -774,7 +844,7 @@ impl Store {
                 removed += 1;
             }
         }
-        self.inner
+        self.db()?
             .pending
             .apply_batch(batch)
             .map_err(|e| self.sled_err(e))?;
@@ -787,7 +857,7 @@ impl Store {
     /// Stores a small metadata value as given: the caller owns its format (and its versioning).
     /// It is not encrypted (never put a secret here) and not flushed.
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner
+        self.db()?
             .meta
             .insert(key.as_bytes(), value)
             .map_err(|e| self.sled_err(e))?;
@@ -797,7 +867,7 @@ impl Store {
     /// A metadata value, if any.
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let raw = self
-            .inner
+            .db()?
             .meta
             .get(key.as_bytes())
             .map_err(|e| self.sled_err(e))?;
@@ -807,7 +877,7 @@ impl Store {
     /// Removes a metadata value. Returns whether there was one.
     pub fn delete_meta(&self, key: &str) -> Result<bool, StoreError> {
         let old = self
-            .inner
+            .db()?
             .meta
             .remove(key.as_bytes())
             .map_err(|e| self.sled_err(e))?;
@@ -819,7 +889,7 @@ impl Store {
 
     /// Writes every buffered change to disk before returning (blocking).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush().map_err(|e| self.sled_err(e))?;
+        self.db()?.db.flush().map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
@@ -838,25 +908,92 @@ impl Store {
 
     /// The size of the store's files, in bytes.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.inner.db.size_on_disk().map_err(|e| self.sled_err(e))
+        self.db()?.db.size_on_disk().map_err(|e| self.sled_err(e))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Recovery after I/O errors
+
+    /// Whether an engine call failed with an I/O error since the last successful
+    /// [`recover`](Self::recover): the store then refuses writes until it is recovered.
+    pub fn is_broken(&self) -> bool {
+        self.shared.broken.load(Ordering::SeqCst)
+    }
+
+    /// Brings a store back after an I/O error (a full disk, a file-size limit, a read-only
+    /// remount) once the disk takes writes again. sled refuses every call after such an error
+    /// until it is opened again, so this probes with a durable write and, if that fails, closes
+    /// the engine (waiting up to 5 s for calls in flight), opens it again and probes once more.
+    /// Everything flushed before the error is kept; what was not flushed is gone, which every
+    /// caller allows for: nothing is acknowledged before its flush.
+    ///
+    /// Answers `Ok(false)` when there was nothing to recover, `Ok(true)` when the store works
+    /// again, and the error when the disk still refuses (call again later). Blocking.
+    pub fn recover(&self) -> Result<bool, StoreError> {
+        if !self.is_broken() {
+            return Ok(false);
+        }
+        let _one = self.shared.recovering.lock();
+        if !self.is_broken() {
+            return Ok(true);
+        }
+        if let Ok(inner) = self.db()
+            && probe(&inner).is_ok()
+        {
+            self.shared.broken.store(false, Ordering::SeqCst);
+            return Ok(true);
+        }
+        // Close the failed engine: nobody gets it from now on; wait for the calls in flight.
+        let old = self.shared.current.write().take();
+        if let Some(old) = old {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(old);
+        }
+        // sled's lock is released once the last handle is gone; a call that outlived the
+        // wait above holds it a little longer.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let inner = loop {
+            match open_engine(
+                &self.shared.dir,
+                &self.shared.path,
+                &self.shared.crypto,
+                &self.shared.options,
+            ) {
+                Ok(inner) => break inner,
+                Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        let probed = probe(&inner).map_err(|err| StoreError::from_sled(err, &self.shared.path));
+        *self.shared.current.write() = Some(Arc::new(inner));
+        probed?;
+        self.shared.broken.store(false, Ordering::SeqCst);
+        tracing::info!(path = %self.shared.path, "The store was reopened after a write error and takes writes again.");
+        Ok(true)
     }
 
     // -----------------------------------------------------------------------------------------
     // Raw access, for the test suite's tamper checks only.
 
-    fn raw_tree(&self, kind: RawKind) -> &sled::Tree {
-        match kind {
-            RawKind::Channel => &self.inner.channels,
-            RawKind::Tokens => &self.inner.tokens,
-            RawKind::Cursor => &self.inner.cursors,
-        }
+    fn raw_tree(&self, kind: RawKind) -> Result<sled::Tree, StoreError> {
+        let inner = self.db()?;
+        Ok(match kind {
+            RawKind::Channel => inner.channels.clone(),
+            RawKind::Tokens => inner.tokens.clone(),
+            RawKind::Cursor => inner.cursors.clone(),
+        })
     }
 
     /// The stored bytes of a per-channel record. For tests that tamper with the store.
     #[doc(hidden)]
     pub fn raw_get(&self, kind: RawKind, id: ChannelId) -> Result<Option<Vec<u8>>, StoreError> {
         let raw = self
-            .raw_tree(kind)
+            .raw_tree(kind)?
             .get(id.as_bytes())
             .map_err(|e| self.sled_err(e))?;
         Ok(raw.map(|v| v.to_vec()))
@@ -865,7 +1002,7 @@ impl Store {
     /// Overwrites the stored bytes of a per-channel record. For tests that tamper with the store.
     #[doc(hidden)]
     pub fn raw_put(&self, kind: RawKind, id: ChannelId, bytes: &[u8]) -> Result<(), StoreError> {
-        self.raw_tree(kind)
+        self.raw_tree(kind)?
             .insert(id.as_bytes(), bytes)
             .map_err(|e| self.sled_err(e))?;
         Ok(())

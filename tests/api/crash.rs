@@ -356,3 +356,205 @@ async fn a_full_disk_pauses_ingestion_and_it_resumes_when_space_returns() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// What the test's webhook receiver took: per message id, the idempotency keys it came with.
+#[derive(Default)]
+struct Taken {
+    ids: parking_lot::Mutex<HashMap<String, Vec<String>>>,
+}
+
+async fn take(
+    req: actix_web::HttpRequest,
+    body: actix_web::web::Bytes,
+    taken: actix_web::web::Data<Taken>,
+) -> actix_web::HttpResponse {
+    let record: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let id = record["message_id"].as_str().unwrap_or("").to_owned();
+    let key = req
+        .headers()
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    taken.ids.lock().entry(id).or_default().push(key);
+    actix_web::HttpResponse::Ok().finish()
+}
+
+/// The store's disk "fills" (a file-size limit on the daemon process; the sink is a webhook, so
+/// only the store writes files): sled then refuses every call until it is reopened. inboxd stops
+/// taking mail, shows the full disk on the channel, loses nothing (no mail, no channel, no token),
+/// and resumes by itself once the limit is lifted.
+#[actix_rt::test]
+async fn a_full_store_disk_pauses_ingestion_and_it_resumes_when_space_returns() {
+    let taken = actix_web::web::Data::new(Taken::default());
+    let data = taken.clone();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .route("/hook", actix_web::web::post().to(take))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let hook_port = server.addrs()[0].port();
+    actix_rt::spawn(server.run());
+
+    let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
+    let sim_client = SimClient::new(sim.url());
+    let dir = tempfile::tempdir().unwrap();
+    let port = inboxd::testkit::free_port().unwrap();
+    let mut env: Vec<(String, String)> =
+        inboxd::testkit::daemon_env(dir.path(), port, &sim.url(), 1, &[])
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    env.push(("INBOXD_MASTER_KEY".into(), MasterKey::generate().encode()));
+    env.push(("INBOXD_ADMIN_TOKEN".into(), TOKEN.into()));
+    env.push(("INBOXD_PROCESSOR__SINK".into(), "webhook".into()));
+    env.push((
+        "INBOXD_PROCESSOR__WEBHOOK_URL".into(),
+        format!("http://127.0.0.1:{hook_port}/hook"),
+    ));
+    env.push((
+        "INBOXD_WEBHOOK_SECRET".into(),
+        "store-full-test-webhook-secret".into(),
+    ));
+    // 2 MiB per file: the new store fits, a few thousand ledger entries do not.
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "trap '' XFSZ; ulimit -S -f 2048; exec {} serve",
+                env!("CARGO_BIN_EXE_inboxd")
+            ),
+        ])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    wait_healthy(&http, port, &mut child).await;
+    let upn = "storefull@full.example";
+    let id = authorized_channel(&http, port, &sim_client, upn).await;
+    let channel_path = format!("/api/channels/{id}");
+
+    // Mail until the store's files outgrow the limit: every message adds ledger entries.
+    let mut sent = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let channel = loop {
+        let messages: Vec<Value> = (0..50)
+            .map(|i| json!({"subject": format!("small {sent}-{i}")}))
+            .collect();
+        sim_client
+            .deliver(
+                upn,
+                &Delivery {
+                    messages,
+                    ..Delivery::default()
+                },
+            )
+            .await
+            .unwrap();
+        sent += 50;
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        let channel = api(&http, port, reqwest::Method::GET, &channel_path, None).await;
+        if channel["last_error"]["source"] == "store" {
+            break channel;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the full store never showed after {sent} messages: {channel}"
+        );
+    };
+    assert_eq!(channel["status"], "backing_off", "{channel}");
+    assert_eq!(channel["last_error"]["code"], "DiskFull", "{channel}");
+    // Still full a few seconds later: the channel keeps waiting, it does not take mail it cannot
+    // record.
+    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    let unread_while_full = sim_client.mailbox_state(upn).await.unwrap().unread;
+    assert!(
+        unread_while_full > 0,
+        "all mail was marked read although the store was full"
+    );
+    let channel = api(&http, port, reqwest::Method::GET, &channel_path, None).await;
+    assert_eq!(channel["last_error"]["source"], "store", "{channel}");
+
+    // Space returns.
+    let status = Command::new("prlimit")
+        .args(["--pid", &child.id().to_string(), "--fsize=unlimited:"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim_client.mailbox_state(upn).await.unwrap().unread > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "ingestion did not resume: {}",
+            api(&http, port, reqwest::Method::GET, &channel_path, None).await
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let channel = api(&http, port, reqwest::Method::GET, &channel_path, None).await;
+    assert_eq!(channel["status"], "active", "{channel}");
+
+    // Nothing lost: every message reached the receiver; a repeat (mail delivered whose ledger
+    // entry the full disk swallowed) carries the same idempotency key, so the receiver drops it.
+    let state = sim_client.mailbox_state(upn).await.unwrap();
+    assert_eq!(state.messages.len(), sent);
+    let ids = taken.ids.lock().clone();
+    for message in &state.messages {
+        let keys = ids
+            .get(&message.immutable_id)
+            .unwrap_or_else(|| panic!("{} never reached the receiver", message.immutable_id));
+        assert!(
+            keys.iter().all(|k| !k.is_empty() && k == &keys[0]),
+            "a repeat came with another idempotency key: {keys:?}"
+        );
+    }
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(
+        log.contains("reopened after a write error"),
+        "the recovery was not logged"
+    );
+
+    // The store works after the recovery, across a restart: the channel and its tokens are there.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inboxd"))
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_healthy(&http, port, &mut child).await;
+    sim_client
+        .deliver(
+            upn,
+            &Delivery {
+                messages: vec![json!({"subject": "after the restart"})],
+                ..Delivery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim_client.mailbox_state(upn).await.unwrap().unread > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the channel did not work after the restart"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,220 @@
+//! The housekeeper: keeps the store bounded and brings it back after a write error.
+//!
+//! - Every `prune_every` it removes ledger entries of mail marked read longer ago than the ledger's
+//!   retention (`store.ledger_retention_days`) and authorization states that expired (with the
+//!   tombstones of used ones), so the store's size follows the mail in flight, not all mail ever.
+//! - Every second it checks whether the store failed with an I/O error (a full disk, a file-size
+//!   limit, a read-only remount). sled refuses every call after one until it is opened again, so
+//!   the housekeeper calls [`Store::recover`] until the disk takes writes again. Meanwhile the
+//!   channels back off with the store's error on their status; they resume on their next retry.
+//!
+//! Both run on the blocking pool: the store's calls block.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use crate::actors::messages::Terminate;
+use crate::store::Store;
+
+/// How often the housekeeper looks at a failed store.
+const RECOVER_EVERY: Duration = Duration::from_secs(1);
+
+/// Prunes the store and recovers it after I/O errors.
+pub struct Housekeeper {
+    store: Store,
+    retention: Duration,
+    prune_every: Duration,
+    /// A prune or a recovery is running on the blocking pool.
+    busy: Arc<AtomicBool>,
+    /// The last recovery failed (its successor logs at debug level, not as a new warning).
+    failing: bool,
+}
+
+impl Housekeeper {
+    /// A housekeeper for `store` that prunes ledger entries older than `retention`, checking
+    /// every quarter of the retention (at least every second, at most every ten minutes).
+    pub fn new(store: Store, retention: Duration) -> Housekeeper {
+        let prune_every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        Housekeeper {
+            store,
+            retention,
+            prune_every,
+            busy: Arc::new(AtomicBool::new(false)),
+            failing: false,
+        }
+    }
+
+    /// Runs `work` on the blocking pool unless other work still runs.
+    fn off_thread<T, W, D>(&mut self, ctx: &mut Context<Self>, work: W, done: D)
+    where
+        T: Send + 'static,
+        W: FnOnce(Store) -> T + Send + 'static,
+        D: FnOnce(&mut Self, T) + 'static,
+    {
+        if self.busy.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let store = self.store.clone();
+        let busy = Arc::clone(&self.busy);
+        let task = actix_web::rt::task::spawn_blocking(move || work(store));
+        ctx.spawn(
+            async move {
+                let out = task.await;
+                busy.store(false, Ordering::SeqCst);
+                out
+            }
+            .into_actor(self)
+            .map(move |out, act, _| match out {
+                Ok(out) => done(act, out),
+                Err(err) => tracing::error!(error = %err, "A store housekeeping task failed."),
+            }),
+        );
+    }
+
+    fn prune(&mut self, ctx: &mut Context<Self>) {
+        let retention = chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::MAX);
+        self.off_thread(
+            ctx,
+            move |store| {
+                let now = Utc::now();
+                let ledger = store.ledger_prune(now - retention);
+                let pending = store.prune_pending(now);
+                (ledger, pending)
+            },
+            |_, (ledger, pending)| {
+                match ledger {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        metrics::counter!("inboxd_ledger_pruned_total").increment(n as u64);
+                        tracing::debug!(entries = n, "Pruned ledger entries past their retention.");
+                    }
+                    Err(err) => tracing::warn!(error = %err, "Could not prune the ledger."),
+                }
+                if let Err(err) = pending {
+                    tracing::warn!(error = %err, "Could not prune expired authorization states.");
+                }
+            },
+        );
+    }
+
+    fn recover(&mut self, ctx: &mut Context<Self>) {
+        if !self.store.is_broken() {
+            return;
+        }
+        self.off_thread(
+            ctx,
+            |store| store.recover(),
+            |act, outcome| match outcome {
+                Ok(recovered) => {
+                    if recovered {
+                        metrics::counter!("inboxd_store_recoveries_total", "outcome" => "ok")
+                            .increment(1);
+                    }
+                    act.failing = false;
+                }
+                Err(err) => {
+                    metrics::counter!("inboxd_store_recoveries_total", "outcome" => "failed")
+                        .increment(1);
+                    if act.failing {
+                        tracing::debug!(error = %err, "The store still refuses writes.");
+                    } else {
+                        tracing::warn!(error = %err, "The store refuses writes; inboxd retries every second and resumes on its own once the disk takes writes again.");
+                    }
+                    act.failing = true;
+                }
+            },
+        );
+    }
+}
+
+impl Actor for Housekeeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Once at start (a daemon restarted often would otherwise never prune), then regularly.
+        self.prune(ctx);
+        ctx.run_interval(RECOVER_EVERY, |act, ctx| act.recover(ctx));
+        ctx.run_interval(self.prune_every, |act, ctx| act.prune(ctx));
+    }
+}
+
+impl Handler<Terminate> for Housekeeper {
+    type Result = ();
+
+    fn handle(&mut self, _: Terminate, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ChannelId;
+    use crate::domain::secret::MasterKey;
+    use crate::store::{LedgerEntry, LedgerState, StoreOptions};
+
+    fn entry(state: LedgerState, age: chrono::Duration) -> LedgerEntry {
+        let when = Utc::now() - age;
+        LedgerEntry {
+            state,
+            failures: 0,
+            last_error: None,
+            received_at: None,
+            first_seen_at: when,
+            updated_at: when,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_housekeeper_prunes_mail_marked_read_past_the_retention_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap();
+        let id = ChannelId::generate();
+        let hour = chrono::Duration::hours(1);
+        let fresh = chrono::Duration::zero();
+        store
+            .ledger_put(id, "old-read", &entry(LedgerState::MarkedRead, hour))
+            .unwrap();
+        store
+            .ledger_put(id, "new-read", &entry(LedgerState::MarkedRead, fresh))
+            .unwrap();
+        store
+            .ledger_put(id, "old-delivered", &entry(LedgerState::Delivered, hour))
+            .unwrap();
+        store
+            .ledger_put(
+                id,
+                "old-quarantined",
+                &entry(LedgerState::Quarantined, hour),
+            )
+            .unwrap();
+
+        let housekeeper = Housekeeper::new(store.clone(), Duration::from_secs(60)).start();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.ledger_get(id, "old-read").unwrap().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old entry was never pruned"
+            );
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        housekeeper.send(Terminate).await.unwrap();
+        // Mail not yet marked read is never pruned, however old: it is still being worked on.
+        for kept in ["new-read", "old-delivered", "old-quarantined"] {
+            assert!(
+                store.ledger_get(id, kept).unwrap().is_some(),
+                "{kept} was pruned"
+            );
+        }
+        assert!(!store.is_broken());
+        assert!(
+            !store.recover().unwrap(),
+            "a healthy store needs no recovery"
+        );
+    }
+}
