@@ -151,6 +151,7 @@ impl Handler<Terminate> for Housekeeper {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::domain::ChannelId;
