@@ -332,6 +332,29 @@ impl ChannelActor {
         if self.secret_expired(Utc::now()) {
             return;
         }
+        if self.shared.store.is_broken() {
+            // The store refuses writes: nothing a cycle did could be recorded, and mail handed to
+            // the sink now would be handed over again. Wait (with backoff) for the housekeeper to
+            // reopen the store, keeping the store's error on the status.
+            let delay = if self
+                .last_error
+                .as_ref()
+                .is_some_and(|e| e.source == ErrorSource::Store)
+            {
+                Some(self.backoff_delay(None))
+            } else {
+                self.on_failure(Failure::Store(StoreError::Io {
+                    source: std::io::Error::other(
+                        "the store refuses writes since an I/O error; inboxd reopens it as soon as the disk takes writes again",
+                    ),
+                }))
+            };
+            if let Some(delay) = delay {
+                self.next_due = Some(now + delay);
+                self.schedule(ctx, delay);
+            }
+            return;
+        }
         let Some(tokens) = self.tokens.clone() else {
             return;
         };
