@@ -1,7 +1,7 @@
 //! The housekeeper: keeps the store bounded and brings it back after a write error.
 //!
-//! - Every `prune_every` it removes ledger entries of mail marked read longer ago than the ledger's
-//!   retention (`store.ledger_retention_days`) and authorization states that expired (with the
+//! - At start, then every quarter of the retention (between a second and an hour), it removes
+//!   ledger entries of mail marked read longer ago than the ledger's retention (`store.ledger_retention_days`) and authorization states that expired (with the
 //!   tombstones of used ones), so the store's size follows the mail in flight, not all mail ever.
 //! - Every second it checks whether the store failed with an I/O error (a full disk, a file-size
 //!   limit, a read-only remount). sled refuses every call after one until it is opened again, so
@@ -36,9 +36,10 @@ pub struct Housekeeper {
 
 impl Housekeeper {
     /// A housekeeper for `store` that prunes ledger entries older than `retention`, checking
-    /// every quarter of the retention (at least every second, at most every ten minutes).
+    /// every quarter of the retention, but not more often than every second nor less often than
+    /// every hour (a prune reads the whole ledger).
     pub fn new(store: Store, retention: Duration) -> Housekeeper {
-        let prune_every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let prune_every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
         Housekeeper {
             store,
             retention,
