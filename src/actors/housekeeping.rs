@@ -1,8 +1,9 @@
 //! The housekeeper: keeps the store bounded and brings it back after a write error.
 //!
 //! - At start, then every quarter of the retention (between a second and an hour), it removes
-//!   ledger entries of mail marked read longer ago than the ledger's retention (`store.ledger_retention_days`) and authorization states that expired (with the
-//!   tombstones of used ones), so the store's size follows the mail in flight, not all mail ever.
+//!   ledger entries of mail marked read longer ago than the ledger's retention
+//!   (`store.ledger_retention_days`) and authorization states that expired (with the tombstones of
+//!   used ones), so the store's size follows the mail in flight, not all mail ever.
 //! - Every second it checks whether the store failed with an I/O error (a full disk, a file-size
 //!   limit, a read-only remount). sled refuses every call after one until it is opened again, so
 //!   the housekeeper calls [`Store::recover`] until the disk takes writes again. Meanwhile the
