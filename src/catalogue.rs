@@ -1276,7 +1276,7 @@ static ENTRIES: &[Entry] = &[
     own(
         codes::STORE_UNAVAILABLE,
         "StoreUnavailable",
-        "The store failed to read or write its files, so inboxd cannot record progress; it reopens the store every second until it works.",
+        "The store failed to read or write its files, so inboxd cannot record progress; it retries reopening the store (every 1 to 30 s) until it works.",
         BackingOff,
         Retry::Backoff,
         Severity::Error,

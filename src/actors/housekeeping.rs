@@ -6,7 +6,9 @@
 //!   used ones), so the store's size follows the mail in flight, not all mail ever.
 //! - Every second it checks whether the store failed with an I/O error (a full disk, a file-size
 //!   limit, a read-only remount). sled refuses every call after one until it is opened again, so
-//!   the housekeeper calls [`Store::recover`] until the disk takes writes again. Meanwhile the
+//!   the housekeeper calls [`Store::recover`] until the disk takes writes again: at once, then
+//!   after waits that double from 1 s up to 30 s while the disk stays full (each attempt reopens
+//!   the engine, which reads its log). Meanwhile the
 //!   channels back off with the store's error on their status; they resume on their next retry.
 //!
 //! Both run on the blocking pool: the store's calls block.
@@ -23,6 +25,9 @@ use crate::store::Store;
 
 /// How often the housekeeper looks at a failed store.
 const RECOVER_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between two recovery attempts: each failed attempt reopens the engine (which
+/// reads its log), so a disk that stays full is retried less and less often, up to this.
+const RECOVER_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 
 /// Prunes the store and recovers it after I/O errors.
 pub struct Housekeeper {
@@ -33,6 +38,8 @@ pub struct Housekeeper {
     busy: Arc<AtomicBool>,
     /// The last recovery failed (its successor logs at debug level, not as a new warning).
     failing: bool,
+    /// After failed recoveries: no attempt before this; the wait doubles with each failure.
+    next_attempt: Option<(std::time::Instant, Duration)>,
 }
 
 impl Housekeeper {
@@ -47,6 +54,7 @@ impl Housekeeper {
             prune_every,
             busy: Arc::new(AtomicBool::new(false)),
             failing: false,
+            next_attempt: None,
         }
     }
 
@@ -107,6 +115,12 @@ impl Housekeeper {
         if !self.store.is_broken() {
             return;
         }
+        if self
+            .next_attempt
+            .is_some_and(|(at, _)| std::time::Instant::now() < at)
+        {
+            return;
+        }
         self.off_thread(
             ctx,
             |store| store.recover(),
@@ -117,6 +131,7 @@ impl Housekeeper {
                             .increment(1);
                     }
                     act.failing = false;
+                    act.next_attempt = None;
                 }
                 Err(err) => {
                     metrics::counter!("inboxd_store_recoveries_total", "outcome" => "failed")
@@ -124,9 +139,13 @@ impl Housekeeper {
                     if act.failing {
                         tracing::debug!(error = %err, "The store still refuses writes.");
                     } else {
-                        tracing::warn!(error = %err, "The store refuses writes; inboxd retries every second and resumes on its own once the disk takes writes again.");
+                        tracing::warn!(error = %err, "The store refuses writes; inboxd retries (every 1 to 30 s) and resumes on its own once the disk takes writes again.");
                     }
                     act.failing = true;
+                    let wait = act.next_attempt.map_or(RECOVER_EVERY, |(_, wait)| {
+                        (wait * 2).min(RECOVER_AT_MOST_EVERY)
+                    });
+                    act.next_attempt = Some((std::time::Instant::now() + wait, wait));
                 }
             },
         );
