@@ -79,30 +79,8 @@ fn open_jsonl(store: &Store, path: &std::path::Path) -> anyhow::Result<JsonlSink
     let checkpoint = stored_checkpoint(store);
     let (sink, recovery) = JsonlSink::open(path, checkpoint)
         .with_context(|| format!("Failed to open the JSONL sink {}", path.display()))?;
+    let recovered = record_delivered(store, &recovery.keys)?;
     if !recovery.keys.is_empty() {
-        let now = chrono::Utc::now();
-        let mut recovered = 0usize;
-        for (channel, message_id) in &recovery.keys {
-            let Ok(channel) = ChannelId::parse(channel) else {
-                continue;
-            };
-            let known = store.ledger_get(channel, message_id)?;
-            if known.as_ref().is_some_and(|e| {
-                matches!(e.state, LedgerState::Delivered | LedgerState::MarkedRead)
-            }) {
-                continue;
-            }
-            let entry = LedgerEntry {
-                state: LedgerState::Delivered,
-                failures: 0,
-                last_error: None,
-                received_at: None,
-                first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
-                updated_at: now,
-            };
-            store.ledger_put(channel, message_id, &entry)?;
-            recovered += 1;
-        }
         tracing::info!(
             lines = recovery.keys.len(),
             recovered,
@@ -113,6 +91,60 @@ fn open_jsonl(store: &Store, path: &std::path::Path) -> anyhow::Result<JsonlSink
     store.put_meta(JSONL_CHECKPOINT_KEY, &recovery.end_offset.to_be_bytes())?;
     store.flush()?;
     Ok(sink)
+}
+
+/// Records the messages of these JSONL lines as delivered where the ledger does not know them as
+/// delivered already; answers how many it recorded.
+fn record_delivered(
+    store: &Store,
+    keys: &[(String, String)],
+) -> Result<usize, crate::store::StoreError> {
+    let now = chrono::Utc::now();
+    let mut recovered = 0usize;
+    for (channel, message_id) in keys {
+        let Ok(channel) = ChannelId::parse(channel) else {
+            continue;
+        };
+        let known = store.ledger_get(channel, message_id)?;
+        if known
+            .as_ref()
+            .is_some_and(|e| matches!(e.state, LedgerState::Delivered | LedgerState::MarkedRead))
+        {
+            continue;
+        }
+        let entry = LedgerEntry {
+            state: LedgerState::Delivered,
+            failures: 0,
+            last_error: None,
+            received_at: None,
+            first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
+            updated_at: now,
+        };
+        store.ledger_put(channel, message_id, &entry)?;
+        recovered += 1;
+    }
+    Ok(recovered)
+}
+
+/// After the store is reopened in-process (a write error), the ledger entries of lines written
+/// since the last checkpoint may be gone with the failed engine: record them again, as a restart
+/// would, before any channel polls.
+fn rerecord_jsonl_tail(store: &Store, file: &Mutex<JsonlSink>) -> Result<(), String> {
+    let checkpoint = stored_checkpoint(store);
+    let keys = file
+        .lock()
+        .map_err(|_| "the JSONL sink's lock is poisoned".to_owned())?
+        .keys_since(checkpoint)
+        .map_err(|err| err.to_string())?;
+    let recovered = record_delivered(store, &keys).map_err(|err| err.to_string())?;
+    if recovered > 0 {
+        tracing::info!(
+            lines = keys.len(),
+            recovered,
+            "Recorded the JSONL sink's recent lines again after the store was reopened."
+        );
+    }
+    Ok(())
 }
 
 impl Application {
@@ -148,7 +180,10 @@ impl Application {
         };
         let backend = match &settings.processor.sink {
             config::Sink::Jsonl { path } => {
-                SinkBackend::Jsonl(Arc::new(Mutex::new(open_jsonl(&store, path)?)))
+                let file = Arc::new(Mutex::new(open_jsonl(&store, path)?));
+                let hook = Arc::clone(&file);
+                store.on_reopen(Box::new(move |store| rerecord_jsonl_tail(store, &hook)));
+                SinkBackend::Jsonl(file)
             }
             config::Sink::Webhook { url } => SinkBackend::Webhook(
                 Arc::new(WebhookSink::new(

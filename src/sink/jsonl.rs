@@ -90,6 +90,13 @@ impl JsonlSink {
         ))
     }
 
+    /// `(channel_id, message_id)` of each line from `checkpoint` to the end (as [`open`](Self::open)
+    /// reports them), for re-recording them after the store lost its recent writes.
+    pub fn keys_since(&self, checkpoint: u64) -> Result<Vec<(String, String)>, SinkError> {
+        scan(&self.file, &self.path, checkpoint, self.offset)
+            .map_err(|err| io_error(&self.path, "reading", &err))
+    }
+
     /// Appends the records, one line each, in one write followed by one `sync_data`, and returns the
     /// new end offset (the processor's next checkpoint). On failure the file is truncated back to
     /// where it was, so that it never holds a partial line, and nothing of the batch counts as

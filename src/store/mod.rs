@@ -105,11 +105,18 @@ struct Shared {
     broken: AtomicBool,
     /// One recovery at a time.
     recovering: parking_lot::Mutex<()>,
+    /// Run after every recovery, before the store counts as working again.
+    reopen_hooks: parking_lot::Mutex<Vec<ReopenHook>>,
     crypto: Crypto,
     dir: PathBuf,
     options: StoreOptions,
     path: String,
 }
+
+/// Work that must follow a recovery: the writes not flushed before the error are gone, and whoever
+/// wrote outside the store on their strength (the JSONL sink) writes them again. An error keeps the
+/// store failed; the next recovery runs every hook again, so hooks must be idempotent.
+pub type ReopenHook = Box<dyn Fn(&Store) -> Result<(), String> + Send + Sync>;
 
 /// One open engine and its trees.
 struct Inner {
@@ -324,6 +331,7 @@ impl Store {
                 current: parking_lot::RwLock::new(Some(Arc::new(inner))),
                 broken: AtomicBool::new(false),
                 recovering: parking_lot::Mutex::new(()),
+                reopen_hooks: parking_lot::Mutex::new(Vec::new()),
                 crypto,
                 dir: path.to_path_buf(),
                 options,
@@ -925,7 +933,8 @@ impl Store {
     /// until it is opened again, so this probes with a durable write and, if that fails, closes
     /// the engine (waiting up to 5 s for calls in flight), opens it again and probes once more.
     /// Everything flushed before the error is kept; what was not flushed is gone, which every
-    /// caller allows for: nothing is acknowledged before its flush.
+    /// caller allows for: nothing is acknowledged before its flush, and the [`ReopenHook`]s run
+    /// before the store counts as working again.
     ///
     /// Answers `Ok(false)` when there was nothing to recover, `Ok(true)` when the store works
     /// again, and the error when the disk still refuses (call again later). Blocking.
@@ -937,13 +946,36 @@ impl Store {
         if !self.is_broken() {
             return Ok(true);
         }
-        if let Ok(inner) = self.db()
-            && probe(&inner).is_ok()
-        {
-            self.shared.broken.store(false, Ordering::SeqCst);
+        let healthy = self.db().is_ok_and(|inner| probe(&inner).is_ok());
+        if !healthy {
+            self.reopen()?;
+        }
+        // What the failed engine had not flushed is gone: let its writers write it again.
+        for hook in self.shared.reopen_hooks.lock().iter() {
+            hook(self).map_err(|why| StoreError::Io {
+                source: std::io::Error::other(format!(
+                    "the store was reopened but could not be brought up to date: {why}"
+                )),
+            })?;
+        }
+        self.flush()?;
+        self.shared.broken.store(false, Ordering::SeqCst);
+        if healthy {
             return Ok(true);
         }
-        // Close the failed engine: nobody gets it from now on; wait for the calls in flight.
+        tracing::info!(path = %self.shared.path, "The store was reopened after a write error and takes writes again.");
+        Ok(true)
+    }
+
+    /// Registers work to run after each recovery (see [`ReopenHook`]).
+    pub fn on_reopen(&self, hook: ReopenHook) {
+        self.shared.reopen_hooks.lock().push(hook);
+    }
+
+    /// Closes the failed engine (waiting up to 5 s for calls in flight), opens it again and probes
+    /// it with a durable write.
+    fn reopen(&self) -> Result<(), StoreError> {
+        // Nobody gets the failed engine from now on; wait for the calls in flight.
         let old = self.shared.current.write().take();
         if let Some(old) = old {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -971,10 +1003,7 @@ impl Store {
         };
         let probed = probe(&inner).map_err(|err| StoreError::from_sled(err, &self.shared.path));
         *self.shared.current.write() = Some(Arc::new(inner));
-        probed?;
-        self.shared.broken.store(false, Ordering::SeqCst);
-        tracing::info!(path = %self.shared.path, "The store was reopened after a write error and takes writes again.");
-        Ok(true)
+        probed
     }
 
     // -----------------------------------------------------------------------------------------
