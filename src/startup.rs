@@ -153,6 +153,15 @@ impl Application {
     pub async fn build(settings: Settings, secrets: Secrets) -> anyhow::Result<Application> {
         let _ = http::metrics::recorder();
         let started = Instant::now();
+        // Listen first: a port in use fails the start before anything else was opened or started.
+        let listener = std::net::TcpListener::bind(settings.server.listen)
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+            .with_context(|| {
+                format!(
+                    "Failed to listen on {} (server.listen)",
+                    settings.server.listen
+                )
+            })?;
         let store = Store::open(
             &settings.store.path,
             secrets.master_key,
@@ -293,7 +302,7 @@ impl Application {
                 .workers(2)
                 .disable_signals()
                 .shutdown_timeout(settings.server.shutdown_grace.as_secs().max(1))
-                .bind(settings.server.listen)
+                .listen(listener)
                 .with_context(|| {
                     format!(
                         "Failed to listen on {} (server.listen)",

@@ -12,6 +12,15 @@ use crate::config::{Env, Settings};
 use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
 use crate::startup::{Application, Secrets};
 
+/// Whether a start failed because its port was taken.
+fn port_taken(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+    })
+}
+
 /// Picks a free loopback port (bound and released at once).
 pub fn free_port() -> anyhow::Result<u16> {
     let listener =
@@ -107,16 +116,27 @@ impl TestDaemon {
         master_key: MasterKey,
         webhook_secret: Option<WebhookSecret>,
     ) -> anyhow::Result<TestDaemon> {
-        let port = free_port()?;
-        let env = daemon_env(dir, port, sim_url, interval_secs, extra);
-        let settings = Settings::load(None, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
         let token = "test-admin-token-0123456789".to_owned();
-        let secrets = Secrets {
-            master_key: master_key.clone(),
-            admin_token: AdminToken::new(token.clone())?,
-            webhook_secret,
+        // The redirect URI names the port, so it is chosen before the daemon listens; another
+        // process may take it in between. The daemon listens before it opens anything, so a
+        // start that lost the race left nothing behind: try another port.
+        let mut attempt = 0;
+        let app = loop {
+            attempt += 1;
+            let port = free_port()?;
+            let env = daemon_env(dir, port, sim_url, interval_secs, extra);
+            let settings = Settings::load(None, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let secrets = Secrets {
+                master_key: master_key.clone(),
+                admin_token: AdminToken::new(token.clone())?,
+                webhook_secret: webhook_secret.clone(),
+            };
+            match Application::build(settings, secrets).await {
+                Ok(app) => break app,
+                Err(err) if attempt < 5 && port_taken(&err) => continue,
+                Err(err) => return Err(err),
+            }
         };
-        let app = Application::build(settings, secrets).await?;
         let base = format!("http://127.0.0.1:{}", app.port());
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
