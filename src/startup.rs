@@ -263,7 +263,6 @@ impl Application {
             backoff,
             max_delivery_attempts: settings.retry.max_delivery_attempts,
             max_attachment_bytes: settings.processor.max_attachment_bytes,
-            ledger_retention: settings.store.ledger_retention,
         };
         let shared = Arc::new(Shared {
             store: store.clone(),

@@ -37,8 +37,6 @@ pub struct RunSettings {
     pub max_delivery_attempts: u32,
     /// Attachment content above this size is left out.
     pub max_attachment_bytes: u64,
-    /// Ledger entries of mail marked read longer ago than this are pruned.
-    pub ledger_retention: Duration,
 }
 
 /// The shared context every channel actor holds an `Arc` of.

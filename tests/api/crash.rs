@@ -36,6 +36,51 @@ impl Serve {
     }
 }
 
+/// The environment of an `inboxd serve` child on `port` with its store in `dir`.
+fn serve_env(dir: &std::path::Path, port: u16, sim_url: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = inboxd::testkit::daemon_env(dir, port, sim_url, 1, &[])
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    env.push(("INBOXD_MASTER_KEY".into(), MasterKey::generate().encode()));
+    env.push(("INBOXD_ADMIN_TOKEN".into(), TOKEN.into()));
+    env
+}
+
+/// `inboxd serve` with no file allowed past `limit_kib` KiB (RLIMIT_FSIZE; writes past it fail
+/// with EFBIG instead of killing the process): a full disk that can be emptied again.
+fn serve_with_file_size_limit(
+    env: &[(String, String)],
+    limit_kib: u64,
+    rust_log: &str,
+    log: &std::path::Path,
+) -> Child {
+    Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "trap '' XFSZ; ulimit -S -f {limit_kib}; exec {} serve",
+                env!("CARGO_BIN_EXE_inboxd")
+            ),
+        ])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", rust_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Space returns: lifts the child's file-size limit.
+fn lift_file_size_limit(child: &Child) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &child.id().to_string(), "--fsize=unlimited:"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 async fn wait_healthy(http: &reqwest::Client, port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -130,13 +175,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let sim_client = SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
     let port = inboxd::testkit::free_port().unwrap();
-    let mut env: Vec<(String, String)> =
-        inboxd::testkit::daemon_env(dir.path(), port, &sim.url(), 1, &[])
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-    env.push(("INBOXD_MASTER_KEY".into(), MasterKey::generate().encode()));
-    env.push(("INBOXD_ADMIN_TOKEN".into(), TOKEN.into()));
+    let env = serve_env(dir.path(), port, &sim.url());
     let serve = Serve {
         env,
         log: dir.path().join("serve.log"),
@@ -244,29 +283,9 @@ async fn a_full_disk_pauses_ingestion_and_it_resumes_when_space_returns() {
     let sim_client = SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
     let port = inboxd::testkit::free_port().unwrap();
-    let mut env: Vec<(String, String)> =
-        inboxd::testkit::daemon_env(dir.path(), port, &sim.url(), 1, &[])
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-    env.push(("INBOXD_MASTER_KEY".into(), MasterKey::generate().encode()));
-    env.push(("INBOXD_ADMIN_TOKEN".into(), TOKEN.into()));
+    let env = serve_env(dir.path(), port, &sim.url());
     // 16 MiB per file: the store fits, the sink's file will not.
-    let mut child = Command::new("bash")
-        .args([
-            "-c",
-            &format!(
-                "trap '' XFSZ; ulimit -S -f 16384; exec {} serve",
-                env!("CARGO_BIN_EXE_inboxd")
-            ),
-        ])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = serve_with_file_size_limit(&env, 16384, "warn", &dir.path().join("serve.log"));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -329,11 +348,7 @@ async fn a_full_disk_pauses_ingestion_and_it_resumes_when_space_returns() {
     );
 
     // Space returns.
-    let status = Command::new("prlimit")
-        .args(["--pid", &child.id().to_string(), "--fsize=unlimited:"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    lift_file_size_limit(&child);
     let deadline = Instant::now() + Duration::from_secs(60);
     while sim_client.mailbox_state(upn).await.unwrap().unread > 0 {
         assert!(Instant::now() < deadline, "ingestion did not resume");
@@ -404,13 +419,7 @@ async fn a_full_store_disk_pauses_ingestion_and_it_resumes_when_space_returns() 
     let sim_client = SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
     let port = inboxd::testkit::free_port().unwrap();
-    let mut env: Vec<(String, String)> =
-        inboxd::testkit::daemon_env(dir.path(), port, &sim.url(), 1, &[])
-            .iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-    env.push(("INBOXD_MASTER_KEY".into(), MasterKey::generate().encode()));
-    env.push(("INBOXD_ADMIN_TOKEN".into(), TOKEN.into()));
+    let mut env = serve_env(dir.path(), port, &sim.url());
     env.push(("INBOXD_PROCESSOR__SINK".into(), "webhook".into()));
     env.push((
         "INBOXD_PROCESSOR__WEBHOOK_URL".into(),
@@ -421,21 +430,7 @@ async fn a_full_store_disk_pauses_ingestion_and_it_resumes_when_space_returns() 
         "store-full-test-webhook-secret".into(),
     ));
     // 2 MiB per file: the new store fits, a few thousand ledger entries do not.
-    let mut child = Command::new("bash")
-        .args([
-            "-c",
-            &format!(
-                "trap '' XFSZ; ulimit -S -f 2048; exec {} serve",
-                env!("CARGO_BIN_EXE_inboxd")
-            ),
-        ])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = serve_with_file_size_limit(&env, 2048, "info", &dir.path().join("serve.log"));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -487,11 +482,7 @@ async fn a_full_store_disk_pauses_ingestion_and_it_resumes_when_space_returns() 
     assert_eq!(channel["last_error"]["source"], "store", "{channel}");
 
     // Space returns.
-    let status = Command::new("prlimit")
-        .args(["--pid", &child.id().to_string(), "--fsize=unlimited:"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    lift_file_size_limit(&child);
     let deadline = Instant::now() + Duration::from_secs(60);
     while sim_client.mailbox_state(upn).await.unwrap().unread > 0 {
         assert!(
