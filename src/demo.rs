@@ -136,7 +136,7 @@ async fn demo(args: &DemoArgs, dir: &Path, sim_url: &str) -> anyhow::Result<Summ
     actix_rt::time::sleep(Duration::from_millis(300)).await;
     deliver_all(&sim, &entries, messages - first).await?;
     let sent = channels * messages;
-    let shared = app.shared();
+    let shared = app.ingest();
     let deadline = started + Duration::from_secs(args.timeout_secs);
     loop {
         let delivered = shared.stats.delivered.load(Ordering::Relaxed) as usize;

@@ -4,7 +4,9 @@
 //! - [`domain`]: validated values and secret types; no I/O.
 //! - [`config`]: `config/inboxd.toml` + `INBOXD_<SECTION>__<KEY>` → validated `Settings`, once.
 //! - [`startup`]: builds the daemon from the settings; `main` and the tests both call it.
-//! - [`actors`]: the supervisor, one actor per channel, the processor.
+//! - [`ingest`]: the mail path: the cycle, the ledger, token refresh, each channel's run-time state.
+//! - [`actors`]: the supervisor, one actor per channel (its schedule), the processor.
+//! - [`status`] and [`stats`]: the read model of every channel, and the counters.
 //! - [`oauth`] and [`graph`]: the two clients of Microsoft; nothing else calls Microsoft.
 //! - [`retry`] and [`rate_limit`]: when a request may be sent.
 //! - [`sink`]: where processed mail goes (JSONL file or webhook).
@@ -24,12 +26,15 @@ pub mod demo;
 pub mod domain;
 pub mod graph;
 pub mod http;
+pub mod ingest;
 pub mod oauth;
 pub mod rate_limit;
 pub mod retry;
 pub mod sim;
 pub mod sink;
 pub mod startup;
+pub mod stats;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 #[doc(hidden)]

@@ -4,10 +4,19 @@
 //! requests per (app, mailbox). On top: a per-app rate, a global cap on requests in flight (so a
 //! burst of 100,000 channels cannot open 100,000 sockets), and a per-tenant rate on the token endpoint.
 //! Checks never block: a caller that is refused gets the wait and reschedules itself.
+//!
+//! Each (app, mailbox) has one [`MailboxGate`] for the life of the process, whichever actor or
+//! channel uses it: its 4 concurrency slots and its `Retry-After` floor (no request to the mailbox
+//! before it) hold across actor replacement and across channels that share the pair. The floors
+//! are persisted by the caller (the ingestion cycle) and loaded back at start, so a restart honours
+//! them too.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use dashmap::DashMap;
 use governor::clock::{Clock as _, DefaultClock};
@@ -48,7 +57,45 @@ pub struct MailboxKey(Arc<str>);
 impl MailboxKey {
     /// The key of `mailbox` as seen by app `client_id`.
     pub fn new(client_id: &str, mailbox: &str) -> Self {
-        MailboxKey(Arc::from(format!("{client_id}/{mailbox}")))
+        MailboxKey(Arc::from(format!(
+            "{client_id}/{}",
+            mailbox.to_ascii_lowercase()
+        )))
+    }
+
+    /// The key as text (`{client_id}/{mailbox}`), as floors are stored under it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key stored as `text` (what [`as_str`](Self::as_str) gave).
+    pub fn from_stored(text: &str) -> Self {
+        MailboxKey(Arc::from(text))
+    }
+}
+
+/// One (app, mailbox)'s shared state: its concurrency slots and its `Retry-After` floor.
+#[derive(Debug)]
+pub struct MailboxGate {
+    slots: Arc<Semaphore>,
+    /// No request before this instant (milliseconds since the Unix epoch; 0 = none).
+    floor_ms: AtomicI64,
+}
+
+impl MailboxGate {
+    fn new(cap: u32) -> Self {
+        MailboxGate {
+            slots: Arc::new(Semaphore::new(cap as usize)),
+            floor_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// The floor, if it is still ahead of `now`.
+    fn floor_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let floor = self.floor_ms.load(Ordering::Acquire);
+        (floor > now.timestamp_millis())
+            .then(|| DateTime::<Utc>::from_timestamp_millis(floor))
+            .flatten()
     }
 }
 
@@ -66,7 +113,7 @@ pub struct RateLimiters {
     app_rate: DefaultKeyedRateLimiter<Arc<str>>,
     token_rate: DefaultKeyedRateLimiter<Arc<str>>,
     global_slots: Arc<Semaphore>,
-    mailbox_slots: DashMap<MailboxKey, Arc<Semaphore>>,
+    gates: DashMap<MailboxKey, Arc<MailboxGate>>,
     clock: DefaultClock,
 }
 
@@ -101,7 +148,7 @@ impl RateLimiters {
                 Duration::from_secs(60),
             )),
             global_slots: Arc::new(Semaphore::new(limits.global_concurrency.max(1) as usize)),
-            mailbox_slots: DashMap::new(),
+            gates: DashMap::new(),
             clock: DefaultClock::default(),
         }
     }
@@ -157,11 +204,7 @@ impl RateLimiters {
     /// mailbox (the items of a `$batch`, at most 4 at a time).
     pub async fn acquire_n(&self, key: &MailboxKey, n: u32) -> Option<RequestPermit> {
         let cap = self.limits.mailbox_concurrency.max(1);
-        let mailbox = self
-            .mailbox_slots
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(cap as usize)))
-            .clone();
+        let mailbox = Arc::clone(&self.gate(key).slots);
         // Mailbox first: a mailbox at its cap must not hold one of the scarce global slots.
         let mailbox_permit = mailbox.acquire_many_owned(n.clamp(1, cap)).await.ok()?;
         let global_permit = self.global_slots.clone().acquire_owned().await.ok()?;
@@ -176,18 +219,71 @@ impl RateLimiters {
         self.global_slots.clone().acquire_owned().await.ok()
     }
 
-    /// Forgets a mailbox whose channel was removed.
-    pub fn forget(&self, key: &MailboxKey) {
-        self.mailbox_slots.remove(key);
+    /// The gate of one (app, mailbox), made on first use.
+    fn gate(&self, key: &MailboxKey) -> Arc<MailboxGate> {
+        if let Some(gate) = self.gates.get(key) {
+            return Arc::clone(&gate);
+        }
+        let cap = self.limits.mailbox_concurrency.max(1);
+        Arc::clone(
+            &self
+                .gates
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(MailboxGate::new(cap))),
+        )
+    }
+
+    /// The `Retry-After` floor of a mailbox, if it is still ahead.
+    pub fn floor(&self, key: &MailboxKey) -> Option<DateTime<Utc>> {
+        self.gates
+            .get(key)
+            .and_then(|gate| gate.floor_after(Utc::now()))
+    }
+
+    /// Raises a mailbox's floor to `until` (a floor never moves back). Answers whether it rose,
+    /// so the caller persists only a change.
+    pub fn raise_floor(&self, key: &MailboxKey, until: DateTime<Utc>) -> bool {
+        let gate = self.gate(key);
+        let until = until.timestamp_millis();
+        gate.floor_ms.fetch_max(until, Ordering::AcqRel) < until
+    }
+
+    /// Waits until the mailbox's floor has passed (at once when there is none).
+    pub async fn wait_floor(&self, key: &MailboxKey) {
+        while let Some(floor) = self.floor(key) {
+            let wait = (floor - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    /// Every floor still ahead, for persistence and the status page.
+    pub fn floors(&self) -> Vec<(MailboxKey, DateTime<Utc>)> {
+        let now = Utc::now();
+        self.gates
+            .iter()
+            .filter_map(|entry| {
+                entry
+                    .value()
+                    .floor_after(now)
+                    .map(|at| (entry.key().clone(), at))
+            })
+            .collect()
     }
 
     /// Drops limiter state that has fully refilled (keeps memory bounded as channels come and go).
+    /// A gate stays while a request holds or awaits one of its slots, or its floor is ahead.
     pub fn shrink(&self) {
         self.mailbox_rate.retain_recent();
         self.app_rate.retain_recent();
         self.token_rate.retain_recent();
-        self.mailbox_slots
-            .retain(|_, slots| Arc::strong_count(slots) > 1 || slots.available_permits() == 0);
+        let now = Utc::now();
+        let cap = self.limits.mailbox_concurrency.max(1) as usize;
+        self.gates.retain(|_, gate| {
+            Arc::strong_count(gate) > 1
+                || Arc::strong_count(&gate.slots) > 1
+                || gate.slots.available_permits() < cap
+                || gate.floor_after(now).is_some()
+        });
     }
 }
 
@@ -243,5 +339,27 @@ mod tests {
         held.pop();
         let fifth = tokio::time::timeout(Duration::from_millis(500), limiters.acquire(&key)).await;
         assert!(fifth.is_ok());
+    }
+
+    #[actix_rt::test]
+    async fn a_floor_holds_every_user_of_the_mailbox_and_never_moves_back() {
+        let limiters = RateLimiters::new(Limits::default());
+        let key = MailboxKey::new("app", "A@contoso.com");
+        let same = MailboxKey::new("app", "a@contoso.com");
+        let other = MailboxKey::new("app", "b@contoso.com");
+        let until = Utc::now() + chrono::Duration::milliseconds(300);
+        assert!(limiters.raise_floor(&key, until));
+        assert!(!limiters.raise_floor(&key, until - chrono::Duration::seconds(1)));
+        assert_eq!(
+            limiters.floor(&same).map(|f| f.timestamp_millis()),
+            Some(until.timestamp_millis())
+        );
+        assert!(limiters.floor(&other).is_none());
+        limiters.shrink();
+        assert!(limiters.floor(&key).is_some(), "shrink dropped a floor ahead");
+        let started = std::time::Instant::now();
+        limiters.wait_floor(&same).await;
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        assert!(limiters.floor(&key).is_none());
     }
 }

@@ -10,23 +10,22 @@ use actix::prelude::*;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
+use crate::actors::deps::Deps;
 use crate::actors::housekeeping::Housekeeper;
 use crate::actors::messages::StopAll;
-use crate::actors::processor::{
-    JSONL_CHECKPOINT_KEY, ProcessorActor, SinkBackend, stored_checkpoint,
-};
-use crate::actors::shared::{RunSettings, Shared, Stats, StatusBoard};
+use crate::actors::processor::{ProcessorActor, SinkBackend};
 use crate::actors::supervisor::ChannelSupervisor;
 use crate::config::{self, Settings};
-use crate::domain::ChannelId;
 use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
 use crate::graph::{BodyContentType, GraphClient};
 use crate::http::{self, AppState};
+use crate::ingest::{Ingest, RunSettings, recovery};
 use crate::oauth::OAuthClient;
-use crate::rate_limit::{Limits, RateLimiters};
+use crate::rate_limit::{Limits, MailboxKey, RateLimiters};
 use crate::retry::BackoffPolicy;
-use crate::sink::{JsonlSink, WebhookSink};
-use crate::store::{FirstImport, LedgerEntry, LedgerState, Store, StoreOptions};
+use crate::sink::WebhookSink;
+use crate::status::StatusBoard;
+use crate::store::{FirstImport, Store, StoreOptions};
 
 /// The secrets the daemon runs with (from the environment or key files).
 pub struct Secrets {
@@ -46,7 +45,7 @@ pub struct Application {
     supervisor: Addr<ChannelSupervisor>,
     processor: Addr<ProcessorActor>,
     housekeeper: Addr<Housekeeper>,
-    shared: Arc<Shared>,
+    deps: Arc<Deps>,
     arbiters: Vec<Arbiter>,
     grace: Duration,
 }
@@ -71,80 +70,6 @@ fn first_import(policy: config::FirstImport) -> FirstImport {
         config::FirstImport::New => FirstImport::OnlyNew,
         config::FirstImport::LastDays(days) => FirstImport::LastDays(days),
     }
-}
-
-/// Opens the JSONL sink and records every line a crash left unrecorded as delivered, so that no
-/// message is written twice.
-fn open_jsonl(store: &Store, path: &std::path::Path) -> anyhow::Result<JsonlSink> {
-    let checkpoint = stored_checkpoint(store);
-    let (sink, recovery) = JsonlSink::open(path, checkpoint)
-        .with_context(|| format!("Failed to open the JSONL sink {}", path.display()))?;
-    let recovered = record_delivered(store, &recovery.keys)?;
-    if !recovery.keys.is_empty() {
-        tracing::info!(
-            lines = recovery.keys.len(),
-            recovered,
-            "Recovered the JSONL sink's tail after a restart."
-        );
-    }
-    store.flush()?;
-    store.put_meta(JSONL_CHECKPOINT_KEY, &recovery.end_offset.to_be_bytes())?;
-    store.flush()?;
-    Ok(sink)
-}
-
-/// Records the messages of these JSONL lines as delivered where the ledger does not know them as
-/// delivered already; answers how many it recorded.
-fn record_delivered(
-    store: &Store,
-    keys: &[(String, String)],
-) -> Result<usize, crate::store::StoreError> {
-    let now = chrono::Utc::now();
-    let mut recovered = 0usize;
-    for (channel, message_id) in keys {
-        let Ok(channel) = ChannelId::parse(channel) else {
-            continue;
-        };
-        let known = store.ledger_get(channel, message_id)?;
-        if known
-            .as_ref()
-            .is_some_and(|e| matches!(e.state, LedgerState::Delivered | LedgerState::MarkedRead))
-        {
-            continue;
-        }
-        let entry = LedgerEntry {
-            state: LedgerState::Delivered,
-            failures: 0,
-            last_error: None,
-            received_at: None,
-            first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
-            updated_at: now,
-        };
-        store.ledger_put(channel, message_id, &entry)?;
-        recovered += 1;
-    }
-    Ok(recovered)
-}
-
-/// After the store is reopened in-process (a write error), the ledger entries of lines written
-/// since the last checkpoint may be gone with the failed engine: record them again, as a restart
-/// would, before any channel polls.
-fn rerecord_jsonl_tail(store: &Store, file: &Mutex<JsonlSink>) -> Result<(), String> {
-    let checkpoint = stored_checkpoint(store);
-    let keys = file
-        .lock()
-        .map_err(|_| "the JSONL sink's lock is poisoned".to_owned())?
-        .keys_since(checkpoint)
-        .map_err(|err| err.to_string())?;
-    let recovered = record_delivered(store, &keys).map_err(|err| err.to_string())?;
-    if recovered > 0 {
-        tracing::info!(
-            lines = keys.len(),
-            recovered,
-            "Recorded the JSONL sink's recent lines again after the store was reopened."
-        );
-    }
-    Ok(())
 }
 
 impl Application {
@@ -187,11 +112,16 @@ impl Application {
             multiplier: settings.retry.multiplier,
             randomization_factor: settings.retry.randomization_factor,
         };
+        let ledger = crate::ingest::Ledger::new(store.clone());
         let backend = match &settings.processor.sink {
             config::Sink::Jsonl { path } => {
-                let file = Arc::new(Mutex::new(open_jsonl(&store, path)?));
+                let file = Arc::new(Mutex::new(recovery::open_jsonl(&ledger, path).with_context(
+                    || format!("Failed to open the JSONL sink {}", path.display()),
+                )?));
                 let hook = Arc::clone(&file);
-                store.on_reopen(Box::new(move |store| rerecord_jsonl_tail(store, &hook)));
+                store.on_reopen(Box::new(move |store| {
+                    recovery::rerecord_tail(&crate::ingest::Ledger::new(store.clone()), &hook)
+                }));
                 SinkBackend::Jsonl(file)
             }
             config::Sink::Webhook { url } => SinkBackend::Webhook(
@@ -207,7 +137,7 @@ impl Application {
             ),
         };
         let processor =
-            ProcessorActor::new(store.clone(), backend, settings.processor.queue_capacity).start();
+            ProcessorActor::new(ledger, backend, settings.processor.queue_capacity).start();
         let processor_addr = processor.clone();
         let body = match settings.polling.body_content_type {
             config::BodyContentType::Text => BodyContentType::Text,
@@ -264,30 +194,46 @@ impl Application {
             max_delivery_attempts: settings.retry.max_delivery_attempts,
             max_attachment_bytes: settings.processor.max_attachment_bytes,
         };
-        let shared = Arc::new(Shared {
-            store: store.clone(),
+        let ingest = Arc::new(Ingest::new(
+            store.clone(),
             graphs,
             oauths,
-            limiters: RateLimiters::new(limits),
+            RateLimiters::new(limits),
             run,
-            processor,
-            board: StatusBoard::default(),
-            stats: Stats::default(),
-        });
+        ));
         let channels = store
             .list_channels()
             .context("Failed to read the channels from the store")?;
+        // The `Retry-After` floors a previous run received hold after the restart too.
+        let keys: Vec<MailboxKey> = channels
+            .iter()
+            .map(|c| MailboxKey::new(c.client_id.as_str(), c.mailbox.as_str()))
+            .collect();
+        let floors = ingest
+            .load_floors(&keys)
+            .context("Failed to read the throttling floors from the store")?;
+        if floors > 0 {
+            tracing::info!(
+                mailboxes = floors,
+                "Mailboxes still throttled by Microsoft from before the restart: no request before their Retry-After."
+            );
+        }
+        let deps = Arc::new(Deps {
+            ingest,
+            processor,
+            board: Arc::new(StatusBoard::default()),
+        });
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         for (lane, arbiter) in arbiters.iter().enumerate() {
-            arbiter.spawn_fn(move || crate::actors::shared::set_lane(lane));
+            arbiter.spawn_fn(move || crate::ingest::set_lane(lane));
         }
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let count = channels.len();
-        let supervisor = ChannelSupervisor::new(Arc::clone(&shared), handles, channels).start();
+        let supervisor = ChannelSupervisor::new(Arc::clone(&deps), handles, channels).start();
         let housekeeper = Housekeeper::new(store.clone(), settings.store.ledger_retention).start();
         let state = web::Data::new(AppState::new(
             supervisor.clone(),
-            Arc::clone(&shared),
+            Arc::clone(&deps),
             secrets.admin_token,
             settings.server.admin_login_failures_per_min,
             redirect_uri,
@@ -326,7 +272,7 @@ impl Application {
             supervisor,
             processor: processor_addr,
             housekeeper,
-            shared,
+            deps,
             arbiters,
             grace: settings.server.shutdown_grace,
         })
@@ -342,9 +288,14 @@ impl Application {
         self.supervisor.clone()
     }
 
-    /// The shared runtime (store, status board, counters).
-    pub fn shared(&self) -> Arc<Shared> {
-        Arc::clone(&self.shared)
+    /// The ingestion context (store, ledger, limiters, counters).
+    pub fn ingest(&self) -> Arc<Ingest> {
+        Arc::clone(&self.deps.ingest)
+    }
+
+    /// The status board (every channel's view).
+    pub fn board(&self) -> Arc<StatusBoard> {
+        Arc::clone(&self.deps.board)
     }
 
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits at once.
@@ -380,7 +331,7 @@ impl Application {
     async fn stop_channels(&self) {
         let _ = self.supervisor.send(StopAll).await;
         let deadline = Instant::now() + self.grace;
-        while self.shared.stats.live_channels.load(Ordering::Relaxed) > 0
+        while self.deps.ingest.stats.live_channels.load(Ordering::Relaxed) > 0
             && Instant::now() < deadline
         {
             actix_rt::time::sleep(Duration::from_millis(20)).await;
@@ -401,7 +352,13 @@ impl Application {
             .housekeeper
             .send(crate::actors::messages::Terminate)
             .await;
-        self.shared
+        // A rotated refresh token whose write failed earlier gets one more try.
+        let store = self.deps.ingest.store.clone();
+        let ingest = Arc::clone(&self.deps.ingest);
+        let _ = actix_web::rt::task::spawn_blocking(move || ingest.runtimes.save_unsaved(&store))
+            .await;
+        self.deps
+            .ingest
             .store
             .flush_async()
             .await

@@ -91,7 +91,7 @@ impl Housekeeper {
             ctx,
             move |store| {
                 let now = Utc::now();
-                let ledger = store.ledger_prune(now - retention);
+                let ledger = crate::ingest::Ledger::new(store.clone()).prune(now - retention);
                 let pending = store.prune_pending(now);
                 (ledger, pending)
             },

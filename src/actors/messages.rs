@@ -3,9 +3,11 @@
 
 use actix::prelude::*;
 
-use crate::actors::shared::ChannelView;
+use chrono::{DateTime, Utc};
+
 use crate::domain::{ChannelId, MailItem};
-use crate::sink::SinkError;
+use crate::ingest::cycle::Acks;
+use crate::status::ChannelView;
 use crate::store::ChannelRecord;
 
 /// Why a control message was refused.
@@ -17,6 +19,9 @@ pub enum ControlError {
     /// A channel with this id exists already.
     #[error("a channel with the id {0} exists already")]
     Exists(ChannelId),
+    /// Another channel listens to this mailbox (tenant, app, mailbox, folder) already.
+    #[error("channel {0} listens to this mailbox already (same tenant, app, mailbox and folder): change that channel, or remove it first")]
+    Duplicate(ChannelId),
     /// The store could not record the change; nothing changed.
     #[error("the change could not be stored, nothing changed: {0}")]
     Store(String),
@@ -73,9 +78,10 @@ pub struct AuthorizationCompleted {
     pub id: ChannelId,
 }
 
-/// Poll a channel now instead of at its next tick.
+/// Poll a channel now instead of at its next tick. Answers when the poll will happen: now, or when
+/// the mailbox's `Retry-After` from Microsoft has passed (a poll never undercuts it).
 #[derive(Message)]
-#[rtype(result = "Result<(), ControlError>")]
+#[rtype(result = "Result<DateTime<Utc>, ControlError>")]
 pub struct PollNow {
     /// The channel.
     pub id: ChannelId,
@@ -89,7 +95,8 @@ pub struct ReplayQuarantine {
     pub id: ChannelId,
 }
 
-/// Stop every channel (graceful shutdown): no new polls start; answers when all actors stopped.
+/// Stop every channel (graceful shutdown): no new polls start. Answers once every actor was told;
+/// running cycles finish on their own (`Application` waits for them up to the grace period).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopAll;
@@ -110,9 +117,16 @@ pub struct Shutdown;
 #[rtype(result = "()")]
 pub struct SimulateFailure;
 
+/// Makes one channel's actor fail as if a bug had stopped it (tests prove that the supervisor
+/// restarts it and it carries on). Answers whether the channel had an actor.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct FailChannel(pub ChannelId);
+
 /// Hand mail to the sink. Answers per message, after the sink accepted the batch durably.
 #[derive(Message)]
-#[rtype(result = "Vec<(String, Result<(), SinkError>)>")]
+#[rtype(result = "Acks")]
 pub struct ProcessBatch {
     /// The channel the mail came from.
     pub channel_id: ChannelId,

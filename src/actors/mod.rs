@@ -20,12 +20,15 @@
 //!   message only after the sink accepted it durably; the channel then marks it read.
 //! - [`Housekeeper`](housekeeping::Housekeeper) prunes the ledger past its retention and brings
 //!   the store back after a write error (a full disk), so the channels resume on their own.
-//! - The [`StatusBoard`](shared::StatusBoard) is the read model the API and status page read:
-//!   each channel actor publishes its own row; nobody else writes it.
+//! - The [`StatusBoard`](crate::status::StatusBoard) is the read model the API and status page
+//!   read: each channel's current actor publishes its row (the supervisor while none runs).
+//! - What a cycle does is [`crate::ingest`]'s; an actor only schedules it. A channel's invariants
+//!   (one cycle at a time, its tokens, its floors) live in its runtime, not in the actor, so
+//!   actors can be replaced at any moment.
 
 pub mod channel;
+pub mod deps;
 pub mod housekeeping;
 pub mod messages;
 pub mod processor;
-pub mod shared;
 pub mod supervisor;

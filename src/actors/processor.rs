@@ -6,6 +6,10 @@
 //! commits in groups: every batch that arrives while one `fsync` runs is written by the next one.
 //! A background task moves the JSONL checkpoint forward once the ledger entries before it are
 //! durable, so a restart rescans only the tail of the file.
+//!
+//! It is the one writer of "delivered" in the ledger, and acknowledges nothing whose delivery the
+//! ledger could not record: the mail then stays unread and is delivered again (the JSONL sink
+//! skips what the ledger knows; the webhook's receiver drops repeats by their idempotency key).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,16 +21,15 @@ use tokio::sync::{Notify, Semaphore, oneshot};
 
 use crate::actors::messages::{ProcessBatch, Terminate};
 use crate::domain::ChannelId;
+use crate::ingest::Ledger;
+use crate::ingest::recovery::store_checkpoint;
 use crate::sink::{JsonlSink, SinkError, SinkRecord, WebhookSink};
-use crate::store::{LedgerEntry, LedgerState, Store};
-
-/// The meta key under which the JSONL checkpoint offset is stored.
-pub const JSONL_CHECKPOINT_KEY: &str = "jsonl_checkpoint";
+use crate::store::StoreError;
 
 /// How often the JSONL checkpoint moves forward.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
-type Acks = Vec<(String, Result<(), SinkError>)>;
+use crate::ingest::cycle::Acks;
 
 /// The sink behind the processor.
 pub enum SinkBackend {
@@ -43,7 +46,7 @@ struct Job {
 
 /// The state the actor's futures share.
 struct Core {
-    store: Store,
+    ledger: Ledger,
     backend: SinkBackend,
     room: Arc<Semaphore>,
     capacity: u32,
@@ -64,11 +67,11 @@ pub struct ProcessorActor {
 
 impl ProcessorActor {
     /// A processor in front of `backend`, holding at most `queue_capacity` messages at once.
-    pub fn new(store: Store, backend: SinkBackend, queue_capacity: usize) -> Self {
+    pub fn new(ledger: Ledger, backend: SinkBackend, queue_capacity: usize) -> Self {
         let capacity = u32::try_from(queue_capacity.clamp(1, 1_000_000)).unwrap_or(10_000);
         ProcessorActor {
             core: Arc::new(Core {
-                store,
+                ledger,
                 backend,
                 room: Arc::new(Semaphore::new(capacity as usize)),
                 capacity,
@@ -174,7 +177,7 @@ impl Core {
                 let (done, fresh): (Vec<SinkRecord>, Vec<SinkRecord>) = records
                     .iter()
                     .cloned()
-                    .partition(|record| already_delivered(&self.store, record));
+                    .partition(|record| already_delivered(&self.ledger, record));
                 let results = webhook.deliver_many(&fresh, *concurrency).await;
                 let mut acks: Acks = fresh
                     .iter()
@@ -187,10 +190,10 @@ impl Core {
                     .filter(|(_, r)| r.is_ok())
                     .map(|(id, _)| id.as_str())
                     .collect();
-                if let Err(err) = record_delivered(&self.store, batch.channel_id, &delivered) {
-                    tracing::error!(error = %err, "Could not record delivered messages in the ledger.");
-                }
-                acks
+                let recorded =
+                    self.ledger
+                        .record_delivered(batch.channel_id, &delivered, Utc::now());
+                acks_after_recording(acks, recorded)
             }
         };
         let accepted = acks.iter().filter(|(_, r)| r.is_ok()).count() as u64;
@@ -214,44 +217,31 @@ fn fail_all(records: &[SinkRecord], err: &SinkError) -> Acks {
         .collect()
 }
 
-/// Whether the ledger already holds this message as delivered (or read).
-fn already_delivered(store: &Store, record: &SinkRecord) -> bool {
-    let Ok(channel) = ChannelId::parse(&record.channel_id) else {
-        return false;
-    };
-    matches!(
-        store.ledger_get(channel, &record.message_id),
-        Ok(Some(entry)) if matches!(entry.state, LedgerState::Delivered | LedgerState::MarkedRead)
-    )
+/// Whether the ledger already holds this message as delivered (or read). A ledger that cannot be
+/// read says no: the message is delivered (again) rather than lost.
+fn already_delivered(ledger: &Ledger, record: &SinkRecord) -> bool {
+    ChannelId::parse(&record.channel_id)
+        .ok()
+        .is_some_and(|channel| matches!(ledger.is_delivered(channel, &record.message_id), Ok(true)))
 }
 
-/// Records messages of one channel as delivered.
-fn record_delivered(
-    store: &Store,
-    channel: ChannelId,
-    message_ids: &[&str],
-) -> Result<(), crate::store::StoreError> {
-    if message_ids.is_empty() {
-        return Ok(());
+/// The acknowledgements to send once the sink accepted the mail and the ledger was asked to record
+/// it: if the ledger could not, nothing is acknowledged (the mail stays unread and is delivered
+/// again, with the same idempotency key), because a message marked read that the ledger does not
+/// know as delivered could be lost to a later failure.
+fn acks_after_recording(acks: Acks, recorded: Result<usize, StoreError>) -> Acks {
+    match recorded {
+        Ok(_) => acks,
+        Err(err) => {
+            tracing::error!(error = %err, "Could not record delivered messages in the ledger; they stay unread and are delivered again.");
+            let refused = unavailable(format!(
+                "the ledger could not record the delivery, so the mail stays unread: {err}"
+            ));
+            acks.into_iter()
+                .map(|(id, _)| (id, Err(refused.clone())))
+                .collect()
+        }
     }
-    let now = Utc::now();
-    let entries: Vec<(String, LedgerEntry)> = message_ids
-        .iter()
-        .map(|id| {
-            (
-                (*id).to_owned(),
-                LedgerEntry {
-                    state: LedgerState::Delivered,
-                    failures: 0,
-                    last_error: None,
-                    received_at: None,
-                    first_seen_at: now,
-                    updated_at: now,
-                },
-            )
-        })
-        .collect();
-    store.ledger_put_many(channel, &entries)
 }
 
 /// Writes queued batches to the JSONL file, a group per `fsync`, and answers each batch.
@@ -277,7 +267,7 @@ async fn flush_loop(core: Arc<Core>) {
                 .flat_map(|job| job.records.iter().cloned())
                 .collect();
             let file = Arc::clone(file);
-            let store = core.store.clone();
+            let ledger = core.ledger.clone();
             let written = actix_web::rt::task::spawn_blocking(move || -> Result<(), SinkError> {
                 let mut sink = file
                     .lock()
@@ -289,7 +279,7 @@ async fn flush_loop(core: Arc<Core>) {
                 let fresh: Vec<SinkRecord> = records
                     .into_iter()
                     .filter(|record| {
-                        seen.insert(record.key()) && !already_delivered(&store, record)
+                        seen.insert(record.key()) && !already_delivered(&ledger, record)
                     })
                     .collect();
                 sink.append(&fresh)?;
@@ -301,9 +291,10 @@ async fn flush_loop(core: Arc<Core>) {
                         .or_default()
                         .push(record.message_id.as_str());
                 }
+                let now = Utc::now();
                 for (channel, ids) in by_channel {
                     if let Ok(channel) = ChannelId::parse(channel) {
-                        record_delivered(&store, channel, &ids).map_err(|err| {
+                        ledger.record_delivered(channel, &ids, now).map_err(|err| {
                             unavailable(format!("the ledger could not be written: {err}"))
                         })?;
                     }
@@ -332,7 +323,7 @@ async fn flush_loop(core: Arc<Core>) {
 
 /// Moves the JSONL checkpoint forward: the offset seen before a store flush is safe once it completes.
 async fn checkpoint_loop(core: Arc<Core>, file: Arc<Mutex<JsonlSink>>) {
-    let store = core.store.clone();
+    let store = core.ledger.store().clone();
     let mut recorded = None;
     loop {
         if core.is_closed() {
@@ -351,22 +342,32 @@ async fn checkpoint_loop(core: Arc<Core>, file: Arc<Mutex<JsonlSink>>) {
         if store.flush_async().await.is_err() {
             continue;
         }
-        if store
-            .put_meta(JSONL_CHECKPOINT_KEY, &offset.to_be_bytes())
-            .is_ok()
-        {
+        if store_checkpoint(&store, offset).is_ok() {
             recorded = Some(offset);
         }
     }
 }
 
-/// The checkpoint stored by a previous run (0 when none).
-pub fn stored_checkpoint(store: &Store) -> u64 {
-    store
-        .get_meta(JSONL_CHECKPOINT_KEY)
-        .ok()
-        .flatten()
-        .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-        .map(u64::from_be_bytes)
-        .unwrap_or(0)
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_whose_delivery_the_ledger_could_not_record_is_not_acknowledged() {
+        let acks: Acks = vec![("a".to_owned(), Ok(())), ("b".to_owned(), Ok(()))];
+        let failed = acks_after_recording(
+            acks.clone(),
+            Err(StoreError::Io {
+                source: std::io::Error::other("No space left on device"),
+            }),
+        );
+        assert_eq!(failed.len(), 2);
+        for (_, ack) in &failed {
+            let err = ack.as_ref().unwrap_err();
+            assert!(!err.is_message_fault(), "an outage, not the message's fault");
+        }
+        let fine = acks_after_recording(acks, Ok(2));
+        assert!(fine.iter().all(|(_, ack)| ack.is_ok()));
+    }
 }

@@ -3,30 +3,56 @@
 //!
 //! It is the only writer of channel configuration: each change is stored (and flushed) first, then
 //! applied to the running actors, so an answer to the operator means the change survives a crash.
+//!
+//! Replacing a channel's actor is safe at any moment: the new actor claims a new generation from
+//! the channel's runtime, and its first cycle waits until the old actor's cycle ended (see
+//! [`crate::ingest::runtime`]). One mailbox (tenant, app, mailbox, folder) is one channel: a second
+//! add of it is refused, naming the first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::actors::channel::ChannelActor;
+use crate::actors::deps::Deps;
 use crate::actors::messages::*;
-use crate::actors::shared::{ChannelView, Shared};
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::rate_limit::MailboxKey;
-use crate::store::{ChannelRecord, LedgerState};
+use crate::status::ChannelView;
+use crate::store::ChannelRecord;
+
+/// What makes two channels the same mailbox: inboxd refuses a second channel of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MailboxIdentity {
+    tenant: String,
+    client_id: String,
+    mailbox: String,
+    folder: String,
+}
+
+impl MailboxIdentity {
+    fn of(record: &ChannelRecord) -> Self {
+        MailboxIdentity {
+            tenant: record.tenant_id.as_str().to_ascii_lowercase(),
+            client_id: record.client_id.as_str().to_ascii_lowercase(),
+            mailbox: record.mailbox.as_str().to_ascii_lowercase(),
+            folder: record.folder.as_str().to_ascii_lowercase(),
+        }
+    }
+}
 
 /// The supervisor of every channel actor.
 pub struct ChannelSupervisor {
-    shared: Arc<Shared>,
+    deps: Arc<Deps>,
     /// One arbiter (thread) per core; a channel always runs on the same one.
     arbiters: Vec<ArbiterHandle>,
     /// The running channel actors, with their incarnation number. A failed actor reports
     /// `ChannelFailed` and is restarted from the store if it is still the current incarnation.
     actors: HashMap<ChannelId, (Addr<ChannelActor>, u64)>,
-    /// The next incarnation number.
-    generation: u64,
+    /// Every channel's mailbox, to refuse a second channel of one.
+    mailboxes: HashMap<MailboxIdentity, ChannelId>,
     /// The channels loaded at start-up, started in `started`.
     initial: Vec<ChannelRecord>,
     stopping: bool,
@@ -36,16 +62,12 @@ pub struct ChannelSupervisor {
 
 impl ChannelSupervisor {
     /// A supervisor that will start `channels` (as loaded from the store) on `arbiters`.
-    pub fn new(
-        shared: Arc<Shared>,
-        arbiters: Vec<ArbiterHandle>,
-        channels: Vec<ChannelRecord>,
-    ) -> Self {
+    pub fn new(deps: Arc<Deps>, arbiters: Vec<ArbiterHandle>, channels: Vec<ChannelRecord>) -> Self {
         ChannelSupervisor {
-            shared,
+            deps,
             arbiters,
             actors: HashMap::new(),
-            generation: 0,
+            mailboxes: HashMap::new(),
             initial: channels,
             stopping: false,
             me: None,
@@ -63,12 +85,12 @@ impl ChannelSupervisor {
         if let Some((old, _)) = self.actors.remove(&id) {
             old.do_send(Shutdown);
         }
-        self.generation += 1;
-        let generation = self.generation;
+        // The new incarnation fences the old one off; its first cycle waits for the old cycle.
+        let generation = self.deps.ingest.runtimes.get(id).claim();
         let index = (id.stable_hash() % self.arbiters.len() as u64) as usize;
-        let shared = Arc::clone(&self.shared);
+        let deps = Arc::clone(&self.deps);
         let addr = ChannelActor::start_in_arbiter(&self.arbiters[index], move |_| {
-            ChannelActor::new(shared, record, poll_now, me, generation)
+            ChannelActor::new(deps, record, poll_now, me, generation)
         });
         self.actors.insert(id, (addr, generation));
     }
@@ -77,10 +99,21 @@ impl ChannelSupervisor {
         if let Some((addr, _)) = self.actors.remove(&id) {
             addr.do_send(Shutdown);
         }
+        // Whatever the stopped actor still had waiting does not start.
+        self.deps.ingest.runtimes.get(id).claim();
+    }
+
+    /// The channel other than `except` that already listens to `record`'s mailbox, if any.
+    fn duplicate_of(&self, record: &ChannelRecord, except: Option<ChannelId>) -> Option<ChannelId> {
+        self.mailboxes
+            .get(&MailboxIdentity::of(record))
+            .copied()
+            .filter(|id| Some(*id) != except)
     }
 
     fn record(&self, id: ChannelId) -> Result<ChannelRecord, ControlError> {
-        self.shared
+        self.deps
+            .ingest
             .store
             .get_channel(id)
             .map_err(|err| ControlError::Store(err.to_string()))?
@@ -96,10 +129,10 @@ impl ChannelSupervisor {
         if self.stopping {
             return Box::pin(fut::ready(Err(ControlError::ShuttingDown)));
         }
-        if let Err(err) = self.shared.store.put_channel(&record) {
+        if let Err(err) = self.deps.ingest.store.put_channel(&record) {
             return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
         }
-        let store = self.shared.store.clone();
+        let store = self.deps.ingest.store.clone();
         Box::pin(
             async move { store.flush_async().await }
                 .into_actor(self)
@@ -120,7 +153,9 @@ impl Actor for ChannelSupervisor {
         let channels = std::mem::take(&mut self.initial);
         let count = channels.len();
         for record in channels {
-            self.shared.board.put(ChannelView::from_record(&record));
+            self.deps.board.put(ChannelView::from_record(&record));
+            self.mailboxes
+                .insert(MailboxIdentity::of(&record), record.id);
             self.start_channel(record, false);
         }
         tracing::info!(
@@ -130,7 +165,7 @@ impl Actor for ChannelSupervisor {
         );
         // Keep limiter memory bounded as channels come and go.
         ctx.run_interval(std::time::Duration::from_secs(600), |act, _| {
-            act.shared.limiters.shrink()
+            act.deps.ingest.limiters.shrink()
         });
     }
 }
@@ -139,23 +174,37 @@ impl Handler<AddChannel> for ChannelSupervisor {
     type Result = ResponseActFuture<Self, Result<ChannelView, ControlError>>;
 
     fn handle(&mut self, msg: AddChannel, _: &mut Context<Self>) -> Self::Result {
-        match self.shared.store.get_channel(msg.record.id) {
+        match self.deps.ingest.store.get_channel(msg.record.id) {
             Ok(Some(_)) => return Box::pin(fut::ready(Err(ControlError::Exists(msg.record.id)))),
             Ok(None) => {}
             Err(err) => return Box::pin(fut::ready(Err(ControlError::Store(err.to_string())))),
         }
+        if let Some(existing) = self.duplicate_of(&msg.record, None) {
+            return Box::pin(fut::ready(Err(ControlError::Duplicate(existing))));
+        }
         let mut record = msg.record;
+        // Claimed before the write, so a second add of the same mailbox racing this one is refused.
+        self.mailboxes
+            .insert(MailboxIdentity::of(&record), record.id);
         record.status = if record.enabled {
             ChannelStatus::AwaitingAuthorization
         } else {
             ChannelStatus::Disabled
         };
-        self.store_then(record, |act, record| {
+        let identity = MailboxIdentity::of(&record);
+        let id = record.id;
+        let added = self.store_then(record, |act, record| {
             let view = ChannelView::from_record(&record);
-            act.shared.board.put(view.clone());
+            act.deps.board.put(view.clone());
             act.start_channel(record, true);
             Ok(view)
-        })
+        });
+        Box::pin(added.map(move |result, act, _| {
+            if result.is_err() && act.mailboxes.get(&identity) == Some(&id) {
+                act.mailboxes.remove(&identity);
+            }
+            result
+        }))
     }
 }
 
@@ -168,10 +217,13 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             Ok(current) => current,
             Err(err) => return Box::pin(fut::ready(Err(err))),
         };
+        if let Some(existing) = self.duplicate_of(&msg.record, Some(id)) {
+            return Box::pin(fut::ready(Err(ControlError::Duplicate(existing))));
+        }
         let mut record = msg.record;
         record.updated_at = Utc::now();
         if msg.reauthorize {
-            if let Err(err) = self.shared.store.delete_tokens(id) {
+            if let Err(err) = self.deps.ingest.store.delete_tokens(id) {
                 return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
             }
             record.status = if record.enabled {
@@ -190,15 +242,23 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             // A new secret may be exactly what the last error asked for: try again at once.
             record.status = ChannelStatus::BackingOff;
         }
-        let old_key = MailboxKey::new(current.client_id.as_str(), current.mailbox.as_str());
+        let reauthorize = msg.reauthorize;
+        let old_identity = MailboxIdentity::of(&current);
         self.store_then(record, move |act, record| {
-            act.shared.limiters.forget(&old_key);
+            if act.mailboxes.get(&old_identity) == Some(&record.id) {
+                act.mailboxes.remove(&old_identity);
+            }
+            act.mailboxes
+                .insert(MailboxIdentity::of(&record), record.id);
+            if reauthorize {
+                act.deps.ingest.runtimes.get(record.id).new_grant();
+            }
             let mut view = ChannelView::from_record(&record);
-            if let Some(old) = act.shared.board.get(record.id) {
+            if let Some(old) = act.deps.board.get(record.id) {
                 view.messages_today = old.messages_today;
                 view.messages_day = old.messages_day;
             }
-            act.shared.board.put(view.clone());
+            act.deps.board.put(view.clone());
             act.stop_channel(record.id);
             act.start_channel(record, true);
             Ok(view)
@@ -213,16 +273,18 @@ impl Handler<RemoveChannel> for ChannelSupervisor {
         let record = self.record(msg.id)?;
         // Stop first, so the actor writes nothing after the delete.
         self.stop_channel(msg.id);
-        self.shared
+        self.deps
+            .ingest
             .store
             .delete_channel(msg.id)
             .map_err(|err| ControlError::Store(err.to_string()))?;
-        self.shared.board.remove(msg.id);
-        self.shared.limiters.forget(&MailboxKey::new(
-            record.client_id.as_str(),
-            record.mailbox.as_str(),
-        ));
-        let store = self.shared.store.clone();
+        self.deps.board.remove(msg.id);
+        let identity = MailboxIdentity::of(&record);
+        if self.mailboxes.get(&identity) == Some(&msg.id) {
+            self.mailboxes.remove(&identity);
+        }
+        self.deps.ingest.runtimes.remove(msg.id);
+        let store = self.deps.ingest.store.clone();
         actix_rt::spawn(async move {
             if let Err(err) = store.flush_async().await {
                 tracing::warn!(error = %err, "Could not flush the store after removing a channel.");
@@ -245,7 +307,8 @@ impl Handler<SetEnabled> for ChannelSupervisor {
         record.updated_at = Utc::now();
         if msg.enabled {
             let has_tokens = self
-                .shared
+                .deps
+                .ingest
                 .store
                 .get_tokens(msg.id)
                 .map(|t| t.is_some())
@@ -263,12 +326,12 @@ impl Handler<SetEnabled> for ChannelSupervisor {
         }
         self.store_then(record, move |act, record| {
             let mut view = ChannelView::from_record(&record);
-            if let Some(old) = act.shared.board.get(record.id) {
+            if let Some(old) = act.deps.board.get(record.id) {
                 view.messages_today = old.messages_today;
                 view.messages_day = old.messages_day;
                 view.last_success_at = old.last_success_at;
             }
-            act.shared.board.put(view.clone());
+            act.deps.board.put(view.clone());
             if record.enabled {
                 act.start_channel(record, true);
             } else {
@@ -296,10 +359,13 @@ impl Handler<AuthorizationCompleted> for ChannelSupervisor {
         } else {
             ChannelStatus::Disabled
         };
+        // The callback stored a new grant: the runtime reads it, and drops any refresh of the old.
+        self.deps.ingest.runtimes.get(msg.id).new_grant();
         self.store_then(record, |act, record| {
-            act.shared.board.update(record.id, |row| {
+            act.deps.board.update(record.id, |row| {
                 row.status = record.status;
                 row.last_error = None;
+                row.warning = None;
             });
             tracing::info!(channel = %record.id, mailbox = %record.mailbox, "Channel authorized.");
             act.start_channel(record, true);
@@ -309,27 +375,31 @@ impl Handler<AuthorizationCompleted> for ChannelSupervisor {
 }
 
 impl Handler<PollNow> for ChannelSupervisor {
-    type Result = Result<(), ControlError>;
+    type Result = Result<DateTime<Utc>, ControlError>;
 
     fn handle(&mut self, msg: PollNow, _: &mut Context<Self>) -> Self::Result {
-        match self.actors.get(&msg.id) {
-            Some((addr, _)) => {
-                addr.do_send(Poke);
-                Ok(())
-            }
-            None => {
-                let record = self.record(msg.id)?;
-                if !record.enabled {
-                    return Err(ControlError::Invalid(format!(
-                        "channel {} is disabled: enable it first (`inboxd channel enable {}`)",
-                        msg.id, msg.id
-                    )));
-                }
-                // Not running (a refused grant halted it): start it and let it try now.
-                self.start_channel(record, true);
-                Ok(())
-            }
+        let record = self.record(msg.id)?;
+        if !record.enabled {
+            return Err(ControlError::Invalid(format!(
+                "channel {} is disabled: enable it first (`inboxd channel enable {}`)",
+                msg.id, msg.id
+            )));
         }
+        // Never before the mailbox's `Retry-After`: the answer says when the poll will happen.
+        let key = MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str());
+        let now = Utc::now();
+        let at = self
+            .deps
+            .ingest
+            .limiters
+            .floor(&key)
+            .map_or(now, |floor| floor.max(now));
+        match self.actors.get(&msg.id) {
+            Some((addr, _)) => addr.do_send(Poke),
+            // Not running (a refused grant halted it): start it and let it try now.
+            None => self.start_channel(record, true),
+        }
+        Ok(at)
     }
 }
 
@@ -338,21 +408,17 @@ impl Handler<ReplayQuarantine> for ChannelSupervisor {
 
     fn handle(&mut self, msg: ReplayQuarantine, _: &mut Context<Self>) -> Self::Result {
         self.record(msg.id)?;
-        let store = &self.shared.store;
-        let quarantined = store
-            .ledger_list(msg.id, Some(LedgerState::Quarantined), usize::MAX)
+        let released = self
+            .deps
+            .ingest
+            .ledger
+            .release_quarantine(msg.id)
             .map_err(|err| ControlError::Store(err.to_string()))?;
-        for (message_id, _) in &quarantined {
-            // Forgetting the entry makes the next poll deliver it again with a fresh count.
-            store
-                .ledger_delete(msg.id, message_id)
-                .map_err(|err| ControlError::Store(err.to_string()))?;
-        }
         if let Some((addr, _)) = self.actors.get(&msg.id) {
             addr.do_send(Poke);
         }
-        tracing::info!(channel = %msg.id, count = quarantined.len(), "Quarantined messages released for delivery.");
-        Ok(quarantined.len())
+        tracing::info!(channel = %msg.id, count = released, "Quarantined messages released for delivery.");
+        Ok(released)
     }
 }
 
@@ -366,12 +432,6 @@ impl Handler<StopAll> for ChannelSupervisor {
         }
     }
 }
-
-/// Makes one channel's actor fail (tests prove that it is restarted and carries on).
-#[doc(hidden)]
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct FailChannel(pub ChannelId);
 
 impl Handler<FailChannel> for ChannelSupervisor {
     type Result = bool;
@@ -402,7 +462,8 @@ impl Handler<ChannelFailed> for ChannelSupervisor {
             return;
         }
         self.actors.remove(&msg.id);
-        self.shared
+        self.deps
+            .ingest
             .stats
             .restarts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -411,7 +472,7 @@ impl Handler<ChannelFailed> for ChannelSupervisor {
             if act.actors.contains_key(&msg.id) {
                 return;
             }
-            match act.shared.store.get_channel(msg.id) {
+            match act.deps.ingest.store.get_channel(msg.id) {
                 Ok(Some(record)) => {
                     tracing::warn!(channel = %msg.id, "Channel actor restarted from the store.");
                     act.start_channel(record, true);

@@ -231,6 +231,13 @@ impl ChannelId {
         let (hi, lo) = self.0.as_u64_pair();
         hi ^ lo.rotate_left(17)
     }
+
+    /// A stable number in `0..1` for this channel, used to spread its work over time; `salt`
+    /// gives independent spreads for different purposes.
+    pub fn stable_fraction(&self, salt: u64) -> f64 {
+        let mixed = (self.stable_hash() ^ salt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 impl fmt::Display for ChannelId {

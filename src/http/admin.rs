@@ -189,6 +189,7 @@ async fn update(
     let id = channel_id(&id)?;
     let mut record = state
         .shared
+        .ingest
         .store
         .get_channel(id)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
@@ -253,12 +254,14 @@ async fn disable(
 pub async fn start_authorization(state: &AppState, id: ChannelId) -> Result<String, ApiError> {
     let record = state
         .shared
+        .ingest
         .store
         .get_channel(id)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?
         .ok_or_else(|| ApiError::NotFound(format!("no channel has the id {id}")))?;
     let start = state
         .shared
+        .ingest
         .oauth()
         .authorize(&record.tenant_id, &record.client_id, &record.mailbox)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -272,11 +275,13 @@ pub async fn start_authorization(state: &AppState, id: ChannelId) -> Result<Stri
     };
     state
         .shared
+        .ingest
         .store
         .put_pending(&start.state, &pending)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     state
         .shared
+        .ingest
         .store
         .flush_async()
         .await
@@ -306,8 +311,11 @@ async fn poll(
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check(&req)?;
     let id = channel_id(&id)?;
-    state.supervisor.send(PollNow { id }).await??;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({"polling": id.to_string()})))
+    let at = state.supervisor.send(PollNow { id }).await??;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "polling": id.to_string(),
+        "poll_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })))
 }
 
 async fn quarantine(
@@ -320,6 +328,7 @@ async fn quarantine(
     out(&state, id)?;
     let entries = state
         .shared
+        .ingest
         .store
         .ledger_list(id, Some(LedgerState::Quarantined), 10_000)
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;

@@ -39,7 +39,7 @@ pub async fn callback(
             "The link carries no state: it was not started by inboxd.",
         );
     };
-    let pending = match state.shared.store.take_pending(oauth_state, Utc::now()) {
+    let pending = match state.shared.ingest.store.take_pending(oauth_state, Utc::now()) {
         Ok(PendingLookup::Found(pending)) => pending,
         Ok(PendingLookup::Unknown) => {
             return state_problem(
@@ -90,7 +90,7 @@ pub async fn callback(
             ),
         );
     }
-    let record = match state.shared.store.get_channel(channel_id) {
+    let record = match state.shared.ingest.store.get_channel(channel_id) {
         Ok(Some(record)) => record,
         Ok(None) => {
             return notice_page(
@@ -122,6 +122,7 @@ pub async fn callback(
     };
     let grant = match state
         .shared
+        .ingest
         .oauth()
         .redeem_code(app, code, &pending.verifier)
         .await
@@ -162,7 +163,7 @@ pub async fn callback(
         scope: grant.scope,
         obtained_at: now,
     };
-    let store = state.shared.store.clone();
+    let store = state.shared.ingest.store.clone();
     let stored =
         actix_web::rt::task::spawn_blocking(move || store.put_tokens(channel_id, &tokens)).await;
     if !matches!(stored, Ok(Ok(()))) {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::actors::shared::ChannelView;
+use crate::status::ChannelView;
 use crate::domain::secret::ClientSecret;
 use crate::domain::{ChannelId, ClientId, Folder, Mailbox, TenantId};
 use crate::http::error::{ApiError, invalid};
@@ -90,6 +90,9 @@ pub struct ChannelOut {
     pub status: String,
     /// Last error with remedy.
     pub last_error: Option<LastErrorOut>,
+    /// A problem that does not stop the channel yet (a refresh the identity platform refuses
+    /// while the access token still works), with its remedy; null when none.
+    pub warning: Option<LastErrorOut>,
     /// Last poll.
     pub last_poll_at: Option<DateTime<Utc>>,
     /// Last successful poll.
@@ -168,6 +171,7 @@ impl ChannelOut {
             enabled: view.enabled,
             status: view.status.to_string(),
             last_error: view.last_error.as_ref().map(LastErrorOut::from),
+            warning: view.warning.as_ref().map(LastErrorOut::from),
             last_poll_at: view.last_poll_at,
             last_success_at: view.last_success_at,
             next_poll_at: view.next_poll_at,

@@ -94,7 +94,9 @@ impl From<ControlError> for ApiError {
     fn from(err: ControlError) -> Self {
         match err {
             ControlError::NotFound(_) => ApiError::NotFound(err.to_string()),
-            ControlError::Exists(_) => ApiError::Conflict(err.to_string()),
+            ControlError::Exists(_) | ControlError::Duplicate(_) => {
+                ApiError::Conflict(err.to_string())
+            }
             ControlError::Invalid(message) => ApiError::BadRequest {
                 code: "invalid_request",
                 message,

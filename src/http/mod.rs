@@ -18,7 +18,7 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::{HttpResponse, web};
 
-use crate::actors::shared::Shared;
+use crate::actors::deps::Deps;
 use crate::actors::supervisor::ChannelSupervisor;
 use crate::domain::secret::AdminToken;
 use crate::store::FirstImport;
@@ -29,8 +29,8 @@ pub use auth::AuthGuard;
 pub struct AppState {
     /// The supervisor, for control messages.
     pub supervisor: Addr<ChannelSupervisor>,
-    /// The shared runtime: store, clients, status board.
-    pub shared: Arc<Shared>,
+    /// What the actors share: the ingestion context (store, ledger, clients) and the status board.
+    pub shared: Arc<Deps>,
     /// The admin token and the failed-attempt limiter.
     pub auth: AuthGuard,
     /// The redirect URI to register in Azure.
@@ -50,7 +50,7 @@ impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         supervisor: Addr<ChannelSupervisor>,
-        shared: Arc<Shared>,
+        shared: Arc<Deps>,
         admin_token: AdminToken,
         failures_per_min: std::num::NonZeroU32,
         redirect_uri: String,

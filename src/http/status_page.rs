@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq as _;
 use crate::actors::messages::{
     AddChannel, PollNow, RemoveChannel, ReplayQuarantine, SetEnabled, UpdateChannel,
 };
-use crate::actors::shared::ChannelView;
+use crate::status::ChannelView;
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::http::AppState;
 use crate::http::admin::start_authorization;
@@ -963,6 +963,7 @@ async fn update_secret(
     let result = async {
         let mut record = state
             .shared
+            .ingest
             .store
             .get_channel(id)
             .map_err(|e| ApiError::Unavailable(e.to_string()))?
@@ -1046,7 +1047,7 @@ async fn poll(
         return bad_id();
     };
     match state.supervisor.send(PollNow { id }).await {
-        Ok(Ok(())) => see_other(&format!("/?channel={id}&done=polling")),
+        Ok(Ok(_)) => see_other(&format!("/?channel={id}&done=polling")),
         Ok(Err(err)) => action_failed(err.into(), Some(id)),
         Err(err) => action_failed(err.into(), Some(id)),
     }
@@ -1117,7 +1118,7 @@ async fn quarantine(
             None,
         );
     };
-    let store = state.shared.store.clone();
+    let store = state.shared.ingest.store.clone();
     let entries = match actix_web::rt::task::spawn_blocking(move || {
         store.ledger_list(id, Some(LedgerState::Quarantined), QUARANTINE_LIST_MAX)
     })

@@ -1,0 +1,172 @@
+//! The context every cycle runs on: the store and its ledger, the clients of Microsoft (one per
+//! arbiter), the limiters with their `Retry-After` floors, the channels' run-time state, the
+//! settings channels run by, and the counters. Built once at start-up; shared by `Arc`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::graph::GraphClient;
+use crate::ingest::ledger::Ledger;
+use crate::ingest::runtime::Runtimes;
+use crate::oauth::OAuthClient;
+use crate::rate_limit::{MailboxKey, RateLimiters};
+use crate::retry::BackoffPolicy;
+use crate::stats::Stats;
+use crate::store::{Store, StoreError};
+
+/// How channels run, taken from the settings once.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Time between two polls of a channel.
+    pub interval: Duration,
+    /// Random spread added to each channel's first poll.
+    pub jitter: Duration,
+    /// `$top` per page.
+    pub page_size: u32,
+    /// Most messages one poll takes before handing over (the rest follow at once).
+    pub max_messages_per_poll: u32,
+    /// Refresh the access token this long before it expires.
+    pub token_refresh_margin: Duration,
+    /// Spread of the refresh margin across channels.
+    pub token_refresh_jitter: Duration,
+    /// Backoff of a failing channel (and of a failing refresh while the access token is valid).
+    pub backoff: BackoffPolicy,
+    /// Failures of one message before it is quarantined.
+    pub max_delivery_attempts: u32,
+    /// Attachment content above this size is left out.
+    pub max_attachment_bytes: u64,
+}
+
+/// The shared context of the ingestion pipeline.
+pub struct Ingest {
+    /// The store.
+    pub store: Store,
+    /// The per-message ledger (in the store).
+    pub ledger: Ledger,
+    /// One Graph client per arbiter (each with its own connection pool), so that a channel's
+    /// requests run on connections its own thread drives, with no wake-up of another arbiter.
+    pub graphs: Vec<GraphClient>,
+    /// The identity platform clients, one per arbiter like `graphs`.
+    pub oauths: Vec<OAuthClient>,
+    /// The limiters and the per-(app, mailbox) gates.
+    pub limiters: RateLimiters,
+    /// Each channel's run-time state, outliving its actors.
+    pub runtimes: Runtimes,
+    /// How channels run.
+    pub run: RunSettings,
+    /// Counters the bench, the tests and the status page read.
+    pub stats: Stats,
+}
+
+thread_local! {
+    /// Which arbiter this thread is (0 on threads that are not arbiters).
+    static LANE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as arbiter `lane` (called once on each arbiter at start-up).
+pub fn set_lane(lane: usize) {
+    LANE.with(|cell| cell.set(lane));
+}
+
+/// The meta key under which a mailbox's `Retry-After` floor is kept.
+fn floor_meta_key(key: &MailboxKey) -> String {
+    format!("floor/{}", key.as_str())
+}
+
+impl Ingest {
+    /// The context of `store` with these clients, limits and settings.
+    pub fn new(
+        store: Store,
+        graphs: Vec<GraphClient>,
+        oauths: Vec<OAuthClient>,
+        limiters: RateLimiters,
+        run: RunSettings,
+    ) -> Self {
+        Ingest {
+            ledger: Ledger::new(store.clone()),
+            store,
+            graphs,
+            oauths,
+            limiters,
+            runtimes: Runtimes::default(),
+            run,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The Graph client of the current arbiter (`new` is given at least one).
+    pub fn graph(&self) -> &GraphClient {
+        let lane = LANE.with(std::cell::Cell::get);
+        &self.graphs[lane % self.graphs.len().max(1)]
+    }
+
+    /// The identity platform client of the current arbiter.
+    pub fn oauth(&self) -> &OAuthClient {
+        let lane = LANE.with(std::cell::Cell::get);
+        &self.oauths[lane % self.oauths.len().max(1)]
+    }
+
+    /// Raises a mailbox's `Retry-After` floor to `retry_after` from now and makes it durable
+    /// before returning, so that neither another actor nor a restarted daemon sends a request to
+    /// the mailbox before it passes.
+    pub async fn raise_floor(
+        &self,
+        key: &MailboxKey,
+        retry_after: Duration,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let until = Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default();
+        if !self.limiters.raise_floor(key, until) {
+            return Ok(until);
+        }
+        metrics::counter!("inboxd_throttle_floors_total").increment(1);
+        let store = self.store.clone();
+        let meta_key = floor_meta_key(key);
+        let bytes = until.timestamp_millis().to_be_bytes();
+        match tokio::task::spawn_blocking(move || {
+            store.put_meta(&meta_key, &bytes)?;
+            store.flush()
+        })
+        .await
+        {
+            Ok(result) => result.map(|()| until),
+            Err(err) => Err(StoreError::Io {
+                source: std::io::Error::other(format!("the floor write failed: {err}")),
+            }),
+        }
+    }
+
+    /// Loads the floors a previous run persisted for these mailboxes into the limiters, and
+    /// forgets the ones that have passed. Answers how many are still ahead.
+    pub fn load_floors<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a MailboxKey>,
+    ) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let mut ahead = 0;
+        for key in keys {
+            let meta_key = floor_meta_key(key);
+            let Some(bytes) = self.store.get_meta(&meta_key)? else {
+                continue;
+            };
+            let until = <[u8; 8]>::try_from(bytes.as_slice())
+                .ok()
+                .map(i64::from_be_bytes)
+                .and_then(DateTime::<Utc>::from_timestamp_millis);
+            match until {
+                Some(until) if until > now => {
+                    self.limiters.raise_floor(key, until);
+                    ahead += 1;
+                }
+                _ => {
+                    self.store.delete_meta(&meta_key)?;
+                }
+            }
+        }
+        Ok(ahead)
+    }
+}
+
+/// Shared by `Arc` between the actors, the HTTP layer and the housekeeper.
+pub type SharedIngest = Arc<Ingest>;

@@ -1,0 +1,316 @@
+//! The per-message ledger: what inboxd knows about each message of each channel, and the only
+//! code that writes ledger entries (a tidy test holds every other module to reading them).
+//!
+//! A message moves through typed transitions:
+//!
+//! ```text
+//!  (unknown) ──found──► handed over ──sink accepted──► Delivered ──marked read──► MarkedRead ──retention──► pruned
+//!                            │
+//!                            └─sink refused this message──► Discovered (failures + 1) ──… max──► Quarantined
+//!                                                                                                    │
+//!                                         replay (operator) ◄────────────────────────────────────────┘
+//! ```
+//!
+//! - Only the processor records [`Ledger::record_delivered`], right after the sink accepted the
+//!   mail durably and before anything is acknowledged; the channel's cycle marks read only what the
+//!   processor acknowledged, then records [`Ledger::record_marked_read`].
+//! - [`Ledger::sort`] is the cycle's one read: it splits what a poll found into mail to deliver,
+//!   mail already delivered (only the mark-read is missing) and quarantined mail.
+//! - Every write returns the store's error: a caller that cannot record a transition does not
+//!   take the step that depends on it (no acknowledgement, no mark-read).
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::ChannelId;
+use crate::store::{LedgerEntry, LedgerState, Store, StoreError};
+
+/// What the ledger says about the messages one poll found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sorted<T> {
+    /// New, or failed before and not yet quarantined: hand these to the sink.
+    pub to_deliver: Vec<T>,
+    /// Delivered already; only the mark-read is missing (a crash or a throttled `$batch` item).
+    pub to_mark: Vec<String>,
+    /// Quarantined: left alone until an operator replays them.
+    pub quarantined: usize,
+}
+
+/// The state a message reached after a delivery failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// It stays unread and is tried again by the next poll.
+    Retry {
+        /// Failures so far.
+        failures: u32,
+    },
+    /// It failed `max_delivery_attempts` times: set aside for an operator.
+    Quarantined {
+        /// Failures so far.
+        failures: u32,
+    },
+}
+
+/// The ledger of every channel. Cheap to clone (it shares the store).
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    store: Store,
+}
+
+fn is_delivered(entry: &LedgerEntry) -> bool {
+    matches!(
+        entry.state,
+        LedgerState::Delivered | LedgerState::MarkedRead
+    )
+}
+
+impl Ledger {
+    /// The ledger kept in `store`.
+    pub fn new(store: Store) -> Self {
+        Ledger { store }
+    }
+
+    /// The store behind it (for flushes).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Splits what a poll found (`id_of` gives each item's Graph message id) by what the ledger
+    /// knows of it.
+    pub fn sort<T>(
+        &self,
+        channel: ChannelId,
+        found: Vec<T>,
+        id_of: impl Fn(&T) -> &str,
+    ) -> Result<Sorted<T>, StoreError> {
+        let mut sorted = Sorted {
+            to_deliver: Vec::new(),
+            to_mark: Vec::new(),
+            quarantined: 0,
+        };
+        for item in found {
+            match self.store.ledger_get(channel, id_of(&item))? {
+                Some(entry) if entry.state == LedgerState::Quarantined => sorted.quarantined += 1,
+                Some(entry) if is_delivered(&entry) => sorted.to_mark.push(id_of(&item).to_owned()),
+                _ => sorted.to_deliver.push(item),
+            }
+        }
+        Ok(sorted)
+    }
+
+    /// Whether the sink accepted this message already (delivered, or delivered and marked read).
+    pub fn is_delivered(&self, channel: ChannelId, message_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .ledger_get(channel, message_id)?
+            .is_some_and(|entry| is_delivered(&entry)))
+    }
+
+    /// Records that the sink accepted these messages of one channel (one atomic batch). Entries
+    /// already delivered or marked read are left as they are; answers how many changed.
+    pub fn record_delivered<S: AsRef<str>>(
+        &self,
+        channel: ChannelId,
+        message_ids: &[S],
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut entries = Vec::with_capacity(message_ids.len());
+        for id in message_ids {
+            let id = id.as_ref();
+            let known = self.store.ledger_get(channel, id)?;
+            if known.as_ref().is_some_and(is_delivered) {
+                continue;
+            }
+            entries.push((
+                id.to_owned(),
+                LedgerEntry {
+                    state: LedgerState::Delivered,
+                    failures: known.as_ref().map_or(0, |e| e.failures),
+                    last_error: None,
+                    received_at: known.as_ref().and_then(|e| e.received_at),
+                    first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
+                    updated_at: now,
+                },
+            ));
+        }
+        if !entries.is_empty() {
+            self.store.ledger_put_many(channel, &entries)?;
+        }
+        Ok(entries.len())
+    }
+
+    /// Records that these messages are marked read in the mailbox (or gone from it): done.
+    pub fn record_marked_read<S: AsRef<str>>(
+        &self,
+        channel: ChannelId,
+        message_ids: &[S],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if message_ids.is_empty() {
+            return Ok(());
+        }
+        let mut entries = Vec::with_capacity(message_ids.len());
+        for id in message_ids {
+            let id = id.as_ref();
+            let known = self.store.ledger_get(channel, id)?;
+            entries.push((
+                id.to_owned(),
+                LedgerEntry {
+                    state: LedgerState::MarkedRead,
+                    failures: known.as_ref().map_or(0, |e| e.failures),
+                    last_error: None,
+                    received_at: known.as_ref().and_then(|e| e.received_at),
+                    first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
+                    updated_at: now,
+                },
+            ));
+        }
+        self.store.ledger_put_many(channel, &entries)
+    }
+
+    /// Records that the sink refused these messages for a reason of their own (not an outage):
+    /// each counts one more failure and is quarantined at `max_attempts`. Answers each message's
+    /// new state, in order.
+    pub fn record_failures(
+        &self,
+        channel: ChannelId,
+        failures: &[(String, String)],
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, AfterFailure)>, StoreError> {
+        let mut entries = Vec::with_capacity(failures.len());
+        let mut after = Vec::with_capacity(failures.len());
+        for (message_id, error) in failures {
+            let known = self.store.ledger_get(channel, message_id)?;
+            if known.as_ref().is_some_and(is_delivered) {
+                // Delivered meanwhile (a repeat of a message another batch carried): not a failure.
+                continue;
+            }
+            let count = known.as_ref().map_or(0, |e| e.failures).saturating_add(1);
+            let (state, outcome) = if count >= max_attempts.max(1) {
+                (
+                    LedgerState::Quarantined,
+                    AfterFailure::Quarantined { failures: count },
+                )
+            } else {
+                (
+                    LedgerState::Discovered,
+                    AfterFailure::Retry { failures: count },
+                )
+            };
+            entries.push((
+                message_id.clone(),
+                LedgerEntry {
+                    state,
+                    failures: count,
+                    last_error: Some(error.clone()),
+                    received_at: known.as_ref().and_then(|e| e.received_at),
+                    first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
+                    updated_at: now,
+                },
+            ));
+            after.push((message_id.clone(), outcome));
+        }
+        if !entries.is_empty() {
+            self.store.ledger_put_many(channel, &entries)?;
+        }
+        Ok(after)
+    }
+
+    /// The quarantined messages of a channel (at most `limit`), with their entries.
+    pub fn quarantined(
+        &self,
+        channel: ChannelId,
+        limit: usize,
+    ) -> Result<Vec<(String, LedgerEntry)>, StoreError> {
+        self.store
+            .ledger_list(channel, Some(LedgerState::Quarantined), limit)
+    }
+
+    /// Releases a channel's quarantined messages: their entries are forgotten, so the next poll
+    /// delivers them again with a fresh failure count. Answers how many were released.
+    pub fn release_quarantine(&self, channel: ChannelId) -> Result<usize, StoreError> {
+        let quarantined = self.quarantined(channel, usize::MAX)?;
+        for (message_id, _) in &quarantined {
+            self.store.ledger_delete(channel, message_id)?;
+        }
+        Ok(quarantined.len())
+    }
+
+    /// Forgets entries of mail marked read before `older_than`; answers how many.
+    pub fn prune(&self, older_than: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.store.ledger_prune(older_than)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::domain::secret::MasterKey;
+    use crate::store::StoreOptions;
+
+    fn ledger() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("store"),
+            MasterKey::generate(),
+            StoreOptions::default(),
+        )
+        .unwrap();
+        (dir, Ledger::new(store))
+    }
+
+    #[test]
+    fn a_message_goes_from_new_to_delivered_to_marked_read() {
+        let (_dir, ledger) = ledger();
+        let id = ChannelId::generate();
+        let now = Utc::now();
+        let sorted = ledger.sort(id, vec!["m1", "m2"], |m| m).unwrap();
+        assert_eq!(sorted.to_deliver, vec!["m1", "m2"]);
+        assert_eq!(ledger.record_delivered(id, &["m1"], now).unwrap(), 1);
+        // A second record of the same delivery changes nothing.
+        assert_eq!(ledger.record_delivered(id, &["m1"], now).unwrap(), 0);
+        let sorted = ledger.sort(id, vec!["m1", "m2"], |m| m).unwrap();
+        assert_eq!(sorted.to_deliver, vec!["m2"]);
+        assert_eq!(sorted.to_mark, vec!["m1".to_owned()]);
+        ledger.record_marked_read(id, &["m1"], now).unwrap();
+        assert!(ledger.is_delivered(id, "m1").unwrap());
+        assert!(!ledger.is_delivered(id, "m2").unwrap());
+    }
+
+    #[test]
+    fn repeated_failures_quarantine_a_message_and_a_replay_releases_it() {
+        let (_dir, ledger) = ledger();
+        let id = ChannelId::generate();
+        let now = Utc::now();
+        let fail = vec![("bad".to_owned(), "the sink refused it".to_owned())];
+        assert_eq!(
+            ledger.record_failures(id, &fail, 3, now).unwrap(),
+            vec![("bad".to_owned(), AfterFailure::Retry { failures: 1 })]
+        );
+        ledger.record_failures(id, &fail, 3, now).unwrap();
+        assert_eq!(
+            ledger.record_failures(id, &fail, 3, now).unwrap(),
+            vec![("bad".to_owned(), AfterFailure::Quarantined { failures: 3 })]
+        );
+        let sorted = ledger.sort(id, vec!["bad"], |m| m).unwrap();
+        assert!(sorted.to_deliver.is_empty());
+        assert_eq!(sorted.quarantined, 1);
+        assert_eq!(ledger.release_quarantine(id).unwrap(), 1);
+        let sorted = ledger.sort(id, vec!["bad"], |m| m).unwrap();
+        assert_eq!(sorted.to_deliver, vec!["bad"]);
+    }
+
+    #[test]
+    fn a_failure_reported_for_mail_already_delivered_does_not_undo_the_delivery() {
+        let (_dir, ledger) = ledger();
+        let id = ChannelId::generate();
+        let now = Utc::now();
+        ledger.record_delivered(id, &["m"], now).unwrap();
+        let after = ledger
+            .record_failures(id, &[("m".to_owned(), "x".to_owned())], 1, now)
+            .unwrap();
+        assert!(after.is_empty());
+        assert!(ledger.is_delivered(id, "m").unwrap());
+    }
+}

@@ -1,0 +1,265 @@
+//! Each channel's run-time state that outlives its actors. An actor is replaced whenever the
+//! operator edits, disables and enables, re-authorizes or polls a halted channel, and on a
+//! failure; the channel's invariants must hold across all of it, so they live here, keyed by the
+//! channel, not in the actor:
+//!
+//! - **One cycle at a time**: a cycle runs under the channel's [`Turn`]. A new actor's first cycle
+//!   waits until the previous actor's cycle ended.
+//! - **The incarnation fence**: the supervisor claims a new generation for each actor it starts;
+//!   a cycle of an older generation that was still waiting for its turn does not start, and an old
+//!   actor's reports are dropped.
+//! - **The token set**: the newest set (even one whose write failed) is held here, so a new actor
+//!   never refreshes with a refresh token that was already rotated out, and a refresh runs under
+//!   the turn, so one refresh token is used once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use dashmap::DashMap;
+
+use crate::domain::ChannelId;
+use crate::retry::Backoff;
+use crate::store::{LastError, Store, StoreError, TokenSet};
+
+/// The run-time state of every channel.
+#[derive(Debug, Default)]
+pub struct Runtimes {
+    channels: DashMap<ChannelId, Arc<ChannelRuntime>>,
+}
+
+impl Runtimes {
+    /// The state of one channel, made on first use.
+    pub fn get(&self, id: ChannelId) -> Arc<ChannelRuntime> {
+        if let Some(runtime) = self.channels.get(&id) {
+            return Arc::clone(&runtime);
+        }
+        Arc::clone(&self.channels.entry(id).or_default())
+    }
+
+    /// Forgets a removed channel.
+    pub fn remove(&self, id: ChannelId) {
+        self.channels.remove(&id);
+    }
+
+    /// Writes every token set whose write failed earlier (at shutdown). Answers how many are
+    /// still unsaved.
+    pub fn save_unsaved(&self, store: &Store) -> usize {
+        let mut left = 0;
+        for entry in &self.channels {
+            let mut cell = entry.value().tokens.lock();
+            if !cell.unsaved {
+                continue;
+            }
+            match cell.set.as_ref().map(|set| store.put_tokens(*entry.key(), set)) {
+                Some(Ok(())) | None => cell.unsaved = false,
+                Some(Err(err)) => {
+                    left += 1;
+                    tracing::error!(channel = %entry.key(), error = %err, "A rotated refresh token could not be saved at shutdown; if the channel asks for authorization after the restart, authorize it again.");
+                }
+            }
+        }
+        left
+    }
+}
+
+/// One channel's run-time state.
+#[derive(Debug, Default)]
+pub struct ChannelRuntime {
+    turn: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    tokens: parking_lot::Mutex<TokenCell>,
+}
+
+/// The right to run one cycle of a channel; the next cycle starts when it is dropped.
+#[derive(Debug)]
+pub struct Turn<'a> {
+    _held: tokio::sync::MutexGuard<'a, ()>,
+}
+
+/// The token set as the cycles see it.
+#[derive(Debug, Default)]
+struct TokenCell {
+    /// Read from the store (`set` is what it holds, or newer).
+    loaded: bool,
+    set: Option<TokenSet>,
+    /// `set` is newer than the store's copy: its write failed, and is tried again first.
+    unsaved: bool,
+    /// Bumped by a new authorization: a refresh of the old grant that ends afterwards is dropped.
+    grant: u64,
+    /// A refresh failed while the access token was still valid.
+    problem: Option<RefreshProblem>,
+}
+
+/// A refresh that keeps failing while the access token is still valid.
+#[derive(Debug)]
+struct RefreshProblem {
+    warning: LastError,
+    backoff: Backoff,
+    next_try: Instant,
+}
+
+/// The tokens a cycle starts with.
+#[derive(Debug, Clone)]
+pub struct HeldTokens {
+    /// The newest set.
+    pub set: TokenSet,
+    /// It must be written before anything else (an earlier write failed).
+    pub unsaved: bool,
+    /// The grant it belongs to (see [`ChannelRuntime::install`]).
+    pub grant: u64,
+}
+
+impl ChannelRuntime {
+    /// Starts a new incarnation (a new actor) and answers its generation.
+    pub fn claim(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Whether `generation` is the newest incarnation.
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.generation.load(Ordering::Acquire) == generation
+    }
+
+    /// Waits for the channel's turn; `None` when a newer incarnation took over meanwhile (the
+    /// caller is fenced off and must not start a cycle).
+    pub async fn turn(&self, generation: u64) -> Option<Turn<'_>> {
+        let held = self.turn.lock().await;
+        self.is_current(generation).then_some(Turn { _held: held })
+    }
+
+    /// Whether a cycle (of any incarnation) runs now.
+    pub fn is_busy(&self) -> bool {
+        self.turn.try_lock().is_err()
+    }
+
+    /// Whether the channel has a token set (reading the store the first time).
+    pub fn has_tokens(&self, store: &Store, id: ChannelId) -> Result<bool, StoreError> {
+        Ok(self.tokens(store, id)?.is_some())
+    }
+
+    /// The newest token set (reading the store the first time).
+    pub fn tokens(&self, store: &Store, id: ChannelId) -> Result<Option<HeldTokens>, StoreError> {
+        let mut cell = self.tokens.lock();
+        if !cell.loaded {
+            cell.set = store.get_tokens(id)?;
+            cell.loaded = true;
+            cell.unsaved = false;
+        }
+        Ok(cell.set.clone().map(|set| HeldTokens {
+            set,
+            unsaved: cell.unsaved,
+            grant: cell.grant,
+        }))
+    }
+
+    /// A new grant was stored (an authorization) or the tokens were dropped: the next cycle reads
+    /// the store again, and a refresh of the old grant still in flight is dropped.
+    pub fn new_grant(&self) {
+        let mut cell = self.tokens.lock();
+        cell.loaded = false;
+        cell.set = None;
+        cell.unsaved = false;
+        cell.problem = None;
+        cell.grant += 1;
+    }
+
+    /// Installs a refreshed set of grant `grant`; `saved` tells whether the store holds it.
+    /// Answers false (and keeps nothing) when a new grant replaced that one meanwhile.
+    pub fn install(&self, grant: u64, set: TokenSet, saved: bool) -> bool {
+        let mut cell = self.tokens.lock();
+        if cell.grant != grant {
+            return false;
+        }
+        cell.set = Some(set);
+        cell.loaded = true;
+        cell.unsaved = !saved;
+        if saved {
+            cell.problem = None;
+        }
+        true
+    }
+
+    /// Whether `grant` is still the channel's grant.
+    pub fn is_grant(&self, grant: u64) -> bool {
+        self.tokens.lock().grant == grant
+    }
+
+    /// The set of grant `grant` is in the store now.
+    pub fn saved(&self, grant: u64) {
+        let mut cell = self.tokens.lock();
+        if cell.grant == grant {
+            cell.unsaved = false;
+        }
+    }
+
+    /// Whether a refresh may be tried now (a failing one waits for its backoff).
+    pub fn may_refresh(&self, now: Instant) -> bool {
+        self.tokens
+            .lock()
+            .problem
+            .as_ref()
+            .is_none_or(|p| p.next_try <= now)
+    }
+
+    /// A refresh failed while the access token is still valid: keep the warning, and try again
+    /// after the next step of `backoff`'s schedule.
+    pub fn refresh_failed(
+        &self,
+        warning: LastError,
+        policy: crate::retry::BackoffPolicy,
+        retry_after: Option<std::time::Duration>,
+        now: Instant,
+    ) {
+        let mut cell = self.tokens.lock();
+        let problem = cell.problem.get_or_insert_with(|| RefreshProblem {
+            warning: warning.clone(),
+            backoff: Backoff::new(policy),
+            next_try: now,
+        });
+        problem.warning = warning;
+        problem.next_try = now + problem.backoff.next_delay(retry_after);
+    }
+
+    /// The identity problem to show while the access token still works, if any.
+    pub fn warning(&self) -> Option<LastError> {
+        self.tokens
+            .lock()
+            .problem
+            .as_ref()
+            .map(|p| p.warning.clone())
+    }
+
+    /// Forgets a refresh problem (the grant works again, or it is now a failure of its own).
+    pub fn clear_warning(&self) {
+        self.tokens.lock().problem = None;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[actix_rt::test]
+    async fn a_new_incarnation_waits_for_the_old_cycle_and_fences_it_off() {
+        let runtime = Arc::new(ChannelRuntime::default());
+        let old = runtime.claim();
+        let turn = runtime.turn(old).await.unwrap();
+        let new = runtime.claim();
+        assert!(!runtime.is_current(old));
+        let waiting = {
+            let runtime = Arc::clone(&runtime);
+            actix_rt::spawn(async move { runtime.turn(new).await.is_some() })
+        };
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the new cycle started before the old one ended");
+        assert!(runtime.is_busy());
+        drop(turn);
+        assert!(waiting.await.unwrap());
+        // The old incarnation cannot start another cycle.
+        assert!(runtime.turn(old).await.is_none());
+    }
+}

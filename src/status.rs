@@ -1,0 +1,154 @@
+//! The status board: the read model of every channel's state that the admin API and the status
+//! page read. Each row is written by its channel's current actor (or by the supervisor while no
+//! actor runs); nothing here holds a secret.
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+
+use crate::domain::{ChannelId, ChannelStatus};
+use crate::store::{ChannelRecord, LastError};
+
+/// One channel as the API and the status page show it. Never holds a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelView {
+    /// The configuration, without secrets.
+    pub id: ChannelId,
+    /// Display name.
+    pub name: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// App.
+    pub client_id: String,
+    /// Mailbox.
+    pub mailbox: String,
+    /// Folder.
+    pub folder: String,
+    /// Enabled by the operator.
+    pub enabled: bool,
+    /// Status.
+    pub status: ChannelStatus,
+    /// The last error, with its remedy.
+    pub last_error: Option<LastError>,
+    /// A problem that does not stop the channel yet, with its remedy: the identity platform
+    /// refuses to refresh while the access token is still valid, so polling goes on until it
+    /// expires.
+    pub warning: Option<LastError>,
+    /// When it last polled.
+    pub last_poll_at: Option<DateTime<Utc>>,
+    /// When it last polled successfully.
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// When it polls next.
+    pub next_poll_at: Option<DateTime<Utc>>,
+    /// The client secret's expiry, if known.
+    pub client_secret_expires_at: Option<DateTime<Utc>>,
+    /// Messages delivered today (UTC).
+    pub messages_today: u64,
+    /// The day `messages_today` counts.
+    pub messages_day: Option<chrono::NaiveDate>,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+}
+
+impl ChannelView {
+    /// The view of a stored channel before its actor reported anything.
+    pub fn from_record(record: &ChannelRecord) -> Self {
+        ChannelView {
+            id: record.id,
+            name: record.name.clone(),
+            tenant_id: record.tenant_id.to_string(),
+            client_id: record.client_id.to_string(),
+            mailbox: record.mailbox.to_string(),
+            folder: record.folder.to_string(),
+            enabled: record.enabled,
+            status: record.status,
+            last_error: record.last_error.clone(),
+            warning: None,
+            last_poll_at: record.last_poll_at,
+            last_success_at: record.last_success_at,
+            next_poll_at: None,
+            client_secret_expires_at: record.client_secret_expires_at,
+            messages_today: 0,
+            messages_day: None,
+            created_at: record.created_at,
+        }
+    }
+
+    /// Whole days until the client secret expires (negative once expired).
+    pub fn secret_days_left(&self, now: DateTime<Utc>) -> Option<i64> {
+        self.client_secret_expires_at
+            .map(|at| (at - now).num_days())
+    }
+}
+
+/// Every channel's current view; each row is written by its channel's actor (or the supervisor
+/// while no actor runs) and read by anyone.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    rows: DashMap<ChannelId, ChannelView>,
+}
+
+impl StatusBoard {
+    /// Inserts or replaces a row.
+    pub fn put(&self, view: ChannelView) {
+        self.rows.insert(view.id, view);
+    }
+
+    /// Changes a row in place.
+    pub fn update(&self, id: ChannelId, change: impl FnOnce(&mut ChannelView)) {
+        if let Some(mut row) = self.rows.get_mut(&id) {
+            change(&mut row);
+        }
+    }
+
+    /// Removes a row.
+    pub fn remove(&self, id: ChannelId) {
+        self.rows.remove(&id);
+    }
+
+    /// One row.
+    pub fn get(&self, id: ChannelId) -> Option<ChannelView> {
+        self.rows.get(&id).map(|row| row.clone())
+    }
+
+    /// How many channels.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Rows matching `keep`, sorted by name then id, `limit` of them after skipping `offset`;
+    /// with the total number that matched.
+    pub fn page(
+        &self,
+        keep: impl Fn(&ChannelView) -> bool,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<ChannelView>) {
+        let mut matched: Vec<ChannelView> = self
+            .rows
+            .iter()
+            .filter(|row| keep(row.value()))
+            .map(|row| row.value().clone())
+            .collect();
+        matched.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        let total = matched.len();
+        let rows = matched.into_iter().skip(offset).take(limit).collect();
+        (total, rows)
+    }
+
+    /// How many channels are in each status.
+    pub fn counts(&self) -> Vec<(ChannelStatus, usize)> {
+        let mut counts = [0usize; 6];
+        for row in &self.rows {
+            if let Some(index) = ChannelStatus::ALL.iter().position(|s| *s == row.status) {
+                counts[index] += 1;
+            }
+        }
+        ChannelStatus::ALL.iter().copied().zip(counts).collect()
+    }
+}
+
