@@ -36,7 +36,8 @@ use actix::Addr;
 use anyhow::{Context as _, anyhow, bail};
 use chrono::Utc;
 use inboxd::actors::messages::AddChannel;
-use inboxd::actors::shared::{LatenessSnapshot, Shared};
+use inboxd::ingest::Ingest as Shared;
+use inboxd::stats::LatenessSnapshot;
 use inboxd::actors::supervisor::ChannelSupervisor;
 use inboxd::config::{self, Settings};
 use inboxd::domain::secret::{AccessToken, AdminToken, ClientSecret, MasterKey, RefreshToken};
@@ -389,7 +390,7 @@ impl Daemon {
                             return Ok(());
                         }
                     };
-                    let _ = ready_tx.send(Ok((app.shared(), app.supervisor())));
+                    let _ = ready_tx.send(Ok((app.ingest(), app.supervisor())));
                     let _ = stop_rx.await;
                     app.stop().await
                 })

@@ -74,7 +74,7 @@ async fn soak(args: Args, sim_url: String) -> anyhow::Result<()> {
         webhook_secret: None,
     };
     let app = Application::build(settings, secrets).await?;
-    let shared = app.shared();
+    let shared = app.ingest();
     let started = Instant::now();
     let run_for = Duration::from_secs_f64(args.minutes * 60.0);
     let mut rng = rand::thread_rng();

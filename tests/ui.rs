@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use inboxd::actors::shared::ChannelView;
+use inboxd::status::ChannelView;
 use inboxd::domain::{ChannelId, ChannelStatus};
 use inboxd::sim::client::SimClient;
 use inboxd::sim::{self, SimHandle, SimOptions};
@@ -391,6 +391,7 @@ fn view(i: usize) -> ChannelView {
         enabled: status != ChannelStatus::Disabled,
         status,
         last_error: None,
+        warning: None,
         last_poll_at: Some(Utc::now()),
         last_success_at: Some(Utc::now()),
         next_poll_at: Some(Utc::now() + chrono::Duration::seconds(60)),
@@ -408,7 +409,7 @@ async fn a_hundred_thousand_channels_are_paged_on_the_server() {
     let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
         .await
         .unwrap();
-    let board = &daemon.app().unwrap().shared().board;
+    let board = &daemon.app().unwrap().board();
     for i in 0..100_000 {
         board.put(view(i));
     }

@@ -196,7 +196,7 @@ async fn an_expired_state_is_refused() {
     let world = world(60, &[]).await;
     let mailbox = world.mailbox("c@contoso.example").await;
     let id = world.add(&mailbox).await;
-    let store = world.daemon.app().unwrap().shared().store.clone();
+    let store = world.daemon.app().unwrap().ingest().store.clone();
     let now = Utc::now();
     let pending = PendingAuthorization {
         channel_id: ChannelId::parse(&id).unwrap(),
@@ -340,7 +340,7 @@ async fn refresh_failure(
         "{channel:#}"
     );
     // Nothing is lost: the grant and the configuration stay in the store.
-    let shared = world.daemon.app().unwrap().shared();
+    let shared = world.daemon.app().unwrap().ingest();
     let channel_id = ChannelId::parse(&id).unwrap();
     assert!(shared.store.get_tokens(channel_id).unwrap().is_some());
     assert!(shared.store.get_channel(channel_id).unwrap().is_some());
@@ -485,7 +485,7 @@ async fn the_rotated_refresh_token_survives_a_restart_and_is_the_one_used_next()
     };
     let (id, _) = world.active_channel("k@contoso.example").await;
     let channel_id = ChannelId::parse(&id).unwrap();
-    let shared = world.daemon.app().unwrap().shared();
+    let shared = world.daemon.app().unwrap().ingest();
     crate::helpers::until(Duration::from_secs(5), "a refresh", || async {
         shared
             .stats
@@ -517,7 +517,7 @@ async fn the_rotated_refresh_token_survives_a_restart_and_is_the_one_used_next()
         inboxd::testkit::TestDaemon::start_with_key(dir.path(), &sim_url, 2, &extra, key.clone())
             .await
             .unwrap();
-    let shared = daemon.app().unwrap().shared();
+    let shared = daemon.app().unwrap().ingest();
     crate::helpers::until(
         Duration::from_secs(5),
         "a refresh after the restart",

@@ -1,7 +1,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use inboxd::actors::supervisor::FailChannel;
+use inboxd::actors::messages::FailChannel;
 use inboxd::domain::secret::MasterKey;
 use inboxd::domain::{ChannelId, ChannelStatus};
 use serde_json::json;
@@ -180,7 +180,7 @@ async fn a_failed_channel_actor_is_restarted_and_carries_on_from_the_store() {
     let world = world(1, &[]).await;
     let (id, mailbox) = world.active_channel("fragile@contoso.example").await;
     let app = world.daemon.app().unwrap();
-    let shared = app.shared();
+    let shared = app.ingest();
 
     let failed = app
         .supervisor()
@@ -253,7 +253,8 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
     )
     .await
     .unwrap();
-    let shared = daemon.app().unwrap().shared();
+    let shared = daemon.app().unwrap().ingest();
+    let board = daemon.app().unwrap().board();
     until(
         Duration::from_secs(10),
         "every channel scheduled",
@@ -265,15 +266,14 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
     // Every channel's first poll falls inside one interval (its phase); give one interval and a margin.
     let deadline = Instant::now() + Duration::from_secs(INTERVAL_SECS + 15);
     loop {
-        let (waiting, _) = shared.board.page(|row| row.last_success_at.is_none(), 0, 0);
+        let (waiting, _) = board.page(|row| row.last_success_at.is_none(), 0, 0);
         if waiting == 0 {
             break;
         }
         if Instant::now() > deadline {
-            let (_, mut sample) = shared.board.page(|row| row.last_success_at.is_none(), 0, 3);
+            let (_, mut sample) = board.page(|row| row.last_success_at.is_none(), 0, 3);
             sample.extend(
-                shared
-                    .board
+                board
                     .page(|row| row.status == ChannelStatus::Blocked, 0, 2)
                     .1,
             );
@@ -281,7 +281,7 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
                 "{waiting} channels never polled successfully; {} polls, {} refreshes; statuses {:?}; e.g. {:?}",
                 shared.stats.polls.load(Ordering::Relaxed),
                 shared.stats.refreshes.load(Ordering::Relaxed),
-                shared.board.counts(),
+                board.counts(),
                 sample
                     .iter()
                     .map(|row| (
@@ -303,8 +303,7 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
         max_late < Duration::from_secs(5),
         "a poll started {max_late:?} late"
     );
-    let (active, _) = shared
-        .board
+    let (active, _) = board
         .page(|row| row.status == ChannelStatus::Active, 0, 0);
     assert_eq!(active, CHANNELS);
     eprintln!(
