@@ -549,3 +549,97 @@ async fn a_full_store_disk_pauses_ingestion_and_it_resumes_when_space_returns() 
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Microsoft throttles a mailbox for 20 s; the daemon is stopped with SIGTERM and restarted, then
+/// killed with SIGKILL and restarted, inside that window. The `Retry-After` was made durable when
+/// it arrived, so no incarnation sends the mailbox a request before it passes.
+#[actix_rt::test]
+async fn restarts_and_kills_during_a_retry_after_send_nothing_early() {
+    let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
+    let sim_client = SimClient::new(sim.url());
+    let dir = tempfile::tempdir().unwrap();
+    let port = inboxd::testkit::free_port().unwrap();
+    let serve = Serve {
+        env: serve_env(dir.path(), port, &sim.url()),
+        log: dir.path().join("serve.log"),
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut child = serve.spawn();
+    wait_healthy(&http, port, &mut child).await;
+    let upn = "held@held.example";
+    let id = authorized_channel(&http, port, &sim_client, upn).await;
+    let listed = || async {
+        sim_client
+            .counters(Some(upn))
+            .await
+            .unwrap()
+            .requests
+            .get("list_messages")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = listed().await;
+    sim_client
+        .add_fault_json(&json!({"kind": "throttle", "retry_after": 20, "count": 1,
+            "mailbox": upn, "endpoints": ["list_messages"]}))
+        .await
+        .unwrap();
+    api(
+        &http,
+        port,
+        reqwest::Method::POST,
+        &format!("/api/channels/{id}/poll"),
+        None,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while listed().await == before {
+        assert!(Instant::now() < deadline, "the channel did not poll");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let throttled_at = Instant::now();
+    sim_client
+        .deliver(upn, &Delivery::generated(3))
+        .await
+        .unwrap();
+    // SIGTERM, restart; then SIGKILL, restart: both well inside the 20 s.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    child.wait().unwrap();
+    child = serve.spawn();
+    wait_healthy(&http, port, &mut child).await;
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    child = serve.spawn();
+    wait_healthy(&http, port, &mut child).await;
+    api(
+        &http,
+        port,
+        reqwest::Method::POST,
+        &format!("/api/channels/{id}/poll"),
+        None,
+    )
+    .await;
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    let early = sim_client.counters(None).await.unwrap();
+    assert_eq!(early.early_count, 0, "{:?}", early.early_requests);
+    // After the window the mail flows on its own.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while sim_client.mailbox_state(upn).await.unwrap().unread > 0 {
+        assert!(Instant::now() < deadline, "the mail was never read");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(throttled_at.elapsed() >= Duration::from_secs(19));
+    let early = sim_client.counters(None).await.unwrap();
+    assert_eq!(early.early_count, 0, "{:?}", early.early_requests);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
