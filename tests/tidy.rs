@@ -55,3 +55,73 @@ fn only_the_store_touches_sled() {
         "sled used outside src/store: {offenders:?}"
     );
 }
+
+/// The code of `path` before its `#[cfg(test)]` module (tests may set up whatever they need).
+fn product_code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    match text.find("#[cfg(test)]") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+#[test]
+fn only_the_ledger_writes_ledger_entries() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let ledger = src.join("ingest").join("ledger.rs");
+    let writes = [
+        ".ledger_put(",
+        ".ledger_put_many(",
+        ".ledger_delete(",
+        ".ledger_prune(",
+        "LedgerEntry {",
+    ];
+    let offenders: Vec<_> = sources()
+        .into_iter()
+        .filter(|path| !path.starts_with(src.join("store")) && *path != ledger)
+        .filter(|path| {
+            let code = product_code(path);
+            writes.iter().any(|w| code.contains(w))
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "ledger entries written outside src/ingest/ledger.rs: {offenders:?}"
+    );
+}
+
+#[test]
+fn actor_messages_live_in_messages_rs() {
+    let messages = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join("actors")
+        .join("messages.rs");
+    let offenders: Vec<_> = sources()
+        .into_iter()
+        .filter(|path| *path != messages)
+        .filter(|path| product_code(path).contains("derive(Message)"))
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "actor messages declared outside src/actors/messages.rs: {offenders:?}"
+    );
+}
+
+#[test]
+fn the_daemon_imports_neither_the_simulator_nor_the_test_kit() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    // The simulator itself, the test kit, and the demo (simulator + daemon in one process) may.
+    let allowed = [src.join("sim"), src.join("testkit.rs"), src.join("demo.rs")];
+    let offenders: Vec<_> = sources()
+        .into_iter()
+        .filter(|path| !allowed.iter().any(|a| path.starts_with(a)))
+        .filter(|path| {
+            let code = product_code(path);
+            code.contains("crate::sim") || code.contains("crate::testkit")
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "daemon modules that import the simulator or the test kit: {offenders:?}"
+    );
+}
