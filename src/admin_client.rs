@@ -106,14 +106,23 @@ pub async fn run(args: ChannelArgs) -> anyhow::Result<()> {
             }
         }
         ChannelCommand::Poll { id } => {
-            client
+            let answer = client
                 .call(
                     reqwest::Method::POST,
                     &format!("/api/channels/{id}/poll"),
                     None,
                 )
                 .await?;
-            println!("Channel {id} polls now.");
+            let at = answer
+                .get("poll_at")
+                .and_then(Value::as_str)
+                .and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok());
+            match at {
+                Some(at) if at > chrono::Utc::now() + chrono::Duration::seconds(1) => println!(
+                    "Channel {id} polls at {at}: Microsoft asked inboxd not to call this mailbox before then (Retry-After)."
+                ),
+                _ => println!("Channel {id} polls now."),
+            }
         }
         ChannelCommand::Quarantine { id } => {
             let answer = client
@@ -291,6 +300,14 @@ fn print_channel(channel: &Value) {
     println!("redirect URI:  {}", field(channel, "redirect_uri"));
     if let Some(warning) = channel.get("secret_warning").and_then(Value::as_str) {
         println!("warning:       {warning}");
+    }
+    if let Some(problem) = channel.get("warning").filter(|e| !e.is_null()) {
+        println!(
+            "warning:       {} ({}): {}",
+            field(problem, "code"),
+            field(problem, "source"),
+            field(problem, "remedy")
+        );
     }
     if let Some(error) = channel.get("last_error").filter(|e| !e.is_null()) {
         println!(
