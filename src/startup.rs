@@ -72,12 +72,29 @@ fn first_import(policy: config::FirstImport) -> FirstImport {
     }
 }
 
+/// A file-size limit (RLIMIT_FSIZE, `ulimit -f`, systemd's `LimitFSIZE=`) makes the kernel send
+/// SIGXFSZ, whose default action kills the process: under `Restart=on-failure` a crash loop.
+/// Ignored, the write fails with EFBIG instead, which the store and the sinks treat as a full disk
+/// (back off, keep everything, resume when space returns).
+#[allow(unsafe_code)]
+pub fn ignore_file_size_signal() -> std::io::Result<()> {
+    // SAFETY: `signal` with `SIG_IGN` installs no handler code of ours and touches no memory we
+    // own; it only sets the disposition of one signal for the process, which nothing else here
+    // sets.
+    let previous = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    if previous == libc::SIG_ERR {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Application {
     /// Builds and starts everything; the HTTP server listens when this returns.
     /// Must run inside an actix `System`.
     pub async fn build(settings: Settings, secrets: Secrets) -> anyhow::Result<Application> {
         let _ = http::metrics::recorder();
         let started = Instant::now();
+        ignore_file_size_signal().context("Failed to ignore SIGXFSZ")?;
         // Listen first: a port in use fails the start before anything else was opened or started.
         let listener = std::net::TcpListener::bind(settings.server.listen)
             .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))

@@ -223,6 +223,8 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
         let mut record = msg.record;
         record.updated_at = Utc::now();
         if msg.reauthorize {
+            // First fence off the old grant, so a refresh still in flight cannot write it back.
+            self.deps.ingest.runtimes.get(id).new_grant();
             if let Err(err) = self.deps.ingest.store.delete_tokens(id) {
                 return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
             }
@@ -251,6 +253,7 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             act.mailboxes
                 .insert(MailboxIdentity::of(&record), record.id);
             if reauthorize {
+                // Anything the old grant's cycle cached meanwhile is dropped too.
                 act.deps.ingest.runtimes.get(record.id).new_grant();
             }
             let mut view = ChannelView::from_record(&record);

@@ -47,8 +47,9 @@ fn serve_env(dir: &std::path::Path, port: u16, sim_url: &str) -> Vec<(String, St
     env
 }
 
-/// `inboxd serve` with no file allowed past `limit_kib` KiB (RLIMIT_FSIZE; writes past it fail
-/// with EFBIG instead of killing the process): a full disk that can be emptied again.
+/// `inboxd serve` with no file allowed past `limit_kib` KiB (RLIMIT_FSIZE): a full disk that can be
+/// emptied again. The shell does not shield the daemon from SIGXFSZ: inboxd ignores it itself, so
+/// writes past the limit fail with EFBIG instead of killing it.
 fn serve_with_file_size_limit(
     env: &[(String, String)],
     limit_kib: u64,
@@ -59,7 +60,7 @@ fn serve_with_file_size_limit(
         .args([
             "-c",
             &format!(
-                "trap '' XFSZ; ulimit -S -f {limit_kib}; exec {} serve",
+                "ulimit -S -f {limit_kib}; exec {} serve",
                 env!("CARGO_BIN_EXE_inboxd")
             ),
         ])
