@@ -356,7 +356,10 @@ mod tests {
         );
         assert!(limiters.floor(&other).is_none());
         limiters.shrink();
-        assert!(limiters.floor(&key).is_some(), "shrink dropped a floor ahead");
+        assert!(
+            limiters.floor(&key).is_some(),
+            "shrink dropped a floor ahead"
+        );
         let started = std::time::Instant::now();
         limiters.wait_floor(&same).await;
         assert!(started.elapsed() >= Duration::from_millis(250));

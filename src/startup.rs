@@ -132,9 +132,11 @@ impl Application {
         let ledger = crate::ingest::Ledger::new(store.clone());
         let backend = match &settings.processor.sink {
             config::Sink::Jsonl { path } => {
-                let file = Arc::new(Mutex::new(recovery::open_jsonl(&ledger, path).with_context(
-                    || format!("Failed to open the JSONL sink {}", path.display()),
-                )?));
+                let file = Arc::new(Mutex::new(
+                    recovery::open_jsonl(&ledger, path).with_context(|| {
+                        format!("Failed to open the JSONL sink {}", path.display())
+                    })?,
+                ));
                 let hook = Arc::clone(&file);
                 store.on_reopen(Box::new(move |store| {
                     recovery::rerecord_tail(&crate::ingest::Ledger::new(store.clone()), &hook)
@@ -372,8 +374,8 @@ impl Application {
         // A rotated refresh token whose write failed earlier gets one more try.
         let store = self.deps.ingest.store.clone();
         let ingest = Arc::clone(&self.deps.ingest);
-        let _ = actix_web::rt::task::spawn_blocking(move || ingest.runtimes.save_unsaved(&store))
-            .await;
+        let _ =
+            actix_web::rt::task::spawn_blocking(move || ingest.runtimes.save_unsaved(&store)).await;
         self.deps
             .ingest
             .store

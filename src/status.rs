@@ -151,4 +151,3 @@ impl StatusBoard {
         ChannelStatus::ALL.iter().copied().zip(counts).collect()
     }
 }
-

@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use inboxd::status::ChannelView;
 use inboxd::domain::{ChannelId, ChannelStatus};
 use inboxd::sim::client::SimClient;
 use inboxd::sim::{self, SimHandle, SimOptions};
+use inboxd::status::ChannelView;
 use inboxd::testkit::TestDaemon;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};

@@ -122,10 +122,7 @@ impl ChannelActor {
 
     /// Decides whether and when the first cycle runs.
     fn begin(&mut self, ctx: &mut Context<Self>) {
-        let has_tokens = match self
-            .runtime
-            .has_tokens(&self.deps.ingest.store, self.id())
-        {
+        let has_tokens = match self.runtime.has_tokens(&self.deps.ingest.store, self.id()) {
             Ok(has) => has,
             Err(err) => {
                 tracing::error!(channel = %self.id(), error = %err, "Could not read the channel's tokens; stopping so the supervisor restarts it.");

@@ -20,7 +20,9 @@ pub enum ControlError {
     #[error("a channel with the id {0} exists already")]
     Exists(ChannelId),
     /// Another channel listens to this mailbox (tenant, app, mailbox, folder) already.
-    #[error("channel {0} listens to this mailbox already (same tenant, app, mailbox and folder): change that channel, or remove it first")]
+    #[error(
+        "channel {0} listens to this mailbox already (same tenant, app, mailbox and folder): change that channel, or remove it first"
+    )]
     Duplicate(ChannelId),
     /// The store could not record the change; nothing changed.
     #[error("the change could not be stored, nothing changed: {0}")]

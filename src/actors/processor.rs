@@ -365,7 +365,10 @@ mod tests {
         assert_eq!(failed.len(), 2);
         for (_, ack) in &failed {
             let err = ack.as_ref().unwrap_err();
-            assert!(!err.is_message_fault(), "an outage, not the message's fault");
+            assert!(
+                !err.is_message_fault(),
+                "an outage, not the message's fault"
+            );
         }
         let fine = acks_after_recording(acks, Ok(2));
         assert!(fine.iter().all(|(_, ack)| ack.is_ok()));

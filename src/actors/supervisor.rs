@@ -62,7 +62,11 @@ pub struct ChannelSupervisor {
 
 impl ChannelSupervisor {
     /// A supervisor that will start `channels` (as loaded from the store) on `arbiters`.
-    pub fn new(deps: Arc<Deps>, arbiters: Vec<ArbiterHandle>, channels: Vec<ChannelRecord>) -> Self {
+    pub fn new(
+        deps: Arc<Deps>,
+        arbiters: Vec<ArbiterHandle>,
+        channels: Vec<ChannelRecord>,
+    ) -> Self {
         ChannelSupervisor {
             deps,
             arbiters,

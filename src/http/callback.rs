@@ -39,7 +39,12 @@ pub async fn callback(
             "The link carries no state: it was not started by inboxd.",
         );
     };
-    let pending = match state.shared.ingest.store.take_pending(oauth_state, Utc::now()) {
+    let pending = match state
+        .shared
+        .ingest
+        .store
+        .take_pending(oauth_state, Utc::now())
+    {
         Ok(PendingLookup::Found(pending)) => pending,
         Ok(PendingLookup::Unknown) => {
             return state_problem(

@@ -3,10 +3,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::status::ChannelView;
 use crate::domain::secret::ClientSecret;
 use crate::domain::{ChannelId, ClientId, Folder, Mailbox, TenantId};
 use crate::http::error::{ApiError, invalid};
+use crate::status::ChannelView;
 use crate::store::{ChannelRecord, FirstImport, LastError};
 
 /// `POST /api/channels`.

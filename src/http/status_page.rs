@@ -25,7 +25,6 @@ use subtle::ConstantTimeEq as _;
 use crate::actors::messages::{
     AddChannel, PollNow, RemoveChannel, ReplayQuarantine, SetEnabled, UpdateChannel,
 };
-use crate::status::ChannelView;
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::http::AppState;
 use crate::http::admin::start_authorization;
@@ -33,6 +32,7 @@ use crate::http::auth::{SESSION_COOKIE, peer};
 use crate::http::dto::{ChannelIn, ChannelPatch};
 use crate::http::error::ApiError;
 use crate::http::pages::escape;
+use crate::status::ChannelView;
 use crate::store::LedgerState;
 
 /// Channels per page.

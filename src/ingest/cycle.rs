@@ -192,9 +192,12 @@ pub async fn poll<H: Handover>(
     let record = &job.record;
     let run = &ctx.run;
     let mut report = PollReport::default();
-    let mut url =
-        ctx.graph()
-            .unread_url(&record.mailbox, &record.folder, since(record), run.page_size);
+    let mut url = ctx.graph().unread_url(
+        &record.mailbox,
+        &record.folder,
+        since(record),
+        run.page_size,
+    );
     let mut found = Vec::new();
     loop {
         let permit = graph_permit(ctx, &job.key, &job.app, 1).await;
@@ -264,9 +267,12 @@ pub async fn poll<H: Handover>(
             }
         }
         if !refused.is_empty() {
-            let after =
-                ctx.ledger
-                    .record_failures(record.id, &refused, run.max_delivery_attempts, Utc::now())?;
+            let after = ctx.ledger.record_failures(
+                record.id,
+                &refused,
+                run.max_delivery_attempts,
+                Utc::now(),
+            )?;
             for (message_id, state) in after {
                 if let AfterFailure::Quarantined { failures } = state {
                     tracing::warn!(channel = %record.id, message_id = %message_id, failures, "Message quarantined after repeated failures.");

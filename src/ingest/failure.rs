@@ -107,10 +107,8 @@ impl Failure {
                 }
             }
             Failure::Graph(err) => {
-                let class = catalogue::classify_graph_error(
-                    err.http_status().unwrap_or(503),
-                    err.code(),
-                );
+                let class =
+                    catalogue::classify_graph_error(err.http_status().unwrap_or(503), err.code());
                 Classified {
                     error: last_error(ErrorSource::Graph, &class, err.to_string(), None, None),
                     class,

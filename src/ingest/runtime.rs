@@ -51,7 +51,11 @@ impl Runtimes {
             if !cell.unsaved {
                 continue;
             }
-            match cell.set.as_ref().map(|set| store.put_tokens(*entry.key(), set)) {
+            match cell
+                .set
+                .as_ref()
+                .map(|set| store.put_tokens(*entry.key(), set))
+            {
                 Some(Ok(())) | None => cell.unsaved = false,
                 Some(Err(err)) => {
                     left += 1;
@@ -255,7 +259,10 @@ mod tests {
             actix_rt::spawn(async move { runtime.turn(new).await.is_some() })
         };
         actix_rt::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "the new cycle started before the old one ended");
+        assert!(
+            !waiting.is_finished(),
+            "the new cycle started before the old one ended"
+        );
         assert!(runtime.is_busy());
         drop(turn);
         assert!(waiting.await.unwrap());

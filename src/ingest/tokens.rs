@@ -92,7 +92,12 @@ pub async fn access_token(
 }
 
 /// Records a refresh failure that does not stop polling yet.
-fn warn_and_go_on(ctx: &Ingest, record: &ChannelRecord, runtime: &ChannelRuntime, err: &OAuthError) {
+fn warn_and_go_on(
+    ctx: &Ingest,
+    record: &ChannelRecord,
+    runtime: &ChannelRuntime,
+    err: &OAuthError,
+) {
     let classified = Failure::Identity(err.clone()).classify();
     tracing::warn!(channel = %record.id, mailbox = %record.mailbox, code = %classified.error.code,
         "The access token could not be refreshed; polling goes on with the current one until it expires.");

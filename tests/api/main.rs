@@ -16,8 +16,8 @@ mod crash;
 mod faults;
 /// Mail ingestion with its guarantees (issue 6).
 mod ingestion;
-/// The actor runtime: hot control, throttling, restarts, scale (issue 5).
-mod runtime;
 /// A channel's guarantees across actor replacement: edits, disable + enable, "Poll now", a
 /// second channel on one mailbox, an identity platform that is down (issue 12).
 mod replacement;
+/// The actor runtime: hot control, throttling, restarts, scale (issue 5).
+mod runtime;

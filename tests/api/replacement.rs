@@ -35,16 +35,23 @@ async fn rename(world: &World, id: &str, name: &str) -> u16 {
         )
         .await
         .unwrap();
-    assert!(status == 200 || status == 503, "PATCH answered {status}: {body}");
+    assert!(
+        status == 200 || status == 503,
+        "PATCH answered {status}: {body}"
+    );
     status
 }
 
 /// Waits until every message of `mailbox` is read, then checks the sink holds each once.
 async fn all_read(world: &World, mailbox: &str, expected: usize, timeout: Duration) {
-    until(timeout, &format!("{expected} messages read in {mailbox}"), || async {
-        let state = world.sim_client.mailbox_state(mailbox).await.unwrap();
-        state.total == expected && state.unread == 0
-    })
+    until(
+        timeout,
+        &format!("{expected} messages read in {mailbox}"),
+        || async {
+            let state = world.sim_client.mailbox_state(mailbox).await.unwrap();
+            state.total == expected && state.unread == 0
+        },
+    )
     .await;
 }
 
@@ -54,13 +61,19 @@ async fn a_patch_storm_during_slow_throttled_cycles_keeps_every_mailbox_within_i
     const PER_MAILBOX: usize = 40;
     let mut channels: Vec<(String, Mailbox)> = Vec::new();
     for name in ["storm-a", "storm-b", "storm-c"] {
-        channels.push(world.active_channel(&format!("{name}@{name}.example")).await);
+        channels.push(
+            world
+                .active_channel(&format!("{name}@{name}.example"))
+                .await,
+        );
     }
     // Slow cycles (every Graph call takes 250 ms), and Microsoft throttling each mailbox now and
     // then with a 1.5 s Retry-After, while the operator edits each channel 15 times a second.
     for (_, mailbox) in &channels {
         world
-            .fault(json!({"kind": "latency", "ms": 250, "mailbox": mailbox.upn, "duration_ms": 6000}))
+            .fault(
+                json!({"kind": "latency", "ms": 250, "mailbox": mailbox.upn, "duration_ms": 6000}),
+            )
             .await;
         world
             .sim_client
@@ -97,7 +110,11 @@ async fn a_patch_storm_during_slow_throttled_cycles_keeps_every_mailbox_within_i
     for (_, mailbox) in &channels {
         let key = format!("{}|{}", mailbox.client_id, mailbox.upn);
         let peak = counters.peak_concurrency.get(&key).copied().unwrap_or(0);
-        assert!(peak <= 4, "{peak} requests in flight at once to {}", mailbox.upn);
+        assert!(
+            peak <= 4,
+            "{peak} requests in flight at once to {}",
+            mailbox.upn
+        );
         let marked = world.requests(&mailbox.upn, "batch_item").await;
         assert_eq!(
             marked, PER_MAILBOX as u64,
@@ -170,8 +187,10 @@ async fn nothing_reaches_a_throttled_mailbox_before_its_retry_after_whatever_the
         .api(
             Method::POST,
             "/api/channels",
-            Some(json!({"tenant_id": mailbox.tenant, "client_id": mailbox.client_id,
-                "client_secret": mailbox.secret, "mailbox": mailbox.upn, "folder": "archive"})),
+            Some(
+                json!({"tenant_id": mailbox.tenant, "client_id": mailbox.client_id,
+                "client_secret": mailbox.secret, "mailbox": mailbox.upn, "folder": "archive"}),
+            ),
         )
         .await
         .unwrap();

@@ -303,8 +303,7 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
         max_late < Duration::from_secs(5),
         "a poll started {max_late:?} late"
     );
-    let (active, _) = board
-        .page(|row| row.status == ChannelStatus::Active, 0, 0);
+    let (active, _) = board.page(|row| row.status == ChannelStatus::Active, 0, 0);
     assert_eq!(active, CHANNELS);
     eprintln!(
         "10,000 channels: scheduled in {scheduled_in:?}, {polls} polls, max lateness {max_late:?}"
