@@ -52,7 +52,9 @@ fn only_the_sled_engine_touches_sled() {
         .filter(|path| *path != engine)
         .filter(|path| {
             let text = std::fs::read_to_string(path).unwrap();
-            text.contains("sled::") || text.contains("use sled") || text.contains("extern crate sled")
+            text.contains("sled::")
+                || text.contains("use sled")
+                || text.contains("extern crate sled")
         })
         .collect();
     assert!(

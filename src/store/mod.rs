@@ -208,7 +208,12 @@ fn check_path(path: &Path, shown: &str) -> Result<(), StoreError> {
 
 /// Opens a sealed key check marker: `Ok(())` for this key, [`StoreError::WrongMasterKey`] for
 /// another, `Corrupt` (naming `what` and `remedy`) for anything else.
-fn verify_marker(crypto: &Crypto, sealed: &str, what: &str, remedy: &str) -> Result<(), StoreError> {
+fn verify_marker(
+    crypto: &Crypto,
+    sealed: &str,
+    what: &str,
+    remedy: &str,
+) -> Result<(), StoreError> {
     match crypto.open(KEY_CHECK_RECORD, "marker", sealed) {
         Ok(marker) if marker.as_str() == KEY_CHECK_MARKER => Ok(()),
         Err(OpenError::Authentication) => Err(StoreError::WrongMasterKey),
@@ -375,7 +380,12 @@ impl Store {
         // "Reopening" a memory store keeps its data: it never fails with an I/O error anyway.
         let kept = engine.clone();
         let opener: Opener = Box::new(move |_: &Crypto| Ok(kept.clone()));
-        Ok(Store::assemble(engine, opener, crypto, "(in memory)".to_owned()))
+        Ok(Store::assemble(
+            engine,
+            opener,
+            crypto,
+            "(in memory)".to_owned(),
+        ))
     }
 
     fn assemble(engine: Arc<dyn Engine>, opener: Opener, crypto: Crypto, path: String) -> Store {
@@ -491,12 +501,7 @@ impl Store {
             }
             let bytes = persisted::encode_channel(&self.shared.crypto, &record)?;
             let swapped = self.with(|e| {
-                e.compare_and_swap(
-                    Table::Channels,
-                    id.as_bytes(),
-                    Some(&current),
-                    Some(&bytes),
-                )
+                e.compare_and_swap(Table::Channels, id.as_bytes(), Some(&current), Some(&bytes))
             })?;
             if swapped {
                 return Ok(());
@@ -794,9 +799,8 @@ impl Store {
             ));
         }
         let bytes = persisted::encode_pending(&self.shared.crypto, state, pending)?;
-        let swapped = self.with(|e| {
-            e.compare_and_swap(Table::Pending, state.as_bytes(), None, Some(&bytes))
-        })?;
+        let swapped = self
+            .with(|e| e.compare_and_swap(Table::Pending, state.as_bytes(), None, Some(&bytes)))?;
         if swapped {
             Ok(())
         } else {
@@ -861,9 +865,7 @@ impl Store {
             let gone = match persisted::decode_pending_raw(&state, value) {
                 Ok(stored) => match stored.used_at {
                     None => stored.expires_at <= now,
-                    Some(used_at) => {
-                        stored.expires_at.max(used_at) + USED_PENDING_RETENTION <= now
-                    }
+                    Some(used_at) => stored.expires_at.max(used_at) + USED_PENDING_RETENTION <= now,
                 },
                 Err(err) => {
                     // A pending state that cannot be read can never complete an authorization.

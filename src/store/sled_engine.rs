@@ -154,10 +154,8 @@ impl Engine for SledEngine {
         let iter = match scan {
             Scan::All => tree.iter(),
             Scan::Prefix(prefix) => tree.scan_prefix(prefix),
-            Scan::After(after) => tree.range::<&[u8], _>((
-                std::ops::Bound::Excluded(after),
-                std::ops::Bound::Unbounded,
-            )),
+            Scan::After(after) => tree
+                .range::<&[u8], _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
         };
         for entry in iter {
             let (key, value) = entry.map_err(|e| self.err(e))?;
@@ -285,9 +283,15 @@ mod tests {
         let err =
             Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::WrongKey, "{err}");
-        assert!(!file.exists(), "a wrong key must not write the key check file");
+        assert!(
+            !file.exists(),
+            "a wrong key must not write the key check file"
+        );
         drop(Store::open(dir.path(), key.clone(), StoreOptions::default()).unwrap());
-        assert!(file.exists(), "the migration did not write the key check file");
+        assert!(
+            file.exists(),
+            "the migration did not write the key check file"
+        );
         // And the file now guards the store before sled opens.
         let err =
             Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap_err();
