@@ -231,6 +231,23 @@ mod tests {
     use crate::domain::secret::MasterKey;
     use crate::store::{Store, StoreErrorKind};
 
+    /// Opens a store that was just closed: sled's background threads may hold its lock a moment
+    /// longer on a busy machine.
+    fn reopen(dir: &Path, key: &MasterKey) -> Store {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(dir, key.clone(), StoreOptions::default()) {
+                Err(err)
+                    if err.kind() == StoreErrorKind::Locked
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
     #[test]
     fn a_database_of_another_program_is_refused_and_left_untouched() {
         let dir = tempfile::tempdir().unwrap();
@@ -280,14 +297,21 @@ mod tests {
         let file = dir.path().join(crate::store::KEY_CHECK_FILE);
         std::fs::remove_file(&file).unwrap();
         // A wrong key is still refused, by the engine's own check.
-        let err =
-            Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap_err();
+        let wrong = MasterKey::generate();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let err = loop {
+            let err = Store::open(dir.path(), wrong.clone(), StoreOptions::default()).unwrap_err();
+            if err.kind() != StoreErrorKind::Locked || std::time::Instant::now() > deadline {
+                break err;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         assert_eq!(err.kind(), StoreErrorKind::WrongKey, "{err}");
         assert!(
             !file.exists(),
             "a wrong key must not write the key check file"
         );
-        drop(Store::open(dir.path(), key.clone(), StoreOptions::default()).unwrap());
+        drop(reopen(dir.path(), &key));
         assert!(
             file.exists(),
             "the migration did not write the key check file"
