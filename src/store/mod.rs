@@ -1101,3 +1101,157 @@ impl Store {
         self.with(|e| e.insert(Self::raw_table(kind), id.as_bytes(), bytes))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A memory engine that behaves like sled on a full disk: while `full` is set writes fail, and
+    /// after one failure this instance fails every call until it is replaced (reopened).
+    struct Faulty {
+        inner: Arc<memory::MemoryEngine>,
+        full: Arc<AtomicBool>,
+        failed: AtomicBool,
+    }
+
+    impl Faulty {
+        fn check(&self, write: bool) -> Result<(), StoreError> {
+            if self.failed.load(Ordering::SeqCst) || (write && self.full.load(Ordering::SeqCst)) {
+                self.failed.store(true, Ordering::SeqCst);
+                return Err(StoreError::from_io(std::io::Error::from_raw_os_error(
+                    libc::ENOSPC,
+                )));
+            }
+            Ok(())
+        }
+    }
+
+    impl Engine for Faulty {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.check(false)?;
+            self.inner.get(table, key)
+        }
+        fn insert(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.check(true)?;
+            self.inner.insert(table, key, value)
+        }
+        fn remove(&self, table: Table, key: &[u8]) -> Result<bool, StoreError> {
+            self.check(true)?;
+            self.inner.remove(table, key)
+        }
+        fn compare_and_swap(
+            &self,
+            table: Table,
+            key: &[u8],
+            expected: Option<&[u8]>,
+            new: Option<&[u8]>,
+        ) -> Result<bool, StoreError> {
+            self.check(true)?;
+            self.inner.compare_and_swap(table, key, expected, new)
+        }
+        fn scan(
+            &self,
+            table: Table,
+            scan: Scan<'_>,
+            visit: &mut engine::Visitor<'_>,
+        ) -> Result<(), StoreError> {
+            self.check(false)?;
+            self.inner.scan(table, scan, visit)
+        }
+        fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+            self.check(true)?;
+            self.inner.apply(ops)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.check(true)?;
+            self.inner.flush()
+        }
+        fn size_on_disk(&self) -> Result<u64, StoreError> {
+            self.inner.size_on_disk()
+        }
+    }
+
+    #[test]
+    fn an_engine_that_failed_is_reopened_once_it_takes_writes_and_the_hooks_run() {
+        let data = Arc::new(memory::MemoryEngine::new());
+        let full = Arc::new(AtomicBool::new(false));
+        let opens = Arc::new(AtomicUsize::new(0));
+        let make = {
+            let (data, full, opens) = (data.clone(), full.clone(), opens.clone());
+            move || {
+                opens.fetch_add(1, Ordering::SeqCst);
+                Arc::new(Faulty {
+                    inner: data.clone(),
+                    full: full.clone(),
+                    failed: AtomicBool::new(false),
+                })
+            }
+        };
+        let crypto = Crypto::new(&MasterKey::generate());
+        let first = make();
+        init_system(first.as_ref(), &crypto).unwrap();
+        let opener: Opener = Box::new(move |crypto: &Crypto| {
+            let engine = make();
+            init_system(engine.as_ref(), crypto)?;
+            Ok(engine as Arc<dyn Engine>)
+        });
+        let store = Store::assemble(first, opener, crypto, "faulty".to_owned());
+        let hooks = Arc::new(AtomicUsize::new(0));
+        let counted = hooks.clone();
+        store.on_reopen(Box::new(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }));
+        assert!(
+            !store.recover().unwrap(),
+            "a healthy store needs no recovery"
+        );
+
+        store.put_meta("before", b"1").unwrap();
+        full.store(true, Ordering::SeqCst);
+        let err = store.put_meta("during", b"2").unwrap_err();
+        assert!(err.is_disk_full(), "{err}");
+        assert!(store.is_broken());
+        // Reads fail too, as sled's do, until the engine is reopened.
+        assert!(store.get_meta("before").is_err());
+        // While the disk is full, recovery fails and the store stays broken.
+        assert!(store.recover().unwrap_err().is_disk_full());
+        assert!(store.is_broken());
+        assert_eq!(hooks.load(Ordering::SeqCst), 0);
+
+        full.store(false, Ordering::SeqCst);
+        assert!(store.recover().unwrap());
+        assert!(!store.is_broken());
+        assert_eq!(hooks.load(Ordering::SeqCst), 1);
+        assert!(
+            opens.load(Ordering::SeqCst) >= 3,
+            "the engine was not reopened"
+        );
+        assert_eq!(store.get_meta("before").unwrap(), Some(b"1".to_vec()));
+        store.put_meta("after", b"3").unwrap();
+        assert!(!store.recover().unwrap());
+    }
+
+    #[test]
+    fn a_failing_hook_keeps_the_store_broken_and_runs_again_next_time() {
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        let fail = Arc::new(AtomicBool::new(true));
+        let flag = fail.clone();
+        store.on_reopen(Box::new(move |_| {
+            if flag.load(Ordering::SeqCst) {
+                Err("the sink is not ready".to_owned())
+            } else {
+                Ok(())
+            }
+        }));
+        store.shared.broken.store(true, Ordering::SeqCst);
+        let err = store.recover().unwrap_err();
+        assert!(err.to_string().contains("the sink is not ready"), "{err}");
+        assert!(store.is_broken());
+        fail.store(false, Ordering::SeqCst);
+        assert!(store.recover().unwrap());
+        assert!(!store.is_broken());
+    }
+}
