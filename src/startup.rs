@@ -21,7 +21,7 @@ use crate::graph::{BodyContentType, GraphClient};
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, RunSettings, recovery};
 use crate::oauth::OAuthClient;
-use crate::rate_limit::{Limits, MailboxKey, RateLimiters};
+use crate::rate_limit::{Limits, RateLimiters};
 use crate::retry::BackoffPolicy;
 use crate::sink::WebhookSink;
 use crate::status::StatusBoard;
@@ -95,6 +95,8 @@ impl Application {
         let _ = http::metrics::recorder();
         let started = Instant::now();
         ignore_file_size_signal().context("Failed to ignore SIGXFSZ")?;
+        // Owner-only files, whoever creates them (the store's engine makes files of its own).
+        crate::store::restrict_umask();
         // Listen first: a port in use fails the start before anything else was opened or started.
         let listener = std::net::TcpListener::bind(settings.server.listen)
             .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
@@ -224,12 +226,8 @@ impl Application {
             .list_channels()
             .context("Failed to read the channels from the store")?;
         // The `Retry-After` floors a previous run received hold after the restart too.
-        let keys: Vec<MailboxKey> = channels
-            .iter()
-            .map(|c| MailboxKey::new(c.client_id.as_str(), c.mailbox.as_str()))
-            .collect();
         let floors = ingest
-            .load_floors(&keys)
+            .load_floors()
             .context("Failed to read the throttling floors from the store")?;
         if floors > 0 {
             tracing::info!(

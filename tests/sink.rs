@@ -247,6 +247,33 @@ fn append_after_reopen_continues_cleanly() {
 }
 
 #[test]
+fn a_new_jsonl_file_and_the_directory_made_for_it_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The only test of this binary that touches the process-wide umask.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("made").join("mail.jsonl");
+    let channel = ChannelId::generate();
+    let (mut sink, _) = JsonlSink::open(&path, 0).unwrap();
+    sink.append(&[record(&channel, 1)]).unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&path), 0o600, "the JSONL file");
+    assert_eq!(
+        mode(path.parent().unwrap()),
+        0o700,
+        "the directory inboxd made"
+    );
+    // A directory that was there already is left as it is.
+    let existing = dir.path().join("existing");
+    fs::create_dir(&existing).unwrap();
+    fs::set_permissions(&existing, fs::Permissions::from_mode(0o750)).unwrap();
+    let path = existing.join("mail.jsonl");
+    drop(JsonlSink::open(&path, 0).unwrap());
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&existing), 0o750);
+}
+
+#[test]
 fn a_directory_where_the_file_should_be_makes_the_sink_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mail.jsonl");

@@ -1,7 +1,9 @@
 //! The store's test suite, written against the public API of `inboxd::store` only, so that another
-//! storage engine behind the same API must pass it unchanged (garage's `db` test-suite habit).
-//! The one exception is the hidden `raw_get`/`raw_put` pair, which any engine can offer: it lets the
-//! tamper tests copy stored bytes from one record to another.
+//! storage engine behind the same API must pass it unchanged (garage's `db` test-suite habit). Every
+//! test of the first part runs once per engine (sled and memory, see `every_engine!`); the second
+//! part is about sled's files (persistence, locks, permissions, the key check file) and runs on sled
+//! only. The one exception to "public API only" is the hidden `raw_get`/`raw_put` pair, which any
+//! engine can offer: it lets the tamper tests copy stored bytes from one record to another.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,12 +13,84 @@ use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use inboxd::domain::secret::{AccessToken, ClientSecret, MasterKey, PkceVerifier, RefreshToken};
 use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
 use inboxd::store::{
-    ChannelRecord, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry, LedgerState,
-    PendingAuthorization, PendingLookup, RawKind, Store, StoreErrorKind, StoreOptions, TokenSet,
+    ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry,
+    LedgerState, MAX_FLOOR_KEY_BYTES, PendingAuthorization, PendingLookup, RawKind, Store,
+    StoreErrorKind, StoreOptions, TokenSet,
 };
+
+/// The engines the first part of the suite runs against.
+#[derive(Debug, Clone, Copy)]
+enum Engine {
+    Sled,
+    Memory,
+}
+
+/// A fresh, empty store of one engine; keeps the sled store's directory alive while it lives.
+struct Fresh {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for Fresh {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn fresh(engine: Engine) -> Fresh {
+    let key = MasterKey::generate();
+    match engine {
+        Engine::Sled => {
+            let dir = tempfile::tempdir().unwrap();
+            Fresh {
+                store: open(dir.path(), &key),
+                _dir: Some(dir),
+            }
+        }
+        Engine::Memory => Fresh {
+            store: Store::in_memory(key).unwrap(),
+            _dir: None,
+        },
+    }
+}
+
+/// Instantiates each named test once per engine: `on_sled::NAME` and `in_memory::NAME`.
+macro_rules! every_engine {
+    ($($name:ident),+ $(,)?) => {
+        mod on_sled {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Engine::Sled)
+            })+
+        }
+        mod in_memory {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Engine::Memory)
+            })+
+        }
+    };
+}
 
 fn open(dir: &Path, key: &MasterKey) -> Store {
     Store::open(dir, key.clone(), StoreOptions::default()).unwrap()
+}
+
+/// Opens a store that was just closed: sled's background threads may hold its lock a moment
+/// longer when the machine is busy.
+fn reopen(dir: &Path, key: &MasterKey) -> Store {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Store::open(dir, key.clone(), StoreOptions::default()) {
+            Err(err)
+                if err.kind() == StoreErrorKind::Locked && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
 }
 
 /// A time with sub-second digits, so that lost precision shows.
@@ -116,10 +190,31 @@ fn verifier(tag: char) -> String {
     std::iter::repeat_n(tag, 50).collect()
 }
 
-#[test]
-fn channels_round_trip_with_every_option_and_variant() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+// ---------------------------------------------------------------------------------------------
+// Every engine
+
+every_engine!(
+    channels_round_trip_with_every_option_and_variant,
+    tokens_and_cursors_round_trip,
+    ledger_round_trips_every_state_and_keeps_ids_case_sensitive,
+    ledger_prune_removes_only_old_marked_read_entries,
+    pending_authorizations_are_single_use_and_expire,
+    prune_pending_removes_expired_states_and_old_tombstones,
+    meta_round_trips,
+    concurrent_writers_all_land,
+    delete_channel_removes_everything_of_that_channel_only,
+    channels_list_sorted_and_page_without_gaps_or_repeats,
+    a_ciphertext_moved_to_another_record_or_damaged_does_not_decrypt,
+    simultaneous_takes_of_one_state_succeed_once,
+    flush_async_completes,
+    update_channel_state_changes_run_time_fields_only,
+    floors_round_trip_list_sorted_and_delete,
+    prune_floors_removes_only_floors_that_have_passed,
+    bad_floor_keys_are_refused_and_change_nothing,
+);
+
+fn channels_round_trip_with_every_option_and_variant(engine: Engine) {
+    let store = fresh(engine);
     assert_eq!(store.get_channel(ChannelId::generate()).unwrap(), None);
 
     let mut written = vec![full_channel(1), bare_channel(2)];
@@ -164,10 +259,8 @@ fn channels_round_trip_with_every_option_and_variant() {
     assert_eq!(store.count_channels().unwrap(), written.len());
 }
 
-#[test]
-fn tokens_and_cursors_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+fn tokens_and_cursors_round_trip(engine: Engine) {
+    let store = fresh(engine);
     let id = ChannelId::generate();
     assert_eq!(store.get_tokens(id).unwrap(), None);
     assert_eq!(store.get_cursor(id).unwrap(), None);
@@ -192,10 +285,8 @@ fn tokens_and_cursors_round_trip() {
     }
 }
 
-#[test]
-fn ledger_round_trips_every_state_and_keeps_ids_case_sensitive() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+fn ledger_round_trips_every_state_and_keeps_ids_case_sensitive(engine: Engine) {
+    let store = fresh(engine);
     let id = ChannelId::generate();
     assert_eq!(store.ledger_get(id, "missing").unwrap(), None);
 
@@ -275,10 +366,8 @@ fn ledger_round_trips_every_state_and_keeps_ids_case_sensitive() {
     assert_eq!(err.kind(), StoreErrorKind::InvalidInput);
 }
 
-#[test]
-fn ledger_prune_removes_only_old_marked_read_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+fn ledger_prune_removes_only_old_marked_read_entries(engine: Engine) {
+    let store = fresh(engine);
     let (a, b) = (ChannelId::generate(), ChannelId::generate());
     for id in [a, b] {
         for state in LedgerState::ALL {
@@ -310,10 +399,8 @@ fn ledger_prune_removes_only_old_marked_read_entries() {
     assert_eq!(store.ledger_prune(at(500)).unwrap(), 0);
 }
 
-#[test]
-fn pending_authorizations_are_single_use_and_expire() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+fn pending_authorizations_are_single_use_and_expire(engine: Engine) {
+    let store = fresh(engine);
     let id = ChannelId::generate();
     let now = at(100);
 
@@ -376,10 +463,8 @@ fn pending_authorizations_are_single_use_and_expire() {
     );
 }
 
-#[test]
-fn prune_pending_removes_expired_states_and_old_tombstones() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+fn prune_pending_removes_expired_states_and_old_tombstones(engine: Engine) {
+    let store = fresh(engine);
     let id = ChannelId::generate();
     let now = at(100);
     store
@@ -428,10 +513,8 @@ fn prune_pending_removes_expired_states_and_old_tombstones() {
     );
 }
 
-#[test]
-fn meta_round_trips() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+fn meta_round_trips(engine: Engine) {
+    let store = fresh(engine);
     assert_eq!(store.get_meta("jsonl.offset").unwrap(), None);
     store
         .put_meta("jsonl.offset", &42u64.to_be_bytes())
@@ -446,112 +529,8 @@ fn meta_round_trips() {
     assert_eq!(store.get_meta("jsonl.offset").unwrap(), None);
 }
 
-#[test]
-fn everything_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = MasterKey::generate();
-    let ch = full_channel(1);
-    let now = at(100);
-    {
-        let store = open(dir.path(), &key);
-        store.put_channel(&ch).unwrap();
-        store.put_tokens(ch.id, &tokens("kept")).unwrap();
-        store
-            .put_cursor(
-                ch.id,
-                &Cursor {
-                    delta_link: Some("link".into()),
-                    last_received_at: None,
-                },
-            )
-            .unwrap();
-        store
-            .ledger_put(ch.id, "m1", &entry(LedgerState::Delivered, 5))
-            .unwrap();
-        store
-            .put_pending(
-                "st",
-                &pending(ch.id, &verifier('z'), now + Duration::minutes(10)),
-            )
-            .unwrap();
-        store.put_meta("k", b"v").unwrap();
-        let clone = store.clone();
-        drop(store);
-        clone
-            .ledger_put(ch.id, "m2", &entry(LedgerState::MarkedRead, 6))
-            .unwrap();
-        assert!(clone.size_on_disk().unwrap() > 0);
-    }
-    let store = open(dir.path(), &key);
-    assert_eq!(store.get_channel(ch.id).unwrap(), Some(ch.clone()));
-    assert_eq!(store.get_tokens(ch.id).unwrap(), Some(tokens("kept")));
-    assert_eq!(
-        store
-            .get_cursor(ch.id)
-            .unwrap()
-            .unwrap()
-            .delta_link
-            .as_deref(),
-        Some("link")
-    );
-    assert_eq!(store.ledger_count(ch.id).unwrap(), 2);
-    assert_eq!(store.get_meta("k").unwrap(), Some(b"v".to_vec()));
-    assert!(matches!(
-        store.take_pending("st", now).unwrap(),
-        PendingLookup::Found(_)
-    ));
-}
-
-#[test]
-fn a_wrong_master_key_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open(dir.path(), &MasterKey::generate());
-        store.put_channel(&full_channel(1)).unwrap();
-    }
-    let err = Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::WrongKey);
-    assert!(err.is_fatal() && !err.is_retryable());
-    assert!(err.to_string().contains("master key"), "{err}");
-}
-
-#[test]
-fn a_store_held_open_elsewhere_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = MasterKey::generate();
-    let _first = open(dir.path(), &key);
-    let err = Store::open(dir.path(), key, StoreOptions::default()).unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Locked);
-    assert!(err.to_string().contains("another process"), "{err}");
-}
-
-#[test]
-fn a_path_that_is_not_a_store_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("file");
-    std::fs::write(&file, b"hello").unwrap();
-    let err = Store::open(&file, MasterKey::generate(), StoreOptions::default()).unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::NotAStore);
-    assert!(err.to_string().contains("not an inboxd store"), "{err}");
-
-    let other = dir.path().join("photos");
-    std::fs::create_dir(&other).unwrap();
-    std::fs::write(other.join("cat.jpg"), b"meow").unwrap();
-    let err = Store::open(&other, MasterKey::generate(), StoreOptions::default()).unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::NotAStore);
-    // Nothing was written into the foreign directory.
-    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
-
-    // A fresh path is created.
-    let fresh = dir.path().join("a").join("new").join("store");
-    open(&fresh, &MasterKey::generate());
-    assert!(fresh.is_dir());
-}
-
-#[test]
-fn concurrent_writers_all_land() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+fn concurrent_writers_all_land(engine: Engine) {
+    let store = fresh(engine);
     let threads = 4;
     let per_thread = 150;
     let handles: Vec<_> = (0..threads)
@@ -605,10 +584,8 @@ fn concurrent_writers_all_land() {
     }
 }
 
-#[test]
-fn delete_channel_removes_everything_of_that_channel_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+fn delete_channel_removes_everything_of_that_channel_only(engine: Engine) {
+    let store = fresh(engine);
     let now = at(100);
     let (gone, kept) = (full_channel(1), full_channel(2));
     for (ch, tag) in [(&gone, 'g'), (&kept, 'k')] {
@@ -676,10 +653,8 @@ fn delete_channel_removes_everything_of_that_channel_only() {
     assert_eq!(store.list_channels().unwrap(), vec![kept]);
 }
 
-#[test]
-fn channels_list_sorted_and_page_without_gaps_or_repeats() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
+fn channels_list_sorted_and_page_without_gaps_or_repeats(engine: Engine) {
+    let store = fresh(engine);
     assert!(store.list_channels().unwrap().is_empty());
     assert!(store.list_channels_page(None, 10).unwrap().is_empty());
     assert_eq!(store.count_channels().unwrap(), 0);
@@ -709,6 +684,215 @@ fn channels_list_sorted_and_page_without_gaps_or_repeats() {
     assert!(store.list_channels_page(None, 0).unwrap().is_empty());
 }
 
+fn a_ciphertext_moved_to_another_record_or_damaged_does_not_decrypt(engine: Engine) {
+    let store = fresh(engine);
+    let (a, b) = (full_channel(1), full_channel(2));
+    for ch in [&a, &b] {
+        store.put_channel(ch).unwrap();
+        store.put_tokens(ch.id, &tokens(&ch.name)).unwrap();
+    }
+
+    for kind in [RawKind::Channel, RawKind::Tokens] {
+        let from_a = store.raw_get(kind, a.id).unwrap().unwrap();
+        store.raw_put(kind, b.id, &from_a).unwrap();
+    }
+    let err = store.get_channel(b.id).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    assert!(err.is_fatal());
+    assert!(
+        err.to_string().contains("copied from another record"),
+        "{err}"
+    );
+    let err = store.get_tokens(b.id).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    assert!(err.to_string().contains("does not decrypt"), "{err}");
+    // A damaged record is refused in every listing, not skipped silently.
+    assert_eq!(
+        store.list_channels().unwrap_err().kind(),
+        StoreErrorKind::Corrupt
+    );
+
+    // Truncated bytes are refused too.
+    let raw = store.raw_get(RawKind::Tokens, a.id).unwrap().unwrap();
+    store
+        .raw_put(RawKind::Tokens, a.id, &raw[..raw.len() / 2])
+        .unwrap();
+    assert_eq!(
+        store.get_tokens(a.id).unwrap_err().kind(),
+        StoreErrorKind::Corrupt
+    );
+    // The untouched record of `a` still reads.
+    assert_eq!(store.get_channel(a.id).unwrap(), Some(a));
+}
+
+fn simultaneous_takes_of_one_state_succeed_once(engine: Engine) {
+    let store = fresh(engine);
+    let now = at(100);
+    let id = ChannelId::generate();
+    store
+        .put_pending(
+            "contested",
+            &pending(id, &verifier('q'), now + Duration::minutes(10)),
+        )
+        .unwrap();
+    let threads = 8;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.take_pending("contested", now).unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<PendingLookup> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let found = outcomes
+        .iter()
+        .filter(|o| matches!(o, PendingLookup::Found(_)))
+        .count();
+    let used = outcomes
+        .iter()
+        .filter(|o| **o == PendingLookup::AlreadyUsed)
+        .count();
+    assert_eq!((found, used), (1, threads - 1), "{outcomes:?}");
+}
+
+fn flush_async_completes(engine: Engine) {
+    let store = fresh(engine);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        store
+            .ledger_put(
+                ChannelId::generate(),
+                "m",
+                &entry(LedgerState::Discovered, 0),
+            )
+            .unwrap();
+        store.flush_async().await.unwrap();
+    });
+}
+
+fn update_channel_state_changes_run_time_fields_only(engine: Engine) {
+    let store = fresh(engine);
+    let ch = bare_channel(1);
+    // A channel that does not exist stays absent.
+    let state = ChannelState {
+        status: ChannelStatus::Active,
+        last_error: None,
+        last_poll_at: Some(at(50)),
+        last_success_at: Some(at(51)),
+    };
+    store.update_channel_state(ch.id, &state).unwrap();
+    assert_eq!(store.get_channel(ch.id).unwrap(), None);
+
+    store.put_channel(&ch).unwrap();
+    store.update_channel_state(ch.id, &state).unwrap();
+    let updated = store.get_channel(ch.id).unwrap().unwrap();
+    assert_eq!(updated.status, ChannelStatus::Active);
+    assert_eq!(updated.last_poll_at, Some(at(50)));
+    assert_eq!(updated.last_success_at, Some(at(51)));
+    assert_eq!(updated.client_secret, ch.client_secret);
+    assert_eq!(updated.mailbox, ch.mailbox);
+    // Absent poll times keep the stored ones.
+    let later = ChannelState {
+        status: ChannelStatus::BackingOff,
+        last_error: None,
+        last_poll_at: None,
+        last_success_at: None,
+    };
+    store.update_channel_state(ch.id, &later).unwrap();
+    let updated = store.get_channel(ch.id).unwrap().unwrap();
+    assert_eq!(updated.status, ChannelStatus::BackingOff);
+    assert_eq!(updated.last_poll_at, Some(at(50)));
+}
+
+fn floors_round_trip_list_sorted_and_delete(engine: Engine) {
+    let store = fresh(engine);
+    let key = "00000000-0000-0000-0000-000000000001/support@contoso.com";
+    assert_eq!(store.get_floor(key).unwrap(), None);
+    assert!(store.list_floors().unwrap().is_empty());
+
+    store.put_floor(key, at(30)).unwrap();
+    assert_eq!(store.get_floor(key).unwrap(), Some(at(30)));
+    // A later `Retry-After` replaces the floor (the caller decides whether to keep the later one).
+    store.put_floor(key, at(90)).unwrap();
+    assert_eq!(store.get_floor(key).unwrap(), Some(at(90)));
+    store.put_floor("b/ünïcode@contoso.com", at(10)).unwrap();
+    store.put_floor("a/x@contoso.com", at(20)).unwrap();
+    assert_eq!(
+        store.list_floors().unwrap(),
+        vec![
+            (key.to_owned(), at(90)),
+            ("a/x@contoso.com".to_owned(), at(20)),
+            ("b/ünïcode@contoso.com".to_owned(), at(10)),
+        ]
+    );
+    // Floors are apart from the metadata map.
+    assert_eq!(store.get_meta(key).unwrap(), None);
+
+    assert!(store.delete_floor("a/x@contoso.com").unwrap());
+    assert!(!store.delete_floor("a/x@contoso.com").unwrap());
+    assert_eq!(store.get_floor("a/x@contoso.com").unwrap(), None);
+    assert_eq!(store.list_floors().unwrap().len(), 2);
+}
+
+fn prune_floors_removes_only_floors_that_have_passed(engine: Engine) {
+    let store = fresh(engine);
+    store.put_floor("past", at(10)).unwrap();
+    store.put_floor("now", at(20)).unwrap();
+    store.put_floor("future", at(30)).unwrap();
+    assert_eq!(store.prune_floors(at(20)).unwrap(), 2);
+    assert_eq!(
+        store.list_floors().unwrap(),
+        vec![("future".to_owned(), at(30))]
+    );
+    assert_eq!(store.prune_floors(at(20)).unwrap(), 0);
+    assert_eq!(store.prune_floors(at(31)).unwrap(), 1);
+    assert!(store.list_floors().unwrap().is_empty());
+}
+
+fn bad_floor_keys_are_refused_and_change_nothing(engine: Engine) {
+    let store = fresh(engine);
+    store.put_floor("kept", at(10)).unwrap();
+    let long = "k".repeat(MAX_FLOOR_KEY_BYTES + 1);
+    for bad in ["", long.as_str()] {
+        let err = store.put_floor(bad, at(20)).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("floor"), "{err}");
+        assert_eq!(
+            store.get_floor(bad).unwrap_err().kind(),
+            StoreErrorKind::InvalidInput
+        );
+        assert_eq!(
+            store.delete_floor(bad).unwrap_err().kind(),
+            StoreErrorKind::InvalidInput
+        );
+    }
+    let err = store.put_floor(&long, at(20)).unwrap_err();
+    assert!(err.to_string().contains("at most 512 bytes"), "{err}");
+    // The longest allowed key is fine.
+    let longest = "k".repeat(MAX_FLOOR_KEY_BYTES);
+    store.put_floor(&longest, at(5)).unwrap();
+    assert_eq!(store.get_floor(&longest).unwrap(), Some(at(5)));
+    assert_eq!(store.list_floors().unwrap().len(), 2);
+    assert_eq!(store.get_floor("kept").unwrap(), Some(at(10)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sled only: the store's files
+
+#[test]
+fn the_store_is_shareable_across_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Store>();
+    fn error_is_sendable<T: Send + Sync + std::error::Error + 'static>() {}
+    error_is_sendable::<inboxd::store::StoreError>();
+}
+
 /// Every file under `dir`, recursively, read as raw bytes.
 fn all_bytes_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -727,6 +911,113 @@ fn all_bytes_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    let ch = full_channel(1);
+    let now = at(100);
+    {
+        let store = open(dir.path(), &key);
+        store.put_channel(&ch).unwrap();
+        store.put_tokens(ch.id, &tokens("kept")).unwrap();
+        store
+            .put_cursor(
+                ch.id,
+                &Cursor {
+                    delta_link: Some("link".into()),
+                    last_received_at: None,
+                },
+            )
+            .unwrap();
+        store
+            .ledger_put(ch.id, "m1", &entry(LedgerState::Delivered, 5))
+            .unwrap();
+        store
+            .put_pending(
+                "st",
+                &pending(ch.id, &verifier('z'), now + Duration::minutes(10)),
+            )
+            .unwrap();
+        store.put_meta("k", b"v").unwrap();
+        store.put_floor("app/box@contoso.com", at(7)).unwrap();
+        let clone = store.clone();
+        drop(store);
+        clone
+            .ledger_put(ch.id, "m2", &entry(LedgerState::MarkedRead, 6))
+            .unwrap();
+        assert!(clone.size_on_disk().unwrap() > 0);
+    }
+    let store = reopen(dir.path(), &key);
+    assert_eq!(store.get_channel(ch.id).unwrap(), Some(ch.clone()));
+    assert_eq!(store.get_tokens(ch.id).unwrap(), Some(tokens("kept")));
+    assert_eq!(
+        store
+            .get_cursor(ch.id)
+            .unwrap()
+            .unwrap()
+            .delta_link
+            .as_deref(),
+        Some("link")
+    );
+    assert_eq!(store.ledger_count(ch.id).unwrap(), 2);
+    assert_eq!(store.get_meta("k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        store.list_floors().unwrap(),
+        vec![("app/box@contoso.com".to_owned(), at(7))]
+    );
+    assert!(matches!(
+        store.take_pending("st", now).unwrap(),
+        PendingLookup::Found(_)
+    ));
+}
+
+#[test]
+fn a_wrong_master_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), &MasterKey::generate());
+        store.put_channel(&full_channel(1)).unwrap();
+    }
+    let err = Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::WrongKey);
+    assert!(err.is_fatal() && !err.is_retryable());
+    assert!(err.to_string().contains("master key"), "{err}");
+}
+
+#[test]
+fn a_store_held_open_elsewhere_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    let _first = open(dir.path(), &key);
+    let err = Store::open(dir.path(), key, StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Locked);
+    assert!(err.to_string().contains("another process"), "{err}");
+}
+
+#[test]
+fn a_path_that_is_not_a_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"hello").unwrap();
+    let err = Store::open(&file, MasterKey::generate(), StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::NotAStore);
+    assert!(err.to_string().contains("not an inboxd store"), "{err}");
+
+    let other = dir.path().join("photos");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("cat.jpg"), b"meow").unwrap();
+    let err = Store::open(&other, MasterKey::generate(), StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::NotAStore);
+    // Nothing was written into the foreign directory.
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
+
+    // A fresh path is created.
+    let fresh = dir.path().join("a").join("new").join("store");
+    open(&fresh, &MasterKey::generate());
+    assert!(fresh.is_dir());
 }
 
 #[test]
@@ -779,71 +1070,17 @@ fn no_secret_reaches_the_disk_in_clear() {
     }
 }
 
+/// `put_tokens` and `put_floor` are durable on return: a process that exits right after one (no
+/// destructor, no background flush) leaves what it wrote on disk. The test runs itself as the child
+/// process, once per call.
 #[test]
-fn a_ciphertext_moved_to_another_record_or_damaged_does_not_decrypt() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
-    let (a, b) = (full_channel(1), full_channel(2));
-    for ch in [&a, &b] {
-        store.put_channel(ch).unwrap();
-        store.put_tokens(ch.id, &tokens(&ch.name)).unwrap();
-    }
-
-    for kind in [RawKind::Channel, RawKind::Tokens] {
-        let from_a = store.raw_get(kind, a.id).unwrap().unwrap();
-        store.raw_put(kind, b.id, &from_a).unwrap();
-    }
-    let err = store.get_channel(b.id).unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
-    assert!(err.is_fatal());
-    assert!(
-        err.to_string().contains("copied from another record"),
-        "{err}"
-    );
-    let err = store.get_tokens(b.id).unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
-    assert!(err.to_string().contains("does not decrypt"), "{err}");
-    // A damaged record is refused in every listing, not skipped silently.
-    assert_eq!(
-        store.list_channels().unwrap_err().kind(),
-        StoreErrorKind::Corrupt
-    );
-
-    // Truncated bytes are refused too.
-    let raw = store.raw_get(RawKind::Tokens, a.id).unwrap().unwrap();
-    store
-        .raw_put(RawKind::Tokens, a.id, &raw[..raw.len() / 2])
-        .unwrap();
-    assert_eq!(
-        store.get_tokens(a.id).unwrap_err().kind(),
-        StoreErrorKind::Corrupt
-    );
-    // The untouched record of `a` still reads.
-    assert_eq!(store.get_channel(a.id).unwrap(), Some(a));
-}
-
-#[tokio::test]
-async fn flush_async_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
-    store
-        .ledger_put(
-            ChannelId::generate(),
-            "m",
-            &entry(LedgerState::Discovered, 0),
-        )
-        .unwrap();
-    store.flush_async().await.unwrap();
-}
-
-/// `put_tokens` is durable on return: a process that exits right after it (no destructor, no
-/// background flush) leaves the tokens on disk. The test runs itself as the child process.
-#[test]
-fn put_tokens_survives_an_exit_right_after() {
+fn put_tokens_and_put_floor_survive_an_exit_right_after() {
     const DIR_VAR: &str = "INBOXD_STORE_TEST_CRASH_DIR";
     const KEY_VAR: &str = "INBOXD_STORE_TEST_CRASH_KEY";
     const ID_VAR: &str = "INBOXD_STORE_TEST_CRASH_ID";
+    const WHAT_VAR: &str = "INBOXD_STORE_TEST_CRASH_WHAT";
     const CHILD_DONE: i32 = 86;
+    const FLOOR_KEY: &str = "app/box@contoso.com";
     if let Ok(dir) = std::env::var(DIR_VAR) {
         let key = MasterKey::parse(&std::env::var(KEY_VAR).unwrap()).unwrap();
         let id = ChannelId::parse(&std::env::var(ID_VAR).unwrap()).unwrap();
@@ -852,78 +1089,45 @@ fn put_tokens_survives_an_exit_right_after() {
             ..StoreOptions::default()
         };
         let store = Store::open(Path::new(&dir), key, options).unwrap();
-        store.put_tokens(id, &tokens("rotated")).unwrap();
+        match std::env::var(WHAT_VAR).unwrap().as_str() {
+            "tokens" => store.put_tokens(id, &tokens("rotated")).unwrap(),
+            _ => store.put_floor(FLOOR_KEY, at(60)).unwrap(),
+        }
         // Ends the process at once: no destructor runs, so nothing flushes on the way out.
         std::process::exit(CHILD_DONE);
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let key = MasterKey::generate();
-    let id = ChannelId::generate();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "put_tokens_survives_an_exit_right_after",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(DIR_VAR, dir.path())
-        .env(KEY_VAR, key.encode())
-        .env(ID_VAR, id.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert_eq!(
-        status.code(),
-        Some(CHILD_DONE),
-        "the child did not reach its exit"
-    );
-    let store = open(dir.path(), &key);
-    assert_eq!(store.get_tokens(id).unwrap(), Some(tokens("rotated")));
-}
-
-#[test]
-fn the_store_is_shareable_across_threads() {
-    fn shareable<T: Send + Sync + Clone + 'static>() {}
-    shareable::<Store>();
-    fn error_is_sendable<T: Send + Sync + std::error::Error + 'static>() {}
-    error_is_sendable::<inboxd::store::StoreError>();
-}
-
-#[test]
-fn simultaneous_takes_of_one_state_succeed_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), &MasterKey::generate());
-    let now = at(100);
-    let id = ChannelId::generate();
-    store
-        .put_pending(
-            "contested",
-            &pending(id, &verifier('q'), now + Duration::minutes(10)),
-        )
-        .unwrap();
-    let threads = 8;
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                store.take_pending("contested", now).unwrap()
-            })
-        })
-        .collect();
-    let outcomes: Vec<PendingLookup> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let found = outcomes
-        .iter()
-        .filter(|o| matches!(o, PendingLookup::Found(_)))
-        .count();
-    let used = outcomes
-        .iter()
-        .filter(|o| **o == PendingLookup::AlreadyUsed)
-        .count();
-    assert_eq!((found, used), (1, threads - 1), "{outcomes:?}");
+    for what in ["tokens", "floor"] {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate();
+        let id = ChannelId::generate();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "put_tokens_and_put_floor_survive_an_exit_right_after",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(DIR_VAR, dir.path())
+            .env(KEY_VAR, key.encode())
+            .env(ID_VAR, id.to_string())
+            .env(WHAT_VAR, what)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(CHILD_DONE),
+            "the child ({what}) did not reach its exit"
+        );
+        let store = open(dir.path(), &key);
+        if what == "tokens" {
+            assert_eq!(store.get_tokens(id).unwrap(), Some(tokens("rotated")));
+        } else {
+            assert_eq!(store.get_floor(FLOOR_KEY).unwrap(), Some(at(60)));
+        }
+    }
 }
 
 #[test]
@@ -942,4 +1146,134 @@ fn a_zero_flush_interval_is_refused() {
         ..StoreOptions::default()
     };
     Store::open(dir.path(), MasterKey::generate(), options).unwrap();
+}
+
+/// Every file under `dir` with its bytes and permission bits, sorted by path.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut files: Vec<_> = all_bytes_under(dir)
+        .into_iter()
+        .map(|(path, bytes)| {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            (path, bytes, mode)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_wrong_master_key_changes_no_byte_of_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    {
+        let store = open(dir.path(), &key);
+        store.put_channel(&full_channel(1)).unwrap();
+        store.put_floor("app/box@contoso.com", at(10)).unwrap();
+        store.flush().unwrap();
+    }
+    let before = snapshot(dir.path());
+    assert!(
+        before.len() > 2,
+        "{:?}",
+        before.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for _ in 0..3 {
+        let err =
+            Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::WrongKey, "{err}");
+    }
+    assert!(
+        snapshot(dir.path()) == before,
+        "a refused open changed the store's files"
+    );
+    // The right key still opens it.
+    let store = reopen(dir.path(), &key);
+    assert_eq!(store.count_channels().unwrap(), 1);
+}
+
+#[test]
+fn a_damaged_key_check_file_is_refused_with_its_remedy() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    drop(open(dir.path(), &key));
+    let file = dir.path().join("keycheck");
+    std::fs::write(&file, b"not a key check").unwrap();
+    let before = snapshot(dir.path());
+    let err = Store::open(dir.path(), key.clone(), StoreOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("key check file") && shown.contains("remove"),
+        "{shown}"
+    );
+    assert!(snapshot(dir.path()) == before);
+    // Following the remedy works: the file is written again from the engine's own check.
+    std::fs::remove_file(&file).unwrap();
+    drop(reopen(dir.path(), &key));
+    assert!(file.is_file());
+    drop(reopen(dir.path(), &key));
+}
+
+#[test]
+fn store_files_are_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The only test of this binary that touches the process-wide umask.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let parent = tempfile::tempdir().unwrap();
+    let path = parent.path().join("state").join("store");
+    let key = MasterKey::generate();
+    {
+        let store = open(&path, &key);
+        store.put_channel(&full_channel(1)).unwrap();
+        store
+            .put_tokens(ChannelId::generate(), &tokens("t"))
+            .unwrap();
+        store.flush().unwrap();
+    }
+    let check = |path: &Path| {
+        let mut todo = vec![path.to_path_buf()];
+        let mut seen = 0;
+        while let Some(p) = todo.pop() {
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_dir() {
+                assert_eq!(mode, 0o700, "{} is {mode:o}", p.display());
+                for e in std::fs::read_dir(&p).unwrap() {
+                    todo.push(e.unwrap().path());
+                }
+            } else {
+                assert_eq!(mode, 0o600, "{} is {mode:o}", p.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "only {seen} files under {}", path.display());
+    };
+    check(&path);
+    // Reopening (sled may add files) keeps them owner-only.
+    drop(reopen(&path, &key));
+    check(&path);
+
+    // The daemon's umask switch: the previous umask back, owner-only files from then on.
+    assert_eq!(inboxd::store::restrict_umask(), 0o022);
+    let later = parent.path().join("later");
+    std::fs::write(&later, b"x").unwrap();
+    let mode = std::fs::metadata(&later).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+}
+
+#[test]
+fn the_memory_engine_keeps_nothing_on_disk_and_stores_apart() {
+    let key = MasterKey::generate();
+    let (a, b) = (
+        Store::in_memory(key.clone()).unwrap(),
+        Store::in_memory(key).unwrap(),
+    );
+    a.put_channel(&bare_channel(1)).unwrap();
+    assert_eq!(a.count_channels().unwrap(), 1);
+    assert_eq!(b.count_channels().unwrap(), 0);
+    assert_eq!(a.path(), "(in memory)");
+    assert!(!a.is_broken());
+    assert!(!a.recover().unwrap(), "a healthy store needs no recovery");
 }

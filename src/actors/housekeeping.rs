@@ -93,6 +93,9 @@ impl Housekeeper {
                 let now = Utc::now();
                 let ledger = crate::ingest::Ledger::new(store.clone()).prune(now - retention);
                 let pending = store.prune_pending(now);
+                if let Err(err) = store.prune_floors(now) {
+                    tracing::warn!(error = %err, "Could not prune passed throttling floors.");
+                }
                 (ledger, pending)
             },
             |_, (ledger, pending)| {

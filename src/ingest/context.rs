@@ -70,11 +70,6 @@ pub fn set_lane(lane: usize) {
     LANE.with(|cell| cell.set(lane));
 }
 
-/// The meta key under which a mailbox's `Retry-After` floor is kept.
-fn floor_meta_key(key: &MailboxKey) -> String {
-    format!("floor/{}", key.as_str())
-}
-
 impl Ingest {
     /// The context of `store` with these clients, limits and settings.
     pub fn new(
@@ -122,14 +117,8 @@ impl Ingest {
         }
         metrics::counter!("inboxd_throttle_floors_total").increment(1);
         let store = self.store.clone();
-        let meta_key = floor_meta_key(key);
-        let bytes = until.timestamp_millis().to_be_bytes();
-        match tokio::task::spawn_blocking(move || {
-            store.put_meta(&meta_key, &bytes)?;
-            store.flush()
-        })
-        .await
-        {
+        let stored_key = key.as_str().to_owned();
+        match tokio::task::spawn_blocking(move || store.put_floor(&stored_key, until)).await {
             Ok(result) => result.map(|()| until),
             Err(err) => Err(StoreError::Io {
                 source: std::io::Error::other(format!("the floor write failed: {err}")),
@@ -137,31 +126,17 @@ impl Ingest {
         }
     }
 
-    /// Loads the floors a previous run persisted for these mailboxes into the limiters, and
-    /// forgets the ones that have passed. Answers how many are still ahead.
-    pub fn load_floors<'a>(
-        &self,
-        keys: impl IntoIterator<Item = &'a MailboxKey>,
-    ) -> Result<usize, StoreError> {
+    /// Loads the floors a previous run persisted into the limiters, after forgetting the ones
+    /// that have passed. Answers how many are still ahead.
+    pub fn load_floors(&self) -> Result<usize, StoreError> {
         let now = Utc::now();
+        self.store.prune_floors(now)?;
         let mut ahead = 0;
-        for key in keys {
-            let meta_key = floor_meta_key(key);
-            let Some(bytes) = self.store.get_meta(&meta_key)? else {
-                continue;
-            };
-            let until = <[u8; 8]>::try_from(bytes.as_slice())
-                .ok()
-                .map(i64::from_be_bytes)
-                .and_then(DateTime::<Utc>::from_timestamp_millis);
-            match until {
-                Some(until) if until > now => {
-                    self.limiters.raise_floor(key, until);
-                    ahead += 1;
-                }
-                _ => {
-                    self.store.delete_meta(&meta_key)?;
-                }
+        for (key, until) in self.store.list_floors()? {
+            if until > now {
+                self.limiters
+                    .raise_floor(&MailboxKey::from_stored(&key), until);
+                ahead += 1;
             }
         }
         Ok(ahead)
@@ -170,3 +145,63 @@ impl Ingest {
 
 /// Shared by `Arc` between the actors, the HTTP layer and the housekeeper.
 pub type SharedIngest = Arc<Ingest>;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::domain::secret::MasterKey;
+    use crate::rate_limit::Limits;
+
+    fn run() -> RunSettings {
+        RunSettings {
+            interval: Duration::from_secs(120),
+            jitter: Duration::ZERO,
+            page_size: 50,
+            max_messages_per_poll: 500,
+            token_refresh_margin: Duration::from_secs(300),
+            token_refresh_jitter: Duration::ZERO,
+            backoff: BackoffPolicy::default(),
+            max_delivery_attempts: 5,
+            max_attachment_bytes: 1 << 20,
+        }
+    }
+
+    fn ingest(store: &Store) -> Ingest {
+        Ingest::new(
+            store.clone(),
+            Vec::new(),
+            Vec::new(),
+            RateLimiters::new(Limits::default()),
+            run(),
+        )
+    }
+
+    #[actix_rt::test]
+    async fn a_retry_after_outlives_the_process_that_received_it() {
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        let key = MailboxKey::new("app", "held@contoso.com");
+        let first = ingest(&store);
+        let until = first
+            .raise_floor(&key, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert!(first.limiters.floor(&key).is_some());
+        // A new process on the same store: the floor is back before anything polls.
+        let second = ingest(&store);
+        assert_eq!(second.load_floors().unwrap(), 1);
+        assert_eq!(
+            second.limiters.floor(&key).map(|f| f.timestamp_millis()),
+            Some(until.timestamp_millis())
+        );
+        // A floor that passed is forgotten.
+        store
+            .put_floor(
+                "app/old@contoso.com",
+                Utc::now() - chrono::Duration::seconds(1),
+            )
+            .unwrap();
+        assert_eq!(ingest(&store).load_floors().unwrap(), 1);
+        assert!(store.get_floor("app/old@contoso.com").unwrap().is_none());
+    }
+}

@@ -13,7 +13,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::{FileExt as _, MetadataExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -69,7 +69,12 @@ impl JsonlSink {
     /// file (the file was replaced) scans the whole file.
     pub fn open(path: &Path, checkpoint_offset: u64) -> Result<(JsonlSink, Recovery), SinkError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|err| io_error(dir, "creating the directory", &err))?;
+            // Owner-only, like the file: mail is private. An existing directory is left as it is.
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|err| io_error(dir, "creating the directory", &err))?;
         }
         let (file, identity, end) = open_file(path)?;
         let keys = scan(&file, path, checkpoint_offset, end)
@@ -219,6 +224,8 @@ fn open_file(path: &Path) -> Result<(File, (u64, u64), u64), SinkError> {
         .read(true)
         .append(true)
         .create(true)
+        // Owner-only whatever the umask: the lines hold mail.
+        .mode(0o600)
         .open(path)
         .map_err(|err| io_error(path, "opening", &err))?;
     let meta = file

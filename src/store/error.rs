@@ -188,32 +188,6 @@ impl StoreError {
             },
         }
     }
-
-    /// Maps an engine error; `path` names the store for the lock message.
-    pub(crate) fn from_sled(err: sled::Error, path: &str) -> Self {
-        match err {
-            sled::Error::Io(source) => {
-                // sled 0.34 reports a held lock only through this message (config.rs, `try_lock`).
-                if source.to_string().contains("could not acquire lock") {
-                    StoreError::Locked {
-                        path: path.to_owned(),
-                    }
-                } else {
-                    StoreError::from_io(source)
-                }
-            }
-            sled::Error::Corruption { at, .. } => StoreError::Corrupt {
-                what: format!("data in {path}"),
-                why: format!("the storage engine found corruption at {at:?}"),
-            },
-            sled::Error::CollectionNotFound(name) => StoreError::Engine(format!(
-                "collection {:?} not found",
-                String::from_utf8_lossy(&name)
-            )),
-            sled::Error::Unsupported(why) => StoreError::Engine(format!("unsupported use: {why}")),
-            sled::Error::ReportableBug(why) => StoreError::Engine(format!("internal bug: {why}")),
-        }
-    }
 }
 
 #[cfg(test)]

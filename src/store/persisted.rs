@@ -445,6 +445,56 @@ pub(crate) fn open_pending(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Throttle floors
+
+#[derive(Serialize, Deserialize)]
+struct FloorV1 {
+    v: u32,
+    until: DateTime<Utc>,
+}
+
+fn floor_record_name(key: &str) -> String {
+    format!("floor {key:?}")
+}
+
+pub(crate) fn encode_floor(key: &str, until: DateTime<Utc>) -> Result<Vec<u8>, StoreError> {
+    let stored = FloorV1 {
+        v: FORMAT_VERSION,
+        until,
+    };
+    encode(&floor_record_name(key), &stored)
+}
+
+pub(crate) fn decode_floor(key: &str, bytes: &[u8]) -> Result<DateTime<Utc>, StoreError> {
+    let s: FloorV1 = decode(&floor_record_name(key), bytes)?;
+    Ok(s.until)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The key check file (beside the engine's files)
+
+#[derive(Serialize, Deserialize)]
+struct KeyCheckFileV1 {
+    v: u32,
+    /// The sealed marker, as the engine's key check holds it.
+    marker: String,
+}
+
+pub(crate) fn encode_key_check_file(sealed_marker: &str) -> Result<Vec<u8>, StoreError> {
+    let stored = KeyCheckFileV1 {
+        v: FORMAT_VERSION,
+        marker: sealed_marker.to_owned(),
+    };
+    encode("the key check file", &stored)
+}
+
+/// The sealed marker the file holds.
+pub(crate) fn decode_key_check_file(what: &str, bytes: &[u8]) -> Result<String, StoreError> {
+    let s: KeyCheckFileV1 = decode(what, bytes)?;
+    Ok(s.marker)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -481,6 +531,21 @@ mod tests {
         let err = decode_ledger(&|| "ledger x".into(), unknown_state)
             .err()
             .unwrap();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn floors_and_the_key_check_file_round_trip_and_are_versioned() {
+        let until = Utc::now();
+        let bytes = encode_floor("app/box@contoso.com", until).unwrap();
+        assert_eq!(decode_floor("app/box@contoso.com", &bytes).unwrap(), until);
+        let err = decode_floor("k", br#"{"v":9,"until":"2024-01-01T00:00:00Z"}"#)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), StoreErrorKind::Incompatible);
+        let bytes = encode_key_check_file("c2VhbGVk").unwrap();
+        assert_eq!(decode_key_check_file("f", &bytes).unwrap(), "c2VhbGVk");
+        let err = decode_key_check_file("f", b"garbage").err().unwrap();
         assert_eq!(err.kind(), StoreErrorKind::Corrupt);
     }
 

@@ -1,0 +1,155 @@
+//! The storage engine seam: a small bytes-level interface ([`Engine`]) over named tables, which
+//! every engine implements (sled in `sled_engine.rs`, memory in `memory.rs`; a PostgreSQL engine for
+//! cluster mode would be a third). Everything above it (record encoding, versions, sealing, the key
+//! check, recovery) is engine-agnostic and lives in `mod.rs`, `persisted.rs` and `crypto.rs`.
+//!
+//! The contract, which `tests/store.rs` checks for every engine through [`super::Store`]:
+//! - keys and values are opaque bytes; a table keeps its keys sorted by bytes (scans run in order);
+//! - single-key calls are atomic; [`Engine::apply`] applies all of its operations or none of them,
+//!   across tables (a SQL engine runs it as one transaction);
+//! - a write is durable once [`Engine::flush`] returned after it;
+//! - an I/O error comes back as a `StoreError` of kind `DiskFull`, `ReadOnly` or `Transient`; the
+//!   store then counts as broken until [`super::Store::recover`] probes it (and reopens it through the
+//!   store's opener if the probe fails). Calls are blocking, like the store's API.
+
+use std::ops::ControlFlow;
+
+use crate::store::error::StoreError;
+
+/// A named table. The names are part of the on-disk format of every engine: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Table {
+    /// Channel records, keyed by the channel id's 16 bytes.
+    Channels,
+    /// Token sets, keyed like channels.
+    Tokens,
+    /// Cursors, keyed like channels.
+    Cursors,
+    /// The per-message ledger: channel id bytes followed by the Graph message id.
+    Ledger,
+    /// Pending authorizations, keyed by their `state`.
+    Pending,
+    /// Small caller-owned metadata values.
+    Meta,
+    /// Throttle floors (`Retry-After`), keyed by an opaque string.
+    Floors,
+    /// The store's own records: format version, key check, write probe.
+    System,
+}
+
+impl Table {
+    /// Every table, in a fixed order (`index` is a position in it).
+    pub(crate) const ALL: [Table; 8] = [
+        Table::Channels,
+        Table::Tokens,
+        Table::Cursors,
+        Table::Ledger,
+        Table::Pending,
+        Table::Meta,
+        Table::Floors,
+        Table::System,
+    ];
+
+    /// The table's name in the engine.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Table::Channels => "channels",
+            Table::Tokens => "tokens",
+            Table::Cursors => "cursors",
+            Table::Ledger => "ledger",
+            Table::Pending => "pending",
+            Table::Meta => "meta",
+            Table::Floors => "floors",
+            Table::System => "inboxd_system",
+        }
+    }
+
+    /// The table's position in [`Table::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One write of an atomic [`Engine::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// Insert or replace `key` with `value`.
+    Insert {
+        /// The table written.
+        table: Table,
+        /// The key.
+        key: Vec<u8>,
+        /// The new value.
+        value: Vec<u8>,
+    },
+    /// Remove `key` (nothing if it is absent).
+    Remove {
+        /// The table written.
+        table: Table,
+        /// The key.
+        key: Vec<u8>,
+    },
+}
+
+/// Which keys a scan visits, in key order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scan<'a> {
+    /// Every key of the table.
+    All,
+    /// The keys that start with these bytes.
+    Prefix(&'a [u8]),
+    /// The keys strictly greater than these bytes.
+    After(&'a [u8]),
+}
+
+impl Scan<'_> {
+    /// Whether `key` is in this scan (for engines that filter by hand).
+    pub(crate) fn contains(&self, key: &[u8]) -> bool {
+        match self {
+            Scan::All => true,
+            Scan::Prefix(prefix) => key.starts_with(prefix),
+            Scan::After(after) => key > *after,
+        }
+    }
+}
+
+/// What a scan's visitor sees of each entry: the key and the value.
+pub(crate) type Visitor<'v> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'v;
+
+/// A storage engine: named tables of sorted byte keys and byte values.
+///
+/// A visitor passed to [`Engine::scan`] must not call the engine: an engine may hold a lock while it
+/// visits. Collect what is needed and act after the scan.
+pub(crate) trait Engine: Send + Sync {
+    /// The value of `key`, if any.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Inserts or replaces `key`.
+    fn insert(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes `key`; answers whether it was there.
+    fn remove(&self, table: Table, key: &[u8]) -> Result<bool, StoreError>;
+
+    /// Sets `key` to `new` (`None` removes it) if its current value is `expected` (`None`: absent).
+    /// Answers whether it did.
+    fn compare_and_swap(
+        &self,
+        table: Table,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, StoreError>;
+
+    /// Visits the entries of `scan` in key order until the visitor breaks.
+    fn scan(&self, table: Table, scan: Scan<'_>, visit: &mut Visitor<'_>)
+    -> Result<(), StoreError>;
+
+    /// Applies every operation or none, across tables, in order.
+    fn apply(&self, ops: &[Op]) -> Result<(), StoreError>;
+
+    /// Makes every write before this call durable (blocking).
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// The space the engine takes, in bytes (on disk, or in memory for an in-memory engine).
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
+}
