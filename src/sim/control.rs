@@ -1,6 +1,6 @@
 //! The `/_sim/` control API (JSON): provision tenants, apps, users and mailboxes (one at a time or
 //! in bulk with deterministic credentials), deliver mail, read a mailbox's state, inject faults,
-//! revoke grants, move the simulator's clock, and read or reset counters.
+//! revoke grants, move the simulator's clock, switch run-time settings, and read or reset counters.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -54,7 +54,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/faults/{id}", web::delete().to(clear_fault))
         .route("/counters", web::get().to(counters))
         .route("/counters", web::delete().to(reset_counters))
-        .route("/clock", web::post().to(clock));
+        .route("/clock", web::post().to(clock))
+        .route("/settings", web::get().to(settings))
+        .route("/settings", web::put().to(update_settings));
 }
 
 fn err(status: u16, code: &str, message: &str) -> HttpResponse {
@@ -296,7 +298,9 @@ async fn grant(state: St, req: HttpRequest, upn: Path<String>, payload: Payload)
 fn revoke_user(state: &SimState, upn: &str) -> bool {
     match state.users.get_mut(&upn.to_ascii_lowercase()) {
         Some(mut u) => {
-            u.tokens_valid_from_ms = state.now_ms() + 1;
+            // Strictly later than any earlier revocation: a sign-in in the same millisecond as the
+            // previous revocation got exactly that time, and must not outlive this one.
+            u.tokens_valid_from_ms = (state.now_ms() + 1).max(u.tokens_valid_from_ms + 1);
             true
         }
         None => false,
@@ -333,7 +337,8 @@ fn mint_pair(
         all.push("offline_access".into());
     }
     let now = state.now_ms();
-    let rt = state.mint("rt", upn, client_id, tenant_id, &all.join(" "), now, 0);
+    let grant = state.grants.open();
+    let rt = state.mint_refresh(upn, client_id, tenant_id, &all.join(" "), now, grant);
     let at = state.mint(
         "at",
         upn,
@@ -874,6 +879,7 @@ async fn counters(state: St, q: Query<CountersQuery>) -> HttpResponse {
         "peak_concurrency_by_mailbox": by_mailbox,
         "early_count": early.len(),
         "early_requests": early,
+        "refresh_token_reuse": state.counters.refresh_token_reuse(mailbox.as_deref()),
     }))
 }
 
@@ -892,4 +898,30 @@ async fn clock(state: St, req: HttpRequest, payload: Payload) -> HttpResponse {
     let c: ClockIn = body!(state, req, payload);
     let offset = state.advance_clock((c.advance_secs * 1000.0) as i64);
     HttpResponse::Ok().json(json!({"offset_ms": offset, "now": util::graph_datetime(state.now())}))
+}
+
+/// `PUT /_sim/settings`: the settings to change; absent ones keep their value, unknown ones are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsIn {
+    #[serde(default)]
+    revoke_on_refresh_token_reuse: Option<bool>,
+}
+
+fn settings_json(state: &SimState) -> Value {
+    json!({
+        "revoke_on_refresh_token_reuse": state.settings.revoke_on_refresh_token_reuse(),
+    })
+}
+
+async fn settings(state: St) -> HttpResponse {
+    HttpResponse::Ok().json(settings_json(&state))
+}
+
+async fn update_settings(state: St, req: HttpRequest, payload: Payload) -> HttpResponse {
+    let s: SettingsIn = body!(state, req, payload);
+    if let Some(on) = s.revoke_on_refresh_token_reuse {
+        state.settings.set_revoke_on_refresh_token_reuse(on);
+    }
+    HttpResponse::Ok().json(settings_json(&state))
 }

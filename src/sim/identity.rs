@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::counters::{EarlyRequest, Endpoint};
 use super::faults::{FaultKind, Target};
+use super::grants::Spend;
 use super::state::{CodeGrant, GRAPH_RESOURCE, SimState, new_guid, split_scopes};
 use super::throttle::Throttle;
 use super::util;
@@ -667,6 +668,10 @@ struct Issue {
     oidc: Vec<String>,
     auth_ms: i64,
     nonce: Option<String>,
+    /// The grant the refresh token (if one is issued) belongs to.
+    grant: u64,
+    /// The presented refresh token's nonce, spent if the refresh succeeds.
+    spends: Option<u64>,
 }
 
 /// Decodes HTTP Basic client credentials (each part form-urlencoded before base64).
@@ -930,6 +935,18 @@ async fn token_inner(
         }
         None => (issue.graph.clone(), issue.oidc.clone()),
     };
+    // Every check passed: the presented refresh token is rotated out now. Microsoft leaves it valid
+    // (a reuse is only counted); with revoke-on-reuse the grant dies, as with stricter providers.
+    if let Some(nonce) = issue.spends
+        && state.grants.spend(issue.grant, nonce) == Spend::Reused
+    {
+        state.counters.refresh_token_reused(&issue.upn);
+        if state.settings.revoke_on_refresh_token_reuse() {
+            let now = state.now_ms();
+            state.grants.revoke(issue.grant, now);
+            return Err(revoked_grant(issue.auth_ms, now));
+        }
+    }
     let now = state.now_ms();
     let life = state.limits.access_token_lifetime_secs;
     let at_scopes = graph.join(" ");
@@ -949,14 +966,13 @@ async fn token_inner(
         if !all.iter().any(|s| s == "offline_access") {
             all.push("offline_access".into());
         }
-        state.mint(
-            "rt",
+        state.mint_refresh(
             &issue.upn,
             &client_id,
             &issue.tenant_id,
             &all.join(" "),
             issue.auth_ms,
-            0,
+            issue.grant,
         )
     });
     let openid = oidc.iter().any(|s| s == "openid");
@@ -1085,6 +1101,8 @@ fn redeem_code(
             state.now_ms().max(user.tokens_valid_from_ms)
         }),
         nonce: grant.nonce.clone(),
+        grant: state.grants.open(),
+        spends: None,
     })
 }
 
@@ -1116,22 +1134,25 @@ fn redeem_refresh(
         return Err(StsError::new(50034, &[]));
     };
     if claims.auth < user.tokens_valid_from_ms {
-        let valid = chrono::DateTime::from_timestamp_millis(user.tokens_valid_from_ms)
-            .map(|t| t.format("%m/%d/%Y %H:%M:%S").to_string())
-            .unwrap_or_default();
-        let issued_short = chrono::DateTime::from_timestamp_millis(claims.auth)
-            .map(|t| t.format("%m/%d/%Y %H:%M:%S").to_string())
-            .unwrap_or_default();
-        return Err(StsError::new(
-            50173,
-            &[("issued", &issued_short), ("valid", &valid)],
-        ));
+        return Err(revoked_grant(claims.auth, user.tokens_valid_from_ms));
     }
     if state.now_ms().saturating_sub(claims.iat) > RT_INACTIVITY_MS {
         let issued_at = chrono::DateTime::from_timestamp_millis(claims.iat)
             .map(|t| format!("{}Z", util::ticks_datetime(t)))
             .unwrap_or(issued);
         return Err(StsError::new(700082, &[("issued", &issued_at)]));
+    }
+    // A token minted before grants were tracked starts a grant of its own.
+    let grant = if claims.g == 0 {
+        state.grants.open()
+    } else {
+        claims.g
+    };
+    if let Some(revoked_at) = state.grants.revoked_at(grant) {
+        if state.grants.is_spent(grant, claims.n) {
+            state.counters.refresh_token_reused(&claims.upn);
+        }
+        return Err(revoked_grant(claims.auth, revoked_at));
     }
     let (graph, oidc) = split_scopes(&claims.scp).into_parts();
     Ok(Issue {
@@ -1141,7 +1162,30 @@ fn redeem_refresh(
         oidc,
         auth_ms: claims.auth,
         nonce: None,
+        grant,
+        spends: Some(claims.n),
     })
+}
+
+/// AADSTS50173, the revoked-grant error, for a grant authorized at `auth_ms` and revoked (tokens
+/// valid only from) `valid_from_ms`.
+///
+/// Also the answer when revoke-on-reuse kills a grant. The reference gives 50173 as the code of a
+/// revoked grant ("FreshTokenNeeded": re-authorize); 70008 covers expiry *or* revocation and its text
+/// speaks of inactivity, which would send an operator looking for the wrong cause.
+fn revoked_grant(auth_ms: i64, valid_from_ms: i64) -> StsError {
+    let short = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%m/%d/%Y %H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
+    StsError::new(
+        50173,
+        &[
+            ("issued", &short(auth_ms)),
+            ("valid", &short(valid_from_ms)),
+        ],
+    )
 }
 
 trait IntoParts {
