@@ -5,7 +5,6 @@
 //! [`SimHandle::url`]. Start it in-process with [`spawn`] (tests, benches, `inboxd demo`) or serve it
 //! until ctrl-c with [`run`] (`inboxd sim`). Drive it with [`client::SimClient`].
 
-mod batch;
 pub mod client;
 mod control;
 mod counters;
