@@ -1,6 +1,7 @@
 //! A typed reqwest client of the simulator's `/_sim/` control API, for tests, benches and
 //! `inboxd demo`: register tenants, apps, users and mailboxes, provision in bulk, deliver mail, read a
-//! mailbox's state, inject faults, revoke grants, move the clock, read and reset counters.
+//! mailbox's state, inject faults, revoke grants, move the clock, switch run-time settings, read and
+//! reset counters.
 
 use std::fmt;
 
@@ -238,6 +239,19 @@ pub struct Counters {
     pub peak_concurrency_by_mailbox: std::collections::BTreeMap<String, u64>,
     pub early_count: usize,
     pub early_requests: Vec<EarlyRequest>,
+    /// Refreshes that presented a refresh token already rotated out by an earlier successful refresh
+    /// (for one mailbox: by the user whose mailbox it is). Microsoft accepts them; a client that
+    /// makes them would lose its grant at a stricter provider.
+    #[serde(default)]
+    pub refresh_token_reuse: u64,
+}
+
+/// `GET`/`PUT /_sim/settings`: behaviour switchable while the simulator runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimSettings {
+    /// A refresh with a rotated-out refresh token revokes its grant (AADSTS50173), as stricter
+    /// identity providers do; false is Microsoft's behaviour (the reuse is only counted).
+    pub revoke_on_refresh_token_reuse: bool,
 }
 
 impl SimClient {
@@ -557,6 +571,47 @@ impl SimClient {
         self.send(reqwest::Method::DELETE, "/counters", None)
             .await
             .map(|_| ())
+    }
+
+    /// Reads the run-time settings.
+    pub async fn settings(&self) -> Result<SimSettings, SimClientError> {
+        let v = self.send(reqwest::Method::GET, "/settings", None).await?;
+        Self::settings_of(v)
+    }
+
+    /// Replaces the run-time settings; answers them as they now are.
+    pub async fn put_settings(
+        &self,
+        settings: &SimSettings,
+    ) -> Result<SimSettings, SimClientError> {
+        let body = serde_json::to_value(settings).unwrap_or_default();
+        let v = self
+            .send(reqwest::Method::PUT, "/settings", Some(&body))
+            .await?;
+        Self::settings_of(v)
+    }
+
+    /// Switches revoke-on-reuse: with it on, a refresh with a rotated-out refresh token revokes the
+    /// grant (AADSTS50173 for that refresh and every later one of the grant).
+    pub async fn set_revoke_on_refresh_token_reuse(
+        &self,
+        on: bool,
+    ) -> Result<SimSettings, SimClientError> {
+        let v = self
+            .send(
+                reqwest::Method::PUT,
+                "/settings",
+                Some(&json!({"revoke_on_refresh_token_reuse": on})),
+            )
+            .await?;
+        Self::settings_of(v)
+    }
+
+    fn settings_of(v: Value) -> Result<SimSettings, SimClientError> {
+        serde_json::from_value(v).map_err(|e| SimClientError::Status {
+            status: 200,
+            body: format!("unexpected answer: {e}"),
+        })
     }
 
     /// Moves the simulator's clock forward by `secs` (codes, tokens and refresh-token inactivity age).

@@ -1,5 +1,6 @@
-//! Request counters of the simulator: requests per endpoint (globally and per mailbox) and the list of
-//! requests that arrived before a `Retry-After` the simulator had handed out had passed.
+//! Request counters of the simulator: requests per endpoint (globally and per mailbox), reuses of
+//! rotated-out refresh tokens (globally and per user's mailbox), and the list of requests that arrived
+//! before a `Retry-After` the simulator had handed out had passed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,6 +89,8 @@ pub struct Counters {
     global: Row,
     per_mailbox: DashMap<String, Arc<Row>>,
     pub early: Mutex<Vec<EarlyRequest>>,
+    refresh_token_reuse: AtomicU64,
+    refresh_token_reuse_per_mailbox: DashMap<String, AtomicU64>,
 }
 
 impl Counters {
@@ -110,6 +113,26 @@ impl Counters {
             if let Some(c) = row.get(i) {
                 c.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Counts one reuse of a rotated-out refresh token of the user whose mailbox is `mailbox`.
+    pub fn refresh_token_reused(&self, mailbox: &str) {
+        self.refresh_token_reuse.fetch_add(1, Ordering::Relaxed);
+        self.refresh_token_reuse_per_mailbox
+            .entry(mailbox.to_owned())
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reuses of rotated-out refresh tokens, globally or for one mailbox's user.
+    pub fn refresh_token_reuse(&self, mailbox: Option<&str>) -> u64 {
+        match mailbox {
+            None => self.refresh_token_reuse.load(Ordering::Relaxed),
+            Some(m) => self
+                .refresh_token_reuse_per_mailbox
+                .get(m)
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
         }
     }
 
@@ -147,5 +170,7 @@ impl Counters {
         }
         self.per_mailbox.clear();
         self.early.lock().clear();
+        self.refresh_token_reuse.store(0, Ordering::Relaxed);
+        self.refresh_token_reuse_per_mailbox.clear();
     }
 }

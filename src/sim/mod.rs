@@ -5,11 +5,11 @@
 //! [`SimHandle::url`]. Start it in-process with [`spawn`] (tests, benches, `inboxd demo`) or serve it
 //! until ctrl-c with [`run`] (`inboxd sim`). Drive it with [`client::SimClient`].
 
-mod batch;
 pub mod client;
 mod control;
 mod counters;
 mod faults;
+mod grants;
 mod graph;
 mod identity;
 mod mailgen;
@@ -56,6 +56,11 @@ pub struct SimOptions {
     pub max_body_bytes: usize,
     /// Largest accepted body on `/_sim/` (mail delivery). Default 256 MiB.
     pub control_max_body_bytes: usize,
+    /// Whether a refresh with a rotated-out refresh token revokes the whole grant (AADSTS50173 for it
+    /// and every later refresh of the grant), as stricter identity providers do. Default false:
+    /// Microsoft's behaviour, where the reuse succeeds and is only counted. Switchable at run time
+    /// with `PUT /_sim/settings`.
+    pub revoke_on_refresh_token_reuse: bool,
 }
 
 impl Default for SimOptions {
@@ -71,6 +76,7 @@ impl Default for SimOptions {
             concurrency_retry_after_secs: 1.0,
             max_body_bytes: 4 * 1024 * 1024,
             control_max_body_bytes: 256 * 1024 * 1024,
+            revoke_on_refresh_token_reuse: false,
         }
     }
 }
@@ -122,6 +128,15 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, SimError> {
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     Ok(cfg)
+}
+
+/// The simulator's state for `opts`: its limits and its initial run-time settings.
+fn new_state(opts: &SimOptions) -> Arc<state::SimState> {
+    let state = state::SimState::new(limits(opts));
+    state
+        .settings
+        .set_revoke_on_refresh_token_reuse(opts.revoke_on_refresh_token_reuse);
+    Arc::new(state)
 }
 
 fn limits(opts: &SimOptions) -> state::Limits {
@@ -285,7 +300,7 @@ pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
         .name("inboxd-sim".into())
         .spawn(move || {
             let system = actix_rt::System::new();
-            let state = Arc::new(state::SimState::new(limits(&opts)));
+            let state = new_state(&opts);
             let started = system.block_on(async { build(&opts, state, false) });
             match started {
                 Ok((server, addr)) => {
@@ -311,7 +326,7 @@ pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
 /// Serves the simulator until ctrl-c (`inboxd sim`). Prints `inboxd sim listening on URL` as the
 /// first line on stdout once bound. Must run inside an actix System (`#[actix_web::main]`).
 pub async fn run(opts: SimOptions) -> std::io::Result<()> {
-    let state = Arc::new(state::SimState::new(limits(&opts)));
+    let state = new_state(&opts);
     let (server, addr) = build(&opts, state, true)?;
     let url = url_of(addr, opts.tls.is_some());
     {

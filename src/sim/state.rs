@@ -3,10 +3,11 @@
 //!
 //! Everything lives in sharded maps (dashmap) or per-mailbox locks, so no request takes a global lock.
 //! Tokens are self-contained and signed with a key random to each simulator instance: they cost no
-//! memory however many are minted, and a token from another instance is "foreign".
+//! memory however many are minted, and a token from another instance is "foreign". Refresh tokens
+//! name their grant, whose unspent tokens the grant ledger ([`super::grants`]) keeps.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::counters::Counters;
 use super::faults::FaultTable;
+use super::grants::Grants;
 use super::throttle::Throttle;
 
 /// Graph's resource prefix for fully qualified scopes.
@@ -207,8 +209,11 @@ pub struct TokenClaims {
     pub auth: i64,
     /// Expiry (access tokens), ms since epoch.
     pub exp: i64,
-    /// Uniqueness.
+    /// Uniqueness: no two tokens of one simulator share it.
     pub n: u64,
+    /// The grant a refresh token belongs to (0 in access tokens).
+    #[serde(default)]
+    pub g: u64,
 }
 
 /// Why a token was not accepted.
@@ -217,6 +222,26 @@ pub enum TokenError {
     Malformed,
     BadSignature,
     WrongKind,
+}
+
+/// Behaviour an operator can switch while the simulator runs (`PUT /_sim/settings`).
+#[derive(Debug, Default)]
+pub struct Settings {
+    revoke_on_refresh_token_reuse: AtomicBool,
+}
+
+impl Settings {
+    /// Whether reusing a rotated-out refresh token revokes its grant (stricter providers) or only
+    /// counts (Microsoft).
+    pub fn revoke_on_refresh_token_reuse(&self) -> bool {
+        self.revoke_on_refresh_token_reuse.load(Ordering::Relaxed)
+    }
+
+    /// Switches revoke-on-reuse.
+    pub fn set_revoke_on_refresh_token_reuse(&self, on: bool) {
+        self.revoke_on_refresh_token_reuse
+            .store(on, Ordering::Relaxed);
+    }
 }
 
 /// The whole simulator state, shared by every worker.
@@ -236,6 +261,8 @@ pub struct SimState {
     pub throttle: Throttle,
     pub counters: Counters,
     pub faults: FaultTable,
+    pub grants: Grants,
+    pub settings: Settings,
 }
 
 impl SimState {
@@ -258,6 +285,8 @@ impl SimState {
             throttle: Throttle::default(),
             counters: Counters::default(),
             faults: FaultTable::default(),
+            grants: Grants::default(),
+            settings: Settings::default(),
         }
     }
 
@@ -375,8 +404,36 @@ impl SimState {
             auth: auth_ms,
             exp: exp_ms,
             n: self.token_nonce.fetch_add(1, Ordering::Relaxed),
+            g: 0,
         };
         self.sign(kind, &claims)
+    }
+
+    /// Mints a refresh token of `grant` (from [`Grants::open`] for a new authorization, or the
+    /// presented token's on a refresh) and records it as unspent in the grant ledger.
+    pub fn mint_refresh(
+        &self,
+        upn: &str,
+        client_id: &str,
+        tenant_id: &str,
+        scopes: &str,
+        auth_ms: i64,
+        grant: u64,
+    ) -> String {
+        let claims = TokenClaims {
+            k: "rt".to_owned(),
+            upn: upn.to_owned(),
+            cid: client_id.to_owned(),
+            tid: tenant_id.to_owned(),
+            scp: scopes.to_owned(),
+            iat: self.now_ms(),
+            auth: auth_ms,
+            exp: 0,
+            n: self.token_nonce.fetch_add(1, Ordering::Relaxed),
+            g: grant,
+        };
+        self.grants.issued(grant, claims.n);
+        self.sign("rt", &claims)
     }
 
     fn sign(&self, kind: &str, claims: &TokenClaims) -> String {

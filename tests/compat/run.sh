@@ -3,8 +3,8 @@
 # simulator with them, provisions a tenant/app/user through /_sim/, runs msal_flow.py.
 # Needs: openssl, curl, python3 with `pip install msal requests`. Exits non-zero on failure.
 #
-# The simulator binary: $INBOXD_SIM_CMD if set (e.g. "target/debug/inboxd sim"); else
-# `target/debug/inboxd sim` when that binary has the subcommand; else the `sim` example.
+# The simulator: $INBOXD_SIM_CMD if set (e.g. "target/debug/inboxd sim"); else `inboxd sim` from
+# a fresh debug build, the same as `cargo run -- sim`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -38,11 +38,9 @@ openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key
 # 2. Start the simulator and read its URL from the first stdout line.
 if [ -n "${INBOXD_SIM_CMD:-}" ]; then
   read -r -a SIM_CMD <<<"$INBOXD_SIM_CMD"
-elif [ -x target/debug/inboxd ] && target/debug/inboxd --help 2>/dev/null | grep -qw sim; then
-  SIM_CMD=(target/debug/inboxd sim)
 else
-  cargo build --quiet --example sim
-  SIM_CMD=(target/debug/examples/sim)
+  cargo build --quiet --bin inboxd
+  SIM_CMD=(target/debug/inboxd sim)
 fi
 mkfifo "$WORK/out"
 "${SIM_CMD[@]}" --listen 127.0.0.1:0 --tls-cert "$WORK/server.pem" --tls-key "$WORK/server.key" >"$WORK/out" &

@@ -258,3 +258,40 @@ async fn batch_items_count_against_mailbox_concurrency() {
     assert_eq!(c.peak_concurrency_by_mailbox[UPN], 3);
     assert_eq!(c.requests["batch_item"], 4);
 }
+
+#[tokio::test]
+async fn a_fault_on_the_batch_itself_answers_as_on_any_graph_request() {
+    let e = env().await;
+    let ids = e.deliver(1).await;
+    let (at, _) = e.tokens().await;
+    let body = json!({"requests": [patch_item("1", &ids[0])]});
+    e.ctl
+        .add_fault_json(
+            &json!({"kind": "throttle", "retry_after": 2.5, "endpoints": ["batch"], "count": 1}),
+        )
+        .await
+        .unwrap();
+    let r = batch(&e, &at, &body).await;
+    assert_eq!(r.headers()["retry-after"], "2.5");
+    let v = graph_error(r, 429, "TooManyRequests").await;
+    assert_eq!(v["error"]["innerError"]["status"], "429");
+    e.ctl
+        .add_fault_json(
+            &json!({"kind": "status", "status": 503, "endpoints": ["batch"], "count": 1}),
+        )
+        .await
+        .unwrap();
+    graph_error(batch(&e, &at, &body).await, 503, "serviceNotAvailable").await;
+    e.ctl
+        .add_fault_json(
+            &json!({"kind": "status", "status": 500, "endpoints": ["batch"], "count": 1}),
+        )
+        .await
+        .unwrap();
+    graph_error(batch(&e, &at, &body).await, 500, "generalException").await;
+    assert_eq!(
+        batch(&e, &at, &body).await.status(),
+        200,
+        "the faults are used up"
+    );
+}

@@ -8,5 +8,6 @@ mod control;
 mod faults;
 mod graph;
 mod identity;
+mod refresh_reuse;
 mod support;
 mod throttle;

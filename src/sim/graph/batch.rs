@@ -7,11 +7,11 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use super::counters::Endpoint;
-use super::faults::{FaultKind, Target};
-use super::graph::{Body, Ctx, GraphRequest, GraphResponse, dispatch};
-use super::state::SimState;
-use super::util;
+use super::dispatch;
+use super::response::{Body, Ctx, GraphRequest, GraphResponse, fault_response};
+use crate::sim::counters::Endpoint;
+use crate::sim::faults::Target;
+use crate::sim::state::SimState;
 
 /// Most requests in one batch.
 const MAX_ITEMS: usize = 20;
@@ -241,46 +241,11 @@ pub async fn handle(
     if verdict.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(verdict.latency_ms)).await;
     }
-    match verdict.fault {
-        Some(FaultKind::Throttle { retry_after }) => {
-            let mut r = ctx.error(429, "TooManyRequests", "Please retry again later.");
-            if let Some(s) = retry_after {
-                r.headers
-                    .push(("Retry-After".into(), util::retry_after_value(s)));
-            }
-            return r;
-        }
-        Some(FaultKind::Status {
-            status,
-            retry_after,
-            code,
-        }) => {
-            let mut r = ctx.error(
-                status,
-                code.as_deref().unwrap_or("serviceNotAvailable"),
-                "The service is temporarily unavailable.",
-            );
-            if let Some(s) = retry_after {
-                r.headers
-                    .push(("Retry-After".into(), util::retry_after_value(s)));
-            }
-            return r;
-        }
-        Some(FaultKind::Reset) => {
-            return GraphResponse {
-                status: 200,
-                headers: Vec::new(),
-                body: Body::Reset,
-            };
-        }
-        Some(FaultKind::Malformed) => {
-            return GraphResponse {
-                status: 200,
-                headers: Vec::new(),
-                body: Body::Malformed,
-            };
-        }
-        _ => {}
+    // The batch has no (app, mailbox) of its own to hold to a `Retry-After`; its items do.
+    if let Some(fault) = &verdict.fault
+        && let Some(r) = fault_response(ctx, fault, |_| {})
+    {
+        return r;
     }
     let items = match parse(ctx, raw) {
         Ok(i) => i,
