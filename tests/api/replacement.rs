@@ -3,12 +3,12 @@
 //! to Microsoft (at most 4 requests in flight per mailbox, no request before a `Retry-After`) or
 //! to the mail (each message delivered and marked read once).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use inboxd::sim::client::Delivery;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{Mailbox, World, until, world, world_with};
 
@@ -283,4 +283,62 @@ async fn a_second_channel_of_the_same_mailbox_is_refused_naming_the_first() {
         .await
         .unwrap();
     assert_eq!(status, 201, "{answer}");
+}
+
+/// Restarted while a cycle waits on a slow identity platform: the operator renames the channel
+/// during a frozen refresh. Each refresh token is used once, so a provider that revokes the grant
+/// on reuse keeps the channel active.
+#[actix_rt::test]
+async fn an_actor_replaced_during_a_frozen_refresh_never_reuses_a_refresh_token() {
+    // Every cycle refreshes (the margin is longer than the 15-minute token), and the identity
+    // platform revokes the whole grant if a rotated-out refresh token is ever presented again.
+    let options = inboxd::sim::SimOptions {
+        access_token_lifetime_secs: 900,
+        revoke_on_refresh_token_reuse: true,
+        ..Default::default()
+    };
+    let world = world_with(
+        options,
+        1,
+        &[
+            ("INBOXD_RETRY__TOKEN_REFRESH_MARGIN_SECS", "1800".to_owned()),
+            ("INBOXD_RETRY__TOKEN_REFRESH_JITTER_SECS", "0".to_owned()),
+        ],
+    )
+    .await;
+    let (id, mailbox) = world.active_channel("frozen@frozen.example").await;
+    let refreshes_before = world.total_requests("token").await;
+    // The identity platform hangs for 2 s on every token request for a while.
+    world
+        .fault(json!({"kind": "latency", "ms": 2000, "endpoints": ["token"], "tenant": mailbox.tenant, "duration_ms": 6000}))
+        .await;
+    world.poll_now(&id).await;
+    // While that refresh hangs, the operator edits the channel three times.
+    for round in 0..3 {
+        actix_rt::time::sleep(Duration::from_millis(400)).await;
+        rename(&world, &id, &format!("frozen {round}")).await;
+    }
+    world
+        .sim_client
+        .deliver(&mailbox.upn, &Delivery::generated(4))
+        .await
+        .unwrap();
+    all_read(&world, &mailbox.upn, 4, Duration::from_secs(30)).await;
+    assert!(world.total_requests("token").await > refreshes_before);
+    let counters = world.sim_client.counters(None).await.unwrap();
+    assert_eq!(
+        counters.refresh_token_reuse, 0,
+        "a rotated-out refresh token was used again"
+    );
+    let channel = world.daemon.channel(&id).await.unwrap();
+    assert_eq!(channel["status"], "active", "{channel:#}");
+    let lines = world.daemon.sink_lines().unwrap();
+    let ids: HashMap<String, usize> = lines.iter().fold(HashMap::new(), |mut m, l: &Value| {
+        *m.entry(l["message_id"].to_string()).or_default() += 1;
+        m
+    });
+    assert!(
+        ids.values().all(|n| *n == 1),
+        "a message was delivered twice"
+    );
 }
