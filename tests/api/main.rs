@@ -18,3 +18,5 @@ mod faults;
 mod ingestion;
 /// The actor runtime: hot control, throttling, restarts, scale (issue 5).
 mod runtime;
+/// The admin surface against an attacker: bearer-only API, the failed-attempt block.
+mod security;
