@@ -157,9 +157,11 @@ impl FailureLimit {
     /// Counts a failed attempt; answers the refusal to send.
     fn record(&self, peer: IpAddr) -> ApiError {
         metrics::counter!("inboxd_admin_auth_failures_total").increment(1);
-        let spent = match self.budget.check_key(&peer) {
-            Ok(snapshot) => snapshot.remaining_burst_capacity() == 0,
-            Err(_) => true,
+        // `Ok` with nothing left: this failure spent the budget; it is answered as a wrong token,
+        // and the address is blocked from the next attempt on.
+        let (spent, refused) = match self.budget.check_key(&peer) {
+            Ok(snapshot) => (snapshot.remaining_burst_capacity() == 0, false),
+            Err(_) => (true, true),
         };
         let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
         if blocked.len() > TRACKED_ADDRESSES_MAX {
@@ -168,13 +170,16 @@ impl FailureLimit {
             self.budget.retain_recent();
             self.budget.shrink_to_fit();
         }
-        if !spent {
-            return ApiError::Unauthorized;
+        if spent {
+            blocked.insert(peer, Instant::now() + self.refill);
+            tracing::warn!(peer = %peer, "Too many failed admin-token attempts: the address is blocked.");
         }
-        blocked.insert(peer, Instant::now() + self.refill);
-        tracing::warn!(peer = %peer, "Too many failed admin-token attempts: the address is blocked.");
-        ApiError::TooManyAttempts {
-            retry_after: self.refill,
+        if refused {
+            ApiError::TooManyAttempts {
+                retry_after: self.refill,
+            }
+        } else {
+            ApiError::Unauthorized
         }
     }
 }
@@ -203,7 +208,7 @@ mod tests {
         let guard = guard(3);
         let attacker: IpAddr = "192.0.2.1".parse().unwrap();
         let operator: IpAddr = "192.0.2.2".parse().unwrap();
-        for _ in 0..2 {
+        for _ in 0..3 {
             assert!(matches!(
                 guard.verify(attacker, "guess"),
                 Err(ApiError::Unauthorized)
