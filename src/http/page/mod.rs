@@ -67,48 +67,70 @@ fn login_page(state: &AppState, status: StatusCode, problem: Option<&str>) -> Ht
     login::login_page(state.sessions.policy().secure, status, problem)
 }
 
-/// Refuses a POST that did not come from the daemon's own page (403).
-fn refuse_foreign(state: &AppState, req: &HttpRequest) -> Result<(), HttpResponse> {
+/// Why a request was refused before anything happened.
+#[derive(Debug)]
+enum Refusal {
+    /// The form did not come from the daemon's own page (what was wrong).
+    ForeignOrigin(String),
+    /// No live session.
+    NoSession,
+    /// Not the session's CSRF token.
+    WrongCsrf,
+    /// The path carries no channel id.
+    BadId,
+}
+
+impl Refusal {
+    fn page(&self, state: &AppState) -> HttpResponse {
+        match self {
+            Refusal::ForeignOrigin(what) => Notice::failure(
+                "This form did not come from inboxd's status page",
+                what,
+                &format!(
+                    "Open the status page at {} and submit the form there. If that is where you are, set server.public_url to the address in your browser.",
+                    state.sessions.policy().origin
+                ),
+                None,
+            )
+            .render(StatusCode::FORBIDDEN),
+            Refusal::NoSession => login_page(
+                state,
+                StatusCode::UNAUTHORIZED,
+                Some("Your session has ended (or you never logged in): log in again, then repeat the action."),
+            ),
+            Refusal::WrongCsrf => Notice::failure(
+                "This form is not valid any more",
+                "The form did not carry this session's CSRF token (it came from another page or an old session).",
+                "Reload the status page and submit the form again.",
+                None,
+            )
+            .render(StatusCode::FORBIDDEN),
+            Refusal::BadId => Notice::failure(
+                "No such channel",
+                "The address does not carry a valid channel id.",
+                "Open the channel from the status page.",
+                None,
+            )
+            .render(StatusCode::NOT_FOUND),
+        }
+    }
+}
+
+/// Refuses a POST that did not come from the daemon's own page.
+fn refuse_foreign(state: &AppState, req: &HttpRequest) -> Result<(), Refusal> {
     state.sessions.same_origin(req).map_err(|what| {
         tracing::warn!(peer = %peer(req), path = %req.path(), "Status page form refused: not from inboxd's own origin.");
-        Notice::failure(
-            "This form did not come from inboxd's status page",
-            &what,
-            &format!(
-                "Open the status page at {} and submit the form there. If that is where you are, set server.public_url to the address in your browser.",
-                state.sessions.policy().origin
-            ),
-            None,
-        )
-        .render(StatusCode::FORBIDDEN)
+        Refusal::ForeignOrigin(what)
     })
 }
 
 /// The session of a POST, after the origin check, the session and its CSRF token.
-fn guard_post(
-    state: &AppState,
-    req: &HttpRequest,
-    csrf: &str,
-) -> Result<ActiveSession, HttpResponse> {
+fn guard_post(state: &AppState, req: &HttpRequest, csrf: &str) -> Result<ActiveSession, Refusal> {
     refuse_foreign(state, req)?;
-    let Some(session) = session(state, req) else {
-        return Err(login_page(
-            state,
-            StatusCode::UNAUTHORIZED,
-            Some(
-                "Your session has ended (or you never logged in): log in again, then repeat the action.",
-            ),
-        ));
-    };
+    let session = session(state, req).ok_or(Refusal::NoSession)?;
     if !session.csrf.matches(csrf) {
         tracing::warn!(peer = %peer(req), path = %req.path(), "Status page form refused: wrong CSRF token.");
-        return Err(Notice::failure(
-            "This form is not valid any more",
-            "The form did not carry this session's CSRF token (it came from another page or an old session).",
-            "Reload the status page and submit the form again.",
-            None,
-        )
-        .render(StatusCode::FORBIDDEN));
+        return Err(Refusal::WrongCsrf);
     }
     Ok(session)
 }
@@ -148,16 +170,8 @@ fn action_failed(err: ApiError, channel: Option<ChannelId>) -> HttpResponse {
     Notice::failure(title, &err.to_string(), remedy, channel).render(status)
 }
 
-fn path_id(raw: &str) -> Result<ChannelId, HttpResponse> {
-    ChannelId::parse(raw).map_err(|_| {
-        Notice::failure(
-            "No such channel",
-            "The address does not carry a valid channel id.",
-            "Open the channel from the status page.",
-            None,
-        )
-        .render(StatusCode::NOT_FOUND)
-    })
+fn path_id(raw: &str) -> Result<ChannelId, Refusal> {
+    ChannelId::parse(raw).map_err(|_| Refusal::BadId)
 }
 
 /// Runs an action on the channel of the path; a success redirects to `done(id, answer)`.
@@ -173,12 +187,9 @@ where
     F: FnOnce(ChannelId) -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
-    if let Err(refused) = guard_post(state, req, csrf) {
-        return refused;
-    }
-    let id = match path_id(raw_id) {
+    let id = match guard_post(state, req, csrf).and_then(|_| path_id(raw_id)) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(refused) => return refused.page(state),
     };
     match op(id).await {
         Ok(answer) => frame::see_other(&done(id, answer)),
@@ -218,7 +229,7 @@ async fn quarantine(
     };
     let id = match path_id(&id) {
         Ok(id) => id,
-        Err(page) => return page,
+        Err(refused) => return refused.page(&state),
     };
     let view = match ops::get(&state, id) {
         Ok(view) => view,
@@ -269,7 +280,7 @@ async fn login(
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
     if let Err(refused) = refuse_foreign(&state, &req) {
-        return refused;
+        return refused.page(&state);
     }
     match state.auth.verify(peer(&req), &form.token) {
         Ok(token) => {
@@ -321,7 +332,7 @@ async fn logout(
 ) -> HttpResponse {
     let session = match guard_post(&state, &req, &form.csrf) {
         Ok(session) => session,
-        Err(refused) => return refused,
+        Err(refused) => return refused.page(&state),
     };
     let removal = state.sessions.end(&session);
     let mut response = frame::see_other("/login");
@@ -369,7 +380,7 @@ async fn add(
 ) -> HttpResponse {
     let form = form.into_inner();
     if let Err(refused) = guard_post(&state, &req, &form.csrf) {
-        return refused;
+        return refused.page(&state);
     }
     let input = ChannelIn {
         tenant_id: form.tenant_id.trim().to_owned(),
@@ -507,13 +518,11 @@ async fn remove(
 ) -> HttpResponse {
     let form = form.into_inner();
     if form.confirm.as_deref() != Some("yes") {
-        let session = match guard_post(&state, &req, &form.csrf) {
-            Ok(session) => session,
-            Err(refused) => return refused,
-        };
-        let id = match path_id(&id) {
-            Ok(id) => id,
-            Err(page) => return page,
+        let checked = guard_post(&state, &req, &form.csrf)
+            .and_then(|session| path_id(&id).map(|id| (session, id)));
+        let (session, id) = match checked {
+            Ok(checked) => checked,
+            Err(refused) => return refused.page(&state),
         };
         return match ops::get(&state, id) {
             Ok(view) => channel::confirm_remove(&view, &session.csrf),
