@@ -416,6 +416,48 @@ async fn every_action_checks_session_and_csrf_and_reaches_the_supervisor() {
     sim.stop();
 }
 
+#[actix_web::test]
+async fn every_page_including_the_callbacks_carries_the_one_strict_csp() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
+        .await
+        .unwrap();
+    let (cookie, _) = login(&daemon).await;
+    let mut policies = Vec::new();
+    for (path, with_cookie) in [
+        ("/", false),
+        ("/", true),
+        ("/oauth/callback", false),
+        ("/oauth/callback?state=forged&code=x", false),
+        ("/ui/channels/not-an-id/quarantine", true),
+    ] {
+        let mut req = daemon.http.get(format!("{}{path}", daemon.base));
+        if with_cookie {
+            req = req.header(COOKIE, &cookie);
+        }
+        let res = req.send().await.unwrap();
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let page = res.text().await.unwrap();
+        assert!(page.contains("href=\"/ui/app.css\""), "{path}: {page}");
+        assert!(!page.contains("<style"), "{path} has an inline style");
+        policies.push((path, csp));
+    }
+    let (_, first) = &policies[0];
+    assert!(
+        first.contains("default-src 'none'") && !first.contains("unsafe"),
+        "{first}"
+    );
+    for (path, csp) in &policies {
+        assert_eq!(csp, first, "{path} has another policy");
+    }
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
+
 /// Adds a channel through the API (it waits for authorization; nothing calls Microsoft).
 async fn some_channel(daemon: &TestDaemon) -> String {
     daemon
