@@ -227,3 +227,55 @@ pub async fn replay(state: &AppState, id: ChannelId) -> Result<usize, ApiError> 
     tracing::info!(channel = %id, released, "Quarantine replayed.");
     Ok(released)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, mailbox: &str, status: ChannelStatus) -> ChannelView {
+        ChannelView {
+            id: ChannelId::generate(),
+            name: name.to_owned(),
+            tenant_id: "6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7".to_owned(),
+            client_id: "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9".to_owned(),
+            mailbox: mailbox.to_owned(),
+            folder: "inbox".to_owned(),
+            enabled: true,
+            status,
+            last_error: None,
+            last_poll_at: None,
+            last_success_at: None,
+            next_poll_at: None,
+            client_secret_expires_at: None,
+            messages_today: 0,
+            messages_day: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_filter_searches_name_mailbox_tenant_and_id_within_a_status() {
+        let desk = row("Help Desk", "desk@contoso.example", ChannelStatus::Active);
+        let sales = row("Sales", "sales@fabrikam.example", ChannelStatus::Blocked);
+        let any = Filter::new(None, "");
+        assert!(any.matches(&desk) && any.matches(&sales));
+        let by_name = Filter::new(None, "  help ");
+        assert!(by_name.matches(&desk) && !by_name.matches(&sales));
+        let by_mailbox = Filter::new(None, "FABRIKAM");
+        assert!(by_mailbox.matches(&sales) && !by_mailbox.matches(&desk));
+        let by_id = Filter::new(None, &desk.id.to_string()[..8]);
+        assert!(by_id.matches(&desk));
+        let blocked = Filter::new(Some(ChannelStatus::Blocked), "example");
+        assert!(blocked.matches(&sales) && !blocked.matches(&desk));
+        assert!(Filter::parse_status(Some("")).unwrap().is_none());
+        let err = Filter::parse_status(Some("asleep")).unwrap_err();
+        assert!(matches!(
+            err,
+            ApiError::BadRequest {
+                code: "invalid_status",
+                ..
+            }
+        ));
+    }
+}
