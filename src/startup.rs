@@ -251,12 +251,9 @@ impl Application {
         let state = web::Data::new(AppState::new(
             supervisor.clone(),
             Arc::clone(&deps),
-            secrets.admin_token,
-            settings.server.admin_login_failures_per_min,
-            redirect_uri,
-            settings.server.callback_path.clone(),
+            &secrets.admin_token,
+            &settings.server,
             first_import(settings.polling.first_import),
-            settings.server.per_channel_metrics_max,
         ));
         let max_body = settings.server.max_body_bytes;
         let server =

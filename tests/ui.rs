@@ -1,6 +1,7 @@
 //! The status page over HTTP, without a browser (tests/browser/run.sh drives a real one): login and
-//! session cookie, CSRF on every form, each action reaching the supervisor, escaping, no secret in
-//! any page, and paging that stays fast with 100,000 channels.
+//! sessions (random, expiring, ended by logout), CSRF and the same-origin check on every form, each
+//! action reaching the supervisor, escaping, no secret in any page, and paging that stays fast with
+//! 100,000 channels.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use inboxd::sim::{self, SimHandle, SimOptions};
 use inboxd::status::ChannelView;
 use inboxd::testkit::TestDaemon;
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, REFERER, SET_COOKIE};
 
 const SECRET: &str = "Sim8Q~known-client-secret-for-the-ui-test-0001";
 
@@ -26,9 +27,15 @@ fn simulator() -> SimHandle {
 
 /// Logs in; answers the `Cookie` header value and the raw `Set-Cookie`.
 async fn login(daemon: &TestDaemon) -> (String, String) {
+    login_from(daemon, &daemon.base).await
+}
+
+/// Logs in from a page of `origin` (the daemon's public origin).
+async fn login_from(daemon: &TestDaemon, origin: &str) -> (String, String) {
     let res = daemon
         .http
         .post(format!("{}/login", daemon.base))
+        .header(ORIGIN, origin)
         .form(&[("token", daemon.token.as_str())])
         .send()
         .await
@@ -51,8 +58,20 @@ async fn get(daemon: &TestDaemon, cookie: &str, path: &str) -> (StatusCode, Stri
     (res.status(), res.text().await.unwrap())
 }
 
+/// A form POST from the daemon's own page (its `Origin`), as a browser sends it.
 async fn post(
     daemon: &TestDaemon,
+    cookie: Option<&str>,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    post_from(daemon, Some(&daemon.base), cookie, path, form).await
+}
+
+/// A form POST with `origin` as its `Origin` header (none: no `Origin`).
+async fn post_from(
+    daemon: &TestDaemon,
+    origin: Option<&str>,
     cookie: Option<&str>,
     path: &str,
     form: &[(&str, &str)],
@@ -61,6 +80,9 @@ async fn post(
         .http
         .post(format!("{}{path}", daemon.base))
         .form(form);
+    if let Some(origin) = origin {
+        req = req.header(ORIGIN, origin);
+    }
     if let Some(cookie) = cookie {
         req = req.header(COOKIE, cookie);
     }
@@ -141,9 +163,12 @@ async fn login_page_session_cookie_and_logout() {
     assert!(page.contains("id=\"channels\""));
     assert!(!page.contains(&daemon.token));
 
-    // The session also reads the API (AuthGuard accepts the cookie).
+    assert!(set.contains("Path=/"), "{set}");
+    assert!(set.contains("Max-Age="), "{set}");
+
+    // The session does not open the API: that takes the bearer token.
     let (status, _) = get(&daemon, &cookie, "/api/channels").await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Logout needs the CSRF token, then removes the cookie.
     let res = post(&daemon, Some(&cookie), "/logout", &[("csrf", "nope")]).await;
@@ -160,6 +185,15 @@ async fn login_page_session_cookie_and_logout() {
     let removal = res.headers()[SET_COOKIE].to_str().unwrap();
     assert!(removal.starts_with("inboxd_session=;"), "{removal}");
     assert!(removal.contains("Max-Age=0"), "{removal}");
+
+    // Logout ended the session on the server: a copy of the old cookie opens nothing.
+    let (status, page) = get(&daemon, &cookie, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("id=\"login\""),
+        "the old cookie still opens the page"
+    );
+    assert!(!page.contains("id=\"channels\""));
 
     daemon.stop().await.unwrap();
     sim.stop();
@@ -180,7 +214,7 @@ async fn the_cookie_is_secure_when_the_public_url_is_https() {
     )
     .await
     .unwrap();
-    let (_, set) = login(&daemon).await;
+    let (_, set) = login_from(&daemon, "https://inboxd.example.com").await;
     assert!(set.contains("Secure"), "{set}");
     daemon.stop().await.unwrap();
     sim.stop();
@@ -252,7 +286,10 @@ async fn every_action_checks_session_and_csrf_and_reaches_the_supervisor() {
     let (status, detail) = get(&daemon, &cookie, &to).await;
     assert_eq!(status, StatusCode::OK);
     assert!(detail.contains("data-status=\"awaiting_authorization\""));
-    assert!(detail.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; co"));
+    assert!(
+        detail.contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; co"),
+        "the name is not shown escaped"
+    );
     assert!(
         !detail.contains("<script>alert"),
         "the name was not escaped"
@@ -375,6 +412,246 @@ async fn every_action_checks_session_and_csrf_and_reaches_the_supervisor() {
         .unwrap();
     assert_eq!(status, 404);
 
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
+
+#[actix_web::test]
+async fn every_page_including_the_callbacks_carries_the_one_strict_csp() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
+        .await
+        .unwrap();
+    let (cookie, _) = login(&daemon).await;
+    let mut policies = Vec::new();
+    for (path, with_cookie) in [
+        ("/", false),
+        ("/", true),
+        ("/oauth/callback", false),
+        ("/oauth/callback?state=forged&code=x", false),
+        ("/ui/channels/not-an-id/quarantine", true),
+    ] {
+        let mut req = daemon.http.get(format!("{}{path}", daemon.base));
+        if with_cookie {
+            req = req.header(COOKIE, &cookie);
+        }
+        let res = req.send().await.unwrap();
+        let csp = res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let page = res.text().await.unwrap();
+        assert!(page.contains("href=\"/ui/app.css\""), "{path}: {page}");
+        assert!(!page.contains("<style"), "{path} has an inline style");
+        policies.push((path, csp));
+    }
+    let (_, first) = &policies[0];
+    assert!(
+        first.contains("default-src 'none'") && !first.contains("unsafe"),
+        "{first}"
+    );
+    for (path, csp) in &policies {
+        assert_eq!(csp, first, "{path} has another policy");
+    }
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
+
+/// Adds a channel through the API (it waits for authorization; nothing calls Microsoft).
+async fn some_channel(daemon: &TestDaemon) -> String {
+    daemon
+        .add_channel(
+            "6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7",
+            "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9",
+            SECRET,
+            "desk@contoso.example",
+        )
+        .await
+        .unwrap()
+}
+
+async fn enabled(daemon: &TestDaemon, id: &str) -> bool {
+    daemon.channel(id).await.unwrap()["enabled"] == true
+}
+
+#[actix_web::test]
+async fn a_form_from_another_origin_is_refused_even_with_the_right_cookie_and_csrf_token() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
+        .await
+        .unwrap();
+    let id = some_channel(&daemon).await;
+    let (cookie, _) = login(&daemon).await;
+    let (_, page) = get(&daemon, &cookie, "/").await;
+    let csrf = csrf_of(&page);
+    let disable = format!("/ui/channels/{id}/disable");
+
+    // Another site's form (its Origin), a sandboxed one (`null`), and a tool that sends neither
+    // Origin nor Referer: 403, and the channel stays enabled.
+    for origin in [Some("https://evil.example"), Some("null"), None] {
+        let res = post_from(
+            &daemon,
+            origin,
+            Some(&cookie),
+            &disable,
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "Origin {origin:?}");
+        let text = res.text().await.unwrap();
+        assert!(text.contains("did not come from"), "{text}");
+        assert!(enabled(&daemon, &id).await, "Origin {origin:?} disabled it");
+    }
+    // A Referer of another site without Origin: refused too.
+    let res = daemon
+        .http
+        .post(format!("{}{disable}", daemon.base))
+        .header(COOKIE, &cookie)
+        .header(REFERER, "https://evil.example/page")
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // Logging in from another site is refused as well, and sets no cookie.
+    let res = post_from(
+        &daemon,
+        Some("https://evil.example"),
+        None,
+        "/login",
+        &[("token", daemon.token.as_str())],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers().get(SET_COOKIE).is_none());
+    assert!(enabled(&daemon, &id).await);
+
+    // The daemon's own page (by Origin, or by Referer alone) is let through.
+    let res = daemon
+        .http
+        .post(format!("{}{disable}", daemon.base))
+        .header(COOKIE, &cookie)
+        .header(REFERER, format!("{}/?channel={id}", daemon.base))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(!enabled(&daemon, &id).await);
+
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
+
+#[actix_web::test]
+async fn two_logins_get_different_sessions_and_one_sessions_csrf_token_does_not_work_in_another() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
+        .await
+        .unwrap();
+    let id = some_channel(&daemon).await;
+    let (first, _) = login(&daemon).await;
+    let (second, _) = login(&daemon).await;
+    assert_ne!(first, second, "two logins got the same session cookie");
+    let (_, first_page) = get(&daemon, &first, "/").await;
+    let (_, second_page) = get(&daemon, &second, "/").await;
+    let first_csrf = csrf_of(&first_page);
+    assert_ne!(first_csrf, csrf_of(&second_page));
+    // The CSRF token is the session's own: stable while the session lives.
+    let (_, again) = get(&daemon, &first, "/").await;
+    assert_eq!(csrf_of(&again), first_csrf);
+
+    // The first session's token in a form of the second: 403, nothing changes.
+    let res = post(
+        &daemon,
+        Some(&second),
+        &format!("/ui/channels/{id}/disable"),
+        &[("csrf", first_csrf.as_str())],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(enabled(&daemon, &id).await);
+
+    // Logging out the first leaves the second working.
+    let res = post(&daemon, Some(&first), "/logout", &[("csrf", &first_csrf)]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (_, page) = get(&daemon, &second, "/").await;
+    assert!(
+        page.contains("id=\"channels\""),
+        "logout ended another session"
+    );
+    let (_, page) = get(&daemon, &first, "/").await;
+    assert!(page.contains("id=\"login\""));
+
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
+
+#[actix_web::test]
+async fn a_session_ends_after_its_idle_time() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(
+        dir.path(),
+        &sim.url(),
+        600,
+        &[("INBOXD_SERVER__SESSION_IDLE_SECS", "1".to_owned())],
+    )
+    .await
+    .unwrap();
+    let id = some_channel(&daemon).await;
+    let (cookie, _) = login(&daemon).await;
+    let (_, page) = get(&daemon, &cookie, "/").await;
+    assert!(page.contains("id=\"channels\""));
+    let csrf = csrf_of(&page);
+    actix_rt::time::sleep(Duration::from_millis(1300)).await;
+    let (_, page) = get(&daemon, &cookie, "/").await;
+    assert!(
+        page.contains("id=\"login\""),
+        "an idle session still opens the page"
+    );
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        &format!("/ui/channels/{id}/disable"),
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(enabled(&daemon, &id).await);
+    daemon.stop().await.unwrap();
+    sim.stop();
+}
+
+#[actix_web::test]
+async fn a_session_ends_at_its_absolute_age_even_while_in_use() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(
+        dir.path(),
+        &sim.url(),
+        600,
+        &[("INBOXD_SERVER__SESSION_MAX_AGE_SECS", "2".to_owned())],
+    )
+    .await
+    .unwrap();
+    let (cookie, set) = login(&daemon).await;
+    assert!(set.contains("Max-Age=2"), "{set}");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        let (_, page) = get(&daemon, &cookie, "/").await;
+        assert!(page.contains("id=\"channels\""), "the session ended early");
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+    }
+    actix_rt::time::sleep(Duration::from_millis(800)).await;
+    let (_, page) = get(&daemon, &cookie, "/").await;
+    assert!(
+        page.contains("id=\"login\""),
+        "the session outlived its maximum age"
+    );
     daemon.stop().await.unwrap();
     sim.stop();
 }

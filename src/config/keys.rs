@@ -231,7 +231,23 @@ pub const KEYS: &[KeySpec] = &[
         int(1, 100_000),
         "10",
         "failures per minute",
-        "Failed admin-token attempts accepted per client address per minute; beyond that the API answers 429."
+        "Failed admin-token attempts accepted per client address per minute; beyond that the address is refused (429 with Retry-After, even with the right token) until its budget refills."
+    ),
+    key!(
+        "server",
+        "session_idle_secs",
+        int(1, 604_800),
+        "1800",
+        "seconds",
+        "A status-page session ends after this long without a request; the operator logs in again."
+    ),
+    key!(
+        "server",
+        "session_max_age_secs",
+        int(1, 2_592_000),
+        "43200",
+        "seconds",
+        "A status-page session ends this long after its login, however active it is."
     ),
     // [store]
     key!(

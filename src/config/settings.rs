@@ -47,6 +47,10 @@ pub struct ServerSettings {
     pub per_channel_metrics_max: u64,
     /// Failed admin-token attempts per client address per minute.
     pub admin_login_failures_per_min: NonZeroU32,
+    /// A status-page session ends after this long without a request.
+    pub session_idle: Duration,
+    /// A status-page session ends this long after its login.
+    pub session_max_age: Duration,
 }
 
 impl ServerSettings {
@@ -532,6 +536,8 @@ pub(crate) fn build(raw: &Raw, problems: &mut Vec<ConfigProblem>) -> Option<Sett
     let shutdown_grace = r.secs("server", "shutdown_grace_secs");
     let per_channel_metrics_max = r.int("server", "per_channel_metrics_max");
     let admin_failures = r.nonzero("server", "admin_login_failures_per_min");
+    let session_idle = r.secs("server", "session_idle_secs");
+    let session_max_age = r.secs("server", "session_max_age_secs");
 
     let store_path = r.path("store", "path");
     let cache_mib = r.int("store", "cache_capacity_mib");
@@ -659,6 +665,8 @@ pub(crate) fn build(raw: &Raw, problems: &mut Vec<ConfigProblem>) -> Option<Sett
             shutdown_grace: shutdown_grace?,
             per_channel_metrics_max: per_channel_metrics_max?,
             admin_login_failures_per_min: admin_failures?,
+            session_idle: session_idle?,
+            session_max_age: session_max_age?,
         },
         store: StoreSettings {
             path: store_path?,

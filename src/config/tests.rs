@@ -129,6 +129,8 @@ fn embedded_defaults_load_with_the_documented_values() {
     assert_eq!(s.server.shutdown_grace, Duration::from_secs(10));
     assert_eq!(s.server.per_channel_metrics_max, 10_000);
     assert_eq!(s.server.admin_login_failures_per_min.get(), 10);
+    assert_eq!(s.server.session_idle, Duration::from_secs(1800));
+    assert_eq!(s.server.session_max_age, Duration::from_secs(43_200));
     assert_eq!(s.store.path, PathBuf::from("data/inboxd.sled"));
     assert_eq!(s.store.cache_capacity_bytes, 64 * 1024 * 1024);
     assert_eq!(s.store.flush_every, Duration::from_millis(500));

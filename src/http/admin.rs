@@ -1,17 +1,15 @@
-//! The admin API: channels under `/api/channels`, behind the admin token.
+//! The admin API: channels under `/api/channels`, behind the admin token (the bearer token only:
+//! a status page cookie is not accepted here). Each handler checks the token, calls one operation
+//! of [`ops`] and maps its answer to JSON.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use serde::Deserialize;
 
-use crate::actors::messages::{
-    AddChannel, PollNow, RemoveChannel, ReplayQuarantine, SetEnabled, UpdateChannel,
-};
-use crate::domain::{ChannelId, ChannelStatus};
 use crate::http::AppState;
 use crate::http::dto::{ChannelIn, ChannelOut, ChannelPatch};
-use crate::http::error::{ApiError, invalid};
-use crate::store::{LedgerState, PendingAuthorization};
+use crate::http::error::ApiError;
+use crate::http::ops::{self, Filter, channel_id};
+use crate::status::ChannelView;
 
 /// The `/api` scope.
 pub fn scope() -> actix_web::Scope {
@@ -31,7 +29,7 @@ pub fn scope() -> actix_web::Scope {
 }
 
 async fn not_found(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    state.auth.check_bearer(&req)?;
     Err(ApiError::NotFound(format!(
         "no such API endpoint: {} {}",
         req.method(),
@@ -86,17 +84,8 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) ->
     .into()
 }
 
-fn channel_id(raw: &str) -> Result<ChannelId, ApiError> {
-    ChannelId::parse(raw).map_err(|e| invalid("id", e))
-}
-
-fn out(state: &AppState, id: ChannelId) -> Result<ChannelOut, ApiError> {
-    let view = state
-        .shared
-        .board
-        .get(id)
-        .ok_or_else(|| ApiError::NotFound(format!("no channel has the id {id}")))?;
-    Ok(ChannelOut::from_view(&view, &state.redirect_uri))
+fn out(state: &AppState, view: &ChannelView) -> ChannelOut {
+    ChannelOut::from_view(view, &state.redirect_uri)
 }
 
 /// Query of `GET /api/channels`.
@@ -118,42 +107,19 @@ async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    state.auth.check_bearer(&req)?;
     let query = query.into_inner();
-    let status = query
-        .status
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<ChannelStatus>()
-                .map_err(|message| ApiError::BadRequest {
-                    code: "invalid_status",
-                    message,
-                })
-        })
-        .transpose()?;
-    let needle = query.q.unwrap_or_default().trim().to_lowercase();
+    let filter = Filter::new(
+        Filter::parse_status(query.status.as_deref())?,
+        query.q.as_deref().unwrap_or_default(),
+    );
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let offset = query.offset.unwrap_or(0);
-    let (total, rows) = state.shared.board.page(
-        |row| {
-            status.is_none_or(|s| row.status == s)
-                && (needle.is_empty()
-                    || row.name.to_lowercase().contains(&needle)
-                    || row.mailbox.contains(&needle)
-                    || row.tenant_id.contains(&needle)
-                    || row.id.to_string().contains(&needle))
-        },
-        offset,
-        limit,
-    );
-    let channels: Vec<ChannelOut> = rows
-        .iter()
-        .map(|row| ChannelOut::from_view(row, &state.redirect_uri))
-        .collect();
-    Ok(HttpResponse::Ok().json(
-        serde_json::json!({"channels": channels, "total": total, "offset": offset, "limit": limit}),
-    ))
+    let listing = ops::list(&state, &filter, offset, limit, |_| ());
+    let channels: Vec<ChannelOut> = listing.rows.iter().map(|row| out(&state, row)).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "channels": channels, "total": listing.total, "offset": offset, "limit": limit,
+    })))
 }
 
 async fn add(
@@ -161,13 +127,11 @@ async fn add(
     state: web::Data<AppState>,
     body: web::Json<ChannelIn>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
-    let record = body.into_inner().into_record(state.default_first_import)?;
-    let view = state.supervisor.send(AddChannel { record }).await??;
-    tracing::info!(channel = %view.id, mailbox = %view.mailbox, "Channel added.");
+    state.auth.check_bearer(&req)?;
+    let view = ops::add(&state, body.into_inner()).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/channels/{}", view.id)))
-        .json(ChannelOut::from_view(&view, &state.redirect_uri)))
+        .json(out(&state, &view)))
 }
 
 async fn show(
@@ -175,8 +139,9 @@ async fn show(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
-    Ok(HttpResponse::Ok().json(out(&state, channel_id(&id)?)?))
+    state.auth.check_bearer(&req)?;
+    let view = ops::get(&state, channel_id(&id)?)?;
+    Ok(HttpResponse::Ok().json(out(&state, &view)))
 }
 
 async fn update(
@@ -185,30 +150,9 @@ async fn update(
     id: web::Path<String>,
     body: web::Json<ChannelPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
-    let id = channel_id(&id)?;
-    let mut record = state
-        .shared
-        .ingest
-        .store
-        .get_channel(id)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .ok_or_else(|| ApiError::NotFound(format!("no channel has the id {id}")))?;
-    let was_enabled = record.enabled;
-    let reauthorize = body.into_inner().apply(&mut record)?;
-    let enabled = record.enabled;
-    record.enabled = was_enabled;
-    let mut view = state
-        .supervisor
-        .send(UpdateChannel {
-            record,
-            reauthorize,
-        })
-        .await??;
-    if enabled != was_enabled {
-        view = state.supervisor.send(SetEnabled { id, enabled }).await??;
-    }
-    Ok(HttpResponse::Ok().json(ChannelOut::from_view(&view, &state.redirect_uri)))
+    state.auth.check_bearer(&req)?;
+    let view = ops::update(&state, channel_id(&id)?, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(out(&state, &view)))
 }
 
 async fn remove(
@@ -216,9 +160,8 @@ async fn remove(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
-    let id = channel_id(&id)?;
-    state.supervisor.send(RemoveChannel { id }).await??;
+    state.auth.check_bearer(&req)?;
+    ops::remove(&state, channel_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -228,10 +171,9 @@ async fn set_enabled(
     id: &str,
     enabled: bool,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
-    let id = channel_id(id)?;
-    let view = state.supervisor.send(SetEnabled { id, enabled }).await??;
-    Ok(HttpResponse::Ok().json(ChannelOut::from_view(&view, &state.redirect_uri)))
+    state.auth.check_bearer(&req)?;
+    let view = ops::set_enabled(&state, channel_id(id)?, enabled).await?;
+    Ok(HttpResponse::Ok().json(out(&state, &view)))
 }
 
 async fn enable(
@@ -250,57 +192,17 @@ async fn disable(
     set_enabled(req, state, &id, false).await
 }
 
-/// Starts an authorization (or a re-authorization: "update auth info") and returns its link.
-pub async fn start_authorization(state: &AppState, id: ChannelId) -> Result<String, ApiError> {
-    let record = state
-        .shared
-        .ingest
-        .store
-        .get_channel(id)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        .ok_or_else(|| ApiError::NotFound(format!("no channel has the id {id}")))?;
-    let start = state
-        .shared
-        .ingest
-        .oauth()
-        .authorize(&record.tenant_id, &record.client_id, &record.mailbox)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let now = Utc::now();
-    let pending = PendingAuthorization {
-        channel_id: id,
-        verifier: start.verifier,
-        redirect_uri: state.redirect_uri.clone(),
-        created_at: now,
-        expires_at: now + state.authorization_ttl,
-    };
-    state
-        .shared
-        .ingest
-        .store
-        .put_pending(&start.state, &pending)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    state
-        .shared
-        .ingest
-        .store
-        .flush_async()
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(start.url)
-}
-
 async fn authorize(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
-    let id = channel_id(&id)?;
-    let url = start_authorization(&state, id).await?;
+    state.auth.check_bearer(&req)?;
+    let link = ops::authorize(&state, channel_id(&id)?).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "authorization_url": url,
+        "authorization_url": link.url,
         "redirect_uri": state.redirect_uri,
-        "expires_at": Utc::now() + state.authorization_ttl,
+        "expires_at": link.expires_at,
     })))
 }
 
@@ -309,34 +211,30 @@ async fn poll(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
-    let id = channel_id(&id)?;
-    let at = state.supervisor.send(PollNow { id }).await??;
+    state.auth.check_bearer(&req)?;
+    let accepted = ops::poll_now(&state, channel_id(&id)?).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "polling": id.to_string(),
-        "poll_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "polling": accepted.id.to_string(),
+        "poll_at": accepted.poll_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })))
 }
+
+/// Most quarantined messages one answer lists.
+const QUARANTINE_API_MAX: usize = 10_000;
 
 async fn quarantine(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
+    state.auth.check_bearer(&req)?;
     let id = channel_id(&id)?;
-    out(&state, id)?;
-    let entries = state
-        .shared
-        .ingest
-        .store
-        .ledger_list(id, Some(LedgerState::Quarantined), 10_000)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let entries = ops::quarantine(&state, id, QUARANTINE_API_MAX).await?;
     let messages: Vec<serde_json::Value> = entries
         .iter()
-        .map(|(message_id, entry)| {
+        .map(|entry| {
             serde_json::json!({
-                "message_id": message_id,
+                "message_id": entry.message_id,
                 "failures": entry.failures,
                 "last_error": entry.last_error,
                 "first_seen_at": entry.first_seen_at,
@@ -353,8 +251,7 @@ async fn replay(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.check(&req)?;
-    let id = channel_id(&id)?;
-    let released = state.supervisor.send(ReplayQuarantine { id }).await??;
+    state.auth.check_bearer(&req)?;
+    let released = ops::replay(&state, channel_id(&id)?).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"released": released})))
 }

@@ -22,9 +22,15 @@ pub enum ApiError {
         "missing or wrong admin token: send `Authorization: Bearer <token>` with the token from INBOXD_ADMIN_TOKEN"
     )]
     Unauthorized,
-    /// Too many failed attempts from this address.
-    #[error("too many failed attempts with a wrong admin token from this address; wait a minute")]
-    TooManyAttempts,
+    /// Too many failed attempts from this address: it is blocked for a while, whatever it sends.
+    #[error(
+        "too many failed attempts with a wrong admin token from this address; try again in {} s",
+        retry_after_secs(*retry_after)
+    )]
+    TooManyAttempts {
+        /// How long the address stays blocked.
+        retry_after: std::time::Duration,
+    },
     /// No such channel.
     #[error("{0}")]
     NotFound(String),
@@ -52,7 +58,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
-            ApiError::TooManyAttempts => "too_many_attempts",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
@@ -66,7 +72,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,12 +88,18 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        if matches!(self, ApiError::TooManyAttempts) {
-            response.insert_header(("Retry-After", "60"));
+        if let ApiError::TooManyAttempts { retry_after } = self {
+            response.insert_header(("Retry-After", retry_after_secs(*retry_after).to_string()));
         }
         response
             .json(serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}))
     }
+}
+
+/// Whole seconds to announce in `Retry-After`: rounded up, at least 1.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 impl From<ControlError> for ApiError {

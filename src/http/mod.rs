@@ -1,17 +1,21 @@
-//! The HTTP surface, on actix-web: the admin API under `/api` (bearer admin token), the status page
-//! (`/`, `/login`, `/ui/…`), the OAuth callback, `/healthz` and `/metrics`. Only this module knows actix-web.
+//! The HTTP surface, on actix-web: the admin API under `/api` (bearer admin token only), the
+//! status page (`/`, `/login`, `/ui/…`, with sessions), the OAuth callback, `/healthz` and
+//! `/metrics`. Only this module knows actix-web.
 //!
-//! Handlers stay thin: they validate input into domain types, then either read the status board or
-//! send a control message to the supervisor. No handler returns a secret.
+//! Handlers stay thin: they validate input, call one control operation of [`ops`] (or the
+//! authorization service, [`authorization`]) and map its typed answer to JSON or to a page.
+//! No handler returns a secret.
 
 pub mod admin;
-mod auth;
+pub mod auth;
+pub mod authorization;
 pub mod callback;
 pub mod dto;
 pub mod error;
 pub mod metrics;
-pub mod pages;
-pub mod status_page;
+pub mod ops;
+pub mod page;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -20,10 +24,12 @@ use actix_web::{HttpResponse, web};
 
 use crate::actors::deps::Deps;
 use crate::actors::supervisor::ChannelSupervisor;
+use crate::config::ServerSettings;
 use crate::domain::secret::AdminToken;
 use crate::store::FirstImport;
 
 pub use auth::AuthGuard;
+use session::{SessionPolicy, Sessions};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -33,6 +39,8 @@ pub struct AppState {
     pub shared: Arc<Deps>,
     /// The admin token and the failed-attempt limiter.
     pub auth: AuthGuard,
+    /// The status page's sessions.
+    pub sessions: Sessions,
     /// The redirect URI to register in Azure.
     pub redirect_uri: String,
     /// The OAuth callback path.
@@ -46,27 +54,24 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state.
-    #[allow(clippy::too_many_arguments)]
+    /// Builds the state from `[server]`.
     pub fn new(
         supervisor: Addr<ChannelSupervisor>,
         shared: Arc<Deps>,
-        admin_token: AdminToken,
-        failures_per_min: std::num::NonZeroU32,
-        redirect_uri: String,
-        callback_path: String,
+        admin_token: &AdminToken,
+        server: &ServerSettings,
         default_first_import: FirstImport,
-        per_channel_metrics_max: u64,
     ) -> Self {
         AppState {
             supervisor,
             shared,
-            auth: AuthGuard::new(admin_token, failures_per_min),
-            redirect_uri,
-            callback_path,
+            auth: AuthGuard::new(admin_token, server.admin_login_failures_per_min),
+            sessions: Sessions::new(SessionPolicy::of(server)),
+            redirect_uri: server.redirect_uri(),
+            callback_path: server.callback_path.clone(),
             default_first_import,
             authorization_ttl: chrono::Duration::minutes(10),
-            per_channel_metrics_max,
+            per_channel_metrics_max: server.per_channel_metrics_max,
         }
     }
 }
@@ -89,7 +94,7 @@ pub fn configure(
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics::render))
             .route(&callback_path, web::get().to(callback::callback))
-            .configure(status_page::routes)
+            .configure(page::routes)
             .service(admin::scope());
     }
 }

@@ -21,3 +21,5 @@ mod ingestion;
 mod replacement;
 /// The actor runtime: hot control, throttling, restarts, scale (issue 5).
 mod runtime;
+/// The admin surface against an attacker: bearer-only API, the failed-attempt block.
+mod security;

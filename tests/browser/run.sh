@@ -96,7 +96,8 @@ CLIENT_SECRET="$client_secret" MAILBOX="$mailbox" OUT="$out" \
 
 # --- no secret anywhere ------------------------------------------------------------------------
 jar="$work/cookies"
-curl -fsS -c "$jar" -o /dev/null --data-urlencode "token=$admin_token" "$base/login"
+# A form POST passes only from the daemon's own origin, as a browser sends it.
+curl -fsS -c "$jar" -o /dev/null -H "Origin: $base" --data-urlencode "token=$admin_token" "$base/login"
 curl -fsS -b "$jar" "$base/" >"$out/page-index.html"
 id="$(jq -r '.channels[0].id' < <(curl -fsS -H "Authorization: Bearer $admin_token" "$base/api/channels"))"
 curl -fsS -b "$jar" "$base/?channel=$id" >"$out/page-detail.html"

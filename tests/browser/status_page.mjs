@@ -209,6 +209,19 @@ try {
   }, [BASE, id]);
   check(forged === 403, `a forged form answered ${forged}`);
 
+  step('the admin API does not take the session cookie');
+  const api = await page.evaluate(async (base) => (await fetch(`${base}/api/channels`)).status, BASE);
+  check(api === 401, `the API answered ${api} to the page's session cookie`);
+
+  step('logging out ends the session');
+  const cookiesBefore = await context.cookies(BASE);
+  await page.goto(`${BASE}/`);
+  await Promise.all([page.waitForURL(`${BASE}/login`), page.getByRole('button', { name: 'Log out' }).click()]);
+  check(await page.locator('form#login').isVisible(), 'no login form after logout');
+  await context.addCookies(cookiesBefore);
+  await page.goto(`${BASE}/`);
+  check(await page.locator('form#login').isVisible(), 'the old session cookie still opens the page after logout');
+
   check(problems.length === 0, `the browser reported problems:\n${problems.join('\n')}`);
   step('all browser checks passed');
 } catch (err) {

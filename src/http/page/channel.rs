@@ -1,0 +1,176 @@
+//! One channel's views: its details with the actions, the remove confirmation and the quarantine.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+
+use crate::domain::ChannelStatus;
+use crate::http::AppState;
+use crate::http::ops::Quarantined;
+use crate::http::page::cells::{self, button_form, csrf_field};
+use crate::http::page::frame::page;
+use crate::http::session::CsrfToken;
+use crate::status::ChannelView;
+
+/// Most quarantined messages the quarantine view lists.
+pub const QUARANTINE_LIST_MAX: usize = 1000;
+
+/// The details section of the channels view, with the actions.
+pub fn detail(
+    state: &AppState,
+    view: &ChannelView,
+    csrf: &CsrfToken,
+    now: DateTime<Utc>,
+) -> Markup {
+    let id = view.id.to_string();
+    let base = format!("/ui/channels/{id}");
+    let auth_label = if view.status == ChannelStatus::AwaitingAuthorization {
+        "Authorize"
+    } else {
+        "Update auth info"
+    };
+    html! {
+        section id="detail" class="card" data-channel-id=(id) data-status=(view.status.as_str()) {
+            h2 { (view.name) }
+            dl {
+                dt { "Status" }
+                dd id="detail-status" { (cells::status(view.status)) " " span.muted { (cells::status_hint(view.status)) } }
+                dt { "Mailbox" }
+                dd id="detail-mailbox" { (view.mailbox) " " span.muted { "folder " (view.folder) } }
+                dt { "Tenant" } dd.mono { (view.tenant_id) }
+                dt { "App (client) id" } dd.mono { (view.client_id) }
+                dt { "Channel id" } dd.mono { (id) }
+                dt { "Last successful poll" }
+                dd id="detail-last-success" { (cells::time(view.last_success_at, now, "never")) }
+                dt { "Last poll" }
+                dd id="detail-last-poll" { (cells::time(view.last_poll_at, now, "never")) }
+                dt { "Next poll" }
+                dd id="detail-next-poll" {
+                    @if view.enabled { (cells::time(view.next_poll_at, now, "–")) }
+                    @else { span.muted { "not while disabled" } }
+                }
+                dt { "Messages today" }
+                dd id="detail-today" { (cells::messages_today(view, now)) }
+                dt { "Client secret" }
+                dd id="detail-secret" { (cells::secret(view, now)) }
+                dt { "Redirect URI" } dd { code { (state.redirect_uri) } }
+            }
+            @if let Some(e) = &view.last_error {
+                div.last-error id="detail-error" {
+                    h3 {
+                        "Last error " code id="detail-error-code" { (e.code) } " "
+                        span.muted { (cells::time(Some(e.at), now, "")) " · from " (e.source.as_str()) }
+                    }
+                    p id="detail-error-message" { (e.message) }
+                    p { strong { "What to do:" } " " span id="detail-remedy" { (e.remedy) } }
+                    @if e.trace_id.is_some() || e.correlation_id.is_some() {
+                        p.muted {
+                            @if let Some(t) = &e.trace_id { "Trace ID " code { (t) } " " }
+                            @if let Some(c) = &e.correlation_id { "Correlation ID " code { (c) } }
+                        }
+                    }
+                }
+            }
+            @if let Some(w) = &view.warning {
+                div.last-error id="detail-warning" {
+                    h3 {
+                        "Warning " code { (w.code) } " "
+                        span.muted { (cells::time(Some(w.at), now, "")) " · from " (w.source.as_str()) }
+                    }
+                    p { (w.message) " Polling goes on while the current access token is valid." }
+                    p { strong { "What to do:" } " " (w.remedy) }
+                }
+            }
+            div.actions id="actions" {
+                (button_form(&format!("{base}/authorize"), csrf, auth_label, "primary"))
+                @if view.enabled {
+                    (button_form(&format!("{base}/poll"), csrf, "Poll now", ""))
+                    (button_form(&format!("{base}/disable"), csrf, "Disable", ""))
+                } @else {
+                    (button_form(&format!("{base}/enable"), csrf, "Enable", ""))
+                }
+                a.button href={ (base) "/quarantine" } { "View quarantine" }
+                (button_form(&format!("{base}/remove"), csrf, "Remove…", "danger"))
+            }
+            details id="secret-form" {
+                summary { "Update secret" }
+                form method="post" action={ (base) "/secret" } autocomplete="off" {
+                    (csrf_field(csrf))
+                    label { "New client secret value " input type="password" name="client_secret" required autocomplete="new-password"; }
+                    label { "Expires (optional) " input type="date" name="client_secret_expires_at"; }
+                    button type="submit" { "Update secret" }
+                    p.muted { "The value (not the secret's id) from Certificates & secrets in the Azure portal. No new sign-in is needed." }
+                }
+            }
+        }
+    }
+}
+
+/// Asks before removing a channel.
+pub fn confirm_remove(view: &ChannelView, csrf: &CsrfToken) -> HttpResponse {
+    let id = view.id.to_string();
+    let body = html! {
+        main.narrow {
+            h1.problem { "Remove " (view.name) "?" }
+            p {
+                "inboxd stops reading " strong { (view.mailbox) }
+                " and deletes everything it stored for this channel: its configuration, tokens, cursor and message ledger. \
+                Mail already delivered stays where it was delivered. This cannot be undone; to read the mailbox again, \
+                add the channel again and authorize it."
+            }
+            form method="post" action={ "/ui/channels/" (id) "/remove" } id="confirm-remove" {
+                (csrf_field(csrf))
+                input type="hidden" name="confirm" value="yes";
+                button type="submit" class="danger" { "Remove the channel" }
+                " "
+                a href={ "/?channel=" (id) } { "Cancel" }
+            }
+        }
+    };
+    page(StatusCode::OK, "Remove a channel", body)
+}
+
+/// The quarantine of a channel.
+pub fn quarantine(view: &ChannelView, entries: &[Quarantined], csrf: &CsrfToken) -> HttpResponse {
+    let now = Utc::now();
+    let id = view.id.to_string();
+    let body = html! {
+        header { h1 { a href="/" { "inboxd" } } }
+        main {
+            h2 { "Quarantine of " (view.name) }
+            p {
+                "Messages that failed " (view.mailbox) "'s delivery too often and wait for an operator. \
+                Fix the cause (see each error), then replay: they are delivered again on the next poll."
+            }
+            p { a href={ "/?channel=" (id) } { "Back to the channel" } }
+            @if entries.is_empty() {
+                p id="quarantine-empty" { "Nothing is quarantined." }
+            } @else {
+                p {
+                    (entries.len()) " message(s)"
+                    @if entries.len() >= QUARANTINE_LIST_MAX { " (the first ones)" }
+                    "."
+                }
+                table id="quarantine" {
+                    thead { tr {
+                        th { "Message id" } th { "Failures" } th { "Last error" } th { "First seen" } th { "Updated" }
+                    } }
+                    tbody {
+                        @for entry in entries {
+                            tr {
+                                td.mono { (entry.message_id) }
+                                td.num { (entry.failures) }
+                                td { (entry.last_error.as_deref().unwrap_or("")) }
+                                td { (cells::time(Some(entry.first_seen_at), now, "")) }
+                                td { (cells::time(Some(entry.updated_at), now, "")) }
+                            }
+                        }
+                    }
+                }
+                (button_form(&format!("/ui/channels/{id}/quarantine/replay"), csrf, "Replay quarantine", "primary"))
+            }
+        }
+    };
+    page(StatusCode::OK, "Quarantine", body)
+}
