@@ -355,3 +355,224 @@ async fn mark_read(
     }
     Ok(marked)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    //! The cycle on its own: no actor, a fake hand-over, the simulator over HTTP.
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::secret::{AccessToken, ClientSecret, MasterKey, RefreshToken};
+    use crate::domain::{ChannelStatus, ClientId, Folder, HttpUrl, Mailbox, TenantId};
+    use crate::graph::{BodyContentType, GraphClient};
+    use crate::ingest::RunSettings;
+    use crate::oauth::OAuthClient;
+    use crate::rate_limit::{Limits, RateLimiters};
+    use crate::retry::BackoffPolicy;
+    use crate::sim::client::{Delivery, SimClient};
+    use crate::store::{Store, TokenSet};
+
+    /// Takes mail as the processor would (the ledger learns of each delivery before the ack), or
+    /// refuses the messages whose subject says so, as a sink refuses a message it cannot take.
+    struct FakeSink {
+        ledger: crate::ingest::Ledger,
+        taken: Mutex<Vec<String>>,
+    }
+
+    impl Handover for FakeSink {
+        async fn hand_over(
+            &self,
+            channel: ChannelId,
+            items: Vec<MailItem>,
+        ) -> Result<Acks, String> {
+            let mut acks = Vec::new();
+            for item in items {
+                if item.subject.contains("poison") {
+                    acks.push((
+                        item.message_id.clone(),
+                        Err(SinkError::Rejected {
+                            status: 422,
+                            reason: "the receiver cannot parse it".to_owned(),
+                        }),
+                    ));
+                    continue;
+                }
+                self.ledger
+                    .record_delivered(channel, &[item.message_id.as_str()], Utc::now())
+                    .map_err(|e| e.to_string())?;
+                self.taken.lock().unwrap().push(item.message_id.clone());
+                acks.push((item.message_id, Ok(())));
+            }
+            Ok(acks)
+        }
+    }
+
+    struct Setup {
+        _sim: crate::sim::SimHandle,
+        sim: SimClient,
+        ctx: Ingest,
+        job: ChannelJob,
+        upn: String,
+    }
+
+    async fn setup() -> Setup {
+        let sim_handle = crate::sim::spawn(crate::sim::SimOptions::default()).unwrap();
+        let url = HttpUrl::parse(&sim_handle.url()).unwrap();
+        let sim = SimClient::new(sim_handle.url());
+        let upn = "cycle@cycle.example".to_owned();
+        let provisioned = sim.provision(&upn, &["http://127.0.0.1/cb"]).await.unwrap();
+        let minted = sim
+            .mint_tokens(&upn, &provisioned.app.client_id, None)
+            .await
+            .unwrap();
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        let now = Utc::now();
+        let record = ChannelRecord {
+            id: ChannelId::generate(),
+            name: upn.clone(),
+            tenant_id: TenantId::parse(&provisioned.tenant_id).unwrap(),
+            client_id: ClientId::parse(&provisioned.app.client_id).unwrap(),
+            client_secret: ClientSecret::new(provisioned.app.client_secret.clone()).unwrap(),
+            client_secret_expires_at: None,
+            mailbox: Mailbox::parse(&upn).unwrap(),
+            folder: Folder::inbox(),
+            enabled: true,
+            first_import: FirstImport::AllUnread,
+            created_at: now,
+            updated_at: now,
+            activated_at: Some(now),
+            status: ChannelStatus::Active,
+            last_error: None,
+            last_poll_at: None,
+            last_success_at: None,
+        };
+        store.put_channel(&record).unwrap();
+        store
+            .put_tokens(
+                record.id,
+                &TokenSet {
+                    access_token: AccessToken::new(minted.access_token).unwrap(),
+                    access_expires_at: now + chrono::Duration::seconds(minted.expires_in as i64),
+                    refresh_token: RefreshToken::new(minted.refresh_token).unwrap(),
+                    scope: "offline_access https://graph.microsoft.com/Mail.ReadWrite.Shared"
+                        .into(),
+                    obtained_at: now,
+                },
+            )
+            .unwrap();
+        let http = reqwest::Client::new();
+        let timeout = Duration::from_secs(5);
+        let ctx = Ingest::new(
+            store,
+            vec![GraphClient::new(
+                http.clone(),
+                &url,
+                BodyContentType::Text,
+                timeout,
+            )],
+            vec![OAuthClient::new(
+                http,
+                &url,
+                "https://graph.microsoft.com",
+                "http://127.0.0.1/cb",
+                timeout,
+            )],
+            RateLimiters::new(Limits::default()),
+            RunSettings {
+                interval: Duration::from_secs(120),
+                jitter: Duration::ZERO,
+                page_size: 10,
+                max_messages_per_poll: 1000,
+                token_refresh_margin: Duration::from_secs(300),
+                token_refresh_jitter: Duration::ZERO,
+                backoff: BackoffPolicy::default(),
+                max_delivery_attempts: 2,
+                max_attachment_bytes: 1 << 20,
+            },
+        );
+        let generation = ctx.runtimes.get(record.id).claim();
+        let job = ChannelJob::new(Arc::new(record), Duration::from_secs(300), generation);
+        Setup {
+            _sim: sim_handle,
+            sim,
+            ctx,
+            job,
+            upn,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_cycle_hands_over_new_mail_once_and_marks_read_only_what_was_taken() {
+        let s = setup().await;
+        s.sim
+            .deliver(&s.upn, &Delivery::generated(25))
+            .await
+            .unwrap();
+        s.sim
+            .deliver(
+                &s.upn,
+                &Delivery {
+                    messages: vec![serde_json::json!({"subject": "poison"})],
+                    unread: true,
+                    ..Delivery::default()
+                },
+            )
+            .await
+            .unwrap();
+        let sink = FakeSink {
+            ledger: s.ctx.ledger.clone(),
+            taken: Mutex::new(Vec::new()),
+        };
+        let runtime = s.ctx.runtimes.get(s.job.record.id);
+        // First cycle: 25 taken and marked read (3 pages of 10), the poison refused and left unread.
+        let CycleEnd::Ran(Ok(report)) = run_cycle(&s.ctx, &sink, &runtime, &s.job, false).await
+        else {
+            panic!("the cycle failed");
+        };
+        assert_eq!((report.delivered, report.marked_read), (25, 25));
+        let state = s.sim.mailbox_state(&s.upn).await.unwrap();
+        assert_eq!(state.unread, 1, "only the refused message stays unread");
+        // Second cycle: the refused message fails again and is quarantined (2 attempts); nothing
+        // is handed over twice.
+        let CycleEnd::Ran(Ok(report)) = run_cycle(&s.ctx, &sink, &runtime, &s.job, false).await
+        else {
+            panic!("the cycle failed");
+        };
+        assert_eq!(report.delivered, 0);
+        let taken = sink.taken.lock().unwrap().clone();
+        let unique: std::collections::HashSet<_> = taken.iter().collect();
+        assert_eq!((taken.len(), unique.len()), (25, 25));
+        let quarantined = s.ctx.ledger.quarantined(s.job.record.id, 10).unwrap();
+        assert_eq!(quarantined.len(), 1);
+        // Third cycle: the quarantined message no longer blocks anything and is not retried.
+        let CycleEnd::Ran(Ok(report)) = run_cycle(&s.ctx, &sink, &runtime, &s.job, false).await
+        else {
+            panic!("the cycle failed");
+        };
+        assert_eq!(report.delivered, 0);
+        assert_eq!(sink.taken.lock().unwrap().len(), 25);
+    }
+
+    #[actix_rt::test]
+    async fn an_old_incarnation_is_fenced_off_before_it_sends_anything() {
+        let s = setup().await;
+        let sink = FakeSink {
+            ledger: s.ctx.ledger.clone(),
+            taken: Mutex::new(Vec::new()),
+        };
+        let runtime = s.ctx.runtimes.get(s.job.record.id);
+        runtime.claim();
+        let before = s.sim.counters(Some(&s.upn)).await.unwrap();
+        assert!(matches!(
+            run_cycle(&s.ctx, &sink, &runtime, &s.job, false).await,
+            CycleEnd::Fenced
+        ));
+        let after = s.sim.counters(Some(&s.upn)).await.unwrap();
+        assert_eq!(
+            before.requests, after.requests,
+            "a fenced cycle reached Graph"
+        );
+    }
+}
