@@ -214,6 +214,7 @@ impl Application {
             backoff,
             max_delivery_attempts: settings.retry.max_delivery_attempts,
             max_attachment_bytes: settings.processor.max_attachment_bytes,
+            mode: settings.polling.mode,
         };
         let ingest = Arc::new(Ingest::new(
             store.clone(),

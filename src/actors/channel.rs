@@ -96,6 +96,7 @@ impl ChannelActor {
                 Arc::new(record),
                 run.token_refresh_margin + spread,
                 generation,
+                run.mode,
             ),
             runtime,
             deps,

@@ -248,6 +248,18 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             // A new secret may be exactly what the last error asked for: try again at once.
             record.status = ChannelStatus::BackingOff;
         }
+        if current.mailbox != record.mailbox || current.folder != record.folder {
+            // The delta link belongs to the old folder: the next round starts afresh (the ledger
+            // keeps anything from being delivered twice).
+            if let Err(err) = self
+                .deps
+                .ingest
+                .store
+                .put_cursor(id, &crate::store::Cursor::default())
+            {
+                return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
+            }
+        }
         let reauthorize = msg.reauthorize;
         let old_identity = MailboxIdentity::of(&current);
         self.store_then(record, move |act, record| {
@@ -256,10 +268,13 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             }
             act.mailboxes
                 .insert(MailboxIdentity::of(&record), record.id);
+            let runtime = act.deps.ingest.runtimes.get(record.id);
             if reauthorize {
                 // Anything the old grant's cycle cached meanwhile is dropped too.
-                act.deps.ingest.runtimes.get(record.id).new_grant();
+                runtime.new_grant();
             }
+            // Perhaps another folder: try the delta query again.
+            runtime.reset_mode();
             let mut view = ChannelView::from_record(&record);
             if let Some(old) = act.deps.board.get(record.id) {
                 view.messages_today = old.messages_today;

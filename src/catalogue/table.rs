@@ -1084,6 +1084,15 @@ static ENTRIES: &[Entry] = &[
         ),
     ),
     own(
+        codes::DELTA_UNAVAILABLE,
+        "DeltaUnavailable",
+        "Graph refused the delta query on the channel's folder (some shared and public folders do not support it), so the channel polls unread mail instead: a message someone reads in Outlook before the poll is not ingested.",
+        ChannelStatus::Active,
+        Retry::No,
+        Severity::Warning,
+        "Nothing is needed for mail nobody reads first. To ingest read mail too, point the channel at a folder of the mailbox itself (`inboxd channel update ID --folder inbox`), and check that the signed-in user can open the folder. inboxd tries the delta query again after a restart; `inboxd channel backfill ID --since DATE` fetches what was missed.",
+    ),
+    own(
         codes::SINK_UNAVAILABLE,
         "SinkUnavailable",
         "The sink (webhook receiver or JSONL file) did not accept a message; the mail stays unread and is retried.",

@@ -169,6 +169,8 @@ macro_rules! optional_key {
 pub const CLOUD_NAMES: &[&str] = &["global", "usgov", "usgov-dod", "china"];
 /// The values `polling.first_import` accepts.
 pub const FIRST_IMPORT: &[&str] = &["all", "new", "last_days"];
+/// The values `polling.mode` accepts.
+pub const POLL_MODES: &[&str] = &["delta", "unread"];
 /// The values `polling.body_content_type` accepts.
 pub const BODY_CONTENT_TYPES: &[&str] = &["text", "html"];
 /// The values `processor.sink` accepts.
@@ -355,6 +357,14 @@ pub const KEYS: &[KeySpec] = &[
         "7",
         "days",
         "How far back first_import = \"last_days\" reaches."
+    ),
+    key!(
+        "polling",
+        "mode",
+        Kind::Choice(POLL_MODES),
+        "\"delta\"",
+        "",
+        "How a channel finds new mail: delta (the folder's changes since the last poll, so mail someone reads in Outlook before the poll is still ingested) or unread (only mail still unread at the poll). A folder that refuses delta falls back to unread with a warning."
     ),
     key!(
         "polling",

@@ -226,6 +226,8 @@ pub struct PollingSettings {
     pub max_messages_per_poll: u32,
     /// What a new channel ingests first.
     pub first_import: FirstImport,
+    /// How channels find new mail (a channel may override it).
+    pub mode: crate::domain::PollMode,
     /// Timeout of each request to Microsoft.
     pub request_timeout: Duration,
     /// Body format.
@@ -554,6 +556,9 @@ pub(crate) fn build(raw: &Raw, problems: &mut Vec<ConfigProblem>) -> Option<Sett
     let max_messages = r.int_u32("polling", "max_messages_per_poll");
     let first_import = r.choice("polling", "first_import");
     let first_import_days = r.int_u32("polling", "first_import_days");
+    let mode = r
+        .choice("polling", "mode")
+        .and_then(|m| crate::domain::PollMode::parse(&m));
     let request_timeout = r.secs("polling", "request_timeout_secs");
     let body_content_type = r.choice("polling", "body_content_type");
 
@@ -681,6 +686,7 @@ pub(crate) fn build(raw: &Raw, problems: &mut Vec<ConfigProblem>) -> Option<Sett
             page_size: page_size?,
             max_messages_per_poll: max_messages?,
             first_import: first_import?,
+            mode: mode?,
             request_timeout: request_timeout?,
             body_content_type: body_content_type?,
         },

@@ -66,3 +66,38 @@ impl FromStr for ChannelStatus {
             })
     }
 }
+
+/// How a channel finds new mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PollMode {
+    /// The folder's delta query: every change since the last round, read or not, so mail someone
+    /// reads in Outlook before the poll is still ingested.
+    Delta,
+    /// Only mail still unread at the poll (`$filter=isRead eq false`).
+    Unread,
+}
+
+impl PollMode {
+    /// The name used in the configuration, the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollMode::Delta => "delta",
+            PollMode::Unread => "unread",
+        }
+    }
+
+    /// The mode named `name`, as [`as_str`](Self::as_str) writes it.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "delta" => Some(PollMode::Delta),
+            "unread" => Some(PollMode::Unread),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for PollMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

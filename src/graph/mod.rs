@@ -1,5 +1,9 @@
 //! The Microsoft Graph mail client: list unread mail, read attachments, mark mail read in `$batch`.
 //!
+//! Two ways to find mail: the unread list (`$filter=isRead eq false`) and the folder's delta query
+//! (every change since the last round, read or not; `Prefer: odata.maxpagesize`). Pages decode item
+//! by item ([`model::Page`]), so one malformed item is reported, not fatal to its page.
+//!
 //! It knows Graph's URLs, headers and JSON and nothing of actors: callers pass the access token and
 //! decide what to do with a [`GraphError`] through its policy methods. Every request carries
 //! `Prefer: IdType="ImmutableId"` and the body content type, so ids survive folder moves.
@@ -18,7 +22,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
 pub use error::GraphError;
-use model::{AttachmentPage, BatchResponse, ErrorBody, MessagePage, WireAttachment};
+use model::{AttachmentPage, BatchResponse, ErrorBody, Page, RawPage, WireAttachment};
 
 use crate::domain::{Folder, HttpUrl, Mailbox};
 
@@ -125,13 +129,57 @@ impl GraphClient {
     }
 
     /// Fetches one page: the first (from [`unread_url`](Self::unread_url)) or an `@odata.nextLink`.
-    pub async fn list_page(&self, token: &str, url: &str) -> Result<MessagePage, GraphError> {
+    pub async fn list_page(&self, token: &str, url: &str) -> Result<Page, GraphError> {
         if !self.is_ours(url) {
             return Err(GraphError::Decode(
                 "a paging link points outside the configured graph_url".to_owned(),
             ));
         }
-        self.get_json(token, url).await
+        let raw: RawPage = self.get_json(token, url).await?;
+        Ok(Page::from(raw))
+    }
+
+    /// The start of a delta round over a folder with no delta link yet: every message received
+    /// at or after `since` (the filter is carried by the links Graph returns).
+    pub fn delta_url(&self, mailbox: &Mailbox, folder: &Folder, since: DateTime<Utc>) -> String {
+        let filter = format!(
+            "receivedDateTime ge {}",
+            since.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        format!(
+            "{}/v1.0/users/{}/mailFolders/{}/messages/delta?$select={}&$filter={}",
+            self.base,
+            utf8_percent_encode(mailbox.as_str(), COMPONENT),
+            utf8_percent_encode(folder.as_str(), COMPONENT),
+            utf8_percent_encode(SELECT, COMPONENT),
+            utf8_percent_encode(&filter, COMPONENT),
+        )
+    }
+
+    /// Fetches one page of a delta round: the start, an `@odata.nextLink` or a stored
+    /// `@odata.deltaLink`, at most `page_size` items (`Prefer: odata.maxpagesize`).
+    pub async fn delta_page(
+        &self,
+        token: &str,
+        url: &str,
+        page_size: u32,
+    ) -> Result<Page, GraphError> {
+        if !self.is_ours(url) {
+            return Err(GraphError::Decode(
+                "a delta link points outside the configured graph_url".to_owned(),
+            ));
+        }
+        let mut headers = self.headers.clone();
+        let prefer = headers
+            .get("Prefer")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| format!("{v}, odata.maxpagesize={}", page_size.clamp(1, 1000)));
+        if let Some(value) = prefer.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert("Prefer", value);
+        }
+        let request = self.http.get(url).headers(headers).bearer_auth(token);
+        let raw: RawPage = self.send(request).await?;
+        Ok(Page::from(raw))
     }
 
     /// Reads a message's attachments (content included for file attachments).

@@ -19,6 +19,64 @@ pub struct MessagePage {
     pub next_link: Option<String>,
 }
 
+/// A page of a list or a delta round, item by item: a page whose envelope decodes is never lost to
+/// one item that does not (the item is reported with its decode error instead).
+#[derive(Debug, Deserialize)]
+pub struct RawPage {
+    /// The items, still undecoded.
+    #[serde(default)]
+    pub value: Vec<serde_json::Value>,
+    /// The next page of this list or round, to be followed as-is.
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+    /// The end of a delta round: where the next round starts.
+    #[serde(rename = "@odata.deltaLink")]
+    pub delta_link: Option<String>,
+}
+
+/// A page, decoded item by item.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The messages that decoded.
+    pub messages: Vec<WireMessage>,
+    /// Ids of `@removed` entries (a delta round's deletions and moves out of the folder).
+    pub removed: Vec<String>,
+    /// Items that did not decode: their id (when it could be read) and the error.
+    pub malformed: Vec<(String, String)>,
+    /// The next page of this list or round.
+    pub next_link: Option<String>,
+    /// The end of a delta round.
+    pub delta_link: Option<String>,
+}
+
+impl From<RawPage> for Page {
+    fn from(raw: RawPage) -> Self {
+        let mut page = Page {
+            next_link: raw.next_link,
+            delta_link: raw.delta_link,
+            ..Page::default()
+        };
+        for item in raw.value {
+            let id = item
+                .get("id")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            if item.get("@removed").is_some() {
+                page.removed.extend(id);
+                continue;
+            }
+            match serde_json::from_value::<WireMessage>(item) {
+                Ok(message) => page.messages.push(message),
+                Err(err) => page.malformed.push((
+                    id.unwrap_or_default(),
+                    format!("Graph sent a message inboxd cannot read: {err}"),
+                )),
+            }
+        }
+        page
+    }
+}
+
 /// A message (or an `eventMessage`, or another item type) as Graph sends it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -276,6 +334,27 @@ mod tests {
         let second = items.next().unwrap();
         assert_eq!(second.kind, "#microsoft.graph.eventMessage");
         assert_eq!(second.subject, "");
+    }
+
+    #[test]
+    fn one_malformed_item_does_not_sink_its_page() {
+        let json = r##"{
+          "value": [
+            {"id": "good", "subject": "fine", "isRead": false},
+            {"id": "bad", "receivedDateTime": "not a date"},
+            {"id": "gone", "@removed": {"reason": "deleted"}},
+            {"subject": "no id at all", "receivedDateTime": 7}
+          ],
+          "@odata.deltaLink": "https://graph.microsoft.com/v1.0/users/a/mailFolders/inbox/messages/delta?$deltatoken=x"
+        }"##;
+        let page = Page::from(serde_json::from_str::<RawPage>(json).unwrap());
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(page.messages[0].id, "good");
+        assert_eq!(page.removed, vec!["gone".to_owned()]);
+        assert_eq!(page.malformed.len(), 2);
+        assert_eq!(page.malformed[0].0, "bad");
+        assert!(page.malformed[0].1.contains("cannot read"));
+        assert!(page.delta_link.is_some() && page.next_link.is_none());
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct RunSettings {
     pub max_delivery_attempts: u32,
     /// Attachment content above this size is left out.
     pub max_attachment_bytes: u64,
+    /// How channels find new mail, unless a channel says otherwise.
+    pub mode: crate::domain::PollMode,
 }
 
 /// The shared context of the ingestion pipeline.
@@ -164,6 +166,7 @@ mod tests {
             backoff: BackoffPolicy::default(),
             max_delivery_attempts: 5,
             max_attachment_bytes: 1 << 20,
+            mode: crate::domain::PollMode::Delta,
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ChannelId, MailItem};
+use crate::domain::{ChannelId, MailItem, PollMode};
 use crate::graph::{GraphError, MAX_BATCH, MarkReadOutcome};
 use crate::ingest::context::Ingest;
 use crate::ingest::failure::Failure;
@@ -24,7 +24,7 @@ use crate::ingest::runtime::ChannelRuntime;
 use crate::ingest::tokens::{self, Access};
 use crate::rate_limit::{MailboxKey, RequestPermit};
 use crate::sink::SinkError;
-use crate::store::{ChannelRecord, FirstImport};
+use crate::store::{ChannelRecord, Cursor, FirstImport};
 
 /// How many times a throttled mark-read item is retried within one cycle.
 const MARK_READ_TRIES: u32 = 3;
@@ -57,12 +57,20 @@ pub struct ChannelJob {
     pub refresh_margin: Duration,
     /// The incarnation that runs the cycle.
     pub generation: u64,
+    /// How the channel finds new mail.
+    pub mode: PollMode,
 }
 
 impl ChannelJob {
     /// The job of `record`, for incarnation `generation`.
-    pub fn new(record: Arc<ChannelRecord>, refresh_margin: Duration, generation: u64) -> Self {
+    pub fn new(
+        record: Arc<ChannelRecord>,
+        refresh_margin: Duration,
+        generation: u64,
+        mode: PollMode,
+    ) -> Self {
         ChannelJob {
+            mode,
             key: MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str()),
             app: Arc::from(record.client_id.as_str()),
             tenant: Arc::from(record.tenant_id.as_str()),
@@ -125,7 +133,7 @@ pub async fn run_cycle<H: Handover>(
         Ok(Access::NoGrant) => return CycleEnd::NoGrant,
         Err(failure) => return CycleEnd::Ran(Err(failure)),
     };
-    let outcome = poll(ctx, handover, job, &access).await;
+    let outcome = poll(ctx, handover, runtime, job, &access).await;
     if let Err(failure) = &outcome
         && failure.is_throttled()
     {
@@ -182,8 +190,59 @@ pub fn since(record: &ChannelRecord) -> DateTime<Utc> {
     }
 }
 
-/// Lists unread mail, delivers what is new, marks delivered mail read.
+/// Finds new mail in the channel's mode, delivers it, marks delivered mail read. A folder that
+/// refuses the delta query is polled for unread mail instead, with a warning on the channel.
 pub async fn poll<H: Handover>(
+    ctx: &Ingest,
+    handover: &H,
+    runtime: &ChannelRuntime,
+    job: &ChannelJob,
+    token: &str,
+) -> Result<PollReport, Failure> {
+    if job.mode == PollMode::Unread || runtime.delta_refused() {
+        return poll_unread(ctx, handover, job, token).await;
+    }
+    match poll_delta(ctx, handover, job, token).await {
+        Err(Failure::Graph(err)) if delta_refused(&err) => {
+            let report = poll_unread(ctx, handover, job, token).await?;
+            // Unread mail can be listed, so it is the delta query that the folder refuses.
+            let class =
+                crate::catalogue::Classification::of(crate::catalogue::codes::DELTA_UNAVAILABLE);
+            if let Some(class) = class {
+                tracing::warn!(channel = %job.record.id, mailbox = %job.record.mailbox, folder = %job.record.folder, error = %err,
+                    "The folder refuses the delta query; the channel polls unread mail instead.");
+                runtime.refuse_delta(crate::ingest::failure::last_error(
+                    crate::store::ErrorSource::Graph,
+                    &class,
+                    format!(
+                        "Graph refused the delta query on folder {}: {err}",
+                        job.record.folder
+                    ),
+                    None,
+                    None,
+                ));
+            }
+            Ok(report)
+        }
+        other => other,
+    }
+}
+
+/// Whether Graph refused the delta query itself (not throttling, not the token, not an outage).
+fn delta_refused(err: &GraphError) -> bool {
+    matches!(err.http_status(), Some(400 | 404 | 405 | 501))
+        && !matches!(err.code(), "syncStateNotFound" | "SyncStateNotFound")
+}
+
+/// Whether Graph says the delta link expired (410 `syncStateNotFound`): the round starts again.
+fn sync_state_lost(err: &GraphError) -> bool {
+    err.http_status() == Some(410)
+        || err.code().eq_ignore_ascii_case("syncStateNotFound")
+        || err.code().eq_ignore_ascii_case("resyncRequired")
+}
+
+/// Unread mode: lists unread mail page by page, oldest first.
+async fn poll_unread<H: Handover>(
     ctx: &Ingest,
     handover: &H,
     job: &ChannelJob,
@@ -191,7 +250,6 @@ pub async fn poll<H: Handover>(
 ) -> Result<PollReport, Failure> {
     let record = &job.record;
     let run = &ctx.run;
-    let mut report = PollReport::default();
     let mut url = ctx.graph().unread_url(
         &record.mailbox,
         &record.folder,
@@ -199,33 +257,209 @@ pub async fn poll<H: Handover>(
         run.page_size,
     );
     let mut found = Vec::new();
+    let mut malformed = Vec::new();
+    let mut more = false;
     loop {
-        let permit = graph_permit(ctx, &job.key, &job.app, 1).await;
-        let page = ctx.graph().list_page(token, &url).await;
-        drop(permit);
-        let page = match page {
-            Ok(page) => page,
-            Err(err) => {
-                observe(ctx, &job.key, &err).await?;
-                return Err(err.into());
-            }
-        };
-        metrics::counter!("inboxd_graph_requests_total", "outcome" => "ok").increment(1);
-        found.extend(page.value);
+        let page = get_page(ctx, job, token, &url, None).await?;
+        found.extend(page.messages);
+        malformed.extend(page.malformed);
         match page.next_link {
             Some(next) if found.len() < run.max_messages_per_poll as usize => url = next,
             Some(_) => {
-                report.more = true;
+                more = true;
                 break;
             }
             None => break,
         }
     }
+    let mut settled = settle(
+        ctx,
+        handover,
+        job,
+        token,
+        found,
+        malformed,
+        PollMode::Unread,
+    )
+    .await?;
+    settled.report.more = more && settled.report.sink_unavailable.is_none();
+    Ok(settled.report)
+}
+
+/// Delta mode: one round of the folder's changes from the stored cursor. Each page's mail is
+/// settled (delivered, or quarantined) before the cursor moves past it, so the cursor is never
+/// ahead of the ledger; a lost sync state (410) starts the round again from the newest mail
+/// delivered, and the ledger drops what it had already.
+async fn poll_delta<H: Handover>(
+    ctx: &Ingest,
+    handover: &H,
+    job: &ChannelJob,
+    token: &str,
+) -> Result<PollReport, Failure> {
+    let record = &job.record;
+    let run = &ctx.run;
+    let mut cursor = ctx.store.get_cursor(record.id)?.unwrap_or_default();
+    let start = |cursor: &Cursor| {
+        ctx.graph().delta_url(
+            &record.mailbox,
+            &record.folder,
+            cursor.last_received_at.unwrap_or_else(|| since(record)),
+        )
+    };
+    let mut url = cursor.delta_link.clone().unwrap_or_else(|| start(&cursor));
+    let mut report = PollReport::default();
+    let mut taken = 0usize;
+    let mut restarted = false;
+    loop {
+        let page = match get_page(ctx, job, token, &url, Some(run.page_size)).await {
+            Ok(page) => page,
+            Err(Failure::Graph(err)) if sync_state_lost(&err) && !restarted => {
+                tracing::info!(channel = %record.id, "The delta sync state expired; the round starts again from the newest mail delivered.");
+                metrics::counter!("inboxd_delta_resyncs_total").increment(1);
+                restarted = true;
+                cursor.delta_link = None;
+                ctx.store.put_cursor(record.id, &cursor)?;
+                url = start(&cursor);
+                continue;
+            }
+            Err(failure) => return Err(failure),
+        };
+        taken += page.messages.len();
+        let newest = page
+            .messages
+            .iter()
+            .filter_map(|m| m.received_date_time)
+            .max();
+        let settled = settle(
+            ctx,
+            handover,
+            job,
+            token,
+            page.messages,
+            page.malformed,
+            PollMode::Delta,
+        )
+        .await?;
+        report.delivered += settled.report.delivered;
+        report.marked_read += settled.report.marked_read;
+        if settled.report.sink_unavailable.is_some() || !settled.all_settled {
+            // Some mail of this page is still to deliver: the cursor stays where it was, and the
+            // next poll reads this page again (the ledger drops what was delivered meanwhile).
+            report.sink_unavailable = settled.report.sink_unavailable;
+            return Ok(report);
+        }
+        cursor.last_received_at = cursor.last_received_at.max(newest);
+        let next = page.next_link.clone().or(page.delta_link.clone());
+        if next.is_some() {
+            cursor.delta_link = next;
+        }
+        ctx.store.put_cursor(record.id, &cursor)?;
+        match (page.next_link, page.delta_link) {
+            (Some(next), _) if taken < run.max_messages_per_poll as usize => url = next,
+            (Some(_), _) => {
+                report.more = true;
+                return Ok(report);
+            }
+            (None, _) => return Ok(report),
+        }
+    }
+}
+
+/// Fetches one page (a delta page when `delta_page_size` is given) through the mailbox's gate,
+/// raising its floor on a `Retry-After`.
+async fn get_page(
+    ctx: &Ingest,
+    job: &ChannelJob,
+    token: &str,
+    url: &str,
+    delta_page_size: Option<u32>,
+) -> Result<crate::graph::model::Page, Failure> {
+    let permit = graph_permit(ctx, &job.key, &job.app, 1).await;
+    let page = match delta_page_size {
+        Some(size) => ctx.graph().delta_page(token, url, size).await,
+        None => ctx.graph().list_page(token, url).await,
+    };
+    drop(permit);
+    match page {
+        Ok(page) => {
+            metrics::counter!("inboxd_graph_requests_total", "outcome" => "ok").increment(1);
+            Ok(page)
+        }
+        Err(err) => {
+            observe(ctx, &job.key, &err).await?;
+            Err(err.into())
+        }
+    }
+}
+
+/// Whether a message a delta round reports (and the ledger does not know) is mail to deliver: it
+/// is within the first-import policy, and either still unread or received since the channel was
+/// authorized. A delta round also reports changes to old mail (a flag, a move back), and mail that
+/// was read before inboxd listened is not new; mail read by a person since is.
+fn is_new_in_delta(
+    wire: &crate::graph::model::WireMessage,
+    since: DateTime<Utc>,
+    activated: DateTime<Utc>,
+) -> bool {
+    let received = wire.received_date_time;
+    let within_policy = received.is_none_or(|at| at >= since);
+    let unread = wire.is_read != Some(true);
+    within_policy && (unread || received.is_none_or(|at| at >= activated))
+}
+
+/// What settling a batch of found mail did.
+struct Settled {
+    report: PollReport,
+    /// Every message of the batch is delivered (or marked read) or quarantined now.
+    all_settled: bool,
+}
+
+/// Settles mail a poll found: quarantines what did not decode, sorts the rest through the
+/// ledger, fetches attachments, hands the new mail over and marks read what was delivered and is
+/// still unread. In delta mode, mail the ledger marked read already (our own mark-read seen again,
+/// or a person marking it unread later) is left alone; in unread mode it is marked read again.
+async fn settle<H: Handover>(
+    ctx: &Ingest,
+    handover: &H,
+    job: &ChannelJob,
+    token: &str,
+    found: Vec<crate::graph::model::WireMessage>,
+    malformed: Vec<(String, String)>,
+    mode: PollMode,
+) -> Result<Settled, Failure> {
+    let record = &job.record;
+    let run = &ctx.run;
+    let mut report = PollReport::default();
+    let mut all_settled = true;
+    let malformed: Vec<(String, String)> = malformed
+        .into_iter()
+        .filter(|(id, _)| !id.is_empty())
+        .collect();
+    if !malformed.is_empty() {
+        // A message Graph sends in a shape inboxd cannot read will not read better next time.
+        for (message_id, _) in ctx
+            .ledger
+            .record_failures(record.id, &malformed, 1, Utc::now())?
+        {
+            tracing::warn!(channel = %record.id, message_id = %message_id, "Message quarantined: Graph sent it in a shape inboxd cannot read.");
+            metrics::counter!("inboxd_messages_quarantined_total").increment(1);
+        }
+    }
+    let already_read: std::collections::HashSet<String> = found
+        .iter()
+        .filter(|m| m.is_read == Some(true))
+        .map(|m| m.id.clone())
+        .collect();
     let sorted = ctx.ledger.sort(record.id, found, |wire| wire.id.as_str())?;
     let mut to_mark = sorted.to_mark;
+    if mode == PollMode::Unread {
+        to_mark.extend(sorted.done);
+    }
+    let activated = record.activated_at.unwrap_or(record.created_at);
     let mut to_deliver: Vec<MailItem> = sorted
         .to_deliver
         .into_iter()
+        .filter(|wire| mode == PollMode::Unread || is_new_in_delta(wire, since(record), activated))
         .map(|wire| wire.into_mail(record.id, &record.mailbox))
         .collect();
     for item in to_deliver.iter_mut().filter(|item| item.has_attachments) {
@@ -263,7 +497,10 @@ pub async fn poll<H: Handover>(
                     to_mark.push(message_id);
                 }
                 Err(err) if err.is_message_fault() => refused.push((message_id, err.to_string())),
-                Err(err) => report.sink_unavailable = Some(err),
+                Err(err) => {
+                    all_settled = false;
+                    report.sink_unavailable = Some(err);
+                }
             }
         }
         if !refused.is_empty() {
@@ -274,9 +511,12 @@ pub async fn poll<H: Handover>(
                 Utc::now(),
             )?;
             for (message_id, state) in after {
-                if let AfterFailure::Quarantined { failures } = state {
-                    tracing::warn!(channel = %record.id, message_id = %message_id, failures, "Message quarantined after repeated failures.");
-                    metrics::counter!("inboxd_messages_quarantined_total").increment(1);
+                match state {
+                    AfterFailure::Quarantined { failures } => {
+                        tracing::warn!(channel = %record.id, message_id = %message_id, failures, "Message quarantined after repeated failures.");
+                        metrics::counter!("inboxd_messages_quarantined_total").increment(1);
+                    }
+                    AfterFailure::Retry { .. } => all_settled = false,
                 }
             }
         }
@@ -284,14 +524,20 @@ pub async fn poll<H: Handover>(
     ctx.stats
         .delivered
         .fetch_add(report.delivered, Ordering::Relaxed);
-    report.marked_read = mark_read(ctx, job, token, to_mark).await?;
+    // Mail a person read already needs no mark-read: the ledger just learns it is done.
+    let (read, unread): (Vec<String>, Vec<String>) = to_mark
+        .into_iter()
+        .partition(|id| already_read.contains(id));
+    ctx.ledger
+        .record_marked_read(record.id, &read, Utc::now())?;
+    report.marked_read = mark_read(ctx, job, token, unread).await?;
     ctx.stats
         .marked_read
         .fetch_add(report.marked_read, Ordering::Relaxed);
-    if report.sink_unavailable.is_some() {
-        report.more = false;
-    }
-    Ok(report)
+    Ok(Settled {
+        report,
+        all_settled,
+    })
 }
 
 /// Marks messages read in `$batch`es of up to 20, retrying throttled items after their
@@ -490,10 +736,16 @@ mod tests {
                 backoff: BackoffPolicy::default(),
                 max_delivery_attempts: 2,
                 max_attachment_bytes: 1 << 20,
+                mode: PollMode::Unread,
             },
         );
         let generation = ctx.runtimes.get(record.id).claim();
-        let job = ChannelJob::new(Arc::new(record), Duration::from_secs(300), generation);
+        let job = ChannelJob::new(
+            Arc::new(record),
+            Duration::from_secs(300),
+            generation,
+            PollMode::Unread,
+        );
         Setup {
             _sim: sim_handle,
             sim,

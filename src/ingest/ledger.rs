@@ -31,6 +31,8 @@ pub struct Sorted<T> {
     pub to_deliver: Vec<T>,
     /// Delivered already; only the mark-read is missing (a crash or a throttled `$batch` item).
     pub to_mark: Vec<String>,
+    /// Done: delivered and marked read (our own mark-read seen again, or a later change).
+    pub done: Vec<String>,
     /// Quarantined: left alone until an operator replays them.
     pub quarantined: usize,
 }
@@ -85,12 +87,18 @@ impl Ledger {
         let mut sorted = Sorted {
             to_deliver: Vec::new(),
             to_mark: Vec::new(),
+            done: Vec::new(),
             quarantined: 0,
         };
         for item in found {
-            match self.store.ledger_get(channel, id_of(&item))? {
-                Some(entry) if entry.state == LedgerState::Quarantined => sorted.quarantined += 1,
-                Some(entry) if is_delivered(&entry) => sorted.to_mark.push(id_of(&item).to_owned()),
+            match self
+                .store
+                .ledger_get(channel, id_of(&item))?
+                .map(|e| e.state)
+            {
+                Some(LedgerState::Quarantined) => sorted.quarantined += 1,
+                Some(LedgerState::Delivered) => sorted.to_mark.push(id_of(&item).to_owned()),
+                Some(LedgerState::MarkedRead) => sorted.done.push(id_of(&item).to_owned()),
                 _ => sorted.to_deliver.push(item),
             }
         }
@@ -274,6 +282,9 @@ mod tests {
         assert_eq!(sorted.to_deliver, vec!["m2"]);
         assert_eq!(sorted.to_mark, vec!["m1".to_owned()]);
         ledger.record_marked_read(id, &["m1"], now).unwrap();
+        let sorted = ledger.sort(id, vec!["m1"], |m| m).unwrap();
+        assert_eq!(sorted.done, vec!["m1".to_owned()]);
+        assert!(sorted.to_mark.is_empty() && sorted.to_deliver.is_empty());
         assert!(ledger.is_delivered(id, "m1").unwrap());
         assert!(!ledger.is_delivered(id, "m2").unwrap());
     }

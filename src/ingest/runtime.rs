@@ -73,6 +73,9 @@ pub struct ChannelRuntime {
     turn: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     tokens: parking_lot::Mutex<TokenCell>,
+    /// Graph refused the delta query on the channel's folder: it polls unread mail (until the
+    /// next start), with this warning.
+    delta_refused: parking_lot::Mutex<Option<LastError>>,
 }
 
 /// The right to run one cycle of a channel; the next cycle starts when it is dropped.
@@ -225,13 +228,30 @@ impl ChannelRuntime {
         problem.next_try = now + problem.backoff.next_delay(retry_after);
     }
 
-    /// The identity problem to show while the access token still works, if any.
+    /// The problem to show beside a working channel, if any: the identity platform refusing a
+    /// refresh while the access token still works, or a folder that refuses the delta query.
     pub fn warning(&self) -> Option<LastError> {
         self.tokens
             .lock()
             .problem
             .as_ref()
             .map(|p| p.warning.clone())
+            .or_else(|| self.delta_refused.lock().clone())
+    }
+
+    /// Whether the folder refused the delta query (the channel polls unread mail).
+    pub fn delta_refused(&self) -> bool {
+        self.delta_refused.lock().is_some()
+    }
+
+    /// The folder refused the delta query: poll unread mail from now on, with this warning.
+    pub fn refuse_delta(&self, warning: LastError) {
+        *self.delta_refused.lock() = Some(warning);
+    }
+
+    /// The channel's configuration changed (perhaps its folder): try the delta query again.
+    pub fn reset_mode(&self) {
+        *self.delta_refused.lock() = None;
     }
 
     /// Forgets a refresh problem (the grant works again, or it is now a failure of its own).
