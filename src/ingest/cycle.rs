@@ -180,9 +180,15 @@ async fn observe(ctx: &Ingest, key: &MailboxKey, err: &GraphError) -> Result<(),
     Ok(())
 }
 
-/// The lower bound of `receivedDateTime` the channel's first-import policy allows.
+/// `at` without its fraction of a second: Graph's `receivedDateTime` has whole seconds, so a
+/// message received in the second a channel was authorized counts as received after it.
+fn whole_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(at.timestamp(), 0).unwrap_or(at)
+}
+
+/// The lower bound of `receivedDateTime` the channel's first-import policy allows (whole seconds).
 pub fn since(record: &ChannelRecord) -> DateTime<Utc> {
-    let activated = record.activated_at.unwrap_or(record.created_at);
+    let activated = whole_seconds(record.activated_at.unwrap_or(record.created_at));
     match record.first_import {
         FirstImport::AllUnread => DateTime::<Utc>::from_timestamp(0, 0).unwrap_or(activated),
         FirstImport::OnlyNew => activated,
@@ -455,7 +461,7 @@ async fn settle<H: Handover>(
     if mode == PollMode::Unread {
         to_mark.extend(sorted.done);
     }
-    let activated = record.activated_at.unwrap_or(record.created_at);
+    let activated = whole_seconds(record.activated_at.unwrap_or(record.created_at));
     let mut to_deliver: Vec<MailItem> = sorted
         .to_deliver
         .into_iter()
@@ -530,7 +536,12 @@ async fn settle<H: Handover>(
         .partition(|id| already_read.contains(id));
     ctx.ledger
         .record_marked_read(record.id, &read, Utc::now())?;
-    report.marked_read = mark_read(ctx, job, token, unread).await?;
+    let (marked, unmarked) = mark_read(ctx, job, token, unread).await?;
+    report.marked_read = marked;
+    if unmarked > 0 {
+        // Delivered but not yet marked read: a delta round must read this mail again.
+        all_settled = false;
+    }
     ctx.stats
         .marked_read
         .fetch_add(report.marked_read, Ordering::Relaxed);
@@ -541,16 +552,18 @@ async fn settle<H: Handover>(
 }
 
 /// Marks messages read in `$batch`es of up to 20, retrying throttled items after their
-/// `Retry-After` (which raises the mailbox's floor); records each in the ledger. Items still
-/// unmarked are retried by the next poll (the ledger holds them as delivered).
+/// `Retry-After` (which raises the mailbox's floor); records each in the ledger. Answers how many
+/// were marked and how many were not: those are retried by the next poll (the ledger holds them
+/// as delivered).
 async fn mark_read(
     ctx: &Ingest,
     job: &ChannelJob,
     token: &str,
     ids: Vec<String>,
-) -> Result<u64, Failure> {
+) -> Result<(u64, usize), Failure> {
     let record = &job.record;
     let mut marked = 0u64;
+    let mut unmarked = 0usize;
     for chunk in ids.chunks(MAX_BATCH) {
         let mut todo: Vec<String> = chunk.to_vec();
         for attempt in 0..MARK_READ_TRIES {
@@ -582,6 +595,7 @@ async fn mark_read(
                         again.push(id);
                     }
                     MarkReadOutcome::Failed(err) => {
+                        unmarked += 1;
                         tracing::warn!(channel = %record.id, message_id = %id, error = %err, "Could not mark a message read; the next poll tries again.");
                     }
                 }
@@ -598,8 +612,9 @@ async fn mark_read(
                 tokio::time::sleep(ctx.run.backoff.initial).await;
             }
         }
+        unmarked += todo.len();
     }
-    Ok(marked)
+    Ok((marked, unmarked))
 }
 
 #[cfg(test)]

@@ -23,3 +23,4 @@ mod replacement;
 mod runtime;
 /// The admin surface against an attacker: bearer-only API, the failed-attempt block.
 mod security;
+mod scratch;

@@ -28,7 +28,8 @@ struct DeltaToken {
     /// Round upper bound (skip tokens only).
     #[serde(default)]
     v: u64,
-    /// Offset in the round (skip tokens only).
+    /// Position in the round (skip tokens only): the sequence number of the last message handed
+    /// out, or the offset in a `receivedDateTime desc` round.
     #[serde(default)]
     o: usize,
     #[serde(default)]
@@ -184,13 +185,28 @@ pub fn delta(
             _ => true,
         })
         .collect();
-    if token.desc {
+    // A round pages by position: in sequence order, after the last message handed out (so a
+    // message changed meanwhile, e.g. marked read by the client, leaves the round without shifting
+    // the messages not yet handed out; it comes back in the next round as an update). A round in
+    // `receivedDateTime desc` order pages by offset.
+    let remaining: Vec<&Message> = if token.desc {
         items.sort_by(|a, b| b.received.cmp(&a.received).then(b.seq.cmp(&a.seq)));
-    }
-    let total = items.len();
-    let page: Vec<Value> = items
+        items.into_iter().skip(token.o).collect()
+    } else {
+        items.sort_by_key(|m| m.seq);
+        items
+            .into_iter()
+            .filter(|m| token.o == 0 || m.seq as usize > token.o)
+            .collect()
+    };
+    let last_seq = remaining
         .iter()
-        .skip(token.o)
+        .take(page_size)
+        .last()
+        .map(|m| m.seq as usize);
+    let more = remaining.len() > page_size;
+    let page: Vec<Value> = remaining
+        .iter()
         .take(page_size)
         .map(|m| {
             if m.deleted {
@@ -211,12 +227,16 @@ pub fn delta(
         format!("{}/v1.0/$metadata#Collection(message)", req.origin).into(),
     );
     body.insert("value".into(), Value::Array(page));
-    let next_offset = token.o + page_size;
-    if next_offset < total {
+    if more {
+        let o = if token.desc {
+            token.o + page_size
+        } else {
+            last_seq.unwrap_or(token.o)
+        };
         let next = DeltaToken {
             s: since,
             v: round_v,
-            o: next_offset,
+            o,
             ..token
         };
         let l = link(
