@@ -24,6 +24,12 @@
 //! write reaches disk on the next background flush (`flush_every_ms`) or on an explicit
 //! [`Store::flush`] / [`Store::flush_async`]; ledger writes are cheap for that reason.
 //!
+//! Files: this one holds [`Store`], its opening and the engine plumbing every operation goes
+//! through; `keycheck.rs` the key check and system records; `channels.rs`, `tokens.rs`,
+//! `cursors.rs`, `ledger.rs`, `pending.rs`, `floors.rs` and `meta.rs` one record kind each;
+//! `durability.rs` flushing and size; `recovery.rs` the recovery after I/O errors. The records
+//! themselves are `records.rs`, their encoding `persisted.rs`.
+//!
 //! The engine-agnostic test suite is `tests/store.rs`: it uses only this public API and runs every
 //! test against both engines.
 

@@ -10,7 +10,8 @@ use chrono::Utc;
 use super::engine::{Engine, Table};
 use super::{Store, StoreError};
 
-/// Written and flushed by [`Store::recover`] to see whether the engine takes writes.
+/// A system table key (part of the on-disk format), written and flushed by [`Store::recover`] to
+/// see whether the engine takes writes.
 const PROBE_KEY: &[u8] = b"inboxd_write_probe";
 
 /// Work that must follow a recovery: the writes not flushed before the error are gone, and whoever
