@@ -279,7 +279,7 @@ mod tests {
             let db = sled::open(dir.path()).unwrap();
             let system = db.open_tree(Table::System.name()).unwrap();
             system
-                .insert(crate::store::STORE_FORMAT, &99u32.to_be_bytes())
+                .insert(crate::store::keycheck::STORE_FORMAT, &99u32.to_be_bytes())
                 .unwrap();
             db.flush().unwrap();
         }
@@ -294,7 +294,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = MasterKey::generate();
         drop(Store::open(dir.path(), key.clone(), StoreOptions::default()).unwrap());
-        let file = dir.path().join(crate::store::KEY_CHECK_FILE);
+        let file = dir.path().join(crate::store::keycheck::KEY_CHECK_FILE);
         std::fs::remove_file(&file).unwrap();
         // A wrong key is still refused, by the engine's own check.
         let wrong = MasterKey::generate();

@@ -1,0 +1,155 @@
+//! The per-message ledger: entries keyed by the channel id's 16 bytes followed by the Graph message
+//! id (one prefix scan per channel); get, put (one or a batch), delete, list, count and prune.
+//! Writes are not flushed (cheap); `src/ingest/ledger.rs` is their only caller.
+
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::ChannelId;
+
+use super::engine::{Op, Scan, Table};
+use super::{LedgerEntry, LedgerState, Store, StoreError, persisted};
+
+fn ledger_key(id: ChannelId, message_id: &str) -> Result<Vec<u8>, StoreError> {
+    if message_id.is_empty() {
+        return Err(StoreError::InvalidInput(
+            "a ledger entry needs a non-empty message id".to_owned(),
+        ));
+    }
+    let mut key = Vec::with_capacity(16 + message_id.len());
+    key.extend_from_slice(id.as_bytes());
+    key.extend_from_slice(message_id.as_bytes());
+    Ok(key)
+}
+
+impl Store {
+    fn decode_ledger_entry(
+        id: ChannelId,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(String, LedgerEntry), StoreError> {
+        let message_id = key
+            .get(16..)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .ok_or_else(|| {
+                StoreError::corrupt(
+                    format!("a ledger key of channel {id}"),
+                    "its message id is not text",
+                )
+            })?
+            .to_owned();
+        let entry = persisted::decode_ledger(
+            &|| format!("ledger entry {message_id:?} of channel {id}"),
+            value,
+        )?;
+        Ok((message_id, entry))
+    }
+
+    /// The ledger entry of one message, if any.
+    pub fn ledger_get(
+        &self,
+        id: ChannelId,
+        message_id: &str,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let key = ledger_key(id, message_id)?;
+        let raw = self.with(|e| e.get(Table::Ledger, &key))?;
+        raw.map(|bytes| {
+            persisted::decode_ledger(
+                &|| format!("ledger entry {message_id:?} of channel {id}"),
+                &bytes,
+            )
+        })
+        .transpose()
+    }
+
+    /// Inserts or replaces the ledger entry of one message (not flushed: cheap).
+    pub fn ledger_put(
+        &self,
+        id: ChannelId,
+        message_id: &str,
+        entry: &LedgerEntry,
+    ) -> Result<(), StoreError> {
+        let key = ledger_key(id, message_id)?;
+        let bytes = persisted::encode_ledger(entry)?;
+        self.with(|e| e.insert(Table::Ledger, &key, &bytes))
+    }
+
+    /// Inserts or replaces many ledger entries of one channel in one atomic batch.
+    pub fn ledger_put_many(
+        &self,
+        id: ChannelId,
+        entries: &[(String, LedgerEntry)],
+    ) -> Result<(), StoreError> {
+        let mut ops = Vec::with_capacity(entries.len());
+        for (message_id, entry) in entries {
+            ops.push(Op::Insert {
+                table: Table::Ledger,
+                key: ledger_key(id, message_id)?,
+                value: persisted::encode_ledger(entry)?,
+            });
+        }
+        self.with(|e| e.apply(&ops))
+    }
+
+    /// Removes the ledger entry of one message. Returns whether there was one.
+    pub fn ledger_delete(&self, id: ChannelId, message_id: &str) -> Result<bool, StoreError> {
+        let key = ledger_key(id, message_id)?;
+        self.with(|e| e.remove(Table::Ledger, &key))
+    }
+
+    /// Up to `limit` ledger entries of a channel, in `state` if given, sorted by message id bytes.
+    pub fn ledger_list(
+        &self,
+        id: ChannelId,
+        state: Option<LedgerState>,
+        limit: usize,
+    ) -> Result<Vec<(String, LedgerEntry)>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.scan(Table::Ledger, Scan::Prefix(id.as_bytes()), |key, value| {
+            let (message_id, entry) = Self::decode_ledger_entry(id, key, value)?;
+            if state.is_none_or(|s| s == entry.state) {
+                out.push((message_id, entry));
+            }
+            Ok(if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// How many ledger entries a channel has.
+    pub fn ledger_count(&self, id: ChannelId) -> Result<usize, StoreError> {
+        self.count(Table::Ledger, Scan::Prefix(id.as_bytes()))
+    }
+
+    /// Removes `MarkedRead` entries (of every channel) last updated before `older_than`. Entries
+    /// in any other state are kept whatever their age. Returns how many were removed.
+    pub fn ledger_prune(&self, older_than: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut ops = Vec::new();
+        self.scan(Table::Ledger, Scan::All, |key, value| {
+            match persisted::decode_ledger(&|| "a ledger entry".to_owned(), value) {
+                Ok(entry) => {
+                    if entry.state == LedgerState::MarkedRead && entry.updated_at < older_than {
+                        ops.push(Op::Remove {
+                            table: Table::Ledger,
+                            key: key.to_vec(),
+                        });
+                    }
+                }
+                Err(err) => {
+                    // Kept for an operator to look at; pruning carries on with the rest.
+                    tracing::warn!(error = %err, "ledger prune skipped an entry it cannot read");
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        self.with(|e| e.apply(&ops))?;
+        Ok(ops.len())
+    }
+}
