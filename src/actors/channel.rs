@@ -308,11 +308,17 @@ impl ChannelActor {
             {
                 Some(self.backoff_delay(None))
             } else {
-                self.on_failure(Failure::Store(StoreError::Io {
-                    source: std::io::Error::other(
-                        "the store refuses writes since an I/O error; inboxd reopens it as soon as the disk takes writes again",
-                    ),
-                }))
+                let err = self
+                    .deps
+                    .ingest
+                    .store
+                    .broken_error()
+                    .unwrap_or_else(|| StoreError::Io {
+                        source: std::io::Error::other(
+                            "the store refuses writes since an I/O error; inboxd reopens it as soon as the disk takes writes again",
+                        ),
+                    });
+                self.on_failure(Failure::Store(err))
             };
             if let Some(delay) = delay {
                 self.schedule(ctx, now + delay);

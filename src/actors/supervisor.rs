@@ -430,12 +430,14 @@ impl Handler<ReplayQuarantine> for ChannelSupervisor {
 
     fn handle(&mut self, msg: ReplayQuarantine, _: &mut Context<Self>) -> Self::Result {
         self.record(msg.id)?;
-        let released = self
+        let ids = self
             .deps
             .ingest
             .ledger
             .release_quarantine(msg.id)
             .map_err(|err| ControlError::Store(err.to_string()))?;
+        let released = ids.len();
+        self.deps.ingest.runtimes.get(msg.id).queue_replay(ids);
         if let Some((addr, _)) = self.actors.get(&msg.id) {
             addr.do_send(Poke);
         }

@@ -205,9 +205,70 @@ pub async fn poll<H: Handover>(
     job: &ChannelJob,
     token: &str,
 ) -> Result<PollReport, Failure> {
-    if job.mode == PollMode::Unread || runtime.delta_refused() {
-        return poll_unread(ctx, handover, job, token).await;
+    let replayed = replay(ctx, handover, runtime, job, token).await?;
+    let mut report = if job.mode == PollMode::Unread || runtime.delta_refused() {
+        poll_unread(ctx, handover, job, token).await?
+    } else {
+        poll_delta_or_unread(ctx, handover, runtime, job, token).await?
+    };
+    report.delivered += replayed.delivered;
+    report.marked_read += replayed.marked_read;
+    Ok(report)
+}
+
+/// Delivers the messages an operator released from quarantine, fetched by id.
+async fn replay<H: Handover>(
+    ctx: &Ingest,
+    handover: &H,
+    runtime: &ChannelRuntime,
+    job: &ChannelJob,
+    token: &str,
+) -> Result<PollReport, Failure> {
+    let ids = runtime.take_replays();
+    if ids.is_empty() {
+        return Ok(PollReport::default());
     }
+    let mut found = Vec::with_capacity(ids.len());
+    for (index, id) in ids.iter().enumerate() {
+        let permit = graph_permit(ctx, &job.key, &job.app, 1).await;
+        let got = ctx
+            .graph()
+            .get_message(token, &job.record.mailbox, id)
+            .await;
+        drop(permit);
+        match got {
+            Ok(message) => found.push(message),
+            // Gone from the mailbox meanwhile: nothing left to replay.
+            Err(GraphError::NotFound { .. }) => {}
+            Err(err) => {
+                runtime.requeue_replays(ids[index..].to_vec());
+                observe(ctx, &job.key, &err).await?;
+                return Err(err.into());
+            }
+        }
+    }
+    // An operator asked for these: delivered whatever their age or read state.
+    let settled = settle(
+        ctx,
+        handover,
+        job,
+        token,
+        found,
+        Vec::new(),
+        PollMode::Unread,
+    )
+    .await?;
+    Ok(settled.report)
+}
+
+/// Delta mode, or unread mode for a folder that refuses the delta query.
+async fn poll_delta_or_unread<H: Handover>(
+    ctx: &Ingest,
+    handover: &H,
+    runtime: &ChannelRuntime,
+    job: &ChannelJob,
+    token: &str,
+) -> Result<PollReport, Failure> {
     match poll_delta(ctx, handover, job, token).await {
         Err(Failure::Graph(err)) if delta_refused(&err) => {
             let report = poll_unread(ctx, handover, job, token).await?;

@@ -234,14 +234,14 @@ impl Ledger {
             .ledger_list(channel, Some(LedgerState::Quarantined), limit)
     }
 
-    /// Releases a channel's quarantined messages: their entries are forgotten, so the next poll
-    /// delivers them again with a fresh failure count. Answers how many were released.
-    pub fn release_quarantine(&self, channel: ChannelId) -> Result<usize, StoreError> {
+    /// Releases a channel's quarantined messages: their entries are forgotten, so they are
+    /// delivered again with a fresh failure count (the cycle fetches them by id). Answers their ids.
+    pub fn release_quarantine(&self, channel: ChannelId) -> Result<Vec<String>, StoreError> {
         let quarantined = self.quarantined(channel, usize::MAX)?;
         for (message_id, _) in &quarantined {
             self.store.ledger_delete(channel, message_id)?;
         }
-        Ok(quarantined.len())
+        Ok(quarantined.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Forgets entries of mail marked read before `older_than`; answers how many.
@@ -307,7 +307,10 @@ mod tests {
         let sorted = ledger.sort(id, vec!["bad"], |m| m).unwrap();
         assert!(sorted.to_deliver.is_empty());
         assert_eq!(sorted.quarantined, 1);
-        assert_eq!(ledger.release_quarantine(id).unwrap(), 1);
+        assert_eq!(
+            ledger.release_quarantine(id).unwrap(),
+            vec!["bad".to_owned()]
+        );
         let sorted = ledger.sort(id, vec!["bad"], |m| m).unwrap();
         assert_eq!(sorted.to_deliver, vec!["bad"]);
     }

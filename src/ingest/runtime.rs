@@ -76,6 +76,9 @@ pub struct ChannelRuntime {
     /// Graph refused the delta query on the channel's folder: it polls unread mail (until the
     /// next start), with this warning.
     delta_refused: parking_lot::Mutex<Option<LastError>>,
+    /// Messages an operator released from quarantine, fetched by id by the next cycle (a delta
+    /// round would not show them again: they did not change).
+    replays: parking_lot::Mutex<Vec<String>>,
 }
 
 /// The right to run one cycle of a channel; the next cycle starts when it is dropped.
@@ -247,6 +250,23 @@ impl ChannelRuntime {
     /// The folder refused the delta query: poll unread mail from now on, with this warning.
     pub fn refuse_delta(&self, warning: LastError) {
         *self.delta_refused.lock() = Some(warning);
+    }
+
+    /// Queues messages released from quarantine for the next cycle.
+    pub fn queue_replay(&self, ids: Vec<String>) {
+        self.replays.lock().extend(ids);
+    }
+
+    /// Takes the queued replays.
+    pub fn take_replays(&self) -> Vec<String> {
+        std::mem::take(&mut *self.replays.lock())
+    }
+
+    /// Puts back replays a cycle could not finish.
+    pub fn requeue_replays(&self, ids: Vec<String>) {
+        let mut replays = self.replays.lock();
+        let later = std::mem::replace(&mut *replays, ids);
+        replays.extend(later);
     }
 
     /// The channel's configuration changed (perhaps its folder): try the delta query again.

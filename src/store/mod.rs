@@ -120,6 +120,8 @@ struct Shared {
     /// Set when an engine call failed with an I/O error: sled then refuses every later call
     /// until it is opened again, whatever the disk does meanwhile.
     broken: AtomicBool,
+    /// What broke it (kind and text of the I/O error), for callers that report the store's state.
+    broken_by: parking_lot::Mutex<Option<(StoreErrorKind, String)>>,
     /// One recovery at a time.
     recovering: parking_lot::Mutex<()>,
     /// Run after every recovery, before the store counts as working again.
@@ -225,6 +227,7 @@ impl Store {
             shared: Arc::new(Shared {
                 current: parking_lot::RwLock::new(Some(engine)),
                 broken: AtomicBool::new(false),
+                broken_by: parking_lot::Mutex::new(None),
                 recovering: parking_lot::Mutex::new(()),
                 reopen_hooks: parking_lot::Mutex::new(Vec::new()),
                 crypto,
@@ -266,6 +269,7 @@ impl Store {
                 StoreErrorKind::DiskFull | StoreErrorKind::ReadOnly | StoreErrorKind::Transient
             )
         {
+            *self.shared.broken_by.lock() = Some((err.kind(), err.to_string()));
             self.shared.broken.store(true, Ordering::SeqCst);
         }
         result

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::engine::{Engine, Table};
-use super::{Store, StoreError};
+use super::{Store, StoreError, StoreErrorKind};
 
 /// A system table key (part of the on-disk format), written and flushed by [`Store::recover`] to
 /// see whether the engine takes writes.
@@ -34,6 +34,23 @@ impl Store {
     /// [`recover`](Self::recover): the store then refuses writes until it is recovered.
     pub fn is_broken(&self) -> bool {
         self.shared.broken.load(Ordering::SeqCst)
+    }
+
+    /// While the store is broken, the error that broke it (a full disk, a read-only file system,
+    /// another I/O error), so a caller that waits for the recovery reports the real cause.
+    pub fn broken_error(&self) -> Option<StoreError> {
+        if !self.is_broken() {
+            return None;
+        }
+        let (kind, text) = self.shared.broken_by.lock().clone()?;
+        let source = std::io::Error::other(format!(
+            "{text}; inboxd reopens the store as soon as the disk takes writes again"
+        ));
+        Some(match kind {
+            StoreErrorKind::DiskFull => StoreError::DiskFull { source },
+            StoreErrorKind::ReadOnly => StoreError::ReadOnly { source },
+            _ => StoreError::Io { source },
+        })
     }
 
     /// Brings a store back after an I/O error (a full disk, a file-size limit, a read-only

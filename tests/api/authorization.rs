@@ -87,7 +87,7 @@ async fn the_full_flow_authorizes_the_channel_and_polls_within_a_second() {
     assert!(page.contains("Channel authorized"), "{page}");
     let mut first_request = None;
     while authorized_at.elapsed() < Duration::from_secs(1) {
-        if world.requests(&mailbox.upn, "list_messages").await > 0 {
+        if world.polls(&mailbox.upn).await > 0 {
             first_request = Some(authorized_at.elapsed());
             break;
         }
@@ -561,7 +561,7 @@ async fn an_access_token_revoked_mid_life_refreshes_once_then_asks_for_reauthori
     let world = world(60, &[]).await;
     let (id, mailbox) = world.active_channel("mid@contoso.example").await;
     crate::helpers::until(Duration::from_secs(3), "the first poll", || async {
-        world.requests(&mailbox.upn, "list_messages").await >= 1
+        world.polls(&mailbox.upn).await >= 1
     })
     .await;
     // The grant is revoked and Graph refuses the (not yet expired) access token.
@@ -580,12 +580,12 @@ async fn an_access_token_revoked_mid_life_refreshes_once_then_asks_for_reauthori
         tokens_before + 1,
         "one refresh after the 401"
     );
-    let lists = world.requests(&mailbox.upn, "list_messages").await;
+    let lists = world.polls(&mailbox.upn).await;
     world.poll_now(&id).await;
     actix_rt::time::sleep(Duration::from_millis(500)).await;
     let channel = world.daemon.channel(&id).await.unwrap();
     assert_eq!(channel["status"], "needs_reauthorization", "{channel:#}");
-    assert!(world.requests(&mailbox.upn, "list_messages").await <= lists + 1);
+    assert!(world.polls(&mailbox.upn).await <= lists + 1);
 }
 
 #[actix_rt::test]

@@ -578,14 +578,15 @@ async fn restarts_and_kills_during_a_retry_after_send_nothing_early() {
             .await
             .unwrap()
             .requests
-            .get("list_messages")
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|(endpoint, _)| *endpoint == "list_messages" || *endpoint == "delta")
+            .map(|(_, n)| *n)
+            .sum::<u64>()
     };
     let before = listed().await;
     sim_client
         .add_fault_json(&json!({"kind": "throttle", "retry_after": 20, "count": 1,
-            "mailbox": upn, "endpoints": ["list_messages"]}))
+            "mailbox": upn, "endpoints": ["list_messages", "delta"]}))
         .await
         .unwrap();
     api(

@@ -118,6 +118,15 @@ impl World {
         counters.requests.get(endpoint).copied().unwrap_or(0)
     }
 
+    /// Polls the simulator counted for a mailbox: pages of the unread list or of a delta round.
+    pub async fn polls(&self, mailbox: &str) -> u64 {
+        let counters = self.sim_client.counters(Some(mailbox)).await.unwrap();
+        ["list_messages", "delta"]
+            .iter()
+            .map(|e| counters.requests.get(*e).copied().unwrap_or(0))
+            .sum()
+    }
+
     /// Requests the simulator counted at an endpoint, all mailboxes together.
     pub async fn total_requests(&self, endpoint: &str) -> u64 {
         let counters = self.sim_client.counters(None).await.unwrap();

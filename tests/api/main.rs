@@ -23,4 +23,6 @@ mod replacement;
 mod runtime;
 /// The admin surface against an attacker: bearer-only API, the failed-attempt block.
 mod security;
-mod scratch;
+
+/// Delta sync: read-before-poll mail, expired sync states, removals, restarts mid-round (issue 14).
+mod delta;

@@ -90,7 +90,7 @@ async fn a_patch_storm_during_slow_throttled_cycles_keeps_every_mailbox_within_i
             if round % 10 == 0 {
                 world
                     .fault(json!({"kind": "throttle", "retry_after": 1.5, "count": 1,
-                        "mailbox": mailbox.upn, "endpoints": ["list_messages"]}))
+                        "mailbox": mailbox.upn, "endpoints": ["list_messages", "delta"]}))
                     .await;
             }
             if round == 20 {
@@ -147,7 +147,7 @@ async fn nothing_reaches_a_throttled_mailbox_before_its_retry_after_whatever_the
     // Microsoft says: not for 20 seconds.
     world
         .fault(json!({"kind": "throttle", "retry_after": 20, "count": 1,
-            "mailbox": mailbox.upn, "endpoints": ["list_messages"]}))
+            "mailbox": mailbox.upn, "endpoints": ["list_messages", "delta"]}))
         .await;
     let throttled_at = Instant::now();
     world

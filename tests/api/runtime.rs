@@ -13,7 +13,7 @@ async fn removing_a_channel_stops_every_request_for_its_mailbox() {
     let world = world(1, &[]).await;
     let (id, mailbox) = world.active_channel("gone@contoso.example").await;
     until(Duration::from_secs(5), "two polls", || async {
-        world.requests(&mailbox.upn, "list_messages").await >= 2
+        world.polls(&mailbox.upn).await >= 2
     })
     .await;
 
@@ -27,11 +27,11 @@ async fn removing_a_channel_stops_every_request_for_its_mailbox() {
         .await
         .unwrap();
     assert_eq!(status, 204);
-    let after_remove = world.requests(&mailbox.upn, "list_messages").await;
+    let after_remove = world.polls(&mailbox.upn).await;
     actix_rt::time::sleep(Duration::from_millis(2500)).await;
 
     assert_eq!(
-        world.requests(&mailbox.upn, "list_messages").await,
+        world.polls(&mailbox.upn).await,
         after_remove,
         "requests after removal"
     );
@@ -48,7 +48,7 @@ async fn disabling_stops_requests_and_enabling_polls_again_at_once() {
     let world = world(1, &[]).await;
     let (id, mailbox) = world.active_channel("pause@contoso.example").await;
     until(Duration::from_secs(5), "a poll", || async {
-        world.requests(&mailbox.upn, "list_messages").await >= 1
+        world.polls(&mailbox.upn).await >= 1
     })
     .await;
 
@@ -63,12 +63,9 @@ async fn disabling_stops_requests_and_enabling_polls_again_at_once() {
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(channel["status"], "disabled");
-    let disabled = world.requests(&mailbox.upn, "list_messages").await;
+    let disabled = world.polls(&mailbox.upn).await;
     actix_rt::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(
-        world.requests(&mailbox.upn, "list_messages").await,
-        disabled
-    );
+    assert_eq!(world.polls(&mailbox.upn).await, disabled);
 
     let enabled_at = Instant::now();
     let (status, _) = world
@@ -84,7 +81,7 @@ async fn disabling_stops_requests_and_enabling_polls_again_at_once() {
     until(
         Duration::from_secs(1),
         "a poll within a second of enabling",
-        || async { world.requests(&mailbox.upn, "list_messages").await > disabled },
+        || async { world.polls(&mailbox.upn).await > disabled },
     )
     .await;
     assert!(enabled_at.elapsed() < Duration::from_secs(1));
@@ -116,17 +113,14 @@ async fn a_429_storm_is_obeyed_and_does_not_delay_other_mailboxes() {
             .unwrap();
         world.fault(json!({"kind": "throttle", "retry_after": 1.5, "mailbox": mailbox.upn, "duration_ms": 4000})).await;
     }
-    let calm_before: Vec<u64> = futures_util::future::join_all(
-        calm.iter()
-            .map(|(_, m)| world.requests(&m.upn, "list_messages")),
-    )
-    .await;
+    let calm_before: Vec<u64> =
+        futures_util::future::join_all(calm.iter().map(|(_, m)| world.polls(&m.upn))).await;
 
     actix_rt::time::sleep(Duration::from_millis(4000)).await;
 
     // The calm mailboxes kept their one-second schedule (at least 3 polls in 4 s).
     for ((_, mailbox), before) in calm.iter().zip(calm_before) {
-        let after = world.requests(&mailbox.upn, "list_messages").await;
+        let after = world.polls(&mailbox.upn).await;
         assert!(
             after >= before + 3,
             "{} polled {} times in 4 s",
@@ -193,7 +187,7 @@ async fn a_failed_channel_actor_is_restarted_and_carries_on_from_the_store() {
         shared.stats.restarts.load(Ordering::Relaxed) >= 1
     })
     .await;
-    let before = world.requests(&mailbox.upn, "list_messages").await;
+    let before = world.polls(&mailbox.upn).await;
     world
         .sim_client
         .deliver(&mailbox.upn, &inboxd::sim::client::Delivery::generated(2))
@@ -202,7 +196,7 @@ async fn a_failed_channel_actor_is_restarted_and_carries_on_from_the_store() {
     until(
         Duration::from_secs(5),
         "polls after the restart",
-        || async { world.requests(&mailbox.upn, "list_messages").await > before + 1 },
+        || async { world.polls(&mailbox.upn).await > before + 1 },
     )
     .await;
     until(Duration::from_secs(5), "mail after the restart", || async {
@@ -317,13 +311,13 @@ async fn poll_now_polls_at_once() {
     let world = world(60, &[]).await;
     let (id, mailbox) = world.active_channel("now@contoso.example").await;
     until(Duration::from_secs(3), "the first poll", || async {
-        world.requests(&mailbox.upn, "list_messages").await == 1
+        world.polls(&mailbox.upn).await == 1
     })
     .await;
     for expected in 2..=4 {
         world.poll_now(&id).await;
         until(Duration::from_secs(2), "a poll after Poll now", || async {
-            world.requests(&mailbox.upn, "list_messages").await >= expected
+            world.polls(&mailbox.upn).await >= expected
         })
         .await;
     }

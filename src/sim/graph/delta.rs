@@ -85,7 +85,11 @@ pub fn delta(
     let token = match (skip, dtok) {
         (Some(t), _) | (None, Some(t)) => match decode_token(t) {
             Some(tok) if tok.t == mailbox.tag && tok.f == folder => {
-                if tok.s < mailbox.data.lock().delta_floor {
+                // A token issued before the mailbox's sync state expired is gone: a delta token by
+                // the version it starts from, a skip token by the version its round started at (a
+                // round started afresh after the expiry pages on).
+                let issued_at = if skip.is_some() { tok.v } else { tok.s };
+                if issued_at < mailbox.data.lock().delta_floor {
                     return gone();
                 }
                 tok

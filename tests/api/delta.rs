@@ -1,0 +1,275 @@
+//! Delta sync: mail a person reads before the poll is still delivered; the rounds survive an
+//! expired sync state, deletions, updates of delivered mail, inboxd's own mark-read and restarts
+//! between a round's pages, delivering each message exactly once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use inboxd::domain::secret::MasterKey;
+use inboxd::sim::client::{Delivery, SimClient};
+use inboxd::testkit::TestDaemon;
+use serde_json::{Value, json};
+
+use crate::helpers::{REDIRECT, World, until, world};
+
+/// How many sink lines each message has, by message id.
+fn copies(lines: &[Value]) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for line in lines {
+        *seen
+            .entry(line["message_id"].as_str().unwrap_or_default().to_owned())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Delivers `subjects` as unread mail; answers the simulator's ids of the new messages.
+async fn deliver(world: &World, upn: &str, subjects: &[&str]) -> Vec<String> {
+    let before: Vec<String> = world
+        .sim_client
+        .mailbox_state(upn)
+        .await
+        .unwrap()
+        .messages
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let messages = subjects.iter().map(|s| json!({ "subject": s })).collect();
+    world
+        .sim_client
+        .deliver(
+            upn,
+            &Delivery {
+                messages,
+                unread: true,
+                ..Delivery::default()
+            },
+        )
+        .await
+        .unwrap();
+    world
+        .sim_client
+        .mailbox_state(upn)
+        .await
+        .unwrap()
+        .messages
+        .into_iter()
+        .map(|m| m.id)
+        .filter(|id| !before.contains(id))
+        .collect()
+}
+
+/// Delivers three messages and lets a person read the second before the next poll; answers what
+/// reached the sink, by subject.
+async fn read_before_the_poll(mode: &str) -> Vec<String> {
+    let world = world(3600, &[("INBOXD_POLLING__MODE", mode.to_owned())]).await;
+    let (id, mailbox) = world.active_channel(&format!("{mode}@read.example")).await;
+    world
+        .daemon
+        .wait_channel(&id, Duration::from_secs(5), |c| {
+            c["last_success_at"].is_string()
+        })
+        .await
+        .unwrap();
+    let ids = deliver(
+        &world,
+        &mailbox.upn,
+        &["first", "read by a person", "third"],
+    )
+    .await;
+    world
+        .sim_client
+        .update_message(&mailbox.upn, &ids[1], &json!({"is_read": true}))
+        .await
+        .unwrap();
+    world.poll_now(&id).await;
+    until(Duration::from_secs(5), "the unread mail read", || async {
+        world
+            .sim_client
+            .mailbox_state(&mailbox.upn)
+            .await
+            .unwrap()
+            .unread
+            == 0
+    })
+    .await;
+    // One more poll: nothing new may appear.
+    world.poll_now(&id).await;
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let lines = world.daemon.sink_lines().unwrap();
+    assert!(
+        copies(&lines).values().all(|n| *n == 1),
+        "a message was delivered twice"
+    );
+    let mut subjects: Vec<String> = lines
+        .iter()
+        .map(|l| l["subject"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    subjects.sort();
+    subjects
+}
+
+#[actix_rt::test]
+async fn mail_a_person_reads_before_the_poll_is_delivered_in_delta_mode() {
+    assert_eq!(
+        read_before_the_poll("delta").await,
+        vec!["first", "read by a person", "third"]
+    );
+}
+
+#[actix_rt::test]
+async fn in_unread_mode_mail_read_before_the_poll_is_not_ingested_as_documented() {
+    assert_eq!(read_before_the_poll("unread").await, vec!["first", "third"]);
+}
+
+#[actix_rt::test]
+async fn expiry_removals_updates_and_our_own_mark_read_deliver_each_message_once() {
+    let world = world(1, &[("INBOXD_POLLING__PAGE_SIZE", "4".to_owned())]).await;
+    let (id, mailbox) = world.active_channel("rounds@rounds.example").await;
+    let upn = mailbox.upn.as_str();
+    let first = deliver(
+        &world,
+        upn,
+        &["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9"],
+    )
+    .await;
+    until(Duration::from_secs(10), "nine delivered", || async {
+        world.daemon.sink_lines().unwrap().len() == 9
+    })
+    .await;
+    // A person marks a delivered message unread again, another is deleted, the sync state
+    // expires, and new mail arrives: only the new mail is delivered.
+    world
+        .sim_client
+        .update_message(upn, &first[0], &json!({"is_read": false}))
+        .await
+        .unwrap();
+    world
+        .sim_client
+        .delete_message(upn, &first[1])
+        .await
+        .unwrap();
+    world.sim_client.expire_delta(upn).await.unwrap();
+    deliver(&world, upn, &["b1", "b2", "b3", "b4", "b5"]).await;
+    until(Duration::from_secs(10), "fourteen delivered", || async {
+        world.daemon.sink_lines().unwrap().len() >= 14
+    })
+    .await;
+    world.poll_now(&id).await;
+    actix_rt::time::sleep(Duration::from_secs(2)).await;
+    let lines = world.daemon.sink_lines().unwrap();
+    assert_eq!(lines.len(), 14, "{lines:#?}");
+    assert!(copies(&lines).values().all(|n| *n == 1));
+    let counters = world.sim_client.counters(Some(upn)).await.unwrap();
+    assert!(counters.requests.get("delta").copied().unwrap_or(0) > 0);
+    assert_eq!(
+        counters.requests.get("list_messages").copied().unwrap_or(0),
+        0
+    );
+    let channel = world.daemon.channel(&id).await.unwrap();
+    assert_eq!(channel["status"], "active", "{channel:#}");
+    assert!(channel["warning"].is_null(), "{channel:#}");
+    // The message the person marked unread again is left as they want it.
+    let state = world.sim_client.mailbox_state(upn).await.unwrap();
+    assert_eq!(state.unread, 1);
+}
+
+#[actix_rt::test]
+async fn a_restart_between_a_rounds_pages_goes_on_from_the_page_it_reached() {
+    let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
+    let sim_client = SimClient::new(sim.url());
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate();
+    // One page of 5 per cycle, and every delta page takes 300 ms: a round of 20 spans cycles.
+    let extra = [
+        ("INBOXD_POLLING__PAGE_SIZE", "5".to_owned()),
+        ("INBOXD_POLLING__MAX_MESSAGES_PER_POLL", "5".to_owned()),
+    ];
+    let daemon = TestDaemon::start_with_key(dir.path(), &sim.url(), 3600, &extra, key.clone())
+        .await
+        .unwrap();
+    let upn = "restart@restart.example";
+    let provisioned = sim_client.provision(upn, &[REDIRECT]).await.unwrap();
+    let id = daemon
+        .add_channel(
+            &provisioned.tenant_id,
+            &provisioned.app.client_id,
+            &provisioned.app.client_secret,
+            upn,
+        )
+        .await
+        .unwrap();
+    assert_eq!(daemon.authorize(&id).await.unwrap().0, 200);
+    daemon
+        .wait_channel(&id, Duration::from_secs(5), |c| c["status"] == "active")
+        .await
+        .unwrap();
+    sim_client
+        .deliver(upn, &Delivery::generated(20))
+        .await
+        .unwrap();
+    sim_client
+        .add_fault_json(
+            &json!({"kind": "latency", "ms": 300, "mailbox": upn, "endpoints": ["delta"]}),
+        )
+        .await
+        .unwrap();
+    let (status, _) = daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/poll"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    until(
+        Duration::from_secs(10),
+        "the first pages delivered",
+        || async {
+            let n = daemon.sink_lines().unwrap().len();
+            (5..20).contains(&n)
+        },
+    )
+    .await;
+    daemon.stop().await.unwrap();
+    let stopped_with = std::fs::read_to_string(dir.path().join("mail.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(stopped_with < 20, "the round ended before the restart");
+    sim_client.clear_faults().await.unwrap();
+    // sled may hold its lock a moment after the stop.
+    let mut attempts = 0;
+    let daemon = loop {
+        attempts += 1;
+        match TestDaemon::start_with_key(dir.path(), &sim.url(), 3600, &extra, key.clone()).await {
+            Ok(daemon) => break daemon,
+            Err(err) if attempts < 50 && format!("{err:#}").contains("lock") => {
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{err:#}"),
+        }
+    };
+    daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/poll"),
+            None,
+        )
+        .await
+        .unwrap();
+    until(
+        Duration::from_secs(15),
+        "all twenty delivered and read",
+        || async { sim_client.mailbox_state(upn).await.unwrap().unread == 0 },
+    )
+    .await;
+    let lines = daemon.sink_lines().unwrap();
+    assert_eq!(lines.len(), 20);
+    assert!(
+        copies(&lines).values().all(|n| *n == 1),
+        "a message was delivered twice"
+    );
+    daemon.stop().await.unwrap();
+}
