@@ -204,9 +204,8 @@ pub fn delta(
             .collect()
     };
     let last_seq = remaining
-        .iter()
-        .take(page_size)
-        .last()
+        .get(..page_size.min(remaining.len()))
+        .and_then(|page| page.last())
         .map(|m| m.seq as usize);
     let more = remaining.len() > page_size;
     let page: Vec<Value> = remaining
