@@ -89,6 +89,18 @@ pub struct PollNow {
     pub id: ChannelId,
 }
 
+/// Deliver every message received since `since` that was never delivered, read or not (after an
+/// outage, or mail read before an unread-mode poll). Answers when it starts (never before the
+/// mailbox's `Retry-After`).
+#[derive(Message)]
+#[rtype(result = "Result<DateTime<Utc>, ControlError>")]
+pub struct Backfill {
+    /// The channel.
+    pub id: ChannelId,
+    /// Mail received at or after this is looked at.
+    pub since: DateTime<Utc>,
+}
+
 /// Deliver a channel's quarantined messages again; answers how many were released.
 #[derive(Message)]
 #[rtype(result = "Result<usize, ControlError>")]

@@ -425,6 +425,46 @@ impl Handler<PollNow> for ChannelSupervisor {
     }
 }
 
+impl Handler<Backfill> for ChannelSupervisor {
+    type Result = Result<DateTime<Utc>, ControlError>;
+
+    fn handle(&mut self, msg: Backfill, _: &mut Context<Self>) -> Self::Result {
+        let record = self.record(msg.id)?;
+        let now = Utc::now();
+        if msg.since > now {
+            return Err(ControlError::Invalid(format!(
+                "the backfill date {} is in the future: give a date in the past, e.g. --since {}",
+                msg.since.to_rfc3339(),
+                (now - chrono::Duration::days(7)).format("%Y-%m-%d")
+            )));
+        }
+        if !record.enabled {
+            return Err(ControlError::Invalid(format!(
+                "channel {} is disabled: enable it first (`inboxd channel enable {}`)",
+                msg.id, msg.id
+            )));
+        }
+        self.deps
+            .ingest
+            .runtimes
+            .get(msg.id)
+            .request_backfill(msg.since);
+        tracing::info!(channel = %msg.id, since = %msg.since, "Backfill requested.");
+        let key = MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str());
+        let at = self
+            .deps
+            .ingest
+            .limiters
+            .floor(&key)
+            .map_or(now, |floor| floor.max(now));
+        match self.actors.get(&msg.id) {
+            Some((addr, _)) => addr.do_send(Poke),
+            None => self.start_channel(record, true),
+        }
+        Ok(at)
+    }
+}
+
 impl Handler<ReplayQuarantine> for ChannelSupervisor {
     type Result = Result<usize, ControlError>;
 

@@ -128,6 +128,31 @@ impl GraphClient {
         )
     }
 
+    /// The first page of every message (read or not) received at or after `since`, oldest first:
+    /// a backfill.
+    pub fn received_since_url(
+        &self,
+        mailbox: &Mailbox,
+        folder: &Folder,
+        since: DateTime<Utc>,
+        top: u32,
+    ) -> String {
+        let filter = format!(
+            "receivedDateTime ge {}",
+            since.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        format!(
+            "{}/v1.0/users/{}/mailFolders/{}/messages?$filter={}&$orderby={}&$select={}&$top={}",
+            self.base,
+            utf8_percent_encode(mailbox.as_str(), COMPONENT),
+            utf8_percent_encode(folder.as_str(), COMPONENT),
+            utf8_percent_encode(&filter, COMPONENT),
+            utf8_percent_encode("receivedDateTime asc", COMPONENT),
+            utf8_percent_encode(SELECT, COMPONENT),
+            top.clamp(1, 1000),
+        )
+    }
+
     /// Fetches one page: the first (from [`unread_url`](Self::unread_url)) or an `@odata.nextLink`.
     pub async fn list_page(&self, token: &str, url: &str) -> Result<Page, GraphError> {
         if !self.is_ours(url) {

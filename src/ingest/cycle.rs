@@ -206,6 +206,12 @@ pub async fn poll<H: Handover>(
     token: &str,
 ) -> Result<PollReport, Failure> {
     let replayed = replay(ctx, handover, runtime, job, token).await?;
+    if runtime.backfill().is_some() {
+        let mut report = backfill(ctx, handover, runtime, job, token).await?;
+        report.delivered += replayed.delivered;
+        report.marked_read += replayed.marked_read;
+        return Ok(report);
+    }
     let mut report = if job.mode == PollMode::Unread || runtime.delta_refused() {
         poll_unread(ctx, handover, job, token).await?
     } else {
@@ -255,10 +261,73 @@ async fn replay<H: Handover>(
         token,
         found,
         Vec::new(),
-        PollMode::Unread,
+        Rules::Asked,
     )
     .await?;
     Ok(settled.report)
+}
+
+/// Works on the channel's backfill: every message received since its date, read or not, that the
+/// ledger does not know as delivered, page by page (at most `max_messages_per_poll` per cycle;
+/// the next cycle goes on from the page it reached, before the normal poll resumes).
+async fn backfill<H: Handover>(
+    ctx: &Ingest,
+    handover: &H,
+    runtime: &ChannelRuntime,
+    job: &ChannelJob,
+    token: &str,
+) -> Result<PollReport, Failure> {
+    let Some(mut state) = runtime.backfill() else {
+        return Ok(PollReport::default());
+    };
+    let record = &job.record;
+    let run = &ctx.run;
+    let mut url = state.next_link.clone().unwrap_or_else(|| {
+        ctx.graph()
+            .received_since_url(&record.mailbox, &record.folder, state.since, run.page_size)
+    });
+    let mut report = PollReport::default();
+    let mut taken = 0usize;
+    loop {
+        let page = get_page(ctx, job, token, &url, None).await?;
+        taken += page.messages.len();
+        let settled = settle(
+            ctx,
+            handover,
+            job,
+            token,
+            page.messages,
+            page.malformed,
+            Rules::Asked,
+        )
+        .await?;
+        report.delivered += settled.report.delivered;
+        report.marked_read += settled.report.marked_read;
+        state.delivered += settled.report.delivered;
+        if settled.report.sink_unavailable.is_some() || !settled.all_settled {
+            report.sink_unavailable = settled.report.sink_unavailable;
+            runtime.set_backfill(Some(state));
+            return Ok(report);
+        }
+        match page.next_link {
+            Some(next) if taken < run.max_messages_per_poll as usize => url = next,
+            Some(next) => {
+                state.next_link = Some(next);
+                runtime.set_backfill(Some(state));
+                report.more = true;
+                return Ok(report);
+            }
+            None => {
+                tracing::info!(channel = %record.id, since = %state.since, delivered = state.delivered,
+                    "Backfill done: every message received since the date is delivered.");
+                metrics::counter!("inboxd_backfilled_messages_total").increment(state.delivered);
+                runtime.set_backfill(None);
+                // The normal poll follows at once.
+                report.more = true;
+                return Ok(report);
+            }
+        }
+    }
 }
 
 /// Delta mode, or unread mode for a folder that refuses the delta query.
@@ -346,7 +415,7 @@ async fn poll_unread<H: Handover>(
         token,
         found,
         malformed,
-        PollMode::Unread,
+        Rules::Unread,
     )
     .await?;
     settled.report.more = more && settled.report.sink_unavailable.is_none();
@@ -404,7 +473,7 @@ async fn poll_delta<H: Handover>(
             token,
             page.messages,
             page.malformed,
-            PollMode::Delta,
+            Rules::Delta,
         )
         .await?;
         report.delivered += settled.report.delivered;
@@ -474,6 +543,19 @@ fn is_new_in_delta(
     within_policy && (unread || received.is_none_or(|at| at >= activated))
 }
 
+/// How a batch of found mail is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// Unread mode: everything unknown is new; mail the ledger marked read that shows up unread is
+    /// marked read again.
+    Unread,
+    /// Delta mode: only mail [`is_new_in_delta`] is new; done mail is left alone.
+    Delta,
+    /// A replay or a backfill an operator asked for: everything unknown is delivered, whatever its
+    /// age or read state; done mail is left alone.
+    Asked,
+}
+
 /// What settling a batch of found mail did.
 struct Settled {
     report: PollReport,
@@ -492,7 +574,7 @@ async fn settle<H: Handover>(
     token: &str,
     found: Vec<crate::graph::model::WireMessage>,
     malformed: Vec<(String, String)>,
-    mode: PollMode,
+    rules: Rules,
 ) -> Result<Settled, Failure> {
     let record = &job.record;
     let run = &ctx.run;
@@ -519,14 +601,14 @@ async fn settle<H: Handover>(
         .collect();
     let sorted = ctx.ledger.sort(record.id, found, |wire| wire.id.as_str())?;
     let mut to_mark = sorted.to_mark;
-    if mode == PollMode::Unread {
+    if rules == Rules::Unread {
         to_mark.extend(sorted.done);
     }
     let activated = whole_seconds(record.activated_at.unwrap_or(record.created_at));
     let mut to_deliver: Vec<MailItem> = sorted
         .to_deliver
         .into_iter()
-        .filter(|wire| mode == PollMode::Unread || is_new_in_delta(wire, since(record), activated))
+        .filter(|wire| rules != Rules::Delta || is_new_in_delta(wire, since(record), activated))
         .map(|wire| wire.into_mail(record.id, &record.mailbox))
         .collect();
     for item in to_deliver.iter_mut().filter(|item| item.has_attachments) {

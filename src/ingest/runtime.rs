@@ -79,6 +79,19 @@ pub struct ChannelRuntime {
     /// Messages an operator released from quarantine, fetched by id by the next cycle (a delta
     /// round would not show them again: they did not change).
     replays: parking_lot::Mutex<Vec<String>>,
+    /// A backfill an operator asked for, and where it stands.
+    backfill: parking_lot::Mutex<Option<Backfill>>,
+}
+
+/// A backfill: every message received since a date that was never delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backfill {
+    /// Mail received at or after this is looked at.
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// The page to go on from, when a cycle stopped part-way.
+    pub next_link: Option<String>,
+    /// Messages delivered so far.
+    pub delivered: u64,
 }
 
 /// The right to run one cycle of a channel; the next cycle starts when it is dropped.
@@ -250,6 +263,31 @@ impl ChannelRuntime {
     /// The folder refused the delta query: poll unread mail from now on, with this warning.
     pub fn refuse_delta(&self, warning: LastError) {
         *self.delta_refused.lock() = Some(warning);
+    }
+
+    /// Asks for a backfill from `since` (an earlier date replaces a later one still running).
+    pub fn request_backfill(&self, since: chrono::DateTime<chrono::Utc>) {
+        let mut backfill = self.backfill.lock();
+        match backfill.as_mut() {
+            Some(running) if running.since <= since => {}
+            _ => {
+                *backfill = Some(Backfill {
+                    since,
+                    next_link: None,
+                    delivered: 0,
+                })
+            }
+        }
+    }
+
+    /// The backfill to work on, if any.
+    pub fn backfill(&self) -> Option<Backfill> {
+        self.backfill.lock().clone()
+    }
+
+    /// Records a backfill's progress (`None` once it is done).
+    pub fn set_backfill(&self, backfill: Option<Backfill>) {
+        *self.backfill.lock() = backfill;
     }
 
     /// Queues messages released from quarantine for the next cycle.
