@@ -172,3 +172,15 @@ pub fn generate(
 pub fn preview(text: &str) -> String {
     text.trim_start().chars().take(255).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preview_keeps_line_breaks_and_stops_at_255_characters() {
+        assert_eq!(preview("  Hi,\r\n\r\nthanks."), "Hi,\r\n\r\nthanks.");
+        let long = "é".repeat(300);
+        assert_eq!(preview(&long).chars().count(), 255);
+    }
+}

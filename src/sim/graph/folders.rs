@@ -109,3 +109,40 @@ pub fn get_folder(ctx: &Ctx, origin: &str, mailbox: &Mailbox, segment: &str) -> 
     });
     ctx.ok(body, Vec::new())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::sim::state::MailboxData;
+
+    fn mailbox(tag: u32) -> Mailbox {
+        Mailbox {
+            address: "a@b.example".into(),
+            tag,
+            data: parking_lot::Mutex::new(MailboxData::default()),
+        }
+    }
+
+    #[test]
+    fn names_resolve_in_any_case_and_ids_only_in_their_own_mailbox() {
+        let a = mailbox(7);
+        let b = mailbox(8);
+        assert_eq!(resolve(&a, "InBox").as_deref(), Some("inbox"));
+        assert_eq!(resolve(&a, "SENTITEMS").as_deref(), Some("sentitems"));
+        let id = folder_id(&a, "inbox");
+        assert_eq!(resolve(&a, &id).as_deref(), Some("inbox"));
+        assert_eq!(resolve(&b, &id), None, "another mailbox's folder id");
+        assert_eq!(
+            resolve(&a, &id.to_ascii_lowercase()),
+            None,
+            "ids are case-sensitive"
+        );
+        assert_eq!(resolve(&a, "nosuchfolder"), None);
+        assert_eq!(
+            resolve(&a, &folder_id(&a, "projects")),
+            None,
+            "no mail there yet"
+        );
+    }
+}
