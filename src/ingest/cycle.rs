@@ -254,16 +254,7 @@ async fn replay<H: Handover>(
         }
     }
     // An operator asked for these: delivered whatever their age or read state.
-    let settled = settle(
-        ctx,
-        handover,
-        job,
-        token,
-        found,
-        Vec::new(),
-        Rules::Asked,
-    )
-    .await?;
+    let settled = settle(ctx, handover, job, token, found, Vec::new(), Rules::Asked).await?;
     Ok(settled.report)
 }
 
@@ -408,16 +399,7 @@ async fn poll_unread<H: Handover>(
             None => break,
         }
     }
-    let mut settled = settle(
-        ctx,
-        handover,
-        job,
-        token,
-        found,
-        malformed,
-        Rules::Unread,
-    )
-    .await?;
+    let mut settled = settle(ctx, handover, job, token, found, malformed, Rules::Unread).await?;
     settled.report.more = more && settled.report.sink_unavailable.is_none();
     Ok(settled.report)
 }

@@ -15,6 +15,8 @@ pub enum Endpoint {
     Authorize,
     Token,
     OpenidConfiguration,
+    Keys,
+    GetFolder,
     ListMessages,
     Delta,
     GetMessage,
@@ -26,10 +28,12 @@ pub enum Endpoint {
 }
 
 /// Every endpoint, in counter order.
-pub const ALL: [Endpoint; 11] = [
+pub const ALL: [Endpoint; 13] = [
     Endpoint::Authorize,
     Endpoint::Token,
     Endpoint::OpenidConfiguration,
+    Endpoint::Keys,
+    Endpoint::GetFolder,
     Endpoint::ListMessages,
     Endpoint::Delta,
     Endpoint::GetMessage,
@@ -47,6 +51,8 @@ impl Endpoint {
             Endpoint::Authorize => "authorize",
             Endpoint::Token => "token",
             Endpoint::OpenidConfiguration => "openid_configuration",
+            Endpoint::Keys => "keys",
+            Endpoint::GetFolder => "get_folder",
             Endpoint::ListMessages => "list_messages",
             Endpoint::Delta => "delta",
             Endpoint::GetMessage => "get_message",
@@ -62,7 +68,11 @@ impl Endpoint {
     pub fn is_graph(self) -> bool {
         !matches!(
             self,
-            Endpoint::Authorize | Endpoint::Token | Endpoint::OpenidConfiguration | Endpoint::Other
+            Endpoint::Authorize
+                | Endpoint::Token
+                | Endpoint::OpenidConfiguration
+                | Endpoint::Keys
+                | Endpoint::Other
         )
     }
 

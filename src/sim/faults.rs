@@ -1,5 +1,5 @@
 //! Injected faults: what can go wrong (429 storms, 5xx, latency, connection resets, malformed JSON,
-//! AADSTS errors, expired secrets, a token endpoint that is down), where (tenant, app, mailbox, user,
+//! AADSTS errors, claims challenges, expired secrets, a token endpoint that is down), where (tenant, app, mailbox, user,
 //! endpoints) and for how long (a number of requests or a duration).
 
 use std::sync::Arc;
@@ -44,10 +44,50 @@ pub enum FaultKind {
         #[serde(default)]
         description: Option<String>,
     },
+    /// The token endpoint asks for interaction with a claims challenge, as Conditional Access does
+    /// when it wants MFA: `400 interaction_required`, AADSTS `code` (50076 by default; 50079 asks to
+    /// enrol in MFA), `suberror` `basic_action`, and `claims` (a JSON string, `claims` or the
+    /// default).
+    InteractionRequired {
+        #[serde(default)]
+        code: Option<u32>,
+        #[serde(default)]
+        claims: Option<String>,
+    },
+    /// Graph answers with a Conditional Access claims challenge: `401` and `WWW-Authenticate: Bearer
+    /// …, error="insufficient_claims", claims="<base64 of claims>"`.
+    InsufficientClaims {
+        #[serde(default)]
+        claims: Option<String>,
+    },
     /// The client secret is treated as expired (AADSTS7000222).
     ExpiredSecret,
     /// The token endpoint is down (503 from the front end, HTML body).
     Down,
+}
+
+/// The claims request a challenge carries unless the fault names one: an authentication context
+/// (`acrs`) Conditional Access wants satisfied.
+pub const DEFAULT_CLAIMS: &str = r#"{"access_token":{"acrs":{"essential":true,"value":"c1"}}}"#;
+
+impl FaultKind {
+    /// Whether Graph (a request, a `$batch` item or `$batch` itself) answers this kind.
+    pub fn on_graph(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::Throttle { .. }
+                | FaultKind::Status { .. }
+                | FaultKind::Latency { .. }
+                | FaultKind::Reset
+                | FaultKind::Malformed
+                | FaultKind::InsufficientClaims { .. }
+        )
+    }
+
+    /// Whether the token endpoint answers this kind.
+    pub fn on_token(&self) -> bool {
+        !matches!(self, FaultKind::InsufficientClaims { .. })
+    }
 }
 
 /// Where a fault applies; every given field must match.

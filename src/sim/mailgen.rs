@@ -142,12 +142,20 @@ pub fn generate(
         internet_message_id: format!("<{}@{domain}>", uuid::Uuid::new_v4().simple()),
         conversation_id: format!("AAQkAGI2{}", uuid::Uuid::new_v4().simple()),
         received,
+        last_modified: received,
         is_read: !opts.unread,
         importance: if index.is_multiple_of(7) {
             "high".into()
         } else {
             "normal".into()
         },
+        bcc: Vec::new(),
+        categories: Vec::new(),
+        flag: None,
+        inference_classification: "focused".into(),
+        is_delivery_receipt_requested: false,
+        is_read_receipt_requested: false,
+        left: Vec::new(),
         meeting: meeting.then(|| Meeting {
             start: now + Duration::days(1),
             end: now + Duration::days(1) + Duration::minutes(30),
@@ -159,8 +167,20 @@ pub fn generate(
     }
 }
 
-/// A short text preview of a body (Graph's `bodyPreview`, at most 255 characters).
+/// Graph's `bodyPreview`: the first 255 characters of the body as text, line breaks kept (only
+/// leading whitespace goes).
 pub fn preview(text: &str) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    flat.chars().take(255).collect()
+    text.trim_start().chars().take(255).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preview_keeps_line_breaks_and_stops_at_255_characters() {
+        assert_eq!(preview("  Hi,\r\n\r\nthanks."), "Hi,\r\n\r\nthanks.");
+        let long = "é".repeat(300);
+        assert_eq!(preview(&long).chars().count(), 255);
+    }
 }

@@ -200,6 +200,11 @@ fn configure(cfg: &mut web::ServiceConfig, state: Arc<state::SimState>) {
                 .route(web::get().to(identity::openid_configuration))
                 .default_service(web::to(method_not_allowed_sts)),
         )
+        .service(
+            web::resource("/{tenant}/discovery/v2.0/keys")
+                .route(web::get().to(identity::keys))
+                .default_service(web::to(method_not_allowed_sts)),
+        )
         .service(web::resource("/error").to(error_page))
         .default_service(web::to(not_found));
 }

@@ -140,9 +140,23 @@ pub struct Message {
     pub internet_message_id: String,
     pub conversation_id: String,
     pub received: DateTime<Utc>,
+    /// `lastModifiedDateTime`: delivery, then every change (a client's PATCH, a move).
+    pub last_modified: DateTime<Utc>,
     pub is_read: bool,
     pub importance: String,
+    /// Writable through PATCH (Graph's `message` resource).
+    pub bcc: Vec<Address>,
+    pub categories: Vec<String>,
+    /// `followupFlag` as the client last set it; `None` renders as `notFlagged`.
+    pub flag: Option<serde_json::Value>,
+    /// `focused` or `other`.
+    pub inference_classification: String,
+    pub is_delivery_receipt_requested: bool,
+    pub is_read_receipt_requested: bool,
     pub meeting: Option<Meeting>,
+    /// Folders the message was moved out of, with the mailbox version of each move: their delta
+    /// queries report it as removed.
+    pub left: Vec<(String, u64)>,
     /// Mailbox change version of the last change (creation, update, deletion).
     pub changed_version: u64,
     /// Version at which the message was created.
@@ -263,6 +277,8 @@ pub struct SimState {
     pub faults: FaultTable,
     pub grants: Grants,
     pub settings: Settings,
+    /// Graph scopes each user consented to per app (`upn|client_id`): a refresh may ask for any.
+    pub consents: DashMap<String, Vec<String>>,
 }
 
 impl SimState {
@@ -287,7 +303,30 @@ impl SimState {
             faults: FaultTable::default(),
             grants: Grants::default(),
             settings: Settings::default(),
+            consents: DashMap::new(),
         }
+    }
+
+    /// Records that `upn` consented to `scopes` (Graph scope names) for `client_id`; consent only
+    /// grows, as it does in Entra until a user or admin removes it.
+    pub fn consent(&self, upn: &str, client_id: &str, scopes: &[String]) {
+        let mut entry = self
+            .consents
+            .entry(format!("{upn}|{client_id}"))
+            .or_default();
+        for s in scopes {
+            if !entry.contains(s) {
+                entry.push(s.clone());
+            }
+        }
+    }
+
+    /// The Graph scopes `upn` has consented to for `client_id`.
+    pub fn consented(&self, upn: &str, client_id: &str) -> Vec<String> {
+        self.consents
+            .get(&format!("{upn}|{client_id}"))
+            .map(|c| c.value().clone())
+            .unwrap_or_default()
     }
 
     /// The simulator's clock (real time plus the offset set through `/_sim/clock`).

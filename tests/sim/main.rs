@@ -5,9 +5,14 @@
 
 mod batch;
 mod control;
+mod delta;
 mod faults;
+mod folders;
 mod graph;
 mod identity;
+mod identity_v2;
+mod patch;
 mod refresh_reuse;
+mod request_ids;
 mod support;
 mod throttle;

@@ -257,6 +257,7 @@ fn mint_pair(
     scope: &str,
 ) -> (String, String) {
     let (graph, oidc, _) = split_scopes(scope);
+    state.consent(upn, client_id, &graph);
     let mut all = graph.clone();
     all.extend(oidc);
     if !all.iter().any(|s| s == "offline_access") {

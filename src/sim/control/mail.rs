@@ -184,6 +184,7 @@ fn explicit(m: MessageIn, mailbox: &str, now: DateTime<Utc>) -> Message {
     // A message delivered now was received now unless the caller says otherwise: the generator's
     // few seconds of jitter would put it before a channel authorized a moment earlier.
     base.received = m.received_date_time.unwrap_or(now);
+    base.last_modified = base.received.max(now);
     base.is_read = m.is_read;
     if let Some(f) = m.folder {
         base.folder = f.to_ascii_lowercase();
@@ -270,11 +271,13 @@ fn with_message(
         );
     };
     let _ = tag;
+    let now = state.now();
     let mut data = mbx.data.lock();
     let version = data.version + 1;
     match data.find_mut(seq) {
         Some(m) => {
             f(m, version);
+            m.last_modified = now;
             data.version = version;
             HttpResponse::Ok().json(json!({"id": id, "version": version}))
         }
@@ -317,8 +320,11 @@ pub async fn update_message(
         if let Some(r) = p.is_read {
             m.is_read = r;
         }
-        if let Some(f) = p.folder {
-            m.folder = f.to_ascii_lowercase();
+        if let Some(f) = p.folder.map(|f| f.to_ascii_lowercase())
+            && f != m.folder
+        {
+            let from = std::mem::replace(&mut m.folder, f);
+            m.left.push((from, v));
         }
         m.changed_version = v;
     })

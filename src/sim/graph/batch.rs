@@ -1,4 +1,5 @@
-//! `POST /v1.0/$batch`: at most 20 requests with unique ids and relative URLs without the version;
+//! `POST /v1.0/$batch`: at most 20 requests with unique ids and URLs relative to the version (with or
+//! without a leading `/`);
 //! unordered batches run four at a time, batches with `dependsOn` run in order and dependents of a
 //! failed request get 424; responses come back out of order, each with its own status, headers
 //! (including `Retry-After` on 429 items) and body.
@@ -10,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::dispatch;
 use super::response::{Body, Ctx, GraphRequest, GraphResponse, fault_response};
 use crate::sim::counters::Endpoint;
-use crate::sim::faults::Target;
+use crate::sim::faults::{FaultKind, Target};
 use crate::sim::state::SimState;
 
 /// Most requests in one batch.
@@ -153,10 +154,19 @@ async fn run_item(
             None => None,
         }
     };
-    let ctx = Ctx::new(state, &lookup);
-    if !item.url.starts_with('/')
-        || item.url.starts_with("/v1.0/")
-        || item.url.starts_with("/beta/")
+    // Graph takes `users/…` as well as `/users/…`: both are relative to the version.
+    let url = if item.url.starts_with('/') {
+        item.url.clone()
+    } else {
+        format!("/{}", item.url)
+    };
+    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let ctx = Ctx::new(state, &lookup, query);
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("/v1.0/")
+        || lower.starts_with("/beta/")
+        || lower.starts_with("/http:")
+        || lower.starts_with("/https:")
     {
         return ctx.error(
             400,
@@ -180,7 +190,6 @@ async fn run_item(
             }
         }
     };
-    let (path, query) = item.url.split_once('?').unwrap_or((item.url.as_str(), ""));
     let req = GraphRequest {
         method: &item.method,
         path,
@@ -236,7 +245,7 @@ pub async fn handle(
             in_batch: false,
         },
         state.now_ms(),
-        |_| true,
+        FaultKind::on_graph,
     );
     if verdict.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(verdict.latency_ms)).await;
@@ -262,7 +271,7 @@ pub async fn handle(
                     .is_none_or(|s| *s >= 400)
             });
             let r = if failed_dep {
-                let c = Ctx::new(state, &|_: &str| None);
+                let c = Ctx::new(state, &|_: &str| None, "");
                 c.error(
                     424,
                     "FailedDependency",

@@ -1,13 +1,14 @@
 //! The folder delta query: rounds of `@odata.nextLink` pages (`$skiptoken`) ending in an
-//! `@odata.deltaLink` (`$deltatoken`), `@removed` entries, `changeType`, the delta's own `$filter` and
-//! `$orderby` limits, and 410 `syncStateNotFound` for expired or foreign tokens.
+//! `@odata.deltaLink` (`$deltatoken`), `@removed` entries (deleted, or moved out of the folder),
+//! `changeType`, the delta's own `$select`, `$filter` and `$orderby` (given on the first request, then
+//! carried by the links), `Prefer: odata.maxpagesize`, and 410 `syncStateNotFound` for expired or
+//! foreign tokens.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::messages::folder_known;
 use super::odata::{
     Clause, DEFAULT_TOP, MAX_TOP, Prefs, clause_matches, link, parse_filter, parse_select,
 };
@@ -60,13 +61,6 @@ pub fn delta(
     p: &Prefs,
 ) -> GraphResponse {
     let _ = state;
-    if !folder_known(mailbox, folder) {
-        return ctx.error(
-            404,
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.",
-        );
-    }
     let gone = || {
         let mut r = ctx.error(410, "syncStateNotFound", "The sync state generation is no longer valid or was not found. Restart the synchronization without a delta token.");
         r.headers.push((
@@ -171,21 +165,35 @@ pub fn delta(
         data.version
     };
     let since = token.s;
-    let mut items: Vec<&Message> = data
+    // (message, whether the round reports it as removed): deleted here, or moved out of the folder
+    // after the client's last round.
+    let mut items: Vec<(&Message, bool)> = data
         .messages
         .iter()
-        .filter(|m| m.folder == folder && m.changed_version > since && m.changed_version <= round_v)
-        .filter(|m| {
-            if m.deleted {
-                since > 0 && m.created_version <= since
+        .filter_map(|m| {
+            let in_range = |v: u64| v > since && v <= round_v;
+            let seen_before = since > 0 && m.created_version <= since;
+            if m.folder == folder {
+                if !in_range(m.changed_version) {
+                    None
+                } else if m.deleted {
+                    seen_before.then_some((m, true))
+                } else {
+                    token
+                        .flt
+                        .iter()
+                        .all(|c| clause_matches(c, m))
+                        .then_some((m, false))
+                }
             } else {
-                token.flt.iter().all(|c| clause_matches(c, m))
+                let left = m.left.iter().any(|(f, v)| f == folder && in_range(*v));
+                (left && seen_before).then_some((m, true))
             }
         })
-        .filter(|m| match token.ct.as_deref() {
-            Some("created") => !m.deleted && m.created_version > since,
-            Some("updated") => !m.deleted && m.created_version <= since,
-            Some("deleted") => m.deleted,
+        .filter(|(m, removed)| match token.ct.as_deref() {
+            Some("created") => !removed && m.created_version > since,
+            Some("updated") => !removed && m.created_version <= since,
+            Some("deleted") => *removed,
             _ => true,
         })
         .collect();
@@ -193,26 +201,26 @@ pub fn delta(
     // message changed meanwhile, e.g. marked read by the client, leaves the round without shifting
     // the messages not yet handed out; it comes back in the next round as an update). A round in
     // `receivedDateTime desc` order pages by offset.
-    let remaining: Vec<&Message> = if token.desc {
-        items.sort_by(|a, b| b.received.cmp(&a.received).then(b.seq.cmp(&a.seq)));
+    let remaining: Vec<(&Message, bool)> = if token.desc {
+        items.sort_by(|(a, _), (b, _)| b.received.cmp(&a.received).then(b.seq.cmp(&a.seq)));
         items.into_iter().skip(token.o).collect()
     } else {
-        items.sort_by_key(|m| m.seq);
+        items.sort_by_key(|(m, _)| m.seq);
         items
             .into_iter()
-            .filter(|m| token.o == 0 || m.seq as usize > token.o)
+            .filter(|(m, _)| token.o == 0 || m.seq as usize > token.o)
             .collect()
     };
     let last_seq = remaining
         .get(..page_size.min(remaining.len()))
         .and_then(|page| page.last())
-        .map(|m| m.seq as usize);
+        .map(|(m, _)| m.seq as usize);
     let more = remaining.len() > page_size;
     let page: Vec<Value> = remaining
         .iter()
         .take(page_size)
-        .map(|m| {
-            if m.deleted {
+        .map(|(m, removed)| {
+            if *removed {
                 json!({
                     "@odata.type": "#microsoft.graph.message",
                     "id": message_id(mailbox.tag, m.seq, p.immutable),

@@ -1,37 +1,17 @@
 //! Messages of a mailbox: list a folder (or all mail) with filters, order, `$top`/`$skip` paging and
-//! `$count`; get one message; `PATCH` `isRead` and `importance` (200 with the message).
+//! `$count`; get one message; `PATCH` of every property Graph lets a client change on a received
+//! message (200 with the message, a new `lastModifiedDateTime` and change key).
 
 use serde_json::{Map, Value};
 
 use super::odata::{
-    DEFAULT_TOP, MAX_TOP, Prefs, clause_matches, link, parse_expand, parse_filter, parse_select,
+    DEFAULT_TOP, MAX_TOP, Prefs, clause_matches, is_property, link, parse_expand, parse_filter,
+    parse_select,
 };
 use super::render::{View, context_url, message_json};
 use super::response::{Ctx, GraphRequest, GraphResponse};
-use crate::sim::state::{Mailbox, Message, SimState, parse_message_id};
+use crate::sim::state::{Address, Mailbox, Message, SimState, parse_message_id};
 use crate::sim::util;
-
-/// Well-known folder names; messages may also be delivered to any other folder name.
-const WELL_KNOWN: &[&str] = &[
-    "inbox",
-    "drafts",
-    "sentitems",
-    "deleteditems",
-    "junkemail",
-    "archive",
-    "outbox",
-    "msgfolderroot",
-];
-
-pub fn folder_known(mailbox: &Mailbox, folder: &str) -> bool {
-    WELL_KNOWN.contains(&folder)
-        || mailbox
-            .data
-            .lock()
-            .messages
-            .iter()
-            .any(|m| m.folder == folder)
-}
 
 pub fn list(
     state: &SimState,
@@ -43,15 +23,6 @@ pub fn list(
     p: &Prefs,
 ) -> GraphResponse {
     let _ = state;
-    if let Some(f) = folder
-        && !folder_known(mailbox, f)
-    {
-        return ctx.error(
-            404,
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.",
-        );
-    }
     let select = match parse_select(ctx, q) {
         Ok(s) => s,
         Err(r) => return r,
@@ -261,29 +232,33 @@ pub fn patch(
             "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
         );
     };
-    let mut is_read = None;
-    let mut importance = None;
+    let mut edits = Vec::with_capacity(changes.len());
     for (k, v) in &changes {
-        match (k.as_str(), v) {
-            ("isRead", Value::Bool(b)) => is_read = Some(*b),
-            ("importance", Value::String(s))
-                if ["low", "normal", "high"].contains(&s.to_ascii_lowercase().as_str()) =>
-            {
-                importance = Some(s.to_ascii_lowercase());
-            }
-            ("isRead", _) | ("importance", _) => {
+        match parse_edit(k, v) {
+            Ok(Some(e)) => edits.push(e),
+            Ok(None) => {}
+            Err(Refusal::Invalid) => {
                 return ctx.error(
                     400,
                     "ErrorInvalidProperty",
                     &format!("The value of property '{k}' is invalid."),
                 );
             }
-            ("categories", _) | ("flag", _) | ("inferenceClassification", _) => {}
-            _ => {
+            Err(Refusal::DraftOnly) => {
+                return ctx.error(400, "ErrorInvalidPropertySet", "Message is not draft.");
+            }
+            Err(Refusal::ReadOnly) => {
                 return ctx.error(
                     400,
-                    "ErrorInvalidPropertyUpdateSentMessage",
-                    &format!("Update operation is invalid for property '{k}' of this message."),
+                    "ErrorInvalidPropertySet",
+                    "Set action is invalid for property.",
+                );
+            }
+            Err(Refusal::Unknown) => {
+                return ctx.error(
+                    400,
+                    "RequestBodyRead",
+                    &format!("The property '{k}' does not exist on type 'microsoft.graph.message'. Make sure to only use property names that are defined by the type or mark the type as open type."),
                 );
             }
         }
@@ -309,13 +284,11 @@ pub fn patch(
             "The specified object was not found in the store.",
         );
     };
-    if let Some(r) = is_read {
-        m.is_read = r;
-    }
-    if let Some(i) = importance {
-        m.importance = i;
+    for e in edits {
+        e.apply(m);
     }
     m.changed_version = version;
+    m.last_modified = ctx.now;
     let mut v = message_json(m, &view);
     drop(data);
     if let Some(o) = v.as_object_mut() {
@@ -329,4 +302,154 @@ pub fn patch(
         );
     }
     ctx.ok(v, p.applied(false))
+}
+
+/// One accepted change of a PATCH.
+enum Edit {
+    IsRead(bool),
+    Importance(String),
+    Categories(Vec<String>),
+    Flag(Value),
+    Inference(String),
+    DeliveryReceipt(bool),
+    ReadReceipt(bool),
+    To(Vec<Address>),
+    Cc(Vec<Address>),
+    Bcc(Vec<Address>),
+}
+
+impl Edit {
+    fn apply(self, m: &mut Message) {
+        match self {
+            Edit::IsRead(b) => m.is_read = b,
+            Edit::Importance(i) => m.importance = i,
+            Edit::Categories(c) => m.categories = c,
+            Edit::Flag(f) => m.flag = Some(f),
+            Edit::Inference(i) => m.inference_classification = i,
+            Edit::DeliveryReceipt(b) => m.is_delivery_receipt_requested = b,
+            Edit::ReadReceipt(b) => m.is_read_receipt_requested = b,
+            Edit::To(a) => m.to = a,
+            Edit::Cc(a) => m.cc = a,
+            Edit::Bcc(a) => m.bcc = a,
+        }
+    }
+}
+
+/// Why a PATCH property is refused.
+enum Refusal {
+    /// A writable property with a value of the wrong shape.
+    Invalid,
+    /// Writable only while the message is a draft (the simulator's mail is received mail).
+    DraftOnly,
+    /// A property of `microsoft.graph.message` no client can set.
+    ReadOnly,
+    /// Not a property of `microsoft.graph.message`.
+    Unknown,
+}
+
+/// Properties writable only on drafts ("Update message": body, internetMessageId, replyTo, subject;
+/// from and sender must be the mailbox's own and are refused on received mail).
+const DRAFT_ONLY: &[&str] = &[
+    "body",
+    "internetMessageId",
+    "replyTo",
+    "subject",
+    "from",
+    "sender",
+];
+
+/// Reads one property of a PATCH body; `Ok(None)` for what is accepted without a visible effect
+/// (OData annotations, extended properties).
+fn parse_edit(k: &str, v: &Value) -> Result<Option<Edit>, Refusal> {
+    let bool_of = |v: &Value| v.as_bool().ok_or(Refusal::Invalid);
+    let edit = match k {
+        "isRead" => Edit::IsRead(bool_of(v)?),
+        "isDeliveryReceiptRequested" => Edit::DeliveryReceipt(bool_of(v)?),
+        "isReadReceiptRequested" => Edit::ReadReceipt(bool_of(v)?),
+        "importance" => {
+            let s = v.as_str().map(str::to_ascii_lowercase);
+            match s.as_deref() {
+                Some(i @ ("low" | "normal" | "high")) => Edit::Importance(i.to_owned()),
+                _ => return Err(Refusal::Invalid),
+            }
+        }
+        "inferenceClassification" => {
+            let s = v.as_str().map(str::to_ascii_lowercase);
+            match s.as_deref() {
+                Some(i @ ("focused" | "other")) => Edit::Inference(i.to_owned()),
+                _ => return Err(Refusal::Invalid),
+            }
+        }
+        "categories" => {
+            let Some(list) = v.as_array() else {
+                return Err(Refusal::Invalid);
+            };
+            let cats: Option<Vec<String>> =
+                list.iter().map(|c| c.as_str().map(str::to_owned)).collect();
+            Edit::Categories(cats.ok_or(Refusal::Invalid)?)
+        }
+        "flag" => Edit::Flag(flag(v).ok_or(Refusal::Invalid)?),
+        "toRecipients" => Edit::To(recipients(v).ok_or(Refusal::Invalid)?),
+        "ccRecipients" => Edit::Cc(recipients(v).ok_or(Refusal::Invalid)?),
+        "bccRecipients" => Edit::Bcc(recipients(v).ok_or(Refusal::Invalid)?),
+        "singleValueExtendedProperties" | "multiValueExtendedProperties" => return Ok(None),
+        _ if k.starts_with('@') || k.contains("@odata.") => return Ok(None),
+        _ if DRAFT_ONLY.contains(&k) => return Err(Refusal::DraftOnly),
+        _ if is_property(k) => return Err(Refusal::ReadOnly),
+        _ => return Err(Refusal::Unknown),
+    };
+    Ok(Some(edit))
+}
+
+/// A `followupFlag`: `flagStatus` (`notFlagged`, `flagged`, `complete`) and optional
+/// `startDateTime`, `dueDateTime`, `completedDateTime` (`dateTimeTimeZone`).
+fn flag(v: &Value) -> Option<Value> {
+    let o = v.as_object()?;
+    let status = match o.get("flagStatus") {
+        None => "notFlagged",
+        Some(s) => ["notFlagged", "flagged", "complete"]
+            .into_iter()
+            .find(|k| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(k)))?,
+    };
+    let mut out = Map::new();
+    out.insert("flagStatus".into(), status.into());
+    for key in ["startDateTime", "dueDateTime", "completedDateTime"] {
+        match o.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(d)) if d.get("dateTime").is_some_and(Value::is_string) => {
+                out.insert(key.into(), Value::Object(d.clone()));
+            }
+            Some(_) => return None,
+        }
+    }
+    if o.keys().any(|k| {
+        ![
+            "flagStatus",
+            "startDateTime",
+            "dueDateTime",
+            "completedDateTime",
+        ]
+        .contains(&k.as_str())
+            && !k.starts_with('@')
+    }) {
+        return None;
+    }
+    Some(Value::Object(out))
+}
+
+/// A `recipient` collection: `[{"emailAddress": {"name"?, "address"}}]`.
+fn recipients(v: &Value) -> Option<Vec<Address>> {
+    v.as_array()?
+        .iter()
+        .map(|r| {
+            let e = r.get("emailAddress")?;
+            let address = e.get("address")?.as_str()?.to_owned();
+            let name = e
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(&address)
+                .to_owned();
+            Some(Address { name, address })
+        })
+        .collect()
 }

@@ -2,13 +2,14 @@
 //! [`dispatch`], which takes every request (HTTP or `$batch` item) through access-token checks,
 //! Outlook throttling per (app, mailbox) and injected faults to its handler.
 //!
-//! By concern: [`route`] (paths), [`odata`] (query options, `Prefer`), [`render`] (message JSON),
+//! By concern: [`route`] (paths), [`folders`] (well-known names, folder ids), [`odata`] (query options, `Prefer`), [`render`] (message JSON),
 //! [`messages`] (list, get, patch), [`delta`], [`attachments`], [`batch`] (`$batch`), and
 //! [`response`] (request and response types, error shapes, fault responses).
 
 mod attachments;
 mod batch;
 mod delta;
+mod folders;
 mod messages;
 mod odata;
 mod render;
@@ -26,7 +27,7 @@ use self::odata::prefs;
 use self::response::{Body, Ctx, GraphRequest, GraphResponse, fault_response};
 use self::route::{Route, endpoint_of, route};
 use crate::sim::counters::{EarlyRequest, Endpoint};
-use crate::sim::faults::Target;
+use crate::sim::faults::{FaultKind, Target};
 use crate::sim::state::{MAIL_READ_SCOPES, SimState, TokenError};
 use crate::sim::throttle::{Throttle, Throttled};
 use crate::sim::util;
@@ -57,7 +58,7 @@ pub async fn handle(
             Some(values.join(", "))
         }
     };
-    let ctx = Ctx::new(&state, &header_fn);
+    let ctx = Ctx::new(&state, &header_fn, req.query_string());
     let body = match util::read_body(&req, payload, state.limits.max_body_bytes).await {
         Ok(b) => b,
         Err(util::BodyError::TooLarge(n)) => {
@@ -97,9 +98,23 @@ pub async fn handle(
 /// Turns a Graph response into HTTP.
 pub fn to_http(r: GraphResponse) -> HttpResponse {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // Every answer carries `request-id` and `client-request-id`, a broken one too.
+    let ids = |mut resp: HttpResponse| {
+        for (k, v) in &r.headers {
+            if (k == "request-id" || k == "client-request-id")
+                && let (Ok(name), Ok(value)) = (
+                    actix_web::http::header::HeaderName::from_bytes(k.as_bytes()),
+                    actix_web::http::header::HeaderValue::from_str(v),
+                )
+            {
+                resp.headers_mut().insert(name, value);
+            }
+        }
+        resp
+    };
     match r.body {
-        Body::Reset => util::reset_response(status),
-        Body::Malformed => util::malformed_response(),
+        Body::Reset => ids(util::reset_response(status)),
+        Body::Malformed => ids(util::malformed_response()),
         Body::Json(v) => {
             let mut b = HttpResponse::build(status);
             for (k, v) in &r.headers {
@@ -274,7 +289,7 @@ pub async fn dispatch(state: &SimState, ctx: &Ctx, req: &GraphRequest<'_>) -> Gr
             in_batch: req.in_batch,
         },
         now_ms,
-        |_| true,
+        FaultKind::on_graph,
     );
     if verdict.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(verdict.latency_ms)).await;
@@ -288,7 +303,31 @@ pub async fn dispatch(state: &SimState, ctx: &Ctx, req: &GraphRequest<'_>) -> Gr
     }
     let p = prefs(req.headers);
     let q = util::form_pairs(req.query.as_bytes());
+    // A folder segment (name or id) becomes the folder's key; an unknown folder is a 404.
+    let resolve = |seg: Option<String>| match seg {
+        None => Ok(None),
+        Some(s) => folders::resolve(&mailbox, &s)
+            .map(Some)
+            .ok_or_else(|| folders::not_found(ctx)),
+    };
+    let route = match route {
+        Route::List { folder } => match resolve(folder) {
+            Ok(folder) => Route::List { folder },
+            Err(r) => return r,
+        },
+        Route::Delta { folder } => match resolve(Some(folder)) {
+            Ok(Some(folder)) => Route::Delta { folder },
+            Ok(None) => return folders::not_found(ctx),
+            Err(r) => return r,
+        },
+        Route::Message { folder, id } => match resolve(folder) {
+            Ok(folder) => Route::Message { folder, id },
+            Err(r) => return r,
+        },
+        other => other,
+    };
     match route {
+        Route::Folder { folder } => folders::get_folder(ctx, req.origin, &mailbox, &folder),
         Route::List { folder } => {
             messages::list(state, ctx, req, &mailbox, folder.as_deref(), &q, &p)
         }

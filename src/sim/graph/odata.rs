@@ -66,6 +66,11 @@ const PROPERTIES: &[&str] = &[
     "isDelegated",
 ];
 
+/// Whether `name` is a property of `microsoft.graph.message` (exact case, as in a JSON body).
+pub fn is_property(name: &str) -> bool {
+    PROPERTIES.contains(&name)
+}
+
 /// Client preferences from `Prefer` headers.
 #[derive(Default)]
 pub struct Prefs {

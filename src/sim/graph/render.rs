@@ -2,19 +2,15 @@
 //! `$select`ed ones), event messages, etags, folder ids, `@odata.context` URLs.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use percent_encoding::utf8_percent_encode;
 use serde_json::{Map, Value, json};
 
+use super::folders::folder_id;
 use super::odata::QUERY_VALUE;
 use crate::sim::mailgen::preview;
 use crate::sim::state::{Address, Attachment, Mailbox, Message, message_id};
 use crate::sim::util;
-
-pub fn folder_id(mailbox: &Mailbox, folder: &str) -> String {
-    let raw = format!("{}:{folder}", mailbox.tag);
-    format!("AAMkAGI2AAEu{}AAA=", URL_SAFE_NO_PAD.encode(raw))
-}
 
 /// Options controlling how messages are serialised.
 pub struct View<'a> {
@@ -73,9 +69,12 @@ pub fn message_json(m: &Message, v: &View<'_>) -> Value {
     };
     put("id", Value::String(id.clone()));
     put("createdDateTime", received.clone().into());
-    put("lastModifiedDateTime", received.clone().into());
+    put(
+        "lastModifiedDateTime",
+        util::graph_datetime(m.last_modified).into(),
+    );
     put("changeKey", etag_inner(m).into());
-    put("categories", json!([]));
+    put("categories", json!(m.categories));
     put("receivedDateTime", received.clone().into());
     put("sentDateTime", received.clone().into());
     put("hasAttachments", (!m.attachments.is_empty()).into());
@@ -89,8 +88,11 @@ pub fn message_json(m: &Message, v: &View<'_>) -> Value {
         "conversationIndex",
         STANDARD.encode(m.seq.to_be_bytes()).into(),
     );
-    put("isDeliveryReceiptRequested", false.into());
-    put("isReadReceiptRequested", false.into());
+    put(
+        "isDeliveryReceiptRequested",
+        m.is_delivery_receipt_requested.into(),
+    );
+    put("isReadReceiptRequested", m.is_read_receipt_requested.into());
     put("isRead", m.is_read.into());
     put("isDraft", false.into());
     put(
@@ -101,16 +103,23 @@ pub fn message_json(m: &Message, v: &View<'_>) -> Value {
         )
         .into(),
     );
-    put("inferenceClassification", "focused".into());
+    put(
+        "inferenceClassification",
+        m.inference_classification.clone().into(),
+    );
     put("body", body.clone());
-    put("uniqueBody", body);
     put("sender", from.clone());
     put("from", from);
     put("toRecipients", recipients(&m.to));
     put("ccRecipients", recipients(&m.cc));
-    put("bccRecipients", json!([]));
+    put("bccRecipients", recipients(&m.bcc));
     put("replyTo", json!([]));
-    put("flag", json!({"flagStatus": "notFlagged"}));
+    put(
+        "flag",
+        m.flag
+            .clone()
+            .unwrap_or_else(|| json!({"flagStatus": "notFlagged"})),
+    );
     if let Some(mt) = &m.meeting {
         put("meetingMessageType", "meetingRequest".into());
         put(
@@ -156,6 +165,8 @@ pub fn message_json(m: &Message, v: &View<'_>) -> Value {
         None => out.extend(all),
         Some(sel) => {
             out.insert("id".into(), id.into());
+            // Graph leaves `uniqueBody` out unless it is `$select`ed.
+            all.insert("uniqueBody".into(), body);
             for s in sel {
                 if let Some(val) = all.get(s) {
                     out.insert(s.clone(), val.clone());

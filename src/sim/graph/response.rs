@@ -5,7 +5,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::sim::faults::FaultKind;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::sim::faults::{DEFAULT_CLAIMS, FaultKind};
 use crate::sim::state::{SimState, new_guid};
 use crate::sim::util;
 
@@ -45,11 +48,21 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A new context; echoes the client's `client-request-id` when given.
-    pub fn new(state: &SimState, headers: &dyn Fn(&str) -> Option<String>) -> Self {
+    /// A new context; echoes the client's `client-request-id`, from the header or else from the
+    /// query parameter of that name (Graph takes either), and otherwise uses the request id.
+    pub fn new(state: &SimState, headers: &dyn Fn(&str) -> Option<String>, query: &str) -> Self {
         let request_id = new_guid();
+        let from_query = || {
+            util::form_pairs(query.as_bytes())
+                .into_iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("client-request-id"))
+                .map(|(_, v)| v)
+        };
         Self {
-            client_request_id: headers("client-request-id").unwrap_or_else(|| request_id.clone()),
+            client_request_id: headers("client-request-id")
+                .or_else(from_query)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| request_id.clone()),
             request_id,
             now: state.now(),
         }
@@ -172,16 +185,33 @@ pub fn fault_response(
         }
         FaultKind::Reset => Some(GraphResponse {
             status: 200,
-            headers: Vec::new(),
+            headers: ctx.base_headers(),
             body: Body::Reset,
         }),
         FaultKind::Malformed => Some(GraphResponse {
             status: 200,
-            headers: Vec::new(),
+            headers: ctx.base_headers(),
             body: Body::Malformed,
         }),
+        FaultKind::InsufficientClaims { claims } => {
+            let claims = claims.as_deref().unwrap_or(DEFAULT_CLAIMS);
+            let mut r = ctx.error(
+                401,
+                "InvalidAuthenticationToken",
+                "Continuous access evaluation resulted in challenge with result: InteractionRequired and code: insufficient_claims",
+            );
+            r.headers.push((
+                "WWW-Authenticate".into(),
+                format!(
+                    "Bearer realm=\"\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"insufficient_claims\", claims=\"{}\"",
+                    STANDARD.encode(claims)
+                ),
+            ));
+            Some(r)
+        }
         FaultKind::Latency { .. }
         | FaultKind::Aadsts { .. }
+        | FaultKind::InteractionRequired { .. }
         | FaultKind::ExpiredSecret
         | FaultKind::Down => None,
     }

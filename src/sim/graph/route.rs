@@ -1,25 +1,26 @@
 //! Graph paths the simulator serves: `/users/{mailbox}/…` (also `users('…')`) and `/me/…`, with
 //! `messages`, `mailFolders/{f}/messages` (also `mailfolders`, `mailFolders('Inbox')`), delta, one
-//! message and its attachments; and the counter endpoint each one is.
+//! message and its attachments, one folder; and the counter endpoint each one is. A folder segment
+//! is kept as written (ids are case-sensitive); [`super::folders::resolve`] reads it.
 
 use crate::sim::counters::Endpoint;
 
 /// Parsed route of a Graph path.
 pub enum Route {
+    Folder { folder: String },
     List { folder: Option<String> },
     Delta { folder: String },
     Message { folder: Option<String>, id: String },
     Attachments { id: String },
 }
 
+/// The folder of a `mailFolders('…')` segment, as written.
 fn folder_segment(seg: &str) -> Option<String> {
-    let lower = seg.to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("mailfolders(") {
-        let inner = seg.get(12..seg.len().saturating_sub(1))?;
-        let _ = rest;
-        return Some(inner.trim_matches('\'').to_ascii_lowercase());
+    if !seg.to_ascii_lowercase().starts_with("mailfolders(") || !seg.ends_with(')') {
+        return None;
     }
-    None
+    let inner = seg.get(12..seg.len().saturating_sub(1))?;
+    Some(inner.trim_matches('\'').to_owned())
 }
 
 /// Splits `/users/{m}/…` into (mailbox or None for `/me`, route).
@@ -59,24 +60,30 @@ pub fn route(path: &str) -> Option<(Option<String>, Route)> {
         ["messages", _, "attachments"] => Route::Attachments {
             id: rest.get(1)?.clone(),
         },
-        ["mailfolders", f, "messages"] => Route::List {
-            folder: Some((*f).to_owned()),
+        ["mailfolders", _] => Route::Folder {
+            folder: rest.get(1)?.clone(),
         },
-        ["mailfolders", f, "messages", "delta"] => Route::Delta {
-            folder: (*f).to_owned(),
+        ["mailfolders", _, "messages"] => Route::List {
+            folder: Some(rest.get(1)?.clone()),
         },
-        ["mailfolders", f, "messages", _] => Route::Message {
-            folder: Some((*f).to_owned()),
+        ["mailfolders", _, "messages", "delta"] => Route::Delta {
+            folder: rest.get(1)?.clone(),
+        },
+        ["mailfolders", _, "messages", _] => Route::Message {
+            folder: Some(rest.get(1)?.clone()),
             id: rest.get(3)?.clone(),
         },
+        [f] if folder_segment(f).is_some() => Route::Folder {
+            folder: folder_segment(rest.first()?)?,
+        },
         [f, "messages"] if folder_segment(f).is_some() => Route::List {
-            folder: folder_segment(f),
+            folder: folder_segment(rest.first()?),
         },
         [f, "messages", "delta"] if folder_segment(f).is_some() => Route::Delta {
-            folder: folder_segment(f)?,
+            folder: folder_segment(rest.first()?)?,
         },
         [f, "messages", _] if folder_segment(f).is_some() => Route::Message {
-            folder: folder_segment(f),
+            folder: folder_segment(rest.first()?),
             id: rest.get(2)?.clone(),
         },
         _ => return None,
@@ -86,6 +93,7 @@ pub fn route(path: &str) -> Option<(Option<String>, Route)> {
 
 pub fn endpoint_of(r: &Route, method: &str) -> Endpoint {
     match (r, method) {
+        (Route::Folder { .. }, _) => Endpoint::GetFolder,
         (Route::List { .. }, _) => Endpoint::ListMessages,
         (Route::Delta { .. }, _) => Endpoint::Delta,
         (Route::Message { .. }, "PATCH") => Endpoint::PatchMessage,

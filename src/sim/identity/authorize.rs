@@ -206,6 +206,8 @@ pub async fn authorize(
         _ => {}
     }
 
+    // The user consents to what the app asked for; consent outlives this authorization.
+    state.consent(&upn, &client_id, &graph);
     let code = format!("1.AQ{}", random_token(96));
     let mut scopes = graph;
     scopes.extend(oidc);

@@ -248,6 +248,8 @@ pub struct StsError {
     pub error: String,
     pub status: u16,
     pub message: String,
+    /// A claims request (JSON text) the client must satisfy, on `interaction_required`.
+    pub claims: Option<String>,
 }
 
 impl StsError {
@@ -259,6 +261,7 @@ impl StsError {
             error: error.to_owned(),
             status,
             message: fill(template, vars),
+            claims: None,
         }
     }
 }
@@ -274,6 +277,8 @@ struct ErrorBody {
     error_uri: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     suberror: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claims: Option<String>,
 }
 
 /// The `error_description` text: `AADSTSnnnn: text\r\nTrace ID: …\r\nCorrelation ID: …\r\nTimestamp: …`.
@@ -309,6 +314,7 @@ pub fn error_response(state: &SimState, req: &HttpRequest, e: &StsError) -> Http
         correlation_id: correlation,
         error_uri: format!("{}/error?code={}", util::origin(req), e.code),
         suberror,
+        claims: e.claims.clone(),
     };
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     sts_headers(HttpResponse::build(status), &trace)

@@ -1,17 +1,20 @@
 //! The identity platform v2.0 (Entra ID) as the simulator plays it, by concern: [`authorize`] (sign-in,
 //! consent and the redirect), [`token`] (the authorization-code and refresh-token grants, refresh
-//! token rotation and reuse), [`discovery`] (OpenID metadata), and [`errors`] (the AADSTS table and
+//! token rotation and reuse), [`discovery`] (OpenID metadata), [`keys`] (the id_token signing key
+//! and its JWKS), and [`errors`] (the AADSTS table and
 //! Microsoft's error shapes). This module resolves the `{tenant}` path segment they all take.
 
 mod authorize;
 mod discovery;
 mod errors;
+mod keys;
 mod token;
 
 use rand::Rng;
 
 pub use self::authorize::authorize;
 pub use self::discovery::openid_configuration;
+pub use self::keys::keys;
 pub use self::token::token;
 
 use self::errors::StsError;

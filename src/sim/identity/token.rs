@@ -14,9 +14,10 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 use super::errors::{StsError, error_response, sts_headers};
-use super::{random_token, resolve};
+use super::keys::sign_jwt;
+use super::resolve;
 use crate::sim::counters::{EarlyRequest, Endpoint};
-use crate::sim::faults::{FaultKind, Target};
+use crate::sim::faults::{DEFAULT_CLAIMS, FaultKind, Target};
 use crate::sim::grants::Spend;
 use crate::sim::state::{GRAPH_RESOURCE, SimState, new_guid, split_scopes};
 use crate::sim::throttle::Throttle;
@@ -175,7 +176,7 @@ async fn token_inner(
             in_batch: false,
         },
         now_ms,
-        |_| true,
+        FaultKind::on_token,
     );
     if verdict.latency_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(verdict.latency_ms)).await;
@@ -255,7 +256,14 @@ async fn token_inner(
             }
             return Err(e);
         }
+        Some(FaultKind::InteractionRequired { code, claims }) => {
+            let mut e = StsError::new(code.unwrap_or(50076), &[]);
+            e.error = "interaction_required".into();
+            e.claims = Some(claims.unwrap_or_else(|| DEFAULT_CLAIMS.to_owned()));
+            return Err(e);
+        }
         Some(FaultKind::ExpiredSecret) => expired_secret = true,
+        Some(FaultKind::InsufficientClaims { .. }) => {}
     }
 
     let Some(grant_type) = util::get(&form, "grant_type") else {
@@ -287,19 +295,32 @@ async fn token_inner(
         return Err(StsError::new(7000215, &[("client", &client_id)]));
     }
 
-    let requested = util::get(&form, "scope").map(split_scopes);
+    let scope_param = util::get(&form, "scope");
+    let wants_default = scope_param.is_some_and(|s| {
+        s.split_whitespace()
+            .any(|s| s.ends_with("/.default") || s == ".default")
+    });
+    let requested = scope_param.map(split_scopes);
     let issue = if grant_type == "authorization_code" {
         redeem_code(state, &form, &client_id, &tenant_id, alias)?
     } else {
         redeem_refresh(state, &form, &client_id, &tenant_id, alias)?
     };
-    // Scope narrowing: requested Graph scopes must have been granted.
+    // Consent is held per (user, app): a grant may ask for any scope the user consented to for this
+    // app, not only those of its own authorization; `.default` asks for all of them.
+    let mut consented = state.consented(&issue.upn, &client_id);
+    for s in &issue.graph {
+        if !consented.contains(s) {
+            consented.push(s.clone());
+        }
+    }
     let (graph, oidc) = match requested {
         Some((g, o, unknown)) => {
             if let Some(bad) = unknown.first() {
                 return Err(StsError::new(70011, &[("scope", bad)]));
             }
-            if g.iter().any(|s| !issue.graph.contains(s)) {
+            let g = if wants_default { consented.clone() } else { g };
+            if g.iter().any(|s| !consented.contains(s)) {
                 return Err(StsError::new(
                     65001,
                     &[("client", &client_id), ("name", &app.display_name)],
@@ -361,7 +382,14 @@ async fn token_inner(
     let (oid, name) = user
         .map(|u| (u.object_id, u.display_name))
         .unwrap_or_else(|| (new_guid(), issue.upn.clone()));
-    let id_token = openid.then(|| id_token(&origin, &client_id, &issue, &oid, &name, now, life));
+    let id_token = if openid {
+        Some(
+            id_token(&origin, &client_id, &issue, &oid, &name, now, life)
+                .ok_or_else(|| StsError::new(90033, &[]))?,
+        )
+    } else {
+        None
+    };
     let client_info = (util::get(&form, "client_info") == Some("1")).then(|| {
         URL_SAFE_NO_PAD.encode(serde_json::json!({"uid": oid, "utid": issue.tenant_id}).to_string())
     });
@@ -386,6 +414,7 @@ async fn token_inner(
         .body(serde_json::to_string(&body).unwrap_or_default()))
 }
 
+/// The id_token: an RS256 JWT signed with the key of the served JWKS (`kid` in its header).
 fn id_token(
     origin: &str,
     client_id: &str,
@@ -394,9 +423,8 @@ fn id_token(
     name: &str,
     now_ms: i64,
     life: u64,
-) -> String {
+) -> Option<String> {
     let now = now_ms / 1000;
-    let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"RS256","kid":"sim-key"}"#);
     let mut claims = serde_json::json!({
         "aud": client_id,
         "iss": format!("{origin}/{}/v2.0", issue.tenant_id),
@@ -413,8 +441,7 @@ fn id_token(
     if let (Some(n), Some(o)) = (&issue.nonce, claims.as_object_mut()) {
         o.insert("nonce".into(), n.clone().into());
     }
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    format!("{header}.{payload}.{}", random_token(86))
+    sign_jwt(&claims)
 }
 
 fn redeem_code(
