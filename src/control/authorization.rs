@@ -26,8 +26,9 @@ pub struct AuthorizationLink {
     pub expires_at: DateTime<Utc>,
 }
 
-/// What Microsoft's redirect back carried.
-#[derive(Debug, Default)]
+/// What Microsoft's redirect back carried. Its `Debug` leaves out the code and the `state`
+/// (each redeems, once, a grant).
+#[derive(Default)]
 pub struct Redirect {
     /// The `state` inboxd made.
     pub state: Option<String>,
@@ -43,6 +44,20 @@ pub struct Redirect {
     pub correlation_id: Option<String>,
 }
 
+impl std::fmt::Debug for Redirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "[redacted]");
+        f.debug_struct("Redirect")
+            .field("state", &redacted(&self.state))
+            .field("code", &redacted(&self.code))
+            .field("error", &self.error)
+            .field("error_description", &self.error_description)
+            .field("trace_id", &self.trace_id)
+            .field("correlation_id", &self.correlation_id)
+            .finish()
+    }
+}
+
 /// A completed authorization.
 #[derive(Debug)]
 pub struct Authorized {
@@ -52,7 +67,8 @@ pub struct Authorized {
     pub mailbox: String,
 }
 
-/// Why an authorization did not complete; nothing changed.
+/// Why an authorization did not complete; nothing changed. Richer than [`Error`]: the callback
+/// page shows Microsoft's code, ids and the remedy of each case.
 #[derive(Debug)]
 pub enum Failure {
     /// The `state` is missing, unknown, expired or used: the link cannot be used.
@@ -300,5 +316,21 @@ fn refused_at_sign_in(channel: ChannelId, error: &str, redirect: &Redirect) -> F
         trace_id,
         correlation_id,
         at_redemption: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redirect_never_prints_its_code_or_state() {
+        let redirect = Redirect {
+            state: Some("state-value-123".to_owned()),
+            code: Some("code-value-456".to_owned()),
+            ..Redirect::default()
+        };
+        let printed = format!("{redirect:?}");
+        assert!(!printed.contains("state-value") && !printed.contains("code-value"));
     }
 }
