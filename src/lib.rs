@@ -12,7 +12,9 @@
 //! - [`sink`]: where processed mail goes (JSONL file or webhook).
 //! - [`store`]: the only module that touches sled; secrets encrypted at rest.
 //! - [`catalogue`]: every error an operator can meet, its channel status, retry policy and remedy.
-//! - [`http`]: the admin API, the OAuth callback, the status page, `/metrics`.
+//! - [`control`]: the operations an operator asks for (add, change, authorize, poll, replay, …),
+//!   once for every front end; the authorization service.
+//! - [`http`]: the front end: the admin API, the OAuth callback, the status page, `/metrics`.
 //! - [`sim`]: the simulator of Microsoft's identity platform and Graph that tests, benches and the
 //!   demo stand on.
 //! - [`cli`] and [`telemetry`]: the command line and logging.
@@ -22,6 +24,7 @@ pub mod admin_client;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod domain;
 pub mod graph;

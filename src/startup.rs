@@ -16,6 +16,7 @@ use crate::actors::messages::StopAll;
 use crate::actors::processor::{ProcessorActor, SinkBackend};
 use crate::actors::supervisor::ChannelSupervisor;
 use crate::config::{self, Settings};
+use crate::control::{self, Control};
 use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
 use crate::graph::{BodyContentType, GraphClient};
 use crate::http::{self, AppState};
@@ -249,12 +250,20 @@ impl Application {
         let count = channels.len();
         let supervisor = ChannelSupervisor::new(Arc::clone(&deps), handles, channels).start();
         let housekeeper = Housekeeper::new(store.clone(), settings.store.ledger_retention).start();
-        let state = web::Data::new(AppState::new(
+        let control = Control::new(
             supervisor.clone(),
-            Arc::clone(&deps),
+            Arc::clone(&deps.ingest),
+            Arc::clone(&deps.board),
+            control::Settings {
+                redirect_uri: settings.server.redirect_uri(),
+                authorization_ttl: chrono::Duration::minutes(10),
+                default_first_import: first_import(settings.polling.first_import),
+            },
+        );
+        let state = web::Data::new(AppState::new(
+            control,
             &secrets.admin_token,
             &settings.server,
-            first_import(settings.polling.first_import),
         ));
         let max_body = settings.server.max_body_bytes;
         let server =

@@ -132,3 +132,101 @@ fn the_daemon_imports_neither_the_simulator_nor_the_test_kit() {
         "daemon modules that import the simulator or the test kit: {offenders:?}"
     );
 }
+
+/// The crate's top-level modules that the product code of `path` names (`crate::NAME…`, also in
+/// a grouped `crate::{A, B::…}`), comments left out.
+fn crate_modules_named(path: &Path) -> std::collections::BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut named = std::collections::BTreeSet::new();
+    for line in product_code(path).lines() {
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        for (at, _) in line.match_indices("crate::") {
+            let rest = &line[at + "crate::".len()..];
+            match rest.strip_prefix('{') {
+                Some(group) => {
+                    let group = group.split('}').next().unwrap_or_default();
+                    named.extend(group.split(',').map(ident).filter(|m| !m.is_empty()));
+                }
+                None => {
+                    named.insert(ident(rest));
+                }
+            }
+        }
+    }
+    named
+}
+
+/// The product source files under `src/<module>` (a folder, or `<module>.rs`).
+fn layer_files(module: &str) -> Vec<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let folder = src.join(module);
+    let file = src.join(format!("{module}.rs"));
+    let files: Vec<_> = sources()
+        .into_iter()
+        .filter(|path| path.starts_with(&folder) || *path == file)
+        .collect();
+    assert!(!files.is_empty(), "src/{module} is gone");
+    files
+}
+
+#[test]
+fn the_http_layer_imports_neither_the_store_nor_the_actors() {
+    // http is a front end: it reads `crate::status` and calls `crate::control`, which owns every
+    // operation (and re-exports the few store types a view carries).
+    let offenders: Vec<_> = layer_files("http")
+        .into_iter()
+        .filter(|path| {
+            let named = crate_modules_named(path);
+            named.contains("store") || named.contains("actors")
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "src/http/** must go through crate::control (and crate::status), not the store or the actors: {offenders:?}"
+    );
+}
+
+#[test]
+fn no_import_cycle_between_the_daemon_layers() {
+    // (layer, the crate modules it must not name): each layer only imports those below it.
+    let rules: &[(&str, &[&str])] = &[
+        ("control", &["http"]),
+        ("actors", &["http", "control"]),
+        ("status", &["http", "control", "actors", "ingest"]),
+        ("ingest", &["http", "control", "actors"]),
+        (
+            "store",
+            &[
+                "http", "control", "ingest", "actors", "graph", "oauth", "status",
+            ],
+        ),
+    ];
+    let mut offenders = Vec::new();
+    for (layer, forbidden) in rules {
+        for path in layer_files(layer) {
+            let named = crate_modules_named(&path);
+            for module in forbidden.iter().filter(|m| named.contains(**m)) {
+                offenders.push(format!("{} imports crate::{module}", path.display()));
+            }
+        }
+    }
+    // The domain is the bottom: it imports nothing of the crate but itself.
+    for path in layer_files("domain") {
+        for module in crate_modules_named(&path) {
+            if module != "domain" {
+                offenders.push(format!("{} imports crate::{module}", path.display()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "imports against the layering of docs/ARCHITECTURE.md (\"Layers\"): {offenders:#?}"
+    );
+}

@@ -1,14 +1,15 @@
 //! The admin API: channels under `/api/channels`, behind the admin token (the bearer token only:
 //! a status page cookie is not accepted here). Each handler checks the token, calls one operation
-//! of [`ops`] and maps its answer to JSON.
+//! of [`crate::control`] and maps its answer to JSON.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use crate::control::{ChannelPatch, Filter, NewChannel, parse_channel_id};
+use crate::domain::ChannelId;
 use crate::http::AppState;
-use crate::http::dto::{ChannelIn, ChannelOut, ChannelPatch};
+use crate::http::dto::{ChannelIn, ChannelOut, ChannelPatchIn};
 use crate::http::error::ApiError;
-use crate::http::ops::{self, Filter, channel_id};
 use crate::status::ChannelView;
 
 /// The `/api` scope.
@@ -85,7 +86,12 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) ->
 }
 
 fn out(state: &AppState, view: &ChannelView) -> ChannelOut {
-    ChannelOut::from_view(view, &state.redirect_uri)
+    ChannelOut::from_view(view, state.control.redirect_uri())
+}
+
+/// The channel id of a path.
+fn channel_id(raw: &str) -> Result<ChannelId, ApiError> {
+    Ok(parse_channel_id(raw)?)
 }
 
 /// Query of `GET /api/channels`.
@@ -115,7 +121,7 @@ async fn list(
     );
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let offset = query.offset.unwrap_or(0);
-    let listing = ops::list(&state, &filter, offset, limit, |_| ());
+    let listing = state.control.list(&filter, offset, limit, |_| ());
     let channels: Vec<ChannelOut> = listing.rows.iter().map(|row| out(&state, row)).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "channels": channels, "total": listing.total, "offset": offset, "limit": limit,
@@ -128,7 +134,10 @@ async fn add(
     body: web::Json<ChannelIn>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check_bearer(&req)?;
-    let view = ops::add(&state, body.into_inner()).await?;
+    let view = state
+        .control
+        .add(NewChannel::from(body.into_inner()))
+        .await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/channels/{}", view.id)))
         .json(out(&state, &view)))
@@ -140,7 +149,7 @@ async fn show(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check_bearer(&req)?;
-    let view = ops::get(&state, channel_id(&id)?)?;
+    let view = state.control.get(channel_id(&id)?)?;
     Ok(HttpResponse::Ok().json(out(&state, &view)))
 }
 
@@ -148,10 +157,13 @@ async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Json<ChannelPatch>,
+    body: web::Json<ChannelPatchIn>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check_bearer(&req)?;
-    let view = ops::update(&state, channel_id(&id)?, body.into_inner()).await?;
+    let view = state
+        .control
+        .update(channel_id(&id)?, ChannelPatch::from(body.into_inner()))
+        .await?;
     Ok(HttpResponse::Ok().json(out(&state, &view)))
 }
 
@@ -161,7 +173,7 @@ async fn remove(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check_bearer(&req)?;
-    ops::remove(&state, channel_id(&id)?).await?;
+    state.control.remove(channel_id(&id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -172,7 +184,7 @@ async fn set_enabled(
     enabled: bool,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check_bearer(&req)?;
-    let view = ops::set_enabled(&state, channel_id(id)?, enabled).await?;
+    let view = state.control.set_enabled(channel_id(id)?, enabled).await?;
     Ok(HttpResponse::Ok().json(out(&state, &view)))
 }
 
@@ -198,10 +210,10 @@ async fn authorize(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check_bearer(&req)?;
-    let link = ops::authorize(&state, channel_id(&id)?).await?;
+    let link = state.control.authorize(channel_id(&id)?).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "authorization_url": link.url,
-        "redirect_uri": state.redirect_uri,
+        "redirect_uri": state.control.redirect_uri(),
         "expires_at": link.expires_at,
     })))
 }
@@ -212,7 +224,7 @@ async fn poll(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check_bearer(&req)?;
-    let accepted = ops::poll_now(&state, channel_id(&id)?).await?;
+    let accepted = state.control.poll_now(channel_id(&id)?).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({
         "polling": accepted.id.to_string(),
         "poll_at": accepted.poll_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -229,7 +241,7 @@ async fn quarantine(
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check_bearer(&req)?;
     let id = channel_id(&id)?;
-    let entries = ops::quarantine(&state, id, QUARANTINE_API_MAX).await?;
+    let entries = state.control.quarantine(id, QUARANTINE_API_MAX).await?;
     let messages: Vec<serde_json::Value> = entries
         .iter()
         .map(|entry| {
@@ -252,6 +264,6 @@ async fn replay(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state.auth.check_bearer(&req)?;
-    let released = ops::replay(&state, channel_id(&id)?).await?;
+    let released = state.control.replay(channel_id(&id)?).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"released": released})))
 }

@@ -1,5 +1,5 @@
 //! `GET /oauth/callback`: where Microsoft sends the admin back after sign-in and consent. It hands
-//! the redirect to the authorization service ([`crate::http::authorization::complete`]) and shows
+//! the redirect to the authorization service ([`crate::control::Control::complete_authorization`]) and shows
 //! its outcome as a page: what happened, the remedy, Microsoft's codes and ids. It never redirects
 //! anywhere, so it cannot serve as an open redirect.
 
@@ -8,11 +8,11 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
+use crate::control::{Failure, Redirect};
 use crate::http::AppState;
-use crate::http::authorization::{self, Failure, Redirect};
 use crate::http::page::Notice;
 
-pub use crate::http::authorization::EMPTY_CODE_MESSAGE;
+pub use crate::control::authorization::EMPTY_CODE_MESSAGE;
 
 /// Handles the redirect.
 pub async fn callback(
@@ -28,7 +28,7 @@ pub async fn callback(
         trace_id: query.remove("trace_id"),
         correlation_id: query.remove("correlation_id"),
     };
-    match authorization::complete(&state, &redirect).await {
+    match state.control.complete_authorization(&redirect).await {
         Ok(done) => Notice::success(
             "Channel authorized",
             &format!(
@@ -50,8 +50,13 @@ fn failure_page(failure: Failure) -> HttpResponse {
                 .unwrap_or("Start the authorization again from the status page (\"Update auth info\") or with `inboxd channel authorize ID`.");
             (
                 StatusCode::BAD_REQUEST,
-                Notice::failure("This authorization link cannot be used", what, remedy, None)
-                    .with_code(code),
+                Notice::failure(
+                    "This authorization link cannot be used",
+                    &what,
+                    remedy,
+                    None,
+                )
+                .with_code(code),
             )
         }
         Failure::Store { detail, channel } => (

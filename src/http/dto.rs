@@ -1,16 +1,17 @@
-//! The admin API's JSON shapes (the boundary types), converted by hand from and to domain records.
+//! The admin API's JSON shapes (the boundary types): requests converted by hand into the control
+//! layer's input ([`NewChannel`], [`ChannelPatch`]), board rows into responses. Validation is the
+//! control layer's; these types only carry what was sent.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use std::fmt;
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::secret::ClientSecret;
-use crate::domain::{ChannelId, ClientId, Folder, Mailbox, TenantId};
-use crate::http::error::{ApiError, invalid};
+use crate::control::{ChannelPatch, LastError, NewChannel};
 use crate::status::ChannelView;
-use crate::store::{ChannelRecord, FirstImport, LastError};
 
 /// `POST /api/channels`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelIn {
     /// Directory (tenant) id.
@@ -39,9 +40,9 @@ pub struct ChannelIn {
 }
 
 /// `PATCH /api/channels/{id}`: every field optional; `client_secret_expires_at: null` clears it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChannelPatch {
+pub struct ChannelPatchIn {
     /// New tenant (needs a new authorization).
     pub tenant_id: Option<String>,
     /// New app (needs a new authorization).
@@ -189,149 +190,47 @@ impl ChannelOut {
     }
 }
 
-/// Parses a date (`YYYY-MM-DD`, end of that day UTC) or an RFC 3339 time.
-pub fn parse_expiry(field: &'static str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
-    let raw = raw.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .ok()
-        .and_then(|day| day.and_hms_opt(23, 59, 59))
-        .map(|at| at.and_utc())
-        .ok_or_else(|| {
-            ApiError::bad("invalid_date", format!("{field}: {raw:?} is not a date: write YYYY-MM-DD (e.g. 2027-03-31) or an RFC 3339 time"))
-        })
-}
-
-/// Parses `all`, `new` or `last_days:N`.
-pub fn parse_first_import(raw: &str) -> Result<FirstImport, ApiError> {
-    let raw = raw.trim();
-    match raw {
-        "all" => Ok(FirstImport::AllUnread),
-        "new" => Ok(FirstImport::OnlyNew),
-        _ => raw
-            .strip_prefix("last_days:")
-            .and_then(|n| n.parse::<u32>().ok())
-            .filter(|n| (1..=3650).contains(n))
-            .map(FirstImport::LastDays)
-            .ok_or_else(|| {
-                ApiError::bad("invalid_first_import", format!("first_import: {raw:?} is not a policy: use all, new or last_days:N (N from 1 to 3650)"))
-            }),
+impl From<ChannelIn> for NewChannel {
+    fn from(body: ChannelIn) -> Self {
+        NewChannel {
+            tenant_id: body.tenant_id,
+            client_id: body.client_id,
+            client_secret: body.client_secret,
+            mailbox: body.mailbox,
+            folder: body.folder,
+            name: body.name,
+            enabled: body.enabled,
+            client_secret_expires_at: body.client_secret_expires_at,
+            first_import: body.first_import,
+        }
     }
 }
 
-/// The policy as the API writes it.
-pub fn first_import_name(policy: FirstImport) -> String {
-    match policy {
-        FirstImport::AllUnread => "all".to_owned(),
-        FirstImport::OnlyNew => "new".to_owned(),
-        FirstImport::LastDays(n) => format!("last_days:{n}"),
+impl From<ChannelPatchIn> for ChannelPatch {
+    fn from(body: ChannelPatchIn) -> Self {
+        ChannelPatch {
+            tenant_id: body.tenant_id,
+            client_id: body.client_id,
+            client_secret: body.client_secret,
+            mailbox: body.mailbox,
+            folder: body.folder,
+            name: body.name,
+            enabled: body.enabled,
+            client_secret_expires_at: body.client_secret_expires_at,
+            first_import: body.first_import,
+        }
     }
 }
 
-impl ChannelIn {
-    /// Validates every field into a new record; the first invalid field is reported.
-    pub fn into_record(self, default_first_import: FirstImport) -> Result<ChannelRecord, ApiError> {
-        let tenant_id = TenantId::parse(&self.tenant_id).map_err(|e| invalid("tenant_id", e))?;
-        let client_id = ClientId::parse(&self.client_id).map_err(|e| invalid("client_id", e))?;
-        let client_secret = ClientSecret::new(self.client_secret.trim())
-            .map_err(|e| invalid("client_secret", e))?;
-        let mailbox = Mailbox::parse(&self.mailbox).map_err(|e| invalid("mailbox", e))?;
-        let folder = match self.folder.as_deref() {
-            Some(raw) => Folder::parse(raw).map_err(|e| invalid("folder", e))?,
-            None => Folder::inbox(),
-        };
-        let name = self
-            .name
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| mailbox.to_string());
-        if name.chars().count() > 200 {
-            return Err(ApiError::bad(
-                "invalid_name",
-                "name: at most 200 characters",
-            ));
-        }
-        let client_secret_expires_at = self
-            .client_secret_expires_at
-            .as_deref()
-            .map(|raw| parse_expiry("client_secret_expires_at", raw))
-            .transpose()?;
-        let first_import = self
-            .first_import
-            .as_deref()
-            .map(parse_first_import)
-            .transpose()?
-            .unwrap_or(default_first_import);
-        let now = Utc::now();
-        Ok(ChannelRecord {
-            id: ChannelId::generate(),
-            name,
-            tenant_id,
-            client_id,
-            client_secret,
-            client_secret_expires_at,
-            mailbox,
-            folder,
-            enabled: self.enabled.unwrap_or(true),
-            first_import,
-            created_at: now,
-            updated_at: now,
-            activated_at: None,
-            status: crate::domain::ChannelStatus::AwaitingAuthorization,
-            last_error: None,
-            last_poll_at: None,
-            last_success_at: None,
-        })
+/// The request bodies carry a client secret: their `Debug` names the type only.
+impl fmt::Debug for ChannelIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChannelIn { .. }")
     }
 }
 
-impl ChannelPatch {
-    /// Applies the patch to a record; answers whether a new authorization is needed.
-    pub fn apply(self, record: &mut ChannelRecord) -> Result<bool, ApiError> {
-        let mut reauthorize = false;
-        if let Some(raw) = self.tenant_id {
-            let tenant = TenantId::parse(&raw).map_err(|e| invalid("tenant_id", e))?;
-            reauthorize |= tenant != record.tenant_id;
-            record.tenant_id = tenant;
-        }
-        if let Some(raw) = self.client_id {
-            let client = ClientId::parse(&raw).map_err(|e| invalid("client_id", e))?;
-            reauthorize |= client != record.client_id;
-            record.client_id = client;
-        }
-        if let Some(raw) = self.mailbox {
-            let mailbox = Mailbox::parse(&raw).map_err(|e| invalid("mailbox", e))?;
-            reauthorize |= mailbox != record.mailbox;
-            record.mailbox = mailbox;
-        }
-        if let Some(raw) = self.client_secret {
-            record.client_secret =
-                ClientSecret::new(raw.trim()).map_err(|e| invalid("client_secret", e))?;
-        }
-        if let Some(raw) = self.folder {
-            record.folder = Folder::parse(&raw).map_err(|e| invalid("folder", e))?;
-        }
-        if let Some(name) = self.name {
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.chars().count() > 200 {
-                return Err(ApiError::bad("invalid_name", "name: 1 to 200 characters"));
-            }
-            record.name = name;
-        }
-        if let Some(expiry) = self.client_secret_expires_at {
-            record.client_secret_expires_at = expiry
-                .as_deref()
-                .map(|raw| parse_expiry("client_secret_expires_at", raw))
-                .transpose()?;
-        }
-        if let Some(raw) = self.first_import {
-            record.first_import = parse_first_import(&raw)?;
-        }
-        if let Some(enabled) = self.enabled {
-            record.enabled = enabled;
-        }
-        Ok(reauthorize)
+impl fmt::Debug for ChannelPatchIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChannelPatchIn { .. }")
     }
 }

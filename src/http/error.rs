@@ -1,10 +1,10 @@
-//! `ApiError`: every admin API failure, mapped to a status and `{"error": {"code", "message"}}`.
+//! `ApiError`: every admin API failure, mapped to a status and `{"error": {"code", "message"}}`;
+//! a control operation's [`control::Error`] converts into it.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::actors::messages::ControlError;
-use crate::domain::DomainError;
+use crate::control;
 
 /// A failed admin API request. The message says what was wrong and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -102,42 +102,15 @@ pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
     secs.max(1)
 }
 
-impl From<ControlError> for ApiError {
-    fn from(err: ControlError) -> Self {
+impl From<control::Error> for ApiError {
+    fn from(err: control::Error) -> Self {
         match err {
-            ControlError::NotFound(_) => ApiError::NotFound(err.to_string()),
-            ControlError::Exists(_) | ControlError::Duplicate(_) => {
-                ApiError::Conflict(err.to_string())
-            }
-            ControlError::Invalid(message) => ApiError::BadRequest {
-                code: "invalid_request",
-                message,
-            },
-            ControlError::Store(_) | ControlError::ShuttingDown => {
-                ApiError::Unavailable(err.to_string())
-            }
+            control::Error::NotFound(message) => ApiError::NotFound(message),
+            control::Error::Conflict { message, .. } => ApiError::Conflict(message),
+            control::Error::Invalid { code, message } => ApiError::BadRequest { code, message },
+            control::Error::Unavailable(message) => ApiError::Unavailable(message),
+            control::Error::ShuttingDown => ApiError::Unavailable(err.to_string()),
+            control::Error::Internal(cause) => ApiError::Internal(cause),
         }
-    }
-}
-
-impl From<actix::MailboxError> for ApiError {
-    fn from(err: actix::MailboxError) -> Self {
-        ApiError::Unavailable(format!("the channel supervisor is not running: {err}"))
-    }
-}
-
-/// Maps a domain validation error to a 400 naming the field.
-pub fn invalid(field: &'static str, err: DomainError) -> ApiError {
-    let code = match field {
-        "tenant_id" => "invalid_tenant_id",
-        "client_id" => "invalid_client_id",
-        "client_secret" => "invalid_client_secret",
-        "mailbox" => "invalid_mailbox",
-        "folder" => "invalid_folder",
-        _ => "invalid_value",
-    };
-    ApiError::BadRequest {
-        code,
-        message: format!("{field}: {err}"),
     }
 }

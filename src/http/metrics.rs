@@ -8,9 +8,9 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::control::ErrorSource;
 use crate::domain::ChannelStatus;
 use crate::http::AppState;
-use crate::store::ErrorSource;
 
 /// Thresholds of `inboxd_channels_without_success`: channels whose last success is older.
 const STALE_AFTER_SECS: [f64; 4] = [300.0, 600.0, 900.0, 3600.0];
@@ -55,7 +55,7 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
 
 /// Renders the metrics.
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
-    let board = &state.shared.board;
+    let board = state.control.board();
     for (status, count) in board.counts() {
         metrics::gauge!("inboxd_channels", "status" => status.as_str()).set(count as f64);
     }

@@ -5,9 +5,9 @@ use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
+use crate::control::Quarantined;
 use crate::domain::ChannelStatus;
 use crate::http::AppState;
-use crate::http::ops::Quarantined;
 use crate::http::page::cells::{self, button_form, csrf_field};
 use crate::http::page::frame::page;
 use crate::http::session::CsrfToken;
@@ -54,7 +54,7 @@ pub fn detail(
                 dd id="detail-today" { (cells::messages_today(view, now)) }
                 dt { "Client secret" }
                 dd id="detail-secret" { (cells::secret(view, now)) }
-                dt { "Redirect URI" } dd { code { (state.redirect_uri) } }
+                dt { "Redirect URI" } dd { code { (state.control.redirect_uri()) } }
             }
             @if let Some(e) = &view.last_error {
                 div.last-error id="detail-error" {

@@ -9,9 +9,9 @@ use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
+use crate::control::Filter;
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::http::AppState;
-use crate::http::ops::{self, Filter};
 use crate::http::page::cells::{self, button_form, csrf_field, truncate};
 use crate::http::page::channel;
 use crate::http::page::frame::page;
@@ -88,7 +88,7 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
     let counts: [Cell<usize>; 6] = Default::default();
     let offset = (query.page - 1).saturating_mul(PAGE_SIZE);
     let filter = Filter::new(query.status, &query.q);
-    let listing = ops::list(state, &filter, offset, PAGE_SIZE, |row| {
+    let listing = state.control.list(&filter, offset, PAGE_SIZE, |row| {
         if let Some(i) = ChannelStatus::ALL.iter().position(|s| *s == row.status) {
             counts[i].set(counts[i].get() + 1);
         }
@@ -121,7 +121,7 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
                 }
             }
             @if let Some(id) = query.channel {
-                @match state.shared.board.get(id) {
+                @match state.control.get(id).ok() {
                     Some(view) => (channel::detail(state, &view, csrf, now)),
                     None => p.flash.problem id="flash" {
                         "No channel has the id " (id.to_string()) ": it may have been removed."
@@ -206,7 +206,7 @@ fn add_form(state: &AppState, csrf: &CsrfToken, open: bool) -> Markup {
             summary { "Add a channel" }
             p {
                 "Register this redirect URI (platform \"Web\") in the app registration in Azure first: "
-                code id="redirect-uri" { (state.redirect_uri) }
+                code id="redirect-uri" { (state.control.redirect_uri()) }
             }
             form method="post" action="/ui/channels" class="grid" autocomplete="off" {
                 (csrf_field(csrf))

@@ -8,7 +8,7 @@
 //! same-origin check (its `Origin`, or `Referer`, is the public URL's origin; else 403), the
 //! session (else 401 and the login form), the session's CSRF token (else 403). No secret is ever
 //! rendered (the secret fields of the forms are always empty). Actions call the same operations
-//! as the admin API ([`crate::http::ops`]).
+//! as the admin API ([`crate::control`]).
 
 mod cells;
 mod channel;
@@ -23,12 +23,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use serde::Deserialize;
 
+use crate::control::{ChannelPatch, NewChannel};
 use crate::domain::ChannelId;
 use crate::http::AppState;
 use crate::http::auth::peer;
-use crate::http::dto::{ChannelIn, ChannelPatch};
 use crate::http::error::{ApiError, retry_after_secs};
-use crate::http::ops;
 use guard::{guard_post, login_page, path_id, refuse_foreign, session};
 
 pub use channels::PAGE_SIZE;
@@ -61,7 +60,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 // Failures
 
 /// Turns a failed operation into a page.
-fn action_failed(err: ApiError, channel: Option<ChannelId>) -> HttpResponse {
+fn action_failed(err: impl Into<ApiError>, channel: Option<ChannelId>) -> HttpResponse {
+    let err = err.into();
     let status = err.status_code();
     let (title, remedy) = match &err {
         ApiError::BadRequest { .. } => (
@@ -106,7 +106,7 @@ async fn act<T, F, Fut>(
 ) -> HttpResponse
 where
     F: FnOnce(ChannelId) -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
+    Fut: Future<Output = Result<T, crate::control::Error>>,
 {
     let id = match guard_post(state, req, csrf).and_then(|_| path_id(raw_id)) {
         Ok(id) => id,
@@ -152,11 +152,15 @@ async fn quarantine(
         Ok(id) => id,
         Err(refused) => return refused.page(&state),
     };
-    let view = match ops::get(&state, id) {
+    let view = match state.control.get(id) {
         Ok(view) => view,
         Err(err) => return action_failed(err, None),
     };
-    match ops::quarantine(&state, id, channel::QUARANTINE_LIST_MAX).await {
+    match state
+        .control
+        .quarantine(id, channel::QUARANTINE_LIST_MAX)
+        .await
+    {
         Ok(entries) => channel::quarantine(&view, &entries, &session.csrf),
         Err(err) => action_failed(err, Some(id)),
     }
@@ -303,7 +307,7 @@ async fn add(
     if let Err(refused) = guard_post(&state, &req, &form.csrf) {
         return refused.page(&state);
     }
-    let input = ChannelIn {
+    let input = NewChannel {
         tenant_id: form.tenant_id.trim().to_owned(),
         client_id: form.client_id.trim().to_owned(),
         client_secret: form.client_secret,
@@ -314,7 +318,7 @@ async fn add(
         client_secret_expires_at: some(&form.client_secret_expires_at),
         first_import: some(&form.first_import),
     };
-    match ops::add(&state, input).await {
+    match state.control.add(input).await {
         Ok(view) => frame::see_other(&format!("/?channel={}&done=added", view.id)),
         Err(err) => action_failed(err, None),
     }
@@ -332,7 +336,7 @@ async fn authorize(
         &req,
         &id,
         &form.csrf,
-        |id| ops::authorize(state, id),
+        |id| state.control.authorize(id),
         |_, link| link.url,
     )
     .await
@@ -367,7 +371,7 @@ async fn update_secret(
         &req,
         &id,
         &form.csrf,
-        |id| ops::update(state, id, patch),
+        |id| state.control.update(id, patch),
         |id, _| format!("/?channel={id}&done=secret"),
     )
     .await
@@ -386,7 +390,7 @@ async fn set_enabled(
         &req,
         id,
         csrf,
-        |id| ops::set_enabled(state, id, enabled),
+        |id| state.control.set_enabled(id, enabled),
         |id, _| {
             let done = if enabled { "enabled" } else { "disabled" };
             format!("/?channel={id}&done={done}")
@@ -425,7 +429,7 @@ async fn poll(
         &req,
         &id,
         &form.csrf,
-        |id| ops::poll_now(state, id),
+        |id| state.control.poll_now(id),
         |id, _| format!("/?channel={id}&done=polling"),
     )
     .await
@@ -445,7 +449,7 @@ async fn remove(
             Ok(checked) => checked,
             Err(refused) => return refused.page(&state),
         };
-        return match ops::get(&state, id) {
+        return match state.control.get(id) {
             Ok(view) => channel::confirm_remove(&view, &session.csrf),
             Err(err) => action_failed(err, None),
         };
@@ -456,7 +460,7 @@ async fn remove(
         &req,
         &id,
         &form.csrf,
-        |id| ops::remove(state, id),
+        |id| state.control.remove(id),
         |_, ()| "/?done=removed".to_owned(),
     )
     .await
@@ -474,7 +478,7 @@ async fn replay(
         &req,
         &id,
         &form.csrf,
-        |id| ops::replay(state, id),
+        |id| state.control.replay(id),
         |id, released| format!("/?channel={id}&done=replayed&replayed={released}"),
     )
     .await

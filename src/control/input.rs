@@ -1,0 +1,301 @@
+//! What an operator asks for, field by field as typed (from the admin API's JSON or the status
+//! page's forms), and its validation into a channel record: [`NewChannel`] and [`ChannelPatch`].
+//! The first wrong field is reported as [`Error::Invalid`] with a code naming it and a message
+//! saying how to write it. The client secret is never printed (`Debug` redacts it).
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::control::Error;
+use crate::domain::secret::ClientSecret;
+use crate::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use crate::store::{ChannelRecord, FirstImport};
+
+/// A channel to add, as the operator typed it.
+#[derive(Default)]
+pub struct NewChannel {
+    /// Directory (tenant) id.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// The client secret's value.
+    pub client_secret: String,
+    /// The mailbox address.
+    pub mailbox: String,
+    /// The folder (default inbox).
+    pub folder: Option<String>,
+    /// A display name (default: the mailbox).
+    pub name: Option<String>,
+    /// Enabled (default true).
+    pub enabled: Option<bool>,
+    /// The secret's expiry: `YYYY-MM-DD` or RFC 3339.
+    pub client_secret_expires_at: Option<String>,
+    /// `all`, `new` or `last_days:N` (default: the daemon's `polling.first_import`).
+    pub first_import: Option<String>,
+}
+
+impl fmt::Debug for NewChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewChannel")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("mailbox", &self.mailbox)
+            .field("folder", &self.folder)
+            .field("name", &self.name)
+            .field("enabled", &self.enabled)
+            .field("client_secret_expires_at", &self.client_secret_expires_at)
+            .field("first_import", &self.first_import)
+            .finish()
+    }
+}
+
+/// A change to a channel: every field optional.
+#[derive(Default)]
+pub struct ChannelPatch {
+    /// New tenant (needs a new authorization).
+    pub tenant_id: Option<String>,
+    /// New app (needs a new authorization).
+    pub client_id: Option<String>,
+    /// New secret value (no new authorization needed).
+    pub client_secret: Option<String>,
+    /// New mailbox (needs a new authorization).
+    pub mailbox: Option<String>,
+    /// New folder.
+    pub folder: Option<String>,
+    /// New name.
+    pub name: Option<String>,
+    /// On or off.
+    pub enabled: Option<bool>,
+    /// New expiry; `Some(None)` clears it.
+    pub client_secret_expires_at: Option<Option<String>>,
+    /// New first-import policy.
+    pub first_import: Option<String>,
+}
+
+impl fmt::Debug for ChannelPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelPatch")
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("mailbox", &self.mailbox)
+            .field("folder", &self.folder)
+            .field("name", &self.name)
+            .field("enabled", &self.enabled)
+            .field("client_secret_expires_at", &self.client_secret_expires_at)
+            .field("first_import", &self.first_import)
+            .finish()
+    }
+}
+
+/// Parses a date (`YYYY-MM-DD`, end of that day UTC) or an RFC 3339 time.
+pub fn parse_expiry(field: &'static str, raw: &str) -> Result<DateTime<Utc>, Error> {
+    let raw = raw.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|day| day.and_hms_opt(23, 59, 59))
+        .map(|at| at.and_utc())
+        .ok_or_else(|| {
+            Error::invalid("invalid_date", format!("{field}: {raw:?} is not a date: write YYYY-MM-DD (e.g. 2027-03-31) or an RFC 3339 time"))
+        })
+}
+
+/// Parses `all`, `new` or `last_days:N`.
+pub fn parse_first_import(raw: &str) -> Result<FirstImport, Error> {
+    let raw = raw.trim();
+    match raw {
+        "all" => Ok(FirstImport::AllUnread),
+        "new" => Ok(FirstImport::OnlyNew),
+        _ => raw
+            .strip_prefix("last_days:")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| (1..=3650).contains(n))
+            .map(FirstImport::LastDays)
+            .ok_or_else(|| {
+                Error::invalid("invalid_first_import", format!("first_import: {raw:?} is not a policy: use all, new or last_days:N (N from 1 to 3650)"))
+            }),
+    }
+}
+
+/// Parses a channel id (of a path, a form).
+pub fn parse_channel_id(raw: &str) -> Result<ChannelId, Error> {
+    ChannelId::parse(raw).map_err(|e| Error::invalid_field("id", e))
+}
+
+impl NewChannel {
+    /// Validates every field into a new record; the first invalid field is reported.
+    pub(crate) fn into_record(
+        self,
+        default_first_import: FirstImport,
+    ) -> Result<ChannelRecord, Error> {
+        let tenant_id =
+            TenantId::parse(&self.tenant_id).map_err(|e| Error::invalid_field("tenant_id", e))?;
+        let client_id =
+            ClientId::parse(&self.client_id).map_err(|e| Error::invalid_field("client_id", e))?;
+        let client_secret = ClientSecret::new(self.client_secret.trim())
+            .map_err(|e| Error::invalid_field("client_secret", e))?;
+        let mailbox =
+            Mailbox::parse(&self.mailbox).map_err(|e| Error::invalid_field("mailbox", e))?;
+        let folder = match self.folder.as_deref() {
+            Some(raw) => Folder::parse(raw).map_err(|e| Error::invalid_field("folder", e))?,
+            None => Folder::inbox(),
+        };
+        let name = self
+            .name
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| mailbox.to_string());
+        if name.chars().count() > 200 {
+            return Err(Error::invalid(
+                "invalid_name",
+                "name: at most 200 characters",
+            ));
+        }
+        let client_secret_expires_at = self
+            .client_secret_expires_at
+            .as_deref()
+            .map(|raw| parse_expiry("client_secret_expires_at", raw))
+            .transpose()?;
+        let first_import = self
+            .first_import
+            .as_deref()
+            .map(parse_first_import)
+            .transpose()?
+            .unwrap_or(default_first_import);
+        let now = Utc::now();
+        Ok(ChannelRecord {
+            id: ChannelId::generate(),
+            name,
+            tenant_id,
+            client_id,
+            client_secret,
+            client_secret_expires_at,
+            mailbox,
+            folder,
+            enabled: self.enabled.unwrap_or(true),
+            first_import,
+            created_at: now,
+            updated_at: now,
+            activated_at: None,
+            status: ChannelStatus::AwaitingAuthorization,
+            last_error: None,
+            last_poll_at: None,
+            last_success_at: None,
+        })
+    }
+}
+
+impl ChannelPatch {
+    /// Applies the patch to a record; answers whether a new authorization is needed.
+    pub(crate) fn apply(self, record: &mut ChannelRecord) -> Result<bool, Error> {
+        let mut reauthorize = false;
+        if let Some(raw) = self.tenant_id {
+            let tenant = TenantId::parse(&raw).map_err(|e| Error::invalid_field("tenant_id", e))?;
+            reauthorize |= tenant != record.tenant_id;
+            record.tenant_id = tenant;
+        }
+        if let Some(raw) = self.client_id {
+            let client = ClientId::parse(&raw).map_err(|e| Error::invalid_field("client_id", e))?;
+            reauthorize |= client != record.client_id;
+            record.client_id = client;
+        }
+        if let Some(raw) = self.mailbox {
+            let mailbox = Mailbox::parse(&raw).map_err(|e| Error::invalid_field("mailbox", e))?;
+            reauthorize |= mailbox != record.mailbox;
+            record.mailbox = mailbox;
+        }
+        if let Some(raw) = self.client_secret {
+            record.client_secret = ClientSecret::new(raw.trim())
+                .map_err(|e| Error::invalid_field("client_secret", e))?;
+        }
+        if let Some(raw) = self.folder {
+            record.folder = Folder::parse(&raw).map_err(|e| Error::invalid_field("folder", e))?;
+        }
+        if let Some(name) = self.name {
+            let name = name.trim().to_owned();
+            if name.is_empty() || name.chars().count() > 200 {
+                return Err(Error::invalid("invalid_name", "name: 1 to 200 characters"));
+            }
+            record.name = name;
+        }
+        if let Some(expiry) = self.client_secret_expires_at {
+            record.client_secret_expires_at = expiry
+                .as_deref()
+                .map(|raw| parse_expiry("client_secret_expires_at", raw))
+                .transpose()?;
+        }
+        if let Some(raw) = self.first_import {
+            record.first_import = parse_first_import(&raw)?;
+        }
+        if let Some(enabled) = self.enabled {
+            record.enabled = enabled;
+        }
+        Ok(reauthorize)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_client_secret() {
+        let input = NewChannel {
+            client_secret: "s3cr3t-value".to_owned(),
+            ..NewChannel::default()
+        };
+        assert!(!format!("{input:?}").contains("s3cr3t"));
+        let patch = ChannelPatch {
+            client_secret: Some("s3cr3t-value".to_owned()),
+            ..ChannelPatch::default()
+        };
+        assert!(!format!("{patch:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_first_wrong_field_is_named_with_a_stable_code() {
+        let input = NewChannel {
+            tenant_id: "6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7".to_owned(),
+            client_id: "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9".to_owned(),
+            client_secret: "value".to_owned(),
+            mailbox: "not-an-address".to_owned(),
+            ..NewChannel::default()
+        };
+        let err = input.into_record(FirstImport::OnlyNew).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Invalid {
+                code: "invalid_mailbox",
+                ..
+            }
+        ));
+        assert!(err.to_string().starts_with("mailbox: "));
+        assert!(matches!(
+            parse_first_import("last_days:0"),
+            Err(Error::Invalid {
+                code: "invalid_first_import",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse_expiry("client_secret_expires_at", "soon"),
+            Err(Error::Invalid {
+                code: "invalid_date",
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_expiry("x", "2027-03-31").unwrap().to_rfc3339(),
+            "2027-03-31T23:59:59+00:00"
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! The control operations, once, for every front end: list with a filter, get, add, update,
+//! enable/disable, remove, authorize (and complete an authorization), poll now, the quarantine and
+//! its replay. The admin API and the status page (`crate::http`) call these and only map their
+//! typed answers and [`Error`]s to JSON or to pages.
+//!
+//! ```text
+//!  http (admin API, status page, OAuth callback) ──► Control ──► ChannelSupervisor (config changes)
+//!                                                       │──────► store (reads, pending authorizations, token sets)
+//!                                                       │──────► oauth (authorize URL, code redemption)
+//!                                                       └──────► status board (the read model)
+//! ```
+//!
+//! - [`input`]: what an operator typed ([`NewChannel`], [`ChannelPatch`]) and its validation.
+//! - [`authorization`]: the authorization service (start → sign-in link, complete → channel).
+//! - [`error`]: [`Error`], the one error of this layer.
+//!
+//! [`Control`] is built once at start-up with what the operations need (the supervisor's address,
+//! the ingestion context, the status board, [`Settings`]); it knows nothing of HTTP.
+
+pub mod authorization;
+pub mod error;
+pub mod input;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use chrono::{DateTime, Utc};
+
+use crate::actors::messages::{
+    AddChannel, PollNow, RemoveChannel, ReplayQuarantine, SetEnabled, UpdateChannel,
+};
+use crate::actors::supervisor::ChannelSupervisor;
+use crate::domain::{ChannelId, ChannelStatus};
+use crate::ingest::Ingest;
+use crate::status::{ChannelView, StatusBoard};
+use crate::store::{ChannelRecord, LedgerState};
+
+/// What a channel view carries: its last error (or warning) and the error's source.
+pub use crate::store::{ErrorSource, FirstImport, LastError};
+pub use authorization::{AuthorizationLink, Authorized, Failure, Redirect};
+pub use error::Error;
+pub use input::{ChannelPatch, NewChannel, parse_channel_id};
+
+/// The settings the operations run by, taken from the configuration once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The redirect URI registered in Azure (where Microsoft sends the administrator back).
+    pub redirect_uri: String,
+    /// How long an authorization link stays valid.
+    pub authorization_ttl: chrono::Duration,
+    /// The first-import policy of channels that do not say.
+    pub default_first_import: FirstImport,
+}
+
+/// The control layer: every operation an operator can ask for.
+pub struct Control {
+    /// The only writer of channel configuration.
+    supervisor: Addr<ChannelSupervisor>,
+    /// The store and the clients of Microsoft.
+    ingest: Arc<Ingest>,
+    /// The read model the listings come from.
+    board: Arc<StatusBoard>,
+    settings: Settings,
+}
+
+/// Which channels a listing shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// Only this status.
+    pub status: Option<ChannelStatus>,
+    /// A case-insensitive search in name, mailbox, tenant and id (empty: everything).
+    needle: String,
+}
+
+impl Filter {
+    /// A filter on `status` and the search `q`.
+    pub fn new(status: Option<ChannelStatus>, q: &str) -> Self {
+        Filter {
+            status,
+            needle: q.trim().to_lowercase(),
+        }
+    }
+
+    /// Parses the status of a query (`""` is any status).
+    pub fn parse_status(raw: Option<&str>) -> Result<Option<ChannelStatus>, Error> {
+        raw.map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ChannelStatus>()
+                    .map_err(|message| Error::invalid("invalid_status", message))
+            })
+            .transpose()
+    }
+
+    /// Whether `row` is shown.
+    pub fn matches(&self, row: &ChannelView) -> bool {
+        self.status.is_none_or(|s| row.status == s)
+            && (self.needle.is_empty()
+                || row.name.to_lowercase().contains(&self.needle)
+                || row.mailbox.contains(&self.needle)
+                || row.tenant_id.contains(&self.needle)
+                || row.id.to_string().contains(&self.needle))
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Listing {
+    /// How many channels match.
+    pub total: usize,
+    /// The ones on this page.
+    pub rows: Vec<ChannelView>,
+}
+
+/// A poll the channel accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct PollAccepted {
+    /// The channel.
+    pub id: ChannelId,
+    /// When the poll happens: now, or when the mailbox's `Retry-After` from Microsoft has passed.
+    pub poll_at: DateTime<Utc>,
+}
+
+/// A quarantined message.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    /// Graph's message id.
+    pub message_id: String,
+    /// Failed deliveries.
+    pub failures: u32,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+    /// When it was first seen.
+    pub first_seen_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Control {
+    /// The control layer over the running daemon.
+    pub fn new(
+        supervisor: Addr<ChannelSupervisor>,
+        ingest: Arc<Ingest>,
+        board: Arc<StatusBoard>,
+        settings: Settings,
+    ) -> Self {
+        Control {
+            supervisor,
+            ingest,
+            board,
+            settings,
+        }
+    }
+
+    /// The status board: every channel's view (the read model of the front ends).
+    pub fn board(&self) -> &StatusBoard {
+        &self.board
+    }
+
+    /// The redirect URI to register in Azure.
+    pub fn redirect_uri(&self) -> &str {
+        &self.settings.redirect_uri
+    }
+
+    /// The channels matching `filter`, `limit` of them from `offset`, in one pass over the board;
+    /// `seen` sees every channel of the board on the way (the status page counts statuses with it).
+    pub fn list(
+        &self,
+        filter: &Filter,
+        offset: usize,
+        limit: usize,
+        seen: impl Fn(&ChannelView),
+    ) -> Listing {
+        let (total, rows) = self.board.page(
+            |row| {
+                seen(row);
+                filter.matches(row)
+            },
+            offset,
+            limit,
+        );
+        Listing { total, rows }
+    }
+
+    /// One channel as the board shows it.
+    pub fn get(&self, id: ChannelId) -> Result<ChannelView, Error> {
+        self.board.get(id).ok_or_else(|| Error::no_channel(id))
+    }
+
+    /// The stored configuration of channel `id`.
+    fn record(&self, id: ChannelId) -> Result<ChannelRecord, Error> {
+        self.ingest
+            .store
+            .get_channel(id)
+            .map_err(|e| Error::Unavailable(e.to_string()))?
+            .ok_or_else(|| Error::no_channel(id))
+    }
+
+    /// Adds a channel (it then waits for authorization). A second channel of one mailbox is
+    /// refused with [`Error::Conflict`] naming the first.
+    pub async fn add(&self, input: NewChannel) -> Result<ChannelView, Error> {
+        let record = input.into_record(self.settings.default_first_import)?;
+        let view = self.supervisor.send(AddChannel { record }).await??;
+        tracing::info!(channel = %view.id, mailbox = %view.mailbox, "Channel added.");
+        Ok(view)
+    }
+
+    /// Changes a channel's settings (a changed tenant, app or mailbox needs a new authorization).
+    pub async fn update(&self, id: ChannelId, patch: ChannelPatch) -> Result<ChannelView, Error> {
+        let mut record = self.record(id)?;
+        let was_enabled = record.enabled;
+        let reauthorize = patch.apply(&mut record)?;
+        let enabled = record.enabled;
+        record.enabled = was_enabled;
+        let view = self
+            .supervisor
+            .send(UpdateChannel {
+                record,
+                reauthorize,
+            })
+            .await??;
+        if enabled != was_enabled {
+            return self.set_enabled(id, enabled).await;
+        }
+        Ok(view)
+    }
+
+    /// Enables or disables a channel.
+    pub async fn set_enabled(&self, id: ChannelId, enabled: bool) -> Result<ChannelView, Error> {
+        let view = self.supervisor.send(SetEnabled { id, enabled }).await??;
+        tracing::info!(channel = %id, enabled, "Channel enabled or disabled.");
+        Ok(view)
+    }
+
+    /// Removes a channel with everything stored for it.
+    pub async fn remove(&self, id: ChannelId) -> Result<(), Error> {
+        self.supervisor.send(RemoveChannel { id }).await??;
+        tracing::info!(channel = %id, "Channel removed.");
+        Ok(())
+    }
+
+    /// Asks a channel to poll now; answers when the poll happens (never before the mailbox's
+    /// `Retry-After`).
+    pub async fn poll_now(&self, id: ChannelId) -> Result<PollAccepted, Error> {
+        let poll_at = self.supervisor.send(PollNow { id }).await??;
+        Ok(PollAccepted { id, poll_at })
+    }
+
+    /// The first `max` quarantined messages of a channel.
+    pub async fn quarantine(&self, id: ChannelId, max: usize) -> Result<Vec<Quarantined>, Error> {
+        self.get(id)?;
+        let store = self.ingest.store.clone();
+        let entries = actix_web::rt::task::spawn_blocking(move || {
+            store.ledger_list(id, Some(LedgerState::Quarantined), max)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(entries
+            .into_iter()
+            .map(|(message_id, entry)| Quarantined {
+                message_id,
+                failures: entry.failures,
+                last_error: entry.last_error,
+                first_seen_at: entry.first_seen_at,
+                updated_at: entry.updated_at,
+            })
+            .collect())
+    }
+
+    /// Releases a channel's quarantined messages for delivery; answers how many.
+    pub async fn replay(&self, id: ChannelId) -> Result<usize, Error> {
+        let released = self.supervisor.send(ReplayQuarantine { id }).await??;
+        tracing::info!(channel = %id, released, "Quarantine replayed.");
+        Ok(released)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, mailbox: &str, status: ChannelStatus) -> ChannelView {
+        ChannelView {
+            id: ChannelId::generate(),
+            name: name.to_owned(),
+            tenant_id: "6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7".to_owned(),
+            client_id: "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9".to_owned(),
+            mailbox: mailbox.to_owned(),
+            folder: "inbox".to_owned(),
+            enabled: true,
+            status,
+            last_error: None,
+            warning: None,
+            last_poll_at: None,
+            last_success_at: None,
+            next_poll_at: None,
+            client_secret_expires_at: None,
+            messages_today: 0,
+            messages_day: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_filter_searches_name_mailbox_tenant_and_id_within_a_status() {
+        let desk = row("Help Desk", "desk@contoso.example", ChannelStatus::Active);
+        let sales = row("Sales", "sales@fabrikam.example", ChannelStatus::Blocked);
+        let any = Filter::new(None, "");
+        assert!(any.matches(&desk) && any.matches(&sales));
+        let by_name = Filter::new(None, "  help ");
+        assert!(by_name.matches(&desk) && !by_name.matches(&sales));
+        let by_mailbox = Filter::new(None, "FABRIKAM");
+        assert!(by_mailbox.matches(&sales) && !by_mailbox.matches(&desk));
+        let by_id = Filter::new(None, &desk.id.to_string()[..8]);
+        assert!(by_id.matches(&desk));
+        let blocked = Filter::new(Some(ChannelStatus::Blocked), "example");
+        assert!(blocked.matches(&sales) && !blocked.matches(&desk));
+        assert!(Filter::parse_status(Some("")).unwrap().is_none());
+        let err = Filter::parse_status(Some("asleep")).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Invalid {
+                code: "invalid_status",
+                ..
+            }
+        ));
+    }
+}
