@@ -124,6 +124,26 @@ pub async fn run(args: ChannelArgs) -> anyhow::Result<()> {
                 _ => println!("Channel {id} polls now."),
             }
         }
+        ChannelCommand::Backfill { id, since } => {
+            let answer = client
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/api/channels/{id}/backfill"),
+                    Some(serde_json::json!({ "since": since })),
+                )
+                .await?;
+            println!(
+                "Channel {id} delivers what was received since {} and never delivered, starting {}. `inboxd channel show {id}` shows the messages delivered today.",
+                answer
+                    .get("since")
+                    .and_then(Value::as_str)
+                    .unwrap_or(&since),
+                answer
+                    .get("start_at")
+                    .and_then(Value::as_str)
+                    .unwrap_or("now")
+            );
+        }
         ChannelCommand::Quarantine { id } => {
             let answer = client
                 .call(

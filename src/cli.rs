@@ -151,6 +151,15 @@ pub enum ChannelCommand {
         /// The channel id.
         id: String,
     },
+    /// Deliver every message received since a date that was never delivered, read or not (after an
+    /// outage, or mail read before an unread-mode poll); nothing is delivered twice.
+    Backfill {
+        /// The channel id.
+        id: String,
+        /// The date the outage began: YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
+        #[arg(long)]
+        since: String,
+    },
     /// List a channel's quarantined messages (those whose processing kept failing).
     Quarantine {
         /// The channel id.

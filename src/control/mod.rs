@@ -121,6 +121,46 @@ pub struct PollAccepted {
     pub poll_at: DateTime<Utc>,
 }
 
+/// A backfill the channel accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct BackfillAccepted {
+    /// The channel.
+    pub id: ChannelId,
+    /// Mail received at or after this is looked at.
+    pub since: DateTime<Utc>,
+    /// When it starts: now, or when the mailbox's `Retry-After` from Microsoft has passed.
+    pub start_at: DateTime<Utc>,
+}
+
+/// Reads a backfill date: `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time, in the past.
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, Error> {
+    let text = text.trim();
+    let parsed = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|at| at.and_utc())
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|at| at.with_timezone(&Utc))
+        });
+    let since = parsed.ok_or_else(|| {
+        Error::invalid(
+            "invalid_date",
+            format!(
+                "since: {text:?} is not a date: give YYYY-MM-DD (midnight UTC) or an RFC 3339 time such as 2026-11-24T08:00:00Z"
+            ),
+        )
+    })?;
+    if since > Utc::now() {
+        return Err(Error::invalid(
+            "invalid_date",
+            format!("since: {text} is in the future: give the date the outage began"),
+        ));
+    }
+    Ok(since)
+}
+
 /// A quarantined message.
 #[derive(Debug, Clone)]
 pub struct Quarantined {
@@ -246,6 +286,24 @@ impl Control {
         Ok(PollAccepted { id, poll_at })
     }
 
+    /// Asks a channel to deliver every message received since `since` that was never delivered,
+    /// read or not (through the ledger, so nothing is delivered twice).
+    pub async fn backfill(
+        &self,
+        id: ChannelId,
+        since: DateTime<Utc>,
+    ) -> Result<BackfillAccepted, Error> {
+        let start_at = self
+            .supervisor
+            .send(crate::actors::messages::Backfill { id, since })
+            .await??;
+        Ok(BackfillAccepted {
+            id,
+            since,
+            start_at,
+        })
+    }
+
     /// The first `max` quarantined messages of a channel.
     pub async fn quarantine(&self, id: ChannelId, max: usize) -> Result<Vec<Quarantined>, Error> {
         self.get(id)?;
@@ -273,6 +331,32 @@ impl Control {
         let released = self.supervisor.send(ReplayQuarantine { id }).await??;
         tracing::info!(channel = %id, released, "Quarantine replayed.");
         Ok(released)
+    }
+}
+
+#[cfg(test)]
+mod since_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn a_backfill_date_is_a_day_or_a_time_in_the_past() {
+        assert_eq!(
+            parse_since("2026-11-24").unwrap().to_rfc3339(),
+            "2026-11-24T00:00:00+00:00"
+        );
+        assert!(parse_since("2026-11-24T08:30:00+02:00").is_ok());
+        let err = parse_since("last week").unwrap_err();
+        assert!(err.to_string().contains("YYYY-MM-DD"), "{err}");
+        let future = (Utc::now() + chrono::Duration::days(2))
+            .format("%Y-%m-%d")
+            .to_string();
+        assert!(
+            parse_since(&future)
+                .unwrap_err()
+                .to_string()
+                .contains("future")
+        );
     }
 }
 

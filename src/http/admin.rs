@@ -22,6 +22,7 @@ pub fn scope() -> actix_web::Scope {
         .route("/channels/{id}", web::delete().to(remove))
         .route("/channels/{id}/authorize", web::post().to(authorize))
         .route("/channels/{id}/poll", web::post().to(poll))
+        .route("/channels/{id}/backfill", web::post().to(backfill))
         .route("/channels/{id}/enable", web::post().to(enable))
         .route("/channels/{id}/disable", web::post().to(disable))
         .route("/channels/{id}/quarantine", web::get().to(quarantine))
@@ -228,6 +229,29 @@ async fn poll(
     Ok(HttpResponse::Accepted().json(serde_json::json!({
         "polling": accepted.id.to_string(),
         "poll_at": accepted.poll_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })))
+}
+
+/// `POST /api/channels/{id}/backfill` with `{"since": "YYYY-MM-DD" | RFC 3339}`.
+#[derive(Debug, serde::Deserialize)]
+struct BackfillIn {
+    since: String,
+}
+
+async fn backfill(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<BackfillIn>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.check_bearer(&req)?;
+    let id = channel_id(&id)?;
+    let since = crate::control::parse_since(&body.since)?;
+    let accepted = state.control.backfill(id, since).await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "backfill": accepted.id.to_string(),
+        "since": accepted.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "start_at": accepted.start_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })))
 }
 

@@ -273,3 +273,125 @@ async fn a_restart_between_a_rounds_pages_goes_on_from_the_page_it_reached() {
     );
     daemon.stop().await.unwrap();
 }
+
+/// A channel was off for a week while mail arrived, and people read part of it in Outlook. Unread
+/// mode picks up only the unread mail; a backfill from the start of the outage delivers exactly
+/// the rest, and nothing older, and nothing twice.
+#[actix_rt::test]
+async fn a_backfill_after_a_week_long_outage_delivers_exactly_what_was_never_delivered() {
+    let world = world(1, &[("INBOXD_POLLING__MODE", "unread".to_owned())]).await;
+    let (id, mailbox) = world.active_channel("outage@outage.example").await;
+    let upn = mailbox.upn.as_str();
+    let days_ago = |d: i64| (chrono::Utc::now() - chrono::Duration::days(d)).to_rfc3339();
+    let mail = |subject: &str, days: i64, read: bool| json!({"subject": subject, "received_date_time": days_ago(days), "is_read": read});
+    world
+        .sim_client
+        .deliver(
+            upn,
+            &Delivery {
+                messages: vec![mail("before the outage", 9, false)],
+                ..Delivery::default()
+            },
+        )
+        .await
+        .unwrap();
+    until(
+        Duration::from_secs(5),
+        "the first mail delivered",
+        || async { world.daemon.sink_lines().unwrap().len() == 1 },
+    )
+    .await;
+    // The outage: the channel is off for a week.
+    let (status, _) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/disable"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    world
+        .sim_client
+        .deliver(
+            upn,
+            &Delivery {
+                messages: vec![
+                    mail("old and read, not ours", 10, true),
+                    mail("day 7, read by a person", 7, true),
+                    mail("day 5, unread", 5, false),
+                    mail("day 3, read by a person", 3, true),
+                    mail("day 1, unread", 1, false),
+                ],
+                ..Delivery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (status, _) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/enable"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    until(
+        Duration::from_secs(5),
+        "the unread outage mail delivered",
+        || async { world.daemon.sink_lines().unwrap().len() == 3 },
+    )
+    .await;
+    // A bad date is refused and changes nothing.
+    let (status, answer) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/backfill"),
+            Some(json!({"since": "last week"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_date", "{answer}");
+    let since = (chrono::Utc::now() - chrono::Duration::days(8))
+        .format("%Y-%m-%d")
+        .to_string();
+    let (status, answer) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/backfill"),
+            Some(json!({ "since": since })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 202, "{answer}");
+    until(
+        Duration::from_secs(5),
+        "the read outage mail delivered",
+        || async { world.daemon.sink_lines().unwrap().len() >= 5 },
+    )
+    .await;
+    world.poll_now(&id).await;
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    let lines = world.daemon.sink_lines().unwrap();
+    let mut subjects: Vec<&str> = lines
+        .iter()
+        .map(|l| l["subject"].as_str().unwrap_or_default())
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        vec![
+            "before the outage",
+            "day 1, unread",
+            "day 3, read by a person",
+            "day 5, unread",
+            "day 7, read by a person",
+        ]
+    );
+}

@@ -93,6 +93,18 @@ pub fn detail(
                 a.button href={ (base) "/quarantine" } { "View quarantine" }
                 (button_form(&format!("{base}/remove"), csrf, "Remove…", "danger"))
             }
+            @if view.enabled {
+                details id="backfill-form" {
+                    summary { "Backfill" }
+                    form method="post" action={ (base) "/backfill" } {
+                        (csrf_field(csrf))
+                        label { "Deliver what arrived since " input type="date" name="since" required; }
+                        " "
+                        button type="submit" { "Backfill" }
+                        p.muted { "Mail received since that day and never delivered is delivered now, read or not; nothing is delivered twice." }
+                    }
+                }
+            }
             details id="secret-form" {
                 summary { "Update secret" }
                 form method="post" action={ (base) "/secret" } autocomplete="off" {

@@ -52,6 +52,7 @@ impl IndexQuery {
                 "enabled" => Some("Channel enabled."),
                 "disabled" => Some("Channel disabled: it does not poll until enabled."),
                 "polling" => Some("Polling now."),
+                "backfill" => Some("Backfill started: mail received since that day and never delivered is being delivered."),
                 "removed" => Some("Channel removed, with everything stored for it."),
                 "replayed" => Some("Quarantined messages released for delivery."),
                 _ => None,

@@ -48,6 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ui/channels/{id}/enable", web::post().to(enable))
         .route("/ui/channels/{id}/disable", web::post().to(disable))
         .route("/ui/channels/{id}/poll", web::post().to(poll))
+        .route("/ui/channels/{id}/backfill", web::post().to(backfill))
         .route("/ui/channels/{id}/remove", web::post().to(remove))
         .route("/ui/channels/{id}/quarantine", web::get().to(quarantine))
         .route(
@@ -431,6 +432,37 @@ async fn poll(
         &form.csrf,
         |id| state.control.poll_now(id),
         |id, _| format!("/?channel={id}&done=polling"),
+    )
+    .await
+}
+
+/// The backfill form: the CSRF token and the date the outage began.
+#[derive(Debug, serde::Deserialize)]
+struct BackfillForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    since: String,
+}
+
+async fn backfill(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    form: web::Form<BackfillForm>,
+) -> HttpResponse {
+    let state = &state;
+    let since = form.since.clone();
+    act(
+        state,
+        &req,
+        &id,
+        &form.csrf,
+        |id| async move {
+            let since = crate::control::parse_since(&since)?;
+            state.control.backfill(id, since).await
+        },
+        |id, _| format!("/?channel={id}&done=backfill"),
     )
     .await
 }
