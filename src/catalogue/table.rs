@@ -960,6 +960,18 @@ static ENTRIES: &[Entry] = &[
         "Check the channel's mailbox and folder (`inboxd channel show ID`). If they are right, report it with the channel's last error; it may be a bug in inboxd.",
     ),
     graph(
+        "insufficient_claims",
+        "InsufficientClaims",
+        "Graph refused the access token with a Conditional Access claims challenge (HTTP 401, `WWW-Authenticate: … error=\"insufficient_claims\"`): a policy now asks for more (MFA, a compliant device, a fresh sign-in) than the token carries. A refresh cannot meet it.",
+        NeedsReauthorization,
+        Retry::No,
+        concat!(
+            "Someone must sign in again so the policy can be met: ",
+            reauth!(),
+            " If the sign-in itself is refused, see the Conditional Access entries above (AADSTS53003, AADSTS50076)."
+        ),
+    ),
+    graph(
         GRAPH_HTTP_401,
         "GraphUnauthorized",
         "Graph rejected the access token (HTTP 401) with a code inboxd does not know.",

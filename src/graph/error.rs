@@ -2,6 +2,19 @@
 
 use std::time::Duration;
 
+/// The code inboxd gives a 401 whose `WWW-Authenticate` carries a Conditional Access claims
+/// challenge (`error="insufficient_claims"`).
+pub const INSUFFICIENT_CLAIMS: &str = "insufficient_claims";
+
+/// The ids of one Graph request, as Microsoft support asks for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestIds {
+    /// Graph's `request-id` (response header, or the error's inner error).
+    pub request_id: Option<String>,
+    /// The `client-request-id` inboxd sent (echoed by Graph).
+    pub client_request_id: Option<String>,
+}
+
 /// A failed Graph request. Branch on the methods, never on the text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GraphError {
@@ -12,6 +25,8 @@ pub enum GraphError {
         code: String,
         /// The `Retry-After` Graph sent, if any: a floor for the next try.
         retry_after: Option<Duration>,
+        /// Graph's `request-id` and the `client-request-id` inboxd sent, for Microsoft support.
+        ids: RequestIds,
     },
     /// 401: the access token was refused (expired, revoked or for another audience).
     #[error("Graph refused the access token ({code}): {message}")]
@@ -20,6 +35,8 @@ pub enum GraphError {
         code: String,
         /// Graph's message.
         message: String,
+        /// Graph's `request-id` and the `client-request-id` inboxd sent, for Microsoft support.
+        ids: RequestIds,
     },
     /// 403: the signed-in user may not read this mailbox.
     #[error("Graph denied access to the mailbox ({code}): {message}")]
@@ -28,6 +45,8 @@ pub enum GraphError {
         code: String,
         /// Graph's message.
         message: String,
+        /// Graph's `request-id` and the `client-request-id` inboxd sent, for Microsoft support.
+        ids: RequestIds,
     },
     /// 404: the mailbox, folder or message does not exist.
     #[error("Graph found no such item ({code}): {message}")]
@@ -36,6 +55,8 @@ pub enum GraphError {
         code: String,
         /// Graph's message.
         message: String,
+        /// Graph's `request-id` and the `client-request-id` inboxd sent, for Microsoft support.
+        ids: RequestIds,
     },
     /// 5xx: Graph failed; transient.
     #[error("Graph failed with HTTP {status} ({code})")]
@@ -46,6 +67,8 @@ pub enum GraphError {
         code: String,
         /// The `Retry-After` Graph sent, if any.
         retry_after: Option<Duration>,
+        /// Graph's `request-id` and the `client-request-id` inboxd sent, for Microsoft support.
+        ids: RequestIds,
     },
     /// Another 4xx: the request was wrong; retrying the same request will not help.
     #[error("Graph rejected the request with HTTP {status} ({code}): {message}")]
@@ -56,6 +79,8 @@ pub enum GraphError {
         code: String,
         /// Graph's message.
         message: String,
+        /// Graph's `request-id` and the `client-request-id` inboxd sent, for Microsoft support.
+        ids: RequestIds,
     },
     /// No answer within the configured timeout.
     #[error("Graph did not answer within the timeout")]
@@ -91,9 +116,23 @@ impl GraphError {
         }
     }
 
-    /// Whether the access token should be refreshed and the request tried once more.
+    /// Whether the access token should be refreshed and the request tried once more. Not for a
+    /// Conditional Access claims challenge (`insufficient_claims`): only a new sign-in meets it.
     pub fn needs_token_refresh(&self) -> bool {
-        matches!(self, GraphError::Unauthorized { .. })
+        matches!(self, GraphError::Unauthorized { code, .. } if code != INSUFFICIENT_CLAIMS)
+    }
+
+    /// Graph's `request-id` and inboxd's `client-request-id` of the failed request, when known.
+    pub fn request_ids(&self) -> Option<&RequestIds> {
+        match self {
+            GraphError::Throttled { ids, .. }
+            | GraphError::Unauthorized { ids, .. }
+            | GraphError::Forbidden { ids, .. }
+            | GraphError::NotFound { ids, .. }
+            | GraphError::Server { ids, .. }
+            | GraphError::Rejected { ids, .. } => Some(ids),
+            GraphError::Timeout | GraphError::Transport(_) | GraphError::Decode(_) => None,
+        }
     }
 
     /// Whether this was throttling (counted apart from failures in metrics and status).

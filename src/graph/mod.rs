@@ -21,7 +21,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
-pub use error::GraphError;
+pub use error::{GraphError, INSUFFICIENT_CLAIMS, RequestIds};
 use model::{AttachmentPage, BatchResponse, ErrorBody, Page, RawPage, WireAttachment};
 
 use crate::domain::{Folder, HttpUrl, Mailbox};
@@ -309,12 +309,19 @@ impl GraphClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, GraphError> {
+        // A fresh id per request, echoed by Graph: the operator can quote it to Microsoft.
+        let client_request_id = uuid::Uuid::new_v4().to_string();
         let response = request
+            .header("client-request-id", &client_request_id)
+            .header("return-client-request-id", "true")
             .timeout(self.timeout)
             .send()
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
+        let response_request_id = header(response.headers(), "request-id");
+        let claims_challenge = header(response.headers(), "www-authenticate")
+            .is_some_and(|v| v.contains("insufficient_claims"));
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -337,11 +344,21 @@ impl GraphClient {
         } else {
             model::ErrorDetail::default()
         };
+        let ids = RequestIds {
+            request_id: response_request_id.or_else(|| detail.request_id()),
+            client_request_id: Some(client_request_id),
+        };
+        let code = if status == 401 && claims_challenge {
+            INSUFFICIENT_CLAIMS.to_owned()
+        } else {
+            detail.code
+        };
         Err(error_from_status(
             status,
-            detail.code,
+            code,
             detail.message,
             retry_after,
+            ids,
         ))
     }
 }
@@ -363,24 +380,46 @@ fn error_from_status(
     code: String,
     message: String,
     retry_after: Option<Duration>,
+    ids: RequestIds,
 ) -> GraphError {
     match status {
-        429 => GraphError::Throttled { code, retry_after },
-        401 => GraphError::Unauthorized { code, message },
-        403 => GraphError::Forbidden { code, message },
-        404 => GraphError::NotFound { code, message },
+        429 => GraphError::Throttled {
+            code,
+            retry_after,
+            ids,
+        },
+        401 => GraphError::Unauthorized { code, message, ids },
+        403 => GraphError::Forbidden { code, message, ids },
+        404 => GraphError::NotFound { code, message, ids },
+        // 501 Not Implemented and 505: the same request will never work; not retried.
+        501 | 505 => GraphError::Rejected {
+            status,
+            code,
+            message,
+            ids,
+        },
         // 408: the request did not reach the service in time, as transient as a 503.
         408 | 500..=599 => GraphError::Server {
             status,
             code,
             retry_after,
+            ids,
         },
         _ => GraphError::Rejected {
             status,
             code,
             message,
+            ids,
         },
     }
+}
+
+/// A header's value as text.
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn batch_item_outcome(item: &model::BatchItemResponse) -> MarkReadOutcome {
@@ -407,12 +446,19 @@ fn batch_item_outcome(item: &model::BatchItemResponse) -> MarkReadOutcome {
     match item.status {
         404 => MarkReadOutcome::Gone,
         429 => MarkReadOutcome::Throttled(retry_after),
-        status => MarkReadOutcome::Failed(error_from_status(
-            status,
-            detail.code,
-            detail.message,
-            retry_after,
-        )),
+        status => {
+            let ids = RequestIds {
+                request_id: detail.request_id(),
+                client_request_id: None,
+            };
+            MarkReadOutcome::Failed(error_from_status(
+                status,
+                detail.code,
+                detail.message,
+                retry_after,
+                ids,
+            ))
+        }
     }
 }
 
@@ -447,6 +493,29 @@ mod tests {
         assert!(url.contains("$filter=receivedDateTime%20ge%202024-01-01T00%3A00%3A00Z%20and%20isRead%20eq%20false"), "{url}");
         assert!(url.contains("$orderby=receivedDateTime%20asc"));
         assert!(url.contains("$top=50"));
+    }
+
+    #[test]
+    fn a_501_is_not_retried_and_a_claims_challenge_is_not_refreshed() {
+        let ids = RequestIds::default();
+        let not_implemented =
+            error_from_status(501, String::new(), String::new(), None, ids.clone());
+        assert!(!not_implemented.is_retriable());
+        assert_eq!(not_implemented.http_status(), Some(501));
+        assert!(
+            error_from_status(503, String::new(), String::new(), None, ids.clone()).is_retriable()
+        );
+        let challenge = error_from_status(
+            401,
+            INSUFFICIENT_CLAIMS.to_owned(),
+            String::new(),
+            None,
+            ids.clone(),
+        );
+        assert!(!challenge.needs_token_refresh());
+        assert!(
+            error_from_status(401, String::new(), String::new(), None, ids).needs_token_refresh()
+        );
     }
 
     #[test]

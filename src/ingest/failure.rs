@@ -109,8 +109,15 @@ impl Failure {
             Failure::Graph(err) => {
                 let class =
                     catalogue::classify_graph_error(err.http_status().unwrap_or(503), err.code());
+                let ids = err.request_ids().cloned().unwrap_or_default();
                 Classified {
-                    error: last_error(ErrorSource::Graph, &class, err.to_string(), None, None),
+                    error: last_error(
+                        ErrorSource::Graph,
+                        &class,
+                        err.to_string(),
+                        ids.request_id,
+                        ids.client_request_id,
+                    ),
                     class,
                     retry_after: err.retry_after(),
                 }

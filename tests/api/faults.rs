@@ -135,3 +135,36 @@ async fn every_message_survives_faults_exactly_once() {
         assert!(*peak <= 4, "{key}: {peak} in flight");
     }
 }
+
+/// Conditional Access asks for more than the access token carries (a claims challenge on Graph):
+/// a refresh cannot meet it, so the channel asks for a new sign-in at once, and the last error
+/// carries Graph's request-id and inboxd's client-request-id for Microsoft support.
+#[actix_rt::test]
+async fn a_claims_challenge_asks_for_a_new_sign_in_with_the_request_ids() {
+    let world = crate::helpers::world(60, &[]).await;
+    let (id, mailbox) = world.active_channel("claims@claims.example").await;
+    let refreshes = world.total_requests("token").await;
+    world
+        .fault(json!({"kind": "insufficient_claims", "mailbox": mailbox.upn}))
+        .await;
+    world.poll_now(&id).await;
+    let channel = world
+        .wait_status(&id, "needs_reauthorization", Duration::from_secs(5))
+        .await;
+    let error = &channel["last_error"];
+    assert_eq!(error["code"], "insufficient_claims", "{channel:#}");
+    assert!(error["trace_id"].is_string(), "no request-id: {channel:#}");
+    assert!(
+        error["correlation_id"].is_string(),
+        "no client-request-id: {channel:#}"
+    );
+    assert!(
+        error["remedy"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sign in"),
+        "{channel:#}"
+    );
+    // No refresh was tried: it cannot meet a claims challenge.
+    assert_eq!(world.total_requests("token").await, refreshes);
+}
