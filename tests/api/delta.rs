@@ -395,3 +395,27 @@ async fn a_backfill_after_a_week_long_outage_delivers_exactly_what_was_never_del
         ]
     );
 }
+
+/// A folder where Graph refuses the delta query: the channel polls unread mail instead, says so
+/// with a warning, and delivers.
+#[actix_rt::test]
+async fn a_folder_that_refuses_delta_falls_back_to_unread_mail_with_a_warning() {
+    let world = world(1, &[]).await;
+    let mailbox = world.mailbox("refuses@refuses.example").await;
+    world
+        .fault(json!({"kind": "status", "status": 400, "code": "ErrorInvalidRequest",
+            "mailbox": mailbox.upn, "endpoints": ["delta"]}))
+        .await;
+    let id = world.add(&mailbox).await;
+    let (status, page) = world.daemon.authorize(&id).await.unwrap();
+    assert_eq!(status, 200, "{page}");
+    deliver(&world, &mailbox.upn, &["one", "two"]).await;
+    until(Duration::from_secs(5), "the mail delivered", || async {
+        world.daemon.sink_lines().unwrap().len() == 2
+    })
+    .await;
+    let channel = world.daemon.channel(&id).await.unwrap();
+    assert_eq!(channel["status"], "active", "{channel:#}");
+    assert_eq!(channel["warning"]["code"], "DeltaUnavailable", "{channel:#}");
+    assert!(world.requests(&mailbox.upn, "list_messages").await > 0);
+}
