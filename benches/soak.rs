@@ -14,7 +14,7 @@ use inboxd::config::Settings;
 use inboxd::domain::secret::{AdminToken, MasterKey};
 use inboxd::sim::client::{Delivery, SimClient};
 use inboxd::startup::{Application, Secrets};
-use inboxd::testkit::{SimProcess, daemon_env, free_port, resident_bytes, seed_channels};
+use inboxd_testkit::{SimProcess, daemon_env, free_port, resident_bytes, seed_channels};
 use rand::Rng as _;
 use serde_json::json;
 

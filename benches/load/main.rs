@@ -46,8 +46,8 @@ use inboxd::sim::client::{BulkRequest, Delivery, SimClient, bulk_credentials};
 use inboxd::startup::{Application, Secrets, http_client};
 use inboxd::stats::LatenessSnapshot;
 use inboxd::store::{ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
-use inboxd::testkit::SimProcess;
-use inboxd::testkit::{daemon_env, free_port};
+use inboxd_testkit::SimProcess;
+use inboxd_testkit::{daemon_env, free_port};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
