@@ -13,13 +13,18 @@ use inboxd::ingest::Ingest as Shared;
 use inboxd::startup::{Application, Secrets};
 use inboxd_testkit::{daemon_env, free_port};
 
+/// A daemon the bench started; [`Daemon::stop`] ends it and waits until its store is closed.
 pub(crate) struct Daemon {
+    /// Its ingestion context (the counters the bench reads).
     pub(crate) shared: Arc<Shared>,
+    /// Its supervisor (the hot-adds send `AddChannel` to it).
     pub(crate) supervisor: Addr<ChannelSupervisor>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The settings of a bench daemon with its store in `dir`: the test kit's environment, a 30 s
+/// shutdown grace and 512 concurrent requests at most.
 pub(crate) fn settings_for(dir: &Path, sim_url: &str, interval: u64) -> anyhow::Result<Settings> {
     let env = daemon_env(
         dir,

@@ -55,6 +55,7 @@ const FLOOR_MAILBOXES: usize = 64;
 #[derive(Debug, Parser)]
 #[command(
     name = "load",
+    bin_name = "cargo bench --bench load --",
     about = "The load bench: the daemon on N channels against the simulator (docs/benchmarks.md)."
 )]
 struct Cli {
