@@ -14,7 +14,7 @@ use inboxd::config::Settings;
 use inboxd::domain::secret::{AdminToken, MasterKey};
 use inboxd::sim::client::{Delivery, SimClient};
 use inboxd::startup::{Application, Secrets};
-use inboxd::testkit::{SimProcess, daemon_env, free_port, resident_bytes, seed_channels};
+use inboxd_testkit::{SimProcess, daemon_env, free_port, resident_bytes, seed_channels};
 use rand::Rng as _;
 use serde_json::json;
 
@@ -70,7 +70,7 @@ async fn soak(args: Args, sim_url: String) -> anyhow::Result<()> {
     settings.store.ledger_retention = Duration::from_secs(60);
     let secrets = Secrets {
         master_key: key,
-        admin_token: AdminToken::new("soak-admin-token-0123456789")?,
+        admin_token: AdminToken::generate(),
         webhook_secret: None,
     };
     let app = Application::build(settings, secrets).await?;

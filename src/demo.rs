@@ -2,6 +2,10 @@
 //! added through the admin API and authorized through the real OAuth flow against the simulator;
 //! mail is delivered while the daemon runs; the summary's numbers are counted from the JSONL file
 //! and the simulator's mailboxes, not assumed.
+//!
+//! The daemon is built by [`Application::build`], as `inboxd serve` builds it, from the demo's own
+//! settings ([`demo_settings`]), with a fresh random master key and admin token per run: the demo
+//! holds no fixed secret and depends on no test support.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -13,12 +17,11 @@ use futures_util::stream::{self, StreamExt as _};
 use serde_json::{Value, json};
 
 use crate::cli::DemoArgs;
-use crate::config::Settings;
+use crate::config::{Env, Settings};
 use crate::domain::secret::{AdminToken, MasterKey};
 use crate::sim::client::{BulkEntry, BulkRequest, Delivery, SimClient};
 use crate::sim::{self, SimOptions};
 use crate::startup::{Application, Secrets};
-use crate::testkit::{daemon_env, free_port};
 
 /// How many channels are set up at once.
 const SETUP_CONCURRENCY: usize = 32;
@@ -77,15 +80,59 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo daemon's settings: the shipped defaults with the store and the JSONL sink in `dir`,
+/// Microsoft's endpoints at the simulator, a loopback port, the given polling interval and no
+/// jitter, and short backoffs so that a transient failure does not stall a run of seconds.
+fn demo_settings(
+    dir: &Path,
+    port: u16,
+    sim_url: &str,
+    interval_secs: u64,
+) -> anyhow::Result<Settings> {
+    let env: Env = [
+        ("INBOXD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
+        (
+            "INBOXD_SERVER__PUBLIC_URL",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        (
+            "INBOXD_STORE__PATH",
+            dir.join("store").display().to_string(),
+        ),
+        ("INBOXD_CLOUD__LOGIN_URL", sim_url.to_owned()),
+        ("INBOXD_CLOUD__GRAPH_URL", sim_url.to_owned()),
+        ("INBOXD_POLLING__INTERVAL_SECS", interval_secs.to_string()),
+        ("INBOXD_POLLING__JITTER_SECS", "0".to_owned()),
+        (
+            "INBOXD_PROCESSOR__JSONL_PATH",
+            dir.join("mail.jsonl").display().to_string(),
+        ),
+        ("INBOXD_RETRY__INITIAL_BACKOFF_MS", "200".to_owned()),
+        ("INBOXD_RETRY__MAX_BACKOFF_SECS", "5".to_owned()),
+        ("INBOXD_SERVER__SHUTDOWN_GRACE_SECS", "5".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    Settings::load(None, &env).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A free loopback port (bound and released at once): the redirect URI names the port, so it is
+/// chosen before the daemon listens.
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("Could not find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
 async fn demo(args: &DemoArgs, dir: &Path, sim_url: &str) -> anyhow::Result<Summary> {
-    let port = free_port()?;
     let jsonl = dir.join("mail.jsonl");
-    let env = daemon_env(dir, port, sim_url, args.interval_secs.max(1), &[]);
-    let settings = Settings::load(None, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let token = format!("demo-{}", MasterKey::generate().encode());
+    let settings = demo_settings(dir, free_port()?, sim_url, args.interval_secs.max(1))?;
+    // Fresh secrets for every run: nothing fixed, nothing that outlives the demo.
+    let admin_token = AdminToken::generate();
+    let token = admin_token.expose().to_owned();
     let secrets = Secrets {
         master_key: MasterKey::generate(),
-        admin_token: AdminToken::new(token.clone())?,
+        admin_token,
         webhook_secret: None,
     };
     let app = Application::build(settings, secrets).await?;

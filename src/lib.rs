@@ -40,5 +40,3 @@ pub mod stats;
 pub mod status;
 pub mod store;
 pub mod telemetry;
-#[doc(hidden)]
-pub mod testkit;

@@ -113,7 +113,7 @@ fn keygen_prints_a_usable_key_on_one_line() {
 #[test]
 fn serve_stops_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = inboxd::testkit::free_port().unwrap();
+    let port = inboxd_testkit::free_port().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_inboxd"))
         .arg("serve")
         .env(

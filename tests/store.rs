@@ -2,8 +2,10 @@
 //! storage engine behind the same API must pass it unchanged (garage's `db` test-suite habit). Every
 //! test of the first part runs once per engine (sled and memory, see `every_engine!`); the second
 //! part is about sled's files (persistence, locks, permissions, the key check file) and runs on sled
-//! only. The one exception to "public API only" is the hidden `raw_get`/`raw_put` pair, which any
-//! engine can offer: it lets the tamper tests copy stored bytes from one record to another.
+//! only. The one exception to "public API only" is the `raw_get`/`raw_put` pair, which any engine
+//! can offer: it lets the tamper tests copy stored bytes from one record to another. It is a test
+//! hook (inboxd's `test-hooks` feature, turned on for tests and benches by the dev-only test kit),
+//! absent from the product binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

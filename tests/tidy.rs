@@ -1,5 +1,6 @@
-//! Keeps the code base's conventions true: every Rust source file opens with a `//!` doc saying
-//! what it owns, and only the store's sled engine (`src/store/sled_engine.rs`) touches sled.
+//! Keeps the code base's conventions true: every Rust source file (the product's, the test kit's,
+//! the benches') opens with a `//!` doc saying what it owns, only the store's sled engine
+//! (`src/store/sled_engine.rs`) touches sled, and the product imports no test kit.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,26 @@ fn sources() -> Vec<PathBuf> {
 #[test]
 fn every_source_file_opens_with_a_module_doc() {
     let missing: Vec<_> = sources()
+        .into_iter()
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            !text.trim_start().starts_with("//!")
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` module doc: {missing:?}"
+    );
+}
+
+#[test]
+fn the_test_kit_and_the_benches_open_with_a_module_doc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("testkit").join("src"), &mut files);
+    rust_files(&root.join("benches"), &mut files);
+    assert!(files.len() > 5);
+    let missing: Vec<_> = files
         .into_iter()
         .filter(|path| {
             let text = std::fs::read_to_string(path).unwrap();
@@ -117,14 +138,20 @@ fn actor_messages_live_in_messages_rs() {
 #[test]
 fn the_daemon_imports_neither_the_simulator_nor_the_test_kit() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    // The simulator itself, the test kit, and the demo (simulator + daemon in one process) may.
-    let allowed = [src.join("sim"), src.join("testkit.rs"), src.join("demo.rs")];
+    // The test kit is a dev-only crate (testkit/): nothing in src/ may hold or import it.
+    assert!(
+        !src.join("testkit.rs").exists() && !src.join("testkit").exists(),
+        "the test kit belongs in the dev-only crate testkit/, not in the product's src/"
+    );
+    // The simulator itself and the demo (simulator + daemon in one process) may use the simulator.
+    let may_use_the_simulator = [src.join("sim"), src.join("demo.rs")];
     let offenders: Vec<_> = sources()
         .into_iter()
-        .filter(|path| !allowed.iter().any(|a| path.starts_with(a)))
         .filter(|path| {
             let code = product_code(path);
-            code.contains("crate::sim") || code.contains("crate::testkit")
+            let simulator = code.contains("crate::sim")
+                && !may_use_the_simulator.iter().any(|a| path.starts_with(a));
+            simulator || code.contains("testkit::") || code.contains("inboxd_testkit")
         })
         .collect();
     assert!(

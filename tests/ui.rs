@@ -11,7 +11,7 @@ use inboxd::domain::{ChannelId, ChannelStatus};
 use inboxd::sim::client::SimClient;
 use inboxd::sim::{self, SimHandle, SimOptions};
 use inboxd::status::ChannelView;
-use inboxd::testkit::TestDaemon;
+use inboxd_testkit::TestDaemon;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, REFERER, SET_COOKIE};
 

@@ -18,7 +18,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use crate::actors::deps::Deps;
-use crate::actors::messages::{ChannelFailed, Poke, Shutdown, SimulateFailure};
+use crate::actors::messages::{ChannelFailed, Poke, Shutdown};
 use crate::catalogue::{self, Classification, Retry};
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::ingest::cycle::{self, ChannelJob, CycleEnd, PollReport};
@@ -544,10 +544,12 @@ impl Handler<Shutdown> for ChannelActor {
     }
 }
 
-impl Handler<SimulateFailure> for ChannelActor {
+/// A test hook (feature `test-hooks`): fail as a bug would, so the supervisor's restart is tested.
+#[cfg(feature = "test-hooks")]
+impl Handler<crate::actors::messages::SimulateFailure> for ChannelActor {
     type Result = ();
 
-    fn handle(&mut self, _: SimulateFailure, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: crate::actors::messages::SimulateFailure, ctx: &mut Context<Self>) {
         tracing::warn!(channel = %self.id(), "Channel actor failing on request.");
         self.phase = Phase::Failed;
         ctx.stop();

@@ -126,14 +126,16 @@ pub struct Poke;
 pub struct Shutdown;
 
 /// Makes a channel actor fail as if a bug had stopped it, to prove the supervisor restarts it.
-#[doc(hidden)]
+/// A test hook: only with the `test-hooks` feature, never in the product binary.
+#[cfg(feature = "test-hooks")]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SimulateFailure;
 
 /// Makes one channel's actor fail as if a bug had stopped it (tests prove that the supervisor
-/// restarts it and it carries on). Answers whether the channel had an actor.
-#[doc(hidden)]
+/// restarts it and it carries on). Answers whether the channel had an actor. A test hook: only
+/// with the `test-hooks` feature, never in the product binary.
+#[cfg(feature = "test-hooks")]
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct FailChannel(pub ChannelId);

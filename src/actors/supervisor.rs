@@ -497,6 +497,8 @@ impl Handler<StopAll> for ChannelSupervisor {
     }
 }
 
+/// A test hook (feature `test-hooks`): makes one channel's actor fail.
+#[cfg(feature = "test-hooks")]
 impl Handler<FailChannel> for ChannelSupervisor {
     type Result = bool;
 

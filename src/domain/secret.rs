@@ -81,6 +81,16 @@ secret_string!(
     "webhook secret"
 );
 
+impl AdminToken {
+    /// A fresh random admin token (32 bytes from the operating system's generator, base64url):
+    /// for a daemon that makes its own, such as `inboxd demo`, instead of a fixed string.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        AdminToken(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+}
+
 /// A PKCE code verifier (RFC 7636). Deliberately not `Clone`: a verifier is used once.
 #[derive(PartialEq, Eq)]
 pub struct PkceVerifier(String);
@@ -189,6 +199,14 @@ mod tests {
         assert_eq!(format!("{verifier:?}"), "Some(PkceVerifier([redacted]))");
         let key = MasterKey::generate();
         assert!(!format!("{key:?}").contains(&key.encode()));
+    }
+
+    #[test]
+    fn generated_admin_tokens_are_long_and_differ() {
+        let (a, b) = (AdminToken::generate(), AdminToken::generate());
+        assert_eq!(a.expose().len(), 43);
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(format!("{a:?}"), "AdminToken([redacted])");
     }
 
     #[test]

@@ -92,8 +92,9 @@ impl Default for StoreOptions {
     }
 }
 
-/// Which per-channel record a raw access names. Only for the test suite's tamper checks.
-#[doc(hidden)]
+/// Which per-channel record a raw access names. Only for the test suite's tamper checks (feature
+/// `test-hooks`, never in the product binary).
+#[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawKind {
     /// The channel record.
@@ -306,8 +307,9 @@ impl Store {
     }
 
     // -----------------------------------------------------------------------------------------
-    // Raw access, for the test suite's tamper checks only.
+    // Raw access, for the test suite's tamper checks only (feature `test-hooks`).
 
+    #[cfg(feature = "test-hooks")]
     fn raw_table(kind: RawKind) -> Table {
         match kind {
             RawKind::Channel => Table::Channels,
@@ -317,13 +319,13 @@ impl Store {
     }
 
     /// The stored bytes of a per-channel record. For tests that tamper with the store.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn raw_get(&self, kind: RawKind, id: ChannelId) -> Result<Option<Vec<u8>>, StoreError> {
         self.with(|e| e.get(Self::raw_table(kind), id.as_bytes()))
     }
 
     /// Overwrites the stored bytes of a per-channel record. For tests that tamper with the store.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn raw_put(&self, kind: RawKind, id: ChannelId, bytes: &[u8]) -> Result<(), StoreError> {
         self.with(|e| e.insert(Self::raw_table(kind), id.as_bytes(), bytes))
     }

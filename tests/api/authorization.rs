@@ -472,7 +472,7 @@ async fn the_rotated_refresh_token_survives_a_restart_and_is_the_one_used_next()
     let sim = inboxd::sim::spawn(short_tokens()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let extra: [(&str, String); 0] = [];
-    let daemon = inboxd::testkit::TestDaemon::start(dir.path(), &sim.url(), 2, &extra)
+    let daemon = inboxd_testkit::TestDaemon::start(dir.path(), &sim.url(), 2, &extra)
         .await
         .unwrap();
     let key = daemon.master_key.clone();
@@ -514,7 +514,7 @@ async fn the_rotated_refresh_token_survives_a_restart_and_is_the_one_used_next()
     let before = store.get_tokens(channel_id).unwrap().unwrap();
     drop(store);
     let daemon =
-        inboxd::testkit::TestDaemon::start_with_key(dir.path(), &sim_url, 2, &extra, key.clone())
+        inboxd_testkit::TestDaemon::start_with_key(dir.path(), &sim_url, 2, &extra, key.clone())
             .await
             .unwrap();
     let shared = daemon.app().unwrap().ingest();

@@ -38,7 +38,7 @@ impl Serve {
 
 /// The environment of an `inboxd serve` child on `port` with its store in `dir`.
 fn serve_env(dir: &std::path::Path, port: u16, sim_url: &str) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = inboxd::testkit::daemon_env(dir, port, sim_url, 1, &[])
+    let mut env: Vec<(String, String)> = inboxd_testkit::daemon_env(dir, port, sim_url, 1, &[])
         .iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
@@ -175,7 +175,7 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
     let sim_client = SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
-    let port = inboxd::testkit::free_port().unwrap();
+    let port = inboxd_testkit::free_port().unwrap();
     let env = serve_env(dir.path(), port, &sim.url());
     let serve = Serve {
         env,
@@ -283,7 +283,7 @@ async fn a_full_disk_pauses_ingestion_and_it_resumes_when_space_returns() {
     let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
     let sim_client = SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
-    let port = inboxd::testkit::free_port().unwrap();
+    let port = inboxd_testkit::free_port().unwrap();
     let env = serve_env(dir.path(), port, &sim.url());
     // 16 MiB per file: the store fits, the sink's file will not.
     let mut child = serve_with_file_size_limit(&env, 16384, "warn", &dir.path().join("serve.log"));
@@ -419,7 +419,7 @@ async fn a_full_store_disk_pauses_ingestion_and_it_resumes_when_space_returns() 
     let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
     let sim_client = SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
-    let port = inboxd::testkit::free_port().unwrap();
+    let port = inboxd_testkit::free_port().unwrap();
     let mut env = serve_env(dir.path(), port, &sim.url());
     env.push(("INBOXD_PROCESSOR__SINK".into(), "webhook".into()));
     env.push((
@@ -559,7 +559,7 @@ async fn restarts_and_kills_during_a_retry_after_send_nothing_early() {
     let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
     let sim_client = SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
-    let port = inboxd::testkit::free_port().unwrap();
+    let port = inboxd_testkit::free_port().unwrap();
     let serve = Serve {
         env: serve_env(dir.path(), port, &sim.url()),
         log: dir.path().join("serve.log"),

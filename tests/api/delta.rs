@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use inboxd::domain::secret::MasterKey;
 use inboxd::sim::client::{Delivery, SimClient};
-use inboxd::testkit::TestDaemon;
+use inboxd_testkit::TestDaemon;
 use serde_json::{Value, json};
 
 use crate::helpers::{REDIRECT, World, until, world};
@@ -403,8 +403,10 @@ async fn a_folder_that_refuses_delta_falls_back_to_unread_mail_with_a_warning() 
     let world = world(1, &[]).await;
     let mailbox = world.mailbox("refuses@refuses.example").await;
     world
-        .fault(json!({"kind": "status", "status": 400, "code": "ErrorInvalidRequest",
-            "mailbox": mailbox.upn, "endpoints": ["delta"]}))
+        .fault(
+            json!({"kind": "status", "status": 400, "code": "ErrorInvalidRequest",
+            "mailbox": mailbox.upn, "endpoints": ["delta"]}),
+        )
         .await;
     let id = world.add(&mailbox).await;
     let (status, page) = world.daemon.authorize(&id).await.unwrap();
@@ -416,6 +418,9 @@ async fn a_folder_that_refuses_delta_falls_back_to_unread_mail_with_a_warning() 
     .await;
     let channel = world.daemon.channel(&id).await.unwrap();
     assert_eq!(channel["status"], "active", "{channel:#}");
-    assert_eq!(channel["warning"]["code"], "DeltaUnavailable", "{channel:#}");
+    assert_eq!(
+        channel["warning"]["code"], "DeltaUnavailable",
+        "{channel:#}"
+    );
     assert!(world.requests(&mailbox.upn, "list_messages").await > 0);
 }

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use inboxd::sim::client::{AppRegistration, SimClient};
 use inboxd::sim::{SimHandle, SimOptions};
-use inboxd::testkit::TestDaemon;
+use inboxd_testkit::TestDaemon;
 use serde_json::Value;
 
 /// The redirect URI the simulator's apps register (loopback: the port is ignored).

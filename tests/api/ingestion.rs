@@ -172,7 +172,7 @@ async fn webhook_world(receiver: Arc<Receiver>) -> World {
         ("INBOXD_PROCESSOR__WEBHOOK_MAX_ATTEMPTS", "2".to_owned()),
         ("INBOXD_RETRY__MAX_DELIVERY_ATTEMPTS", "2".to_owned()),
     ];
-    let daemon = inboxd::testkit::TestDaemon::start_with(
+    let daemon = inboxd_testkit::TestDaemon::start_with(
         dir.path(),
         &sim.url(),
         1,

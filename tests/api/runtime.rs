@@ -226,7 +226,7 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
     let sim_client = inboxd::sim::client::SimClient::new(sim.url());
     let dir = tempfile::tempdir().unwrap();
     let key = MasterKey::generate();
-    inboxd::testkit::seed_channels(
+    inboxd_testkit::seed_channels(
         &sim_client,
         &dir.path().join("store"),
         &key,
@@ -238,7 +238,7 @@ async fn ten_thousand_channels_all_poll_on_schedule() {
     // Enough requests in flight to keep up, few enough not to queue past the simulator's timeouts.
     let extra = [("INBOXD_LIMITS__GLOBAL_CONCURRENCY", "64".to_owned())];
     let started = Instant::now();
-    let daemon = inboxd::testkit::TestDaemon::start_with_key(
+    let daemon = inboxd_testkit::TestDaemon::start_with_key(
         dir.path(),
         &sim.url(),
         INTERVAL_SECS,

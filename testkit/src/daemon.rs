@@ -1,16 +1,15 @@
-//! Test support shared by the integration tests, the benches and the demo: a daemon started on a
-//! temporary store against a simulator, with helpers for the admin API and the OAuth flow.
-//! Everything binds 127.0.0.1 on a free port; nothing leaves the machine.
+//! A daemon under test: [`TestDaemon`] builds it through `Application::build` (as `inboxd serve`
+//! does) on a directory the test owns, with a fresh master key and a random admin token, and talks
+//! to its admin API; [`daemon_env`] is the environment such a daemon runs with.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use inboxd::config::{Env, Settings};
+use inboxd::domain::secret::{AdminToken, MasterKey, WebhookSecret};
+use inboxd::startup::{Application, Secrets};
 use serde_json::{Value, json};
-
-use crate::config::{Env, Settings};
-use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
-use crate::startup::{Application, Secrets};
 
 /// Whether a start failed because its port was taken.
 fn port_taken(err: &anyhow::Error) -> bool {
@@ -75,7 +74,7 @@ pub struct TestDaemon {
     pub app: Option<Application>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
-    /// The admin token.
+    /// The admin token: random, made for this daemon (a restart gets a new one).
     pub token: String,
     /// A client that follows no redirects.
     pub http: reqwest::Client,
@@ -116,7 +115,8 @@ impl TestDaemon {
         master_key: MasterKey,
         webhook_secret: Option<WebhookSecret>,
     ) -> anyhow::Result<TestDaemon> {
-        let token = "test-admin-token-0123456789".to_owned();
+        let admin_token = AdminToken::generate();
+        let token = admin_token.expose().to_owned();
         // The redirect URI names the port, so it is chosen before the daemon listens; another
         // process may take it in between. The daemon listens before it opens anything, so a
         // start that lost the race left nothing behind: try another port.
@@ -128,7 +128,7 @@ impl TestDaemon {
             let settings = Settings::load(None, &env).map_err(|e| anyhow::anyhow!("{e}"))?;
             let secrets = Secrets {
                 master_key: master_key.clone(),
-                admin_token: AdminToken::new(token.clone())?,
+                admin_token: admin_token.clone(),
                 webhook_secret: webhook_secret.clone(),
             };
             match Application::build(settings, secrets).await {
@@ -302,140 +302,5 @@ where
             bail!("timed out after {timeout:?} waiting for {what}");
         }
         actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Provisions `count` tenants/apps/mailboxes in the simulator (bulk, with refresh tokens minted
-/// directly) and writes them as authorized channels into the store at `store_path`, so thousands of
-/// channels need no browser flow. The store must not be open elsewhere. Answers the mailboxes.
-pub async fn seed_channels(
-    sim: &crate::sim::client::SimClient,
-    store_path: &Path,
-    key: &MasterKey,
-    count: usize,
-    prefix: &str,
-) -> anyhow::Result<Vec<String>> {
-    use crate::domain::secret::{AccessToken, ClientSecret, RefreshToken};
-    use crate::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
-    use crate::store::{ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
-
-    let mut bulk = crate::sim::client::BulkRequest::new(count, prefix);
-    bulk.issue_refresh_tokens = true;
-    let entries = sim.bulk(&bulk).await?.entries;
-    let store = Store::open(store_path, key.clone(), StoreOptions::default())?;
-    let now = chrono::Utc::now();
-    let mut token_sets = Vec::with_capacity(entries.len());
-    let mut mailboxes = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let id = ChannelId::generate();
-        let record = ChannelRecord {
-            id,
-            name: entry.mailbox.clone(),
-            tenant_id: TenantId::parse(&entry.tenant_id)?,
-            client_id: ClientId::parse(&entry.client_id)?,
-            client_secret: ClientSecret::new(entry.client_secret.clone())?,
-            client_secret_expires_at: None,
-            mailbox: Mailbox::parse(&entry.mailbox)?,
-            folder: Folder::inbox(),
-            enabled: true,
-            first_import: FirstImport::AllUnread,
-            created_at: now,
-            updated_at: now,
-            activated_at: Some(now),
-            status: ChannelStatus::Active,
-            last_error: None,
-            last_poll_at: None,
-            last_success_at: None,
-        };
-        store.put_channel(&record)?;
-        // An expired access token: each channel refreshes on its first poll, as after a long stop.
-        let refresh = entry
-            .refresh_token
-            .clone()
-            .context("the simulator minted no refresh token")?;
-        token_sets.push((
-            id,
-            TokenSet {
-                access_token: AccessToken::new("expired")?,
-                access_expires_at: now - chrono::Duration::hours(1),
-                refresh_token: RefreshToken::new(refresh)?,
-                scope: "offline_access https://graph.microsoft.com/Mail.ReadWrite.Shared".into(),
-                obtained_at: now,
-            },
-        ));
-        mailboxes.push(entry.mailbox);
-    }
-    store.put_tokens_many(&token_sets)?;
-    Ok(mailboxes)
-}
-
-/// The resident memory of this process, in bytes (Linux; 0 elsewhere).
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| {
-                    rest.trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .ok()
-                })
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
-/// `inboxd sim` running as a child process (so that its memory and CPU are not counted as the
-/// daemon's). Killed on drop.
-pub struct SimProcess {
-    child: std::process::Child,
-    /// The simulator's origin.
-    pub url: String,
-}
-
-impl SimProcess {
-    /// Starts `binary sim --listen 127.0.0.1:0 --workers 1` and reads its URL from its first line.
-    pub fn start(binary: &Path) -> anyhow::Result<SimProcess> {
-        use std::io::BufRead as _;
-        let mut child = std::process::Command::new(binary)
-            .args(["sim", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .env("RUST_LOG", "error")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .with_context(|| format!("could not start `{} sim`", binary.display()))?;
-        let stdout = child.stdout.take().context("the simulator has no stdout")?;
-        let mut reader = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let url = line
-            .trim()
-            .strip_prefix("inboxd sim listening on ")
-            .with_context(|| format!("unexpected first line from the simulator: {line:?}"))?
-            .to_owned();
-        // Keep draining its stdout so that it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while reader.read_line(&mut sink).is_ok_and(|n| n > 0) {
-                sink.clear();
-            }
-        });
-        Ok(SimProcess { child, url })
-    }
-
-    /// The process id (to read its CPU time).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

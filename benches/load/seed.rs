@@ -1,0 +1,185 @@
+//! Seeding the store the bench's daemon runs on: N channels (records and valid tokens minted by the
+//! simulator) and K token sets for the hot-adds, written straight into a store by a child process
+//! (the bench binary re-invoked with `--seed`), so that its allocations do not count as the
+//! daemon's memory. Channel ids are derived from the mailbox, so both processes agree on them.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, anyhow, bail};
+use chrono::Utc;
+use inboxd::domain::secret::{AccessToken, ClientSecret, MasterKey, RefreshToken};
+use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use inboxd::sim::client::{BulkRequest, SimClient, bulk_credentials};
+use inboxd::store::{ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
+use sha2::Digest as _;
+
+use crate::{FLOOR_MAILBOXES, FLOOR_PREFIX, HOT_PREFIX, PREFIX};
+
+/// A stable channel id for mailbox `i` of `prefix`, so that both processes agree on it.
+fn channel_id(prefix: &str, i: usize) -> ChannelId {
+    let digest = sha2::Sha256::digest(format!("inboxd-bench:{prefix}:{i}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    ChannelId::from_bytes(bytes)
+}
+
+pub(crate) fn record(prefix: &str, i: usize) -> anyhow::Result<ChannelRecord> {
+    let (tenant, client, secret, mailbox) = bulk_credentials(prefix, i);
+    let now = Utc::now();
+    Ok(ChannelRecord {
+        id: channel_id(prefix, i),
+        name: format!("{prefix} {i}"),
+        tenant_id: TenantId::parse(&tenant)?,
+        client_id: ClientId::parse(&client)?,
+        client_secret: ClientSecret::new(secret)?,
+        client_secret_expires_at: None,
+        mailbox: Mailbox::parse(&mailbox)?,
+        folder: Folder::inbox(),
+        enabled: true,
+        first_import: FirstImport::AllUnread,
+        created_at: now,
+        updated_at: now,
+        activated_at: Some(now),
+        status: ChannelStatus::Active,
+        last_error: None,
+        last_poll_at: None,
+        last_success_at: None,
+    })
+}
+
+/// Mints a refresh and an access token for mailbox `i` of `prefix`.
+pub(crate) async fn mint(sim: &SimClient, prefix: &str, i: usize) -> anyhow::Result<TokenSet> {
+    let (_, client, _, mailbox) = bulk_credentials(prefix, i);
+    let minted = sim.mint_tokens(&mailbox, &client, None).await?;
+    let now = Utc::now();
+    Ok(TokenSet {
+        access_token: AccessToken::new(minted.access_token)?,
+        access_expires_at: now + chrono::Duration::seconds(minted.expires_in as i64),
+        refresh_token: RefreshToken::new(minted.refresh_token)?,
+        scope: "https://graph.microsoft.com/Mail.ReadWrite.Shared offline_access".to_owned(),
+        obtained_at: now,
+    })
+}
+
+/// Provisions `count` mailboxes of `prefix` in the simulator and stores their channels (records
+/// when `with_records`, tokens always).
+async fn seed_prefix(
+    sim: &SimClient,
+    store: &Store,
+    prefix: &str,
+    count: usize,
+    with_records: bool,
+) -> anyhow::Result<()> {
+    const CHUNK: usize = 2000;
+    let mut start = 0;
+    while start < count {
+        let n = CHUNK.min(count - start);
+        let mut bulk = BulkRequest::new(n, prefix);
+        bulk.start = start;
+        bulk.return_entries = false;
+        sim.bulk(&bulk).await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut sets: Vec<(usize, TokenSet)> = Vec::with_capacity(n);
+        for i in start..start + n {
+            let sim = sim.clone();
+            let prefix = prefix.to_owned();
+            tasks.spawn_local(async move { (i, mint(&sim, &prefix, i).await) });
+            while tasks.len() >= 32 {
+                if let Some(done) = tasks.join_next().await {
+                    let (i, set) = done?;
+                    sets.push((i, set?));
+                }
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (i, set) = done?;
+            sets.push((i, set?));
+        }
+        // `put_tokens` flushes each time: spread the writes over threads so flushes overlap.
+        let records: Vec<(ChannelRecord, TokenSet)> = sets
+            .into_iter()
+            .map(|(i, set)| Ok((record(prefix, i)?, set)))
+            .collect::<anyhow::Result<_>>()?;
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let handles: Vec<_> = records
+                .chunks(records.len().div_ceil(8).max(1))
+                .map(|part| {
+                    scope.spawn(move || -> anyhow::Result<()> {
+                        for (record, tokens) in part {
+                            if with_records {
+                                store.put_channel(record)?;
+                            }
+                            store.put_tokens(record.id, tokens)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle
+                    .join()
+                    .map_err(|_| anyhow!("a seeding thread panicked"))??;
+            }
+            Ok(())
+        })?;
+        start += n;
+    }
+    Ok(())
+}
+
+/// The child process's work: `--seed DIR KEY URL N K`.
+pub(crate) fn seed_main(raw: &[String]) -> anyhow::Result<()> {
+    let [dir, key, url, n, k] = raw else {
+        bail!("--seed DIR KEY URL N K");
+    };
+    let n: usize = n.parse()?;
+    let k: usize = k.parse()?;
+    let key = MasterKey::parse(key)?;
+    let store = Store::open(
+        &Path::new(dir).join("store"),
+        key,
+        StoreOptions {
+            cache_capacity_bytes: 64 * 1024 * 1024,
+            flush_every_ms: None,
+        },
+    )?;
+    let sim = SimClient::new(url.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        seed_prefix(&sim, &store, PREFIX, n, true).await?;
+        seed_prefix(&sim, &store, HOT_PREFIX, k, false).await?;
+        let mut bulk = BulkRequest::new(FLOOR_MAILBOXES, FLOOR_PREFIX);
+        bulk.return_entries = false;
+        sim.bulk(&bulk).await?;
+        anyhow::Ok(())
+    })?;
+    store.flush()?;
+    Ok(())
+}
+
+pub(crate) fn seed_in_child(
+    dir: &Path,
+    key: &MasterKey,
+    url: &str,
+    n: usize,
+    k: usize,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let status = Command::new(exe)
+        .arg("--seed")
+        .arg(dir)
+        .arg(key.encode())
+        .arg(url)
+        .arg(n.to_string())
+        .arg(k.to_string())
+        .status()
+        .context("could not start the seeding process")?;
+    if !status.success() {
+        bail!("seeding the store failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Channels written straight into a store, authorized, for runs of thousands of channels that
+//! need no browser flow.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use inboxd::domain::secret::{AccessToken, ClientSecret, MasterKey, RefreshToken};
+use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use inboxd::sim::client::{BulkRequest, SimClient};
+use inboxd::store::{ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
+
+/// Provisions `count` tenants/apps/mailboxes in the simulator (bulk, with refresh tokens minted
+/// directly) and writes them as authorized channels into the store at `store_path`, so thousands of
+/// channels need no browser flow. The store must not be open elsewhere. Answers the mailboxes.
+pub async fn seed_channels(
+    sim: &SimClient,
+    store_path: &Path,
+    key: &MasterKey,
+    count: usize,
+    prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut bulk = BulkRequest::new(count, prefix);
+    bulk.issue_refresh_tokens = true;
+    let entries = sim.bulk(&bulk).await?.entries;
+    let store = Store::open(store_path, key.clone(), StoreOptions::default())?;
+    let now = chrono::Utc::now();
+    let mut token_sets = Vec::with_capacity(entries.len());
+    let mut mailboxes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let id = ChannelId::generate();
+        let record = ChannelRecord {
+            id,
+            name: entry.mailbox.clone(),
+            tenant_id: TenantId::parse(&entry.tenant_id)?,
+            client_id: ClientId::parse(&entry.client_id)?,
+            client_secret: ClientSecret::new(entry.client_secret.clone())?,
+            client_secret_expires_at: None,
+            mailbox: Mailbox::parse(&entry.mailbox)?,
+            folder: Folder::inbox(),
+            enabled: true,
+            first_import: FirstImport::AllUnread,
+            created_at: now,
+            updated_at: now,
+            activated_at: Some(now),
+            status: ChannelStatus::Active,
+            last_error: None,
+            last_poll_at: None,
+            last_success_at: None,
+        };
+        store.put_channel(&record)?;
+        // An expired access token: each channel refreshes on its first poll, as after a long stop.
+        let refresh = entry
+            .refresh_token
+            .clone()
+            .context("the simulator minted no refresh token")?;
+        token_sets.push((
+            id,
+            TokenSet {
+                access_token: AccessToken::new("expired")?,
+                access_expires_at: now - chrono::Duration::hours(1),
+                refresh_token: RefreshToken::new(refresh)?,
+                scope: "offline_access https://graph.microsoft.com/Mail.ReadWrite.Shared".into(),
+                obtained_at: now,
+            },
+        ));
+        mailboxes.push(entry.mailbox);
+    }
+    store.put_tokens_many(&token_sets)?;
+    Ok(mailboxes)
+}
