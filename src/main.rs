@@ -75,7 +75,9 @@ fn serve(config: Option<&std::path::Path>) -> anyhow::Result<()> {
         webhook_secret: webhook_secret.map(|loaded| loaded.value),
     };
     actix_rt::System::new().block_on(async move {
+        // Listen before the port answers: a stop during the start is a graceful one.
+        let signals = inboxd::startup::StopSignals::listen();
         let app = Application::build(settings, secrets).await?;
-        app.run_until_stopped().await
+        app.run_until_stopped(signals).await
     })
 }

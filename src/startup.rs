@@ -323,14 +323,14 @@ impl Application {
     }
 
     /// Serves until SIGINT or SIGTERM, then shuts down gracefully; a second signal exits at once.
-    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
-        wait_for_signal().await;
+    pub async fn run_until_stopped(mut self, mut signals: StopSignals) -> anyhow::Result<()> {
+        signals.next().await;
         tracing::info!(
             grace_secs = self.grace.as_secs(),
             "Shutting down: no new polls; in-flight work may finish."
         );
-        actix_rt::spawn(async {
-            wait_for_signal().await;
+        actix_rt::spawn(async move {
+            signals.next().await;
             tracing::warn!("Second signal: exiting at once.");
             std::process::exit(130);
         });
@@ -396,25 +396,37 @@ impl Application {
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-        match term {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// SIGINT and SIGTERM, listened for by `inboxd serve` before it builds the daemon: a signal that
+/// arrives while the daemon starts (its port already answers) still shuts it down gracefully
+/// instead of killing it. Only `serve` listens: the demo and the tests keep the default actions.
+pub struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Starts listening (call inside the actix system, before [`Application::build`]).
+    pub fn listen() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        StopSignals {
+            term: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Waits for the next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.term) => {}
+            () = recv(&mut self.interrupt) => {}
+        }
     }
 }
