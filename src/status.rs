@@ -23,6 +23,8 @@ pub struct ChannelView {
     pub mailbox: String,
     /// Folder.
     pub folder: String,
+    /// The channel's own poll mode, if it overrides `polling.mode`.
+    pub poll_mode: Option<crate::domain::PollMode>,
     /// Enabled by the operator.
     pub enabled: bool,
     /// Status.
@@ -59,6 +61,7 @@ impl ChannelView {
             client_id: record.client_id.to_string(),
             mailbox: record.mailbox.to_string(),
             folder: record.folder.to_string(),
+            poll_mode: record.poll_mode,
             enabled: record.enabled,
             status: record.status,
             last_error: record.last_error.clone(),

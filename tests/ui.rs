@@ -665,6 +665,7 @@ fn view(i: usize) -> ChannelView {
         client_id: "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9".to_owned(),
         mailbox: format!("box{i:06}@contoso.example"),
         folder: "inbox".to_owned(),
+        poll_mode: None,
         enabled: status != ChannelStatus::Disabled,
         status,
         last_error: None,

@@ -38,6 +38,7 @@ pub(crate) fn record(prefix: &str, i: usize) -> anyhow::Result<ChannelRecord> {
         folder: Folder::inbox(),
         enabled: true,
         first_import: FirstImport::AllUnread,
+        poll_mode: None,
         created_at: now,
         updated_at: now,
         activated_at: Some(now),

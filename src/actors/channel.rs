@@ -89,6 +89,7 @@ impl ChannelActor {
             .token_refresh_jitter
             .mul_f64(record.id.stable_fraction(0x5eed));
         let runtime = deps.ingest.runtimes.get(record.id);
+        let mode = record.poll_mode.unwrap_or(run.mode);
         ChannelActor {
             status: record.status,
             last_error: record.last_error.clone(),
@@ -96,7 +97,7 @@ impl ChannelActor {
                 Arc::new(record),
                 run.token_refresh_margin + spread,
                 generation,
-                run.mode,
+                mode,
             ),
             runtime,
             deps,

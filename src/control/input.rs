@@ -33,6 +33,8 @@ pub struct NewChannel {
     pub client_secret_expires_at: Option<String>,
     /// `all`, `new` or `last_days:N` (default: the daemon's `polling.first_import`).
     pub first_import: Option<String>,
+    /// `delta` or `unread` (default: the daemon's `polling.mode`).
+    pub poll_mode: Option<String>,
 }
 
 impl fmt::Debug for NewChannel {
@@ -47,6 +49,7 @@ impl fmt::Debug for NewChannel {
             .field("enabled", &self.enabled)
             .field("client_secret_expires_at", &self.client_secret_expires_at)
             .field("first_import", &self.first_import)
+            .field("poll_mode", &self.poll_mode)
             .finish()
     }
 }
@@ -72,6 +75,8 @@ pub struct ChannelPatch {
     pub client_secret_expires_at: Option<Option<String>>,
     /// New first-import policy.
     pub first_import: Option<String>,
+    /// New poll mode; `Some(None)` returns to the daemon's `polling.mode`.
+    pub poll_mode: Option<Option<String>>,
 }
 
 impl fmt::Debug for ChannelPatch {
@@ -89,8 +94,21 @@ impl fmt::Debug for ChannelPatch {
             .field("enabled", &self.enabled)
             .field("client_secret_expires_at", &self.client_secret_expires_at)
             .field("first_import", &self.first_import)
+            .field("poll_mode", &self.poll_mode)
             .finish()
     }
+}
+
+/// Parses a poll mode: `delta` or `unread`.
+pub fn parse_poll_mode(raw: &str) -> Result<crate::domain::PollMode, Error> {
+    crate::domain::PollMode::parse(raw.trim()).ok_or_else(|| {
+        Error::invalid(
+            "invalid_poll_mode",
+            format!(
+                "poll_mode: {raw:?} is not a mode: use delta (the folder's changes, so mail read before the poll is still ingested) or unread"
+            ),
+        )
+    })
 }
 
 /// Parses a date (`YYYY-MM-DD`, end of that day UTC) or an RFC 3339 time.
@@ -170,6 +188,7 @@ impl NewChannel {
             .map(parse_first_import)
             .transpose()?
             .unwrap_or(default_first_import);
+        let poll_mode = self.poll_mode.as_deref().map(parse_poll_mode).transpose()?;
         let now = Utc::now();
         Ok(ChannelRecord {
             id: ChannelId::generate(),
@@ -182,6 +201,7 @@ impl NewChannel {
             folder,
             enabled: self.enabled.unwrap_or(true),
             first_import,
+            poll_mode,
             created_at: now,
             updated_at: now,
             activated_at: None,
@@ -234,6 +254,9 @@ impl ChannelPatch {
         }
         if let Some(raw) = self.first_import {
             record.first_import = parse_first_import(&raw)?;
+        }
+        if let Some(mode) = self.poll_mode {
+            record.poll_mode = mode.as_deref().map(parse_poll_mode).transpose()?;
         }
         if let Some(enabled) = self.enabled {
             record.enabled = enabled;

@@ -373,6 +373,7 @@ mod tests {
             client_id: "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9".to_owned(),
             mailbox: mailbox.to_owned(),
             folder: "inbox".to_owned(),
+            poll_mode: None,
             enabled: true,
             status,
             last_error: None,

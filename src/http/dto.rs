@@ -37,6 +37,9 @@ pub struct ChannelIn {
     /// `all`, `new` or `last_days:N` (default from `polling.first_import`).
     #[serde(default)]
     pub first_import: Option<String>,
+    /// `delta` or `unread` (default from `polling.mode`).
+    #[serde(default)]
+    pub poll_mode: Option<String>,
 }
 
 /// `PATCH /api/channels/{id}`: every field optional; `client_secret_expires_at: null` clears it.
@@ -62,6 +65,9 @@ pub struct ChannelPatchIn {
     pub client_secret_expires_at: Option<Option<String>>,
     /// New first-import policy.
     pub first_import: Option<String>,
+    /// New poll mode; `null` returns to `polling.mode`.
+    #[serde(default, deserialize_with = "double_option")]
+    pub poll_mode: Option<Option<String>>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(
@@ -85,6 +91,8 @@ pub struct ChannelOut {
     pub mailbox: String,
     /// Folder.
     pub folder: String,
+    /// The channel's own poll mode (`delta` or `unread`), or null when it follows `polling.mode`.
+    pub poll_mode: Option<String>,
     /// Enabled.
     pub enabled: bool,
     /// Status.
@@ -171,6 +179,7 @@ impl ChannelOut {
             folder: view.folder.clone(),
             enabled: view.enabled,
             status: view.status.to_string(),
+            poll_mode: view.poll_mode.map(|m| m.as_str().to_owned()),
             last_error: view.last_error.as_ref().map(LastErrorOut::from),
             warning: view.warning.as_ref().map(LastErrorOut::from),
             last_poll_at: view.last_poll_at,
@@ -202,6 +211,7 @@ impl From<ChannelIn> for NewChannel {
             enabled: body.enabled,
             client_secret_expires_at: body.client_secret_expires_at,
             first_import: body.first_import,
+            poll_mode: body.poll_mode,
         }
     }
 }
@@ -218,6 +228,7 @@ impl From<ChannelPatchIn> for ChannelPatch {
             enabled: body.enabled,
             client_secret_expires_at: body.client_secret_expires_at,
             first_import: body.first_import,
+            poll_mode: body.poll_mode,
         }
     }
 }

@@ -826,6 +826,7 @@ mod tests {
             folder: Folder::inbox(),
             enabled: true,
             first_import: FirstImport::AllUnread,
+            poll_mode: None,
             created_at: now,
             updated_at: now,
             activated_at: Some(now),

@@ -57,6 +57,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(feature = "test-hooks")]
 use crate::domain::ChannelId;
 use crate::domain::secret::MasterKey;
 

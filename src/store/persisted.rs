@@ -120,6 +120,9 @@ struct ChannelV1 {
     folder: String,
     enabled: bool,
     first_import: FirstImportV1,
+    /// `delta` or `unread`; absent: the daemon's `polling.mode` (records before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    poll_mode: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     activated_at: Option<DateTime<Utc>>,
@@ -146,6 +149,7 @@ pub(crate) fn encode_channel(crypto: &Crypto, rec: &ChannelRecord) -> Result<Vec
             FirstImport::OnlyNew => FirstImportV1::OnlyNew,
             FirstImport::LastDays(days) => FirstImportV1::LastDays { days },
         },
+        poll_mode: rec.poll_mode.map(|m| m.as_str().to_owned()),
         created_at: rec.created_at,
         updated_at: rec.updated_at,
         activated_at: rec.activated_at,
@@ -201,6 +205,13 @@ pub(crate) fn decode_channel(
             FirstImportV1::AllUnread => FirstImport::AllUnread,
             FirstImportV1::OnlyNew => FirstImport::OnlyNew,
             FirstImportV1::LastDays { days } => FirstImport::LastDays(days),
+        },
+        poll_mode: match s.poll_mode.as_deref() {
+            None => None,
+            Some(name) => Some(
+                crate::domain::PollMode::parse(name)
+                    .ok_or_else(|| invalid(&record, "poll mode", format!("{name:?}")))?,
+            ),
         },
         created_at: s.created_at,
         updated_at: s.updated_at,

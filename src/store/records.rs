@@ -31,6 +31,8 @@ pub struct ChannelRecord {
     pub enabled: bool,
     /// What to ingest the first time the channel polls.
     pub first_import: FirstImport,
+    /// How the channel finds new mail; `None` follows `polling.mode`.
+    pub poll_mode: Option<crate::domain::PollMode>,
     /// When the channel was added.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.

@@ -39,6 +39,7 @@ pub async fn seed_channels(
             folder: Folder::inbox(),
             enabled: true,
             first_import: FirstImport::AllUnread,
+            poll_mode: None,
             created_at: now,
             updated_at: now,
             activated_at: Some(now),

@@ -424,3 +424,51 @@ async fn a_folder_that_refuses_delta_falls_back_to_unread_mail_with_a_warning() 
     );
     assert!(world.requests(&mailbox.upn, "list_messages").await > 0);
 }
+
+/// A channel may override `polling.mode`; a wrong mode is refused and changes nothing.
+#[actix_rt::test]
+async fn a_channel_overrides_the_poll_mode_and_a_wrong_one_is_refused() {
+    let world = world(1, &[]).await;
+    let (id, mailbox) = world.active_channel("mode@mode.example").await;
+    let path = format!("/api/channels/{id}");
+    let (status, answer) = world
+        .daemon
+        .api(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"poll_mode": "sometimes"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "invalid_poll_mode", "{answer}");
+    assert!(world.daemon.channel(&id).await.unwrap()["poll_mode"].is_null());
+    let (status, answer) = world
+        .daemon
+        .api(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"poll_mode": "unread"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["poll_mode"], "unread");
+    let lists = world.requests(&mailbox.upn, "list_messages").await;
+    world.poll_now(&id).await;
+    until(Duration::from_secs(5), "an unread-mode poll", || async {
+        world.requests(&mailbox.upn, "list_messages").await > lists
+    })
+    .await;
+    let (status, answer) = world
+        .daemon
+        .api(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"poll_mode": null})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["poll_mode"].is_null(), "{answer}");
+}
