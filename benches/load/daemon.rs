@@ -24,8 +24,13 @@ pub(crate) struct Daemon {
 }
 
 /// The settings of a bench daemon with its store in `dir`: the test kit's environment, a 30 s
-/// shutdown grace and 512 concurrent requests at most.
-pub(crate) fn settings_for(dir: &Path, sim_url: &str, interval: u64) -> anyhow::Result<Settings> {
+/// shutdown grace, 512 concurrent requests at most, and the poll mode `mode`.
+pub(crate) fn settings_for(
+    dir: &Path,
+    sim_url: &str,
+    interval: u64,
+    mode: &str,
+) -> anyhow::Result<Settings> {
     let env = daemon_env(
         dir,
         free_port()?,
@@ -34,6 +39,7 @@ pub(crate) fn settings_for(dir: &Path, sim_url: &str, interval: u64) -> anyhow::
         &[
             ("INBOXD_SERVER__SHUTDOWN_GRACE_SECS", "30".to_owned()),
             ("INBOXD_LIMITS__GLOBAL_CONCURRENCY", "512".to_owned()),
+            ("INBOXD_POLLING__MODE", mode.to_owned()),
         ],
     );
     Settings::load(None, &env).map_err(|e| anyhow!("{e}"))

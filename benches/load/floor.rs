@@ -1,5 +1,6 @@
 //! The CPU floor: a bare reqwest loop on its own thread sending the same request as a poll (the GET
-//! of an idle mailbox's unread list, same client settings as `startup::http_client`, same headers),
+//! of an idle mailbox's unread list, or in delta mode of its stored delta link; same client
+//! settings as `startup::http_client`, same headers),
 //! paced at the daemon's poll rate during the same window, so that the daemon's CPU per poll has a
 //! yardstick measured on the same machine state.
 
@@ -53,9 +54,15 @@ async fn floor(
         config::BodyContentType::Text => BodyContentType::Text,
         config::BodyContentType::Html => BodyContentType::Html,
     };
+    let delta = settings.polling.mode == inboxd::domain::PollMode::Delta;
     let prefer = match body {
         BodyContentType::Text => r#"IdType="ImmutableId", outlook.body-content-type="text""#,
         BodyContentType::Html => r#"IdType="ImmutableId", outlook.body-content-type="html""#,
+    };
+    let prefer = if delta {
+        format!("{prefer}, odata.maxpagesize={}", settings.polling.page_size)
+    } else {
+        prefer.to_owned()
     };
     let graph = GraphClient::new(
         client.clone(),
@@ -67,13 +74,27 @@ async fn floor(
     for i in 0..FLOOR_MAILBOXES {
         let record = record(FLOOR_PREFIX, i)?;
         let tokens = mint(sim, FLOOR_PREFIX, i).await?;
-        let url = graph.unread_url(
-            &record.mailbox,
-            &record.folder,
-            chrono::DateTime::<Utc>::from_timestamp(0, 0).unwrap_or_default(),
-            settings.polling.page_size,
-        );
-        targets.push((url, tokens.access_token.expose().to_owned()));
+        let since = chrono::DateTime::<Utc>::from_timestamp(0, 0).unwrap_or_default();
+        let token = tokens.access_token.expose().to_owned();
+        let url = if delta {
+            // An idle channel in delta mode GETs its stored delta link: run the first round to
+            // the end and use the link it ends with.
+            let mut url = graph.delta_url(&record.mailbox, &record.folder, since);
+            loop {
+                let page = graph
+                    .delta_page(&token, &url, settings.polling.page_size)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the floor's first delta round failed: {e}"))?;
+                match (page.next_link, page.delta_link) {
+                    (Some(next), _) => url = next,
+                    (None, Some(link)) => break link,
+                    (None, None) => bail!("a delta round ended without a delta link"),
+                }
+            }
+        } else {
+            graph.unread_url(&record.mailbox, &record.folder, since, settings.polling.page_size)
+        };
+        targets.push((url, token));
     }
     // Warm the connection up first.
     for (url, token) in &targets {
@@ -96,7 +117,7 @@ async fn floor(
         requests += 1;
         let response = client
             .get(url)
-            .header("Prefer", prefer)
+            .header("Prefer", prefer.as_str())
             .header(reqwest::header::ACCEPT, "application/json")
             .bearer_auth(token)
             .timeout(settings.polling.request_timeout)

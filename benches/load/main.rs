@@ -74,6 +74,9 @@ struct Cli {
     /// Channels hot-added during the window (K); min(N, 20) by default, at least 1.
     #[arg(long)]
     hot_adds: Option<usize>,
+    /// How the channels find new mail: `delta` (the product's default) or `unread`.
+    #[arg(long, default_value = "delta", value_parser = ["delta", "unread"])]
+    mode: String,
     /// A label for the results.
     #[arg(long, default_value = "")]
     label: String,
@@ -102,11 +105,19 @@ struct Args {
     interval_secs: u64,
     messages_per_sec: u64,
     hot_adds: usize,
+    /// `delta` or `unread`.
+    #[serde(default = "default_mode")]
+    mode: String,
     label: String,
     #[serde(skip)]
     plot: bool,
     #[serde(skip)]
     plot_only: bool,
+}
+
+/// Results saved before the mode was recorded were measured in unread mode.
+fn default_mode() -> String {
+    "unread".to_owned()
 }
 
 impl From<Cli> for Args {
@@ -117,6 +128,7 @@ impl From<Cli> for Args {
             interval_secs: cli.interval_secs,
             messages_per_sec: cli.messages_per_sec,
             hot_adds: cli.hot_adds.unwrap_or_else(|| cli.channels.clamp(1, 20)),
+            mode: cli.mode,
             label: cli.label,
             plot: cli.plot,
             plot_only: cli.plot_only,

@@ -153,7 +153,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
     let empty_dir = tmp.path().join("empty");
     std::fs::create_dir_all(&empty_dir)?;
     let daemon = Daemon::start(
-        settings_for(&empty_dir, &sim_process.url, args.interval_secs)?,
+        settings_for(&empty_dir, &sim_process.url, args.interval_secs, &args.mode)?,
         key.clone(),
     )
     .await?;
@@ -175,7 +175,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
     eprintln!("seeded in {:.1} s", seeding.elapsed().as_secs_f64());
 
     // 3. Run the daemon on them.
-    let settings = settings_for(&dir, &sim_process.url, args.interval_secs)?;
+    let settings = settings_for(&dir, &sim_process.url, args.interval_secs, &args.mode)?;
     let daemon = Daemon::start(settings.clone(), key.clone()).await?;
     let shared = Arc::clone(&daemon.shared);
     let interval = Duration::from_secs(args.interval_secs);
