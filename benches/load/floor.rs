@@ -92,7 +92,12 @@ async fn floor(
                 }
             }
         } else {
-            graph.unread_url(&record.mailbox, &record.folder, since, settings.polling.page_size)
+            graph.unread_url(
+                &record.mailbox,
+                &record.folder,
+                since,
+                settings.polling.page_size,
+            )
         };
         targets.push((url, token));
     }

@@ -8,7 +8,9 @@
 //!
 //! - [`ledger`]: the per-message ledger and its typed transitions; the only writer of entries.
 //! - [`cycle`]: one poll as plain async functions over a small [`Ingest`] context and a
-//!   [`Handover`](cycle::Handover), testable without actix.
+//!   [`Handover`](cycle::Handover), testable without actix: the turn, the token, the permits, and
+//!   settling what was found (ledger, attachments, hand-over, mark read).
+//! - [`sources`]: where a cycle finds mail: the unread list, delta rounds, backfills, replays.
 //! - [`tokens`]: the access token a cycle uses: refresh ahead of expiry, single-flight per grant,
 //!   the rotated refresh token durable before use; a failing refresh does not stop polling while the
 //!   access token is valid.
@@ -31,6 +33,7 @@ pub mod failure;
 pub mod ledger;
 pub mod recovery;
 pub mod runtime;
+pub mod sources;
 pub mod tokens;
 
 pub use context::{Ingest, RunSettings, set_lane};

@@ -75,12 +75,12 @@ pub struct ChannelRuntime {
     tokens: parking_lot::Mutex<TokenCell>,
     /// Graph refused the delta query on the channel's folder: it polls unread mail (until the
     /// next start), with this warning.
-    delta_refused: parking_lot::Mutex<Option<LastError>>,
+    delta_refused: parking_lot::Mutex<Option<Box<LastError>>>,
     /// Messages an operator released from quarantine, fetched by id by the next cycle (a delta
     /// round would not show them again: they did not change).
     replays: parking_lot::Mutex<Vec<String>>,
     /// A backfill an operator asked for, and where it stands.
-    backfill: parking_lot::Mutex<Option<Backfill>>,
+    backfill: parking_lot::Mutex<Option<Box<Backfill>>>,
 }
 
 /// A backfill: every message received since a date that was never delivered.
@@ -110,8 +110,9 @@ struct TokenCell {
     unsaved: bool,
     /// Bumped by a new authorization: a refresh of the old grant that ends afterwards is dropped.
     grant: u64,
-    /// A refresh failed while the access token was still valid.
-    problem: Option<RefreshProblem>,
+    /// A refresh failed while the access token was still valid (boxed: rare, and every channel
+    /// has a cell).
+    problem: Option<Box<RefreshProblem>>,
 }
 
 /// A refresh that keeps failing while the access token is still valid.
@@ -235,10 +236,12 @@ impl ChannelRuntime {
         now: Instant,
     ) {
         let mut cell = self.tokens.lock();
-        let problem = cell.problem.get_or_insert_with(|| RefreshProblem {
-            warning: warning.clone(),
-            backoff: Backoff::new(policy),
-            next_try: now,
+        let problem = cell.problem.get_or_insert_with(|| {
+            Box::new(RefreshProblem {
+                warning: warning.clone(),
+                backoff: Backoff::new(policy),
+                next_try: now,
+            })
         });
         problem.warning = warning;
         problem.next_try = now + problem.backoff.next_delay(retry_after);
@@ -252,7 +255,7 @@ impl ChannelRuntime {
             .problem
             .as_ref()
             .map(|p| p.warning.clone())
-            .or_else(|| self.delta_refused.lock().clone())
+            .or_else(|| self.delta_refused.lock().as_deref().cloned())
     }
 
     /// Whether the folder refused the delta query (the channel polls unread mail).
@@ -262,7 +265,7 @@ impl ChannelRuntime {
 
     /// The folder refused the delta query: poll unread mail from now on, with this warning.
     pub fn refuse_delta(&self, warning: LastError) {
-        *self.delta_refused.lock() = Some(warning);
+        *self.delta_refused.lock() = Some(Box::new(warning));
     }
 
     /// Asks for a backfill from `since` (an earlier date replaces a later one still running).
@@ -271,23 +274,23 @@ impl ChannelRuntime {
         match backfill.as_mut() {
             Some(running) if running.since <= since => {}
             _ => {
-                *backfill = Some(Backfill {
+                *backfill = Some(Box::new(Backfill {
                     since,
                     next_link: None,
                     delivered: 0,
-                })
+                }))
             }
         }
     }
 
     /// The backfill to work on, if any.
     pub fn backfill(&self) -> Option<Backfill> {
-        self.backfill.lock().clone()
+        self.backfill.lock().as_deref().cloned()
     }
 
     /// Records a backfill's progress (`None` once it is done).
     pub fn set_backfill(&self, backfill: Option<Backfill>) {
-        *self.backfill.lock() = backfill;
+        *self.backfill.lock() = backfill.map(Box::new);
     }
 
     /// Queues messages released from quarantine for the next cycle.
