@@ -20,14 +20,15 @@ use crate::seed::{mint, record};
 
 /// The floor: a bare reqwest loop on its own thread sending the same GET of an idle mailbox's
 /// unread list, with the same client settings and headers, at the daemon's poll rate, during the
-/// same window (so that both see the same machine). Answers (requests, CPU seconds of the thread).
+/// same window (so that both see the same machine). Answers (requests, CPU seconds of the thread,
+/// response body bytes: the bytes of an idle poll, since it is the same request).
 pub(crate) fn spawn_floor(
     settings: Settings,
     sim_url: String,
     rate: f64,
     start_at: Instant,
     window: Duration,
-) -> std::thread::JoinHandle<anyhow::Result<(u64, f64)>> {
+) -> std::thread::JoinHandle<anyhow::Result<(u64, f64, u64)>> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -48,7 +49,7 @@ async fn floor(
     rate: f64,
     start_at: Instant,
     window: Duration,
-) -> anyhow::Result<(u64, f64)> {
+) -> anyhow::Result<(u64, f64, u64)> {
     let client = http_client(settings)?;
     let body = match settings.polling.body_content_type {
         config::BodyContentType::Text => BodyContentType::Text,
@@ -116,6 +117,7 @@ async fn floor(
     let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1.0)));
     let before = thread_cpu();
     let mut requests = 0u64;
+    let mut bytes_read = 0u64;
     while Instant::now() < end_at {
         pace.tick().await;
         let (url, token) = &targets[requests as usize % targets.len()];
@@ -132,7 +134,8 @@ async fn floor(
             bail!("the floor request answered {}", response.status());
         }
         let bytes = response.bytes().await?;
+        bytes_read += bytes.len() as u64;
         std::hint::black_box(bytes);
     }
-    Ok((requests, thread_cpu() - before))
+    Ok((requests, thread_cpu() - before, bytes_read))
 }

@@ -41,6 +41,9 @@ pub(crate) struct Results {
     /// Channels that `polls_per_sec` would serve at the two-minute cadence.
     pub(crate) equivalent_channels_at_120s: f64,
     pub(crate) graph_requests_per_poll: f64,
+    /// Graph requests in the window per message delivered in it (ingestion runs).
+    #[serde(default)]
+    pub(crate) graph_requests_per_delivered: f64,
     pub(crate) lateness_ms: Quantiles,
     pub(crate) rss_empty_kib: u64,
     pub(crate) rss_with_channels_kib: u64,
@@ -56,6 +59,9 @@ pub(crate) struct Results {
     #[serde(default)]
     pub(crate) daemon_cpu_ms_per_1000_polls_net_of_idle: f64,
     pub(crate) floor_requests: u64,
+    /// Response bytes of an idle poll (the floor sends the same request).
+    #[serde(default)]
+    pub(crate) bytes_per_idle_poll: u64,
     pub(crate) floor_cpu_ms_per_1000_requests: f64,
     pub(crate) cpu_ratio_to_floor: f64,
     pub(crate) hot_add_method: String,
@@ -211,8 +217,12 @@ pub(crate) fn print_results(r: &Results) {
         r.channels, r.args.mode, r.args.interval_secs, r.window_secs, r.cores
     );
     println!(
-        "  polls                {} ({:.1}/s ≙ {:.0} channels at the 2-minute cadence; {:.2} Graph requests per poll)",
-        r.polls, r.polls_per_sec, r.equivalent_channels_at_120s, r.graph_requests_per_poll
+        "  polls                {} ({:.1}/s ≙ {:.0} channels at the 2-minute cadence; {:.2} Graph requests per poll, {} response bytes per idle poll)",
+        r.polls,
+        r.polls_per_sec,
+        r.equivalent_channels_at_120s,
+        r.graph_requests_per_poll,
+        r.bytes_per_idle_poll
     );
     println!(
         "  poll lateness        p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -244,13 +254,14 @@ pub(crate) fn print_results(r: &Results) {
     );
     if r.args.messages_per_sec > 0 {
         println!(
-            "  ingestion            sent {}, delivered {}, marked read {} within {:.1} s of the first send: {:.0} delivered/s, {:.0} marked read/s",
+            "  ingestion            sent {}, delivered {}, marked read {} within {:.1} s of the first send: {:.0} delivered/s, {:.0} marked read/s, {:.2} Graph requests per delivered message",
             r.messages_sent,
             r.messages_delivered,
             r.messages_marked_read,
             r.ingest_secs,
             r.delivered_per_sec,
-            r.marked_read_per_sec
+            r.marked_read_per_sec,
+            r.graph_requests_per_delivered
         );
     }
     println!("  budgets ({BUDGETS}):");

@@ -254,9 +254,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
     daemon.stop().await?;
 
     let polls = end.polls - start.polls;
-    let (floor_requests, floor_cpu) = tokio::task::spawn_blocking(move || floor_thread.join())
-        .await?
-        .map_err(|_| anyhow!("the floor thread panicked"))??;
+    let (floor_requests, floor_cpu, floor_bytes) =
+        tokio::task::spawn_blocking(move || floor_thread.join())
+            .await?
+            .map_err(|_| anyhow!("the floor thread panicked"))??;
     let floor_per_request = floor_cpu / floor_requests.max(1) as f64;
 
     // 5. Restart on the same store.
@@ -328,6 +329,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
         } else {
             0.0
         },
+        graph_requests_per_delivered: if end.delivered > start.delivered {
+            (end.graph - start.graph) as f64 / (end.delivered - start.delivered) as f64
+        } else {
+            0.0
+        },
         lateness_ms: Quantiles {
             p50: ms(lateness.quantile(0.5)),
             p99: ms(lateness.quantile(0.99)),
@@ -348,6 +354,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
             0.0
         },
         floor_requests,
+        bytes_per_idle_poll: floor_bytes / floor_requests.max(1),
         floor_cpu_ms_per_1000_requests: floor_per_1000,
         cpu_ratio_to_floor: if floor_per_1000 > 0.0 {
             daemon_per_1000 / floor_per_1000
