@@ -66,7 +66,7 @@ async fn read_before_the_poll(mode: &str) -> Vec<String> {
     let (id, mailbox) = world.active_channel(&format!("{mode}@read.example")).await;
     world
         .daemon
-        .wait_channel(&id, Duration::from_secs(5), |c| {
+        .wait_channel(&id, Duration::from_secs(15), |c| {
             c["last_success_at"].is_string()
         })
         .await
@@ -83,7 +83,7 @@ async fn read_before_the_poll(mode: &str) -> Vec<String> {
         .await
         .unwrap();
     world.poll_now(&id).await;
-    until(Duration::from_secs(5), "the unread mail read", || async {
+    until(Duration::from_secs(15), "the unread mail read", || async {
         world
             .sim_client
             .mailbox_state(&mailbox.upn)
@@ -201,7 +201,7 @@ async fn a_restart_between_a_rounds_pages_goes_on_from_the_page_it_reached() {
         .unwrap();
     assert_eq!(daemon.authorize(&id).await.unwrap().0, 200);
     daemon
-        .wait_channel(&id, Duration::from_secs(5), |c| c["status"] == "active")
+        .wait_channel(&id, Duration::from_secs(15), |c| c["status"] == "active")
         .await
         .unwrap();
     sim_client
@@ -296,7 +296,7 @@ async fn a_backfill_after_a_week_long_outage_delivers_exactly_what_was_never_del
         .await
         .unwrap();
     until(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "the first mail delivered",
         || async { world.daemon.sink_lines().unwrap().len() == 1 },
     )
@@ -340,7 +340,7 @@ async fn a_backfill_after_a_week_long_outage_delivers_exactly_what_was_never_del
         .unwrap();
     assert_eq!(status, 200);
     until(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "the unread outage mail delivered",
         || async { world.daemon.sink_lines().unwrap().len() == 3 },
     )
@@ -371,7 +371,7 @@ async fn a_backfill_after_a_week_long_outage_delivers_exactly_what_was_never_del
         .unwrap();
     assert_eq!(status, 202, "{answer}");
     until(
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         "the read outage mail delivered",
         || async { world.daemon.sink_lines().unwrap().len() >= 5 },
     )
@@ -412,7 +412,7 @@ async fn a_folder_that_refuses_delta_falls_back_to_unread_mail_with_a_warning() 
     let (status, page) = world.daemon.authorize(&id).await.unwrap();
     assert_eq!(status, 200, "{page}");
     deliver(&world, &mailbox.upn, &["one", "two"]).await;
-    until(Duration::from_secs(5), "the mail delivered", || async {
+    until(Duration::from_secs(15), "the mail delivered", || async {
         world.daemon.sink_lines().unwrap().len() == 2
     })
     .await;
@@ -456,7 +456,7 @@ async fn a_channel_overrides_the_poll_mode_and_a_wrong_one_is_refused() {
     assert_eq!(answer["poll_mode"], "unread");
     let lists = world.requests(&mailbox.upn, "list_messages").await;
     world.poll_now(&id).await;
-    until(Duration::from_secs(5), "an unread-mode poll", || async {
+    until(Duration::from_secs(15), "an unread-mode poll", || async {
         world.requests(&mailbox.upn, "list_messages").await > lists
     })
     .await;

@@ -149,7 +149,7 @@ async fn a_claims_challenge_asks_for_a_new_sign_in_with_the_request_ids() {
         .await;
     world.poll_now(&id).await;
     let channel = world
-        .wait_status(&id, "needs_reauthorization", Duration::from_secs(5))
+        .wait_status(&id, "needs_reauthorization", Duration::from_secs(15))
         .await;
     let error = &channel["last_error"];
     assert_eq!(error["code"], "insufficient_claims", "{channel:#}");

@@ -151,7 +151,7 @@ async fn nothing_reaches_a_throttled_mailbox_before_its_retry_after_whatever_the
         .await;
     let throttled_at = Instant::now();
     world
-        .wait_status(&id, "backing_off", Duration::from_secs(5))
+        .wait_status(&id, "backing_off", Duration::from_secs(10))
         .await;
     world
         .sim_client
@@ -228,7 +228,7 @@ async fn mail_flows_while_the_token_endpoint_is_down_and_the_access_token_still_
     .await;
     let (id, mailbox) = world.active_channel("down@down.example").await;
     world
-        .fault(json!({"kind": "down", "endpoints": ["token"], "tenant": mailbox.tenant, "duration_ms": 6000}))
+        .fault(json!({"kind": "down", "endpoints": ["token"], "tenant": mailbox.tenant, "duration_ms": 12000}))
         .await;
     world
         .sim_client
@@ -236,7 +236,7 @@ async fn mail_flows_while_the_token_endpoint_is_down_and_the_access_token_still_
         .await
         .unwrap();
     world.poll_now(&id).await;
-    all_read(&world, &mailbox.upn, 5, Duration::from_secs(4)).await;
+    all_read(&world, &mailbox.upn, 5, Duration::from_secs(8)).await;
     assert_eq!(world.daemon.sink_lines().unwrap().len(), 5);
     let channel = world.daemon.channel(&id).await.unwrap();
     assert_eq!(channel["status"], "active", "{channel:#}");
@@ -247,7 +247,7 @@ async fn mail_flows_while_the_token_endpoint_is_down_and_the_access_token_still_
     // Once the identity platform is back, the next refresh clears the warning.
     world
         .daemon
-        .wait_channel(&id, Duration::from_secs(15), |c| c["warning"].is_null())
+        .wait_channel(&id, Duration::from_secs(30), |c| c["warning"].is_null())
         .await
         .unwrap();
 }
@@ -310,7 +310,7 @@ async fn an_actor_replaced_during_a_frozen_refresh_never_reuses_a_refresh_token(
     let refreshes_before = world.total_requests("token").await;
     // The identity platform hangs for 2 s on every token request for a while.
     world
-        .fault(json!({"kind": "latency", "ms": 2000, "endpoints": ["token"], "tenant": mailbox.tenant, "duration_ms": 6000}))
+        .fault(json!({"kind": "latency", "ms": 2000, "endpoints": ["token"], "tenant": mailbox.tenant, "duration_ms": 12000}))
         .await;
     world.poll_now(&id).await;
     // While that refresh hangs, the operator edits the channel three times.
