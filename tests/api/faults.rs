@@ -168,3 +168,47 @@ async fn a_claims_challenge_asks_for_a_new_sign_in_with_the_request_ids() {
     // No refresh was tried: it cannot meet a claims challenge.
     assert_eq!(world.total_requests("token").await, refreshes);
 }
+
+/// Conditional Access starts asking for MFA on refresh (`interaction_required`, AADSTS50076) while
+/// the access token is still valid: mail keeps flowing, and the channel shows the sign-in it needs
+/// as a warning before the token runs out.
+#[actix_rt::test]
+async fn a_refresh_that_needs_interaction_warns_while_the_access_token_still_works() {
+    let options = inboxd::sim::SimOptions {
+        access_token_lifetime_secs: 900,
+        ..Default::default()
+    };
+    let world = crate::helpers::world_with(
+        options,
+        1,
+        &[
+            ("INBOXD_RETRY__TOKEN_REFRESH_MARGIN_SECS", "1800".to_owned()),
+            ("INBOXD_RETRY__TOKEN_REFRESH_JITTER_SECS", "0".to_owned()),
+        ],
+    )
+    .await;
+    let (id, mailbox) = world.active_channel("mfa@mfa.example").await;
+    world
+        .fault(json!({"kind": "interaction_required", "endpoints": ["token"], "tenant": mailbox.tenant}))
+        .await;
+    world
+        .sim_client
+        .deliver(&mailbox.upn, &inboxd::sim::client::Delivery::generated(3))
+        .await
+        .unwrap();
+    let channel = world
+        .daemon
+        .wait_channel(&id, Duration::from_secs(15), |c| {
+            c["warning"]["code"] == "AADSTS50076" && c["messages_today"] == 3
+        })
+        .await
+        .unwrap();
+    assert_eq!(channel["status"], "active", "{channel:#}");
+    assert!(
+        channel["warning"]["remedy"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sign in"),
+        "{channel:#}"
+    );
+}
