@@ -74,15 +74,21 @@ pub async fn counters(state: St, q: Query<CountersQuery>) -> HttpResponse {
     let mailbox = q.mailbox.as_ref().map(|m| m.to_ascii_lowercase());
     let mut peaks = serde_json::Map::new();
     let mut by_mailbox = serde_json::Map::new();
-    for e in state.throttle.entries.iter() {
-        let key = e.key();
+    // One mailbox: its keys from the index (constant time); all: every entry.
+    let entries: Vec<(String, std::sync::Arc<crate::sim::throttle::Entry>)> = match &mailbox {
+        Some(m) => state.throttle.of_mailbox(m),
+        None => state
+            .throttle
+            .entries
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect(),
+    };
+    for (key, e) in &entries {
         if key.starts_with("token|") {
             continue;
         }
         let mbx = key.split_once('|').map(|(_, m)| m).unwrap_or(key);
-        if mailbox.as_deref().is_some_and(|m| m != mbx) {
-            continue;
-        }
         let peak = e.peak.load(Ordering::Relaxed);
         peaks.insert(key.clone(), peak.into());
         let cur = by_mailbox.get(mbx).and_then(Value::as_u64).unwrap_or(0);
