@@ -104,7 +104,6 @@ impl GraphClient {
     }
 
     /// The first page of unread mail received at or after `since`, oldest first, `top` per page.
-    /// `$orderby` needs its property first in `$filter` (Graph's InefficientFilter rule).
     pub fn unread_url(
         &self,
         mailbox: &Mailbox,
@@ -112,20 +111,7 @@ impl GraphClient {
         since: DateTime<Utc>,
         top: u32,
     ) -> String {
-        let filter = format!(
-            "receivedDateTime ge {} and isRead eq false",
-            since.to_rfc3339_opts(SecondsFormat::Secs, true)
-        );
-        format!(
-            "{}/v1.0/users/{}/mailFolders/{}/messages?$filter={}&$orderby={}&$select={}&$top={}",
-            self.base,
-            utf8_percent_encode(mailbox.as_str(), COMPONENT),
-            utf8_percent_encode(folder.as_str(), COMPONENT),
-            utf8_percent_encode(&filter, COMPONENT),
-            utf8_percent_encode("receivedDateTime asc", COMPONENT),
-            utf8_percent_encode(SELECT, COMPONENT),
-            top.clamp(1, 1000),
-        )
+        self.received_since(mailbox, folder, since, " and isRead eq false", top)
     }
 
     /// The first page of every message (read or not) received at or after `since`, oldest first:
@@ -137,8 +123,21 @@ impl GraphClient {
         since: DateTime<Utc>,
         top: u32,
     ) -> String {
+        self.received_since(mailbox, folder, since, "", top)
+    }
+
+    /// A folder's messages received at or after `since` (and matching `and_filter`), oldest
+    /// first. `$orderby` needs its property first in `$filter` (Graph's InefficientFilter rule).
+    fn received_since(
+        &self,
+        mailbox: &Mailbox,
+        folder: &Folder,
+        since: DateTime<Utc>,
+        and_filter: &str,
+        top: u32,
+    ) -> String {
         let filter = format!(
-            "receivedDateTime ge {}",
+            "receivedDateTime ge {}{and_filter}",
             since.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
         format!(
