@@ -34,6 +34,7 @@
 //! test against both engines.
 
 mod channels;
+pub mod cluster;
 mod crypto;
 mod cursors;
 mod durability;
