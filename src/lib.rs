@@ -22,6 +22,7 @@
 pub mod actors;
 pub mod admin_client;
 pub mod catalogue;
+pub mod cluster;
 pub mod cli;
 pub mod config;
 pub mod control;
