@@ -241,6 +241,7 @@ impl Application {
             ingest,
             processor,
             board: Arc::new(StatusBoard::default()),
+            coordination: None,
         });
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         for (lane, arbiter) in arbiters.iter().enumerate() {

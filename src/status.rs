@@ -113,6 +113,11 @@ impl StatusBoard {
         self.rows.get(&id).map(|row| row.clone())
     }
 
+    /// Every channel's id.
+    pub fn ids(&self) -> Vec<ChannelId> {
+        self.rows.iter().map(|row| *row.key()).collect()
+    }
+
     /// How many channels.
     pub fn len(&self) -> usize {
         self.rows.len()

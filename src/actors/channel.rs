@@ -366,6 +366,14 @@ impl ChannelActor {
                 ctx.stop();
                 return;
             }
+            CycleEnd::Ran(Err(failure)) if failure.is_not_owned() => {
+                // Cluster mode: another node holds the channel's shard now. Not a failure of
+                // the channel: its status is the new owner's to write.
+                tracing::info!(channel = %self.id(), "The channel's shard moved to another node: it stops here.");
+                self.phase = Phase::Stopping;
+                ctx.stop();
+                return;
+            }
             CycleEnd::NoGrant => {
                 self.set_status(ChannelStatus::AwaitingAuthorization, None);
                 None

@@ -1,5 +1,6 @@
 //! What the supervisor and every channel actor share: the ingestion context, the processor the
-//! mail is handed to, and the status board each actor publishes its row on.
+//! mail is handed to, the status board each actor publishes its row on, and (cluster mode) the
+//! store's coordination.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use crate::domain::{ChannelId, MailItem};
 use crate::ingest::Ingest;
 use crate::ingest::cycle::{Acks, Handover};
 use crate::status::StatusBoard;
+use crate::store::cluster::Coordination;
 
 /// The actors' shared dependencies.
 pub struct Deps {
@@ -20,6 +22,9 @@ pub struct Deps {
     pub processor: Addr<ProcessorActor>,
     /// The read model.
     pub board: Arc<StatusBoard>,
+    /// Cluster mode: how this node tells the others (a poll asked for on a node that does not own
+    /// the channel). `None` on a single node.
+    pub coordination: Option<Arc<dyn Coordination>>,
 }
 
 /// The processor takes the mail a cycle hands over.

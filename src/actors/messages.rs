@@ -165,3 +165,24 @@ pub struct ChannelFailed {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Terminate;
+
+/// Cluster mode: this node now holds these shards; start their channels from the store.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShardsAdopted(pub Vec<u32>);
+
+/// Cluster mode: this node no longer holds these shards; stop their channels, then answer on
+/// `done` (the lease keeper waits for it before it hands the shards back).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ShardsReleased {
+    /// The shards.
+    pub shards: Vec<u32>,
+    /// Answered once their channels were told to stop.
+    pub done: Option<std::sync::mpsc::Sender<()>>,
+}
+
+/// Cluster mode: what another node (or this one) announced through the store.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClusterNotice(pub crate::store::cluster::Notice);

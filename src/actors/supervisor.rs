@@ -8,6 +8,13 @@
 //! the channel's runtime, and its first cycle waits until the old actor's cycle ended (see
 //! [`crate::ingest::runtime`]). One mailbox (tenant, app, mailbox, folder) is one channel: a second
 //! add of it is refused, naming the first.
+//!
+//! Cluster mode: every node knows every channel (the index, the board), but runs only those of
+//! the shards it holds; the lease keeper tells it what it adopted and lost ([`ShardsAdopted`],
+//! [`ShardsReleased`]). A change stored by any node reaches the others as a
+//! [`crate::store::cluster::Notice`] ([`ClusterNotice`]): the owner restarts the channel if its
+//! configuration changed, and reads its tokens afresh if its grant changed. The tables are the
+//! truth: after a lost notice connection everything is reconciled from them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +23,8 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use crate::actors::channel::ChannelActor;
+use crate::cluster::{Members, shard_of};
+use crate::store::cluster::Notice;
 use crate::actors::deps::Deps;
 use crate::actors::messages::*;
 use crate::domain::{ChannelId, ChannelStatus};
@@ -58,6 +67,46 @@ pub struct ChannelSupervisor {
     stopping: bool,
     /// This supervisor's own address, handed to channel actors for `ChannelFailed`.
     me: Option<Recipient<ChannelFailed>>,
+    /// What each running actor was started with (cluster mode: a change stored by another node
+    /// restarts the actor only if it differs).
+    started_with: HashMap<ChannelId, Started>,
+}
+
+/// What a channel actor was started from, as far as a change of it matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Started {
+    /// The configuration (everything an operator edits).
+    config: u64,
+    /// The grant: a change means new tokens are in the store.
+    grant: u64,
+}
+
+impl Started {
+    fn of(record: &ChannelRecord) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut config = std::collections::hash_map::DefaultHasher::new();
+        (
+            record.tenant_id.as_str(),
+            record.client_id.as_str(),
+            record.client_secret.expose(),
+            record.mailbox.as_str(),
+            record.folder.as_str(),
+            record.enabled,
+            format!("{:?}", record.poll_mode),
+            record.updated_at,
+        )
+            .hash(&mut config);
+        let mut grant = std::collections::hash_map::DefaultHasher::new();
+        (
+            record.activated_at,
+            record.status == ChannelStatus::AwaitingAuthorization,
+        )
+            .hash(&mut grant);
+        Started {
+            config: config.finish(),
+            grant: grant.finish(),
+        }
+    }
 }
 
 impl ChannelSupervisor {
@@ -75,11 +124,44 @@ impl ChannelSupervisor {
             initial: channels,
             stopping: false,
             me: None,
+            started_with: HashMap::new(),
+        }
+    }
+
+    /// Whether this node runs `record` (always on a single node). Records its shard.
+    fn runs_here(&self, record: &ChannelRecord) -> bool {
+        match &self.deps.ingest.cluster {
+            None => true,
+            Some(ownership) => {
+                let shard = shard_of(record);
+                ownership.assign(record.id, shard);
+                ownership.holds(shard)
+            }
+        }
+    }
+
+    /// Whether this node runs the channel `id` now.
+    fn owns(&self, id: ChannelId) -> bool {
+        self.deps
+            .ingest
+            .cluster
+            .as_ref()
+            .is_none_or(|ownership| ownership.runs(id))
+    }
+
+    /// Tells the other nodes (cluster mode); answers whether it was sent.
+    fn tell_others(&self, notice: &Notice) -> Result<(), ControlError> {
+        match &self.deps.coordination {
+            Some(coordination) => coordination
+                .notify(notice)
+                .map_err(|err| ControlError::Store(err.to_string())),
+            None => Ok(()),
         }
     }
 
     fn start_channel(&mut self, record: ChannelRecord, poll_now: bool) {
-        if !record.enabled || self.stopping || self.arbiters.is_empty() {
+        if !self.runs_here(&record) || !record.enabled || self.stopping || self.arbiters.is_empty()
+        {
             return;
         }
         let Some(me) = self.me.clone() else {
@@ -91,6 +173,7 @@ impl ChannelSupervisor {
         }
         // The new incarnation fences the old one off; its first cycle waits for the old cycle.
         let generation = self.deps.ingest.runtimes.get(id).claim();
+        self.started_with.insert(id, Started::of(&record));
         let index = (id.stable_hash() % self.arbiters.len() as u64) as usize;
         let deps = Arc::clone(&self.deps);
         let addr = ChannelActor::start_in_arbiter(&self.arbiters[index], move |_| {
@@ -103,6 +186,7 @@ impl ChannelSupervisor {
         if let Some((addr, _)) = self.actors.remove(&id) {
             addr.do_send(Shutdown);
         }
+        self.started_with.remove(&id);
         // Whatever the stopped actor still had waiting does not start.
         self.deps.ingest.runtimes.get(id).claim();
     }
@@ -167,6 +251,23 @@ impl Actor for ChannelSupervisor {
             running = self.actors.len(),
             "Channels scheduled."
         );
+        if let Some(coordination) = self.deps.coordination.clone() {
+            match coordination.listen() {
+                Ok(mut notices) => {
+                    let me = ctx.address();
+                    actix_rt::spawn(async move {
+                        while let Some(notice) = notices.recv().await {
+                            if me.try_send(ClusterNotice(notice)).is_err() && !me.connected() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Err(err) => tracing::error!(error = %err, "Could not listen for changes from the other nodes; they reach this node by the periodic reconcile only."),
+            }
+            // The tables are the truth: a notice lost on the way is made up for here.
+            ctx.run_interval(RECONCILE_EVERY, |_, ctx| ctx.notify(ClusterNotice(Notice::Resync)));
+        }
         // Keep limiter memory bounded as channels come and go.
         ctx.run_interval(std::time::Duration::from_secs(600), |act, _| {
             act.deps.ingest.limiters.shrink()
@@ -306,6 +407,9 @@ impl Handler<RemoveChannel> for ChannelSupervisor {
             self.mailboxes.remove(&identity);
         }
         self.deps.ingest.runtimes.remove(msg.id);
+        if let Some(ownership) = &self.deps.ingest.cluster {
+            ownership.forget(msg.id);
+        }
         let store = self.deps.ingest.store.clone();
         actix_rt::spawn(async move {
             if let Err(err) = store.flush_async().await {
@@ -407,6 +511,11 @@ impl Handler<PollNow> for ChannelSupervisor {
                 msg.id, msg.id
             )));
         }
+        if !self.runs_here(&record) {
+            // Another node runs it: tell it (it answers to the floors it knows).
+            self.tell_others(&Notice::PollNow(msg.id))?;
+            return Ok(Utc::now());
+        }
         // Never before the mailbox's `Retry-After`: the answer says when the poll will happen.
         let key = MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str());
         let now = Utc::now();
@@ -443,6 +552,11 @@ impl Handler<Backfill> for ChannelSupervisor {
                 "channel {} is disabled: enable it first (`inboxd channel enable {}`)",
                 msg.id, msg.id
             )));
+        }
+        if !self.runs_here(&record) {
+            self.tell_others(&Notice::Backfill(msg.id, msg.since))?;
+            tracing::info!(channel = %msg.id, since = %msg.since, "Backfill requested from the node that runs the channel.");
+            return Ok(now);
         }
         self.deps
             .ingest
@@ -559,5 +673,213 @@ impl Handler<Terminate> for ChannelSupervisor {
             addr.do_send(Shutdown);
         }
         ctx.stop();
+    }
+}
+
+/// How often, in cluster mode, every channel is reconciled from the store even without a notice.
+const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl ChannelSupervisor {
+    /// Applies a channel's stored record (cluster mode): index, board, and the actor if this node
+    /// runs it. `None`: the channel was removed.
+    fn apply_stored(&mut self, id: ChannelId, stored: Option<ChannelRecord>) {
+        let Some(record) = stored else {
+            if let Some(view) = self.deps.board.get(id) {
+                let identity = MailboxIdentity {
+                    tenant: view.tenant_id.to_ascii_lowercase(),
+                    client_id: view.client_id.to_ascii_lowercase(),
+                    mailbox: view.mailbox.to_ascii_lowercase(),
+                    folder: view.folder.to_ascii_lowercase(),
+                };
+                if self.mailboxes.get(&identity) == Some(&id) {
+                    self.mailboxes.remove(&identity);
+                }
+            }
+            self.stop_channel(id);
+            self.deps.board.remove(id);
+            self.deps.ingest.runtimes.remove(id);
+            if let Some(ownership) = &self.deps.ingest.cluster {
+                ownership.forget(id);
+            }
+            return;
+        };
+        if let Some(old) = self.deps.board.get(id) {
+            let identity = MailboxIdentity {
+                tenant: old.tenant_id.to_ascii_lowercase(),
+                client_id: old.client_id.to_ascii_lowercase(),
+                mailbox: old.mailbox.to_ascii_lowercase(),
+                folder: old.folder.to_ascii_lowercase(),
+            };
+            if self.mailboxes.get(&identity) == Some(&id) {
+                self.mailboxes.remove(&identity);
+            }
+        }
+        self.mailboxes.insert(MailboxIdentity::of(&record), id);
+        let runs_here = self.runs_here(&record);
+        let now = Started::of(&record);
+        let running = self.started_with.get(&id).copied();
+        match running {
+            Some(was) if runs_here && was == now => {
+                // Its own run-time write, or another node's view of it: nothing to restart.
+            }
+            Some(was) if runs_here => {
+                if was.grant != now.grant {
+                    // A new grant (or none) is in the store: read it, drop the old one.
+                    self.deps.ingest.runtimes.get(id).new_grant();
+                }
+                let runtime = self.deps.ingest.runtimes.get(id);
+                runtime.reset_mode();
+                self.put_view(&record);
+                self.stop_channel(id);
+                self.start_channel(record, true);
+            }
+            _ => {
+                if !runs_here {
+                    self.stop_channel(id);
+                }
+                self.put_view(&record);
+                if runs_here && !self.actors.contains_key(&id) {
+                    self.start_channel(record, false);
+                }
+            }
+        }
+    }
+
+    /// Shows a record on the board, keeping the day's count.
+    fn put_view(&self, record: &ChannelRecord) {
+        let mut view = ChannelView::from_record(record);
+        if let Some(old) = self.deps.board.get(record.id) {
+            view.messages_today = old.messages_today;
+            view.messages_day = old.messages_day;
+        }
+        self.deps.board.put(view);
+    }
+
+    /// Reconciles every channel with the store (cluster mode).
+    fn reconcile(&mut self) {
+        let records = match self.deps.ingest.store.list_channels() {
+            Ok(records) => records,
+            Err(err) => {
+                tracing::warn!(error = %err, "Could not read the channels to reconcile; trying again later.");
+                return;
+            }
+        };
+        let present: std::collections::HashSet<ChannelId> = records.iter().map(|r| r.id).collect();
+        let gone: Vec<ChannelId> = self
+            .deps
+            .board
+            .ids()
+            .into_iter()
+            .filter(|id| !present.contains(id))
+            .collect();
+        for id in gone {
+            self.apply_stored(id, None);
+        }
+        for record in records {
+            self.apply_stored(record.id, Some(record));
+        }
+    }
+}
+
+impl Handler<ShardsAdopted> for ChannelSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ShardsAdopted, _: &mut Context<Self>) {
+        let wanted: std::collections::HashSet<u32> = msg.0.into_iter().collect();
+        let records = match self.deps.ingest.store.list_channels() {
+            Ok(records) => records,
+            Err(err) => {
+                // The next reconcile starts them.
+                tracing::error!(error = %err, "Could not read the channels of adopted shards; the next reconcile starts them.");
+                return;
+            }
+        };
+        // The floors the previous owner received hold here too.
+        if let Err(err) = self.deps.ingest.load_floors() {
+            tracing::warn!(error = %err, "Could not read the throttling floors of adopted shards.");
+        }
+        let mut started = 0usize;
+        for record in records
+            .into_iter()
+            .filter(|record| wanted.contains(&shard_of(record)))
+        {
+            // Whatever this node cached of the channel before is stale: another node ran it.
+            let runtime = self.deps.ingest.runtimes.get(record.id);
+            runtime.new_grant();
+            runtime.reset_mode();
+            self.mailboxes.insert(MailboxIdentity::of(&record), record.id);
+            self.put_view(&record);
+            if record.enabled {
+                started += 1;
+            }
+            self.start_channel(record, false);
+        }
+        tracing::info!(shards = wanted.len(), channels = started, "Channels of adopted shards started.");
+    }
+}
+
+impl Handler<ShardsReleased> for ChannelSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ShardsReleased, _: &mut Context<Self>) {
+        if let Some(ownership) = self.deps.ingest.cluster.clone() {
+            let channels = ownership.channels_of(&msg.shards);
+            let mut stopped = 0usize;
+            for id in channels {
+                if self.actors.contains_key(&id) {
+                    stopped += 1;
+                }
+                self.stop_channel(id);
+            }
+            tracing::info!(shards = msg.shards.len(), channels = stopped, "Channels of released shards stopped.");
+        }
+        if let Some(done) = msg.done {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl Handler<ClusterNotice> for ChannelSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClusterNotice, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        match msg.0 {
+            Notice::ChannelChanged(id) => match self.deps.ingest.store.get_channel(id) {
+                Ok(stored) => self.apply_stored(id, stored),
+                Err(err) => tracing::warn!(channel = %id, error = %err, "Could not read a changed channel; the next reconcile applies it."),
+            },
+            Notice::PollNow(id) => {
+                if self.owns(id) {
+                    ctx.notify(PollNow { id });
+                }
+            }
+            Notice::Backfill(id, since) => {
+                if self.owns(id) {
+                    ctx.notify(Backfill { id, since });
+                }
+            }
+            Notice::Resync => self.reconcile(),
+        }
+    }
+}
+
+/// The lease keeper tells the supervisor what this node adopted and lost.
+impl Members for Addr<ChannelSupervisor> {
+    fn adopt(&self, shards: Vec<u32>) {
+        self.do_send(ShardsAdopted(shards));
+    }
+
+    fn release(&self, shards: Vec<u32>, wait: std::time::Duration) {
+        let (done, stopped) = std::sync::mpsc::channel();
+        self.do_send(ShardsReleased {
+            shards,
+            done: Some(done),
+        });
+        if !wait.is_zero() {
+            let _ = stopped.recv_timeout(wait);
+        }
     }
 }

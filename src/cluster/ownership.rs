@@ -89,14 +89,12 @@ impl Ownership {
         self.shards.get(&channel).map(|s| *s)
     }
 
-    /// The fence of a run-time write of `channel`: its shard's lease, if this node holds it and
-    /// the local deadline has not passed.
+    /// The fence of a run-time write of `channel`: its shard's lease, if this node holds it. The
+    /// database decides whether the lease is still current (epoch and expiry by its own clock),
+    /// so a write may commit a little past the local deadline, never past the lease.
     pub fn fence(&self, channel: ChannelId) -> Option<Fence> {
         let shard = self.shard(channel)?;
         let held = self.held.read();
-        if Instant::now() >= held.deadline {
-            return None;
-        }
         held.leases
             .get(&shard)
             .map(|&epoch| Lease { shard, epoch })
@@ -105,7 +103,7 @@ impl Ownership {
     /// Whether this node may act for `channel` now (side effects: sink calls, mark-read, token
     /// refreshes, run-time writes).
     pub fn may_act(&self, channel: ChannelId) -> bool {
-        self.fence(channel).is_some()
+        self.fence(channel).is_some() && !self.time_left().is_zero()
     }
 
     /// Whether this node holds `shard` (deadline aside: for deciding what to run).

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::cluster::Ownership;
 use crate::graph::GraphClient;
 use crate::ingest::ledger::Ledger;
 use crate::ingest::runtime::Runtimes;
@@ -60,6 +61,8 @@ pub struct Ingest {
     pub run: RunSettings,
     /// Counters the bench, the tests and the status page read.
     pub stats: Stats,
+    /// Cluster mode: the shards this node holds. `None` on a single node (every channel is ours).
+    pub cluster: Option<Arc<Ownership>>,
 }
 
 thread_local! {
@@ -90,7 +93,23 @@ impl Ingest {
             runtimes: Runtimes::default(),
             run,
             stats: Stats::default(),
+            cluster: None,
         }
+    }
+
+    /// The same context in cluster mode: channels run only while this node holds their shard.
+    pub fn in_cluster(mut self, ownership: Arc<Ownership>) -> Self {
+        self.cluster = Some(ownership);
+        self
+    }
+
+    /// Whether this node may act for `channel` now: always on a single node; in cluster mode while
+    /// it holds the channel's shard and its lease deadline has not passed. Checked before every
+    /// side effect (token refresh, hand-over to the sink, mark-read).
+    pub fn may_act(&self, channel: crate::domain::ChannelId) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|ownership| ownership.may_act(channel))
     }
 
     /// The Graph client of the current arbiter (`new` is given at least one).

@@ -117,6 +117,9 @@ pub async fn run_cycle<H: Handover>(
     let Some(_turn) = runtime.turn(job.generation).await else {
         return CycleEnd::Fenced;
     };
+    if !ctx.may_act(job.record.id) {
+        return CycleEnd::Ran(Err(Failure::NotOwned));
+    }
     // The floor may have risen while this cycle waited (another channel on the mailbox).
     ctx.limiters.wait_floor(&job.key).await;
     let access = match tokens::access_token(
@@ -306,6 +309,9 @@ pub(super) async fn settle<H: Handover>(
         }
     }
     if !to_deliver.is_empty() {
+        if !ctx.may_act(record.id) {
+            return Err(Failure::NotOwned);
+        }
         let acks = handover
             .hand_over(record.id, to_deliver)
             .await
@@ -351,6 +357,9 @@ pub(super) async fn settle<H: Handover>(
         .partition(|id| already_read.contains(id));
     ctx.ledger
         .record_marked_read(record.id, &read, Utc::now())?;
+    if !unread.is_empty() && !ctx.may_act(record.id) {
+        return Err(Failure::NotOwned);
+    }
     let (marked, unmarked) = mark_read(ctx, job, token, unread).await?;
     report.marked_read = marked;
     if unmarked > 0 {

@@ -21,6 +21,9 @@ pub enum Failure {
     Store(StoreError),
     /// The processor could not take the mail (it is stopping, or its sink is gone).
     Processor(String),
+    /// Cluster mode: this node no longer holds the channel's shard (or its lease deadline passed):
+    /// another node runs the channel now, and this one does nothing more for it.
+    NotOwned,
 }
 
 impl From<GraphError> for Failure {
@@ -83,6 +86,12 @@ impl Failure {
         matches!(self, Failure::Graph(err) if err.needs_token_refresh())
     }
 
+    /// Whether the channel is no longer this node's (cluster mode): stop it quietly, it is not a
+    /// failure of the channel.
+    pub fn is_not_owned(&self) -> bool {
+        matches!(self, Failure::NotOwned)
+    }
+
     /// Whether Graph throttled the request.
     pub fn is_throttled(&self) -> bool {
         matches!(self, Failure::Graph(err) if err.is_throttled())
@@ -126,6 +135,22 @@ impl Failure {
                 let class = store_class(err);
                 Classified {
                     error: last_error(ErrorSource::Store, &class, err.to_string(), None, None),
+                    class,
+                    retry_after: None,
+                }
+            }
+            Failure::NotOwned => {
+                let class = Classification::of(catalogue::codes::SINK_UNAVAILABLE)
+                    .unwrap_or_else(|| catalogue::classify_graph_error(503, ""));
+                Classified {
+                    error: last_error(
+                        ErrorSource::Store,
+                        &class,
+                        "this node no longer holds the channel's shard; another node runs it now"
+                            .to_owned(),
+                        None,
+                        None,
+                    ),
                     class,
                     retry_after: None,
                 }

@@ -122,6 +122,9 @@ async fn refresh(
     while let Err(wait) = ctx.limiters.check_token(tenant) {
         tokio::time::sleep(wait).await;
     }
+    if !may_refresh_in_time(ctx, record) {
+        return Err(Failure::NotOwned);
+    }
     let app = AppCredentials {
         tenant: &record.tenant_id,
         client_id: &record.client_id,
@@ -162,6 +165,20 @@ async fn refresh(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     metrics::counter!("inboxd_token_refreshes_total", "outcome" => "ok").increment(1);
     Ok(access)
+}
+
+/// Cluster mode: whether a refresh may start. It rotates the refresh token, and the rotated token
+/// must be stored under this node's lease: so it starts only while the node may act and has room
+/// left for the request (its timeout, at most a third of the lease TTL) before its deadline; the
+/// write of the rotated token is then fenced by the database. Always on a single node.
+fn may_refresh_in_time(ctx: &Ingest, record: &ChannelRecord) -> bool {
+    match &ctx.cluster {
+        None => true,
+        Some(ownership) => {
+            ownership.may_act(record.id)
+                && ownership.time_left() >= ctx.oauth().timeout().min(ownership.ttl() / 3)
+        }
+    }
 }
 
 fn superseded() -> Failure {

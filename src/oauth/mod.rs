@@ -141,6 +141,11 @@ impl OAuthClient {
         }
     }
 
+    /// How long one request may take before it counts as failed.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The redirect URI to register in Azure.
     pub fn redirect_uri(&self) -> &str {
         &self.redirect_uri
