@@ -22,8 +22,8 @@
 pub mod actors;
 pub mod admin_client;
 pub mod catalogue;
-pub mod cluster;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -35,6 +35,9 @@ pub struct ChannelView {
     /// refuses to refresh while the access token is still valid, so polling goes on until it
     /// expires.
     pub warning: Option<LastError>,
+    /// Cluster mode: the node that runs the channel, filled in when the view is read (`None` on a
+    /// single node).
+    pub node: Option<String>,
     /// When it last polled.
     pub last_poll_at: Option<DateTime<Utc>>,
     /// When it last polled successfully.
@@ -66,6 +69,7 @@ impl ChannelView {
             status: record.status,
             last_error: record.last_error.clone(),
             warning: None,
+            node: None,
             last_poll_at: record.last_poll_at,
             last_success_at: record.last_success_at,
             next_poll_at: None,

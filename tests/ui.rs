@@ -670,6 +670,7 @@ fn view(i: usize) -> ChannelView {
         status,
         last_error: None,
         warning: None,
+        node: None,
         last_poll_at: Some(Utc::now()),
         last_success_at: Some(Utc::now()),
         next_poll_at: Some(Utc::now() + chrono::Duration::seconds(60)),

@@ -23,14 +23,14 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use crate::actors::channel::ChannelActor;
-use crate::cluster::{Members, shard_of};
-use crate::store::cluster::Notice;
 use crate::actors::deps::Deps;
 use crate::actors::messages::*;
+use crate::cluster::{Members, shard_of};
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::rate_limit::MailboxKey;
 use crate::status::ChannelView;
 use crate::store::ChannelRecord;
+use crate::store::cluster::Notice;
 
 /// What makes two channels the same mailbox: inboxd refuses a second channel of it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -263,10 +263,14 @@ impl Actor for ChannelSupervisor {
                         }
                     });
                 }
-                Err(err) => tracing::error!(error = %err, "Could not listen for changes from the other nodes; they reach this node by the periodic reconcile only."),
+                Err(err) => {
+                    tracing::error!(error = %err, "Could not listen for changes from the other nodes; they reach this node by the periodic reconcile only.")
+                }
             }
             // The tables are the truth: a notice lost on the way is made up for here.
-            ctx.run_interval(RECONCILE_EVERY, |_, ctx| ctx.notify(ClusterNotice(Notice::Resync)));
+            ctx.run_interval(RECONCILE_EVERY, |_, ctx| {
+                ctx.notify(ClusterNotice(Notice::Resync))
+            });
         }
         // Keep limiter memory bounded as channels come and go.
         ctx.run_interval(std::time::Duration::from_secs(600), |act, _| {
@@ -807,14 +811,19 @@ impl Handler<ShardsAdopted> for ChannelSupervisor {
             let runtime = self.deps.ingest.runtimes.get(record.id);
             runtime.new_grant();
             runtime.reset_mode();
-            self.mailboxes.insert(MailboxIdentity::of(&record), record.id);
+            self.mailboxes
+                .insert(MailboxIdentity::of(&record), record.id);
             self.put_view(&record);
             if record.enabled {
                 started += 1;
             }
             self.start_channel(record, false);
         }
-        tracing::info!(shards = wanted.len(), channels = started, "Channels of adopted shards started.");
+        tracing::info!(
+            shards = wanted.len(),
+            channels = started,
+            "Channels of adopted shards started."
+        );
     }
 }
 
@@ -831,7 +840,11 @@ impl Handler<ShardsReleased> for ChannelSupervisor {
                 }
                 self.stop_channel(id);
             }
-            tracing::info!(shards = msg.shards.len(), channels = stopped, "Channels of released shards stopped.");
+            tracing::info!(
+                shards = msg.shards.len(),
+                channels = stopped,
+                "Channels of released shards stopped."
+            );
         }
         if let Some(done) = msg.done {
             let _ = done.send(());
@@ -849,7 +862,9 @@ impl Handler<ClusterNotice> for ChannelSupervisor {
         match msg.0 {
             Notice::ChannelChanged(id) => match self.deps.ingest.store.get_channel(id) {
                 Ok(stored) => self.apply_stored(id, stored),
-                Err(err) => tracing::warn!(channel = %id, error = %err, "Could not read a changed channel; the next reconcile applies it."),
+                Err(err) => {
+                    tracing::warn!(channel = %id, error = %err, "Could not read a changed channel; the next reconcile applies it.")
+                }
             },
             Notice::PollNow(id) => {
                 if self.owns(id) {

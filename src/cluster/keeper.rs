@@ -126,8 +126,12 @@ impl Keeper {
             Ok(renewed) => {
                 let lost = self.ownership.renewed(sent, &renewed);
                 if !lost.is_empty() {
-                    tracing::warn!(shards = lost.len(), "Leases lost (another node holds them now): their channels stop here.");
-                    metrics::counter!("inboxd_cluster_shards_lost_total").increment(lost.len() as u64);
+                    tracing::warn!(
+                        shards = lost.len(),
+                        "Leases lost (another node holds them now): their channels stop here."
+                    );
+                    metrics::counter!("inboxd_cluster_shards_lost_total")
+                        .increment(lost.len() as u64);
                     self.members.release(lost, Duration::ZERO);
                 }
             }
@@ -137,7 +141,8 @@ impl Keeper {
                     if !all.is_empty() {
                         tracing::error!(shards = all.len(), error = %err,
                             "The lease renewal failed until the deadline: every channel stops on this node until the database answers again.");
-                        metrics::counter!("inboxd_cluster_shards_lost_total").increment(all.len() as u64);
+                        metrics::counter!("inboxd_cluster_shards_lost_total")
+                            .increment(all.len() as u64);
                         self.members.release(all, Duration::ZERO);
                     }
                 }
@@ -153,17 +158,29 @@ impl Keeper {
             if !claimed.is_empty() {
                 self.ownership.claimed(sent, &claimed);
                 let shards: Vec<u32> = claimed.iter().map(|l| l.shard).collect();
-                tracing::info!(shards = shards.len(), held = held.len() + shards.len(), share, "Shards claimed.");
-                metrics::counter!("inboxd_cluster_shards_claimed_total").increment(shards.len() as u64);
+                tracing::info!(
+                    shards = shards.len(),
+                    held = held.len() + shards.len(),
+                    share,
+                    "Shards claimed."
+                );
+                metrics::counter!("inboxd_cluster_shards_claimed_total")
+                    .increment(shards.len() as u64);
                 self.members.adopt(shards);
             }
         } else if held.len() > share {
             // Over the fair share (a node joined): hand the highest shards back.
             let extra: Vec<u32> = held[share..].to_vec();
-            tracing::info!(shards = extra.len(), share, live, "Handing shards back to rebalance.");
+            tracing::info!(
+                shards = extra.len(),
+                share,
+                live,
+                "Handing shards back to rebalance."
+            );
             self.hand_back(extra);
         }
-        metrics::gauge!("inboxd_cluster_shards_held").set(self.ownership.held_shards().len() as f64);
+        metrics::gauge!("inboxd_cluster_shards_held")
+            .set(self.ownership.held_shards().len() as f64);
         metrics::gauge!("inboxd_cluster_nodes_live").set(live as f64);
         self.ownership.set_owners(&self.coordination.owners()?);
         Ok(())
@@ -185,7 +202,9 @@ impl Keeper {
         self.members.release(all, self.ownership.ttl());
         match self.coordination.leave() {
             Ok(()) => tracing::info!(shards = count, "Left the cluster: every shard handed back."),
-            Err(err) => tracing::warn!(error = %err, "Could not hand the shards back on leaving; they expire on their own after the lease TTL."),
+            Err(err) => {
+                tracing::warn!(error = %err, "Could not hand the shards back on leaving; they expire on their own after the lease TTL.")
+            }
         }
     }
 }
@@ -376,7 +395,11 @@ mod tests {
     fn nodes_share_the_shards_and_a_joining_node_gets_its_share() {
         let db = Arc::new(Mutex::new(Db::default()));
         let ttl = Duration::from_secs(30);
-        let (a, b, c) = (node(&db, "a", ttl), node(&db, "b", ttl), node(&db, "c", ttl));
+        let (a, b, c) = (
+            node(&db, "a", ttl),
+            node(&db, "b", ttl),
+            node(&db, "c", ttl),
+        );
         rounds(&[&a], 1);
         assert_eq!(a.ownership.held_shards().len(), SHARDS as usize);
         rounds(&[&a, &b, &c], 3);
@@ -395,7 +418,11 @@ mod tests {
     fn a_dead_nodes_shards_go_to_the_others_after_the_ttl_and_never_before() {
         let db = Arc::new(Mutex::new(Db::default()));
         let ttl = Duration::from_millis(600);
-        let (a, b, c) = (node(&db, "a", ttl), node(&db, "b", ttl), node(&db, "c", ttl));
+        let (a, b, c) = (
+            node(&db, "a", ttl),
+            node(&db, "b", ttl),
+            node(&db, "c", ttl),
+        );
         rounds(&[&a, &b, &c], 3);
         assert_partition(&[&a, &b, &c]);
         // c dies: it renews no more. Before its TTL nothing of it moves.

@@ -95,9 +95,7 @@ impl Ownership {
     pub fn fence(&self, channel: ChannelId) -> Option<Fence> {
         let shard = self.shard(channel)?;
         let held = self.held.read();
-        held.leases
-            .get(&shard)
-            .map(|&epoch| Lease { shard, epoch })
+        held.leases.get(&shard).map(|&epoch| Lease { shard, epoch })
     }
 
     /// Whether this node may act for `channel` now (side effects: sink calls, mark-read, token
@@ -247,7 +245,10 @@ mod tests {
         let long_ago = Instant::now() - Duration::from_secs(6);
         own.claimed(long_ago, &[lease(1, 1)]);
         assert!(own.runs(channel), "still listed as held");
-        assert!(!own.may_act(channel), "but no side effect past the deadline");
+        assert!(
+            !own.may_act(channel),
+            "but no side effect past the deadline"
+        );
         assert_eq!(own.time_left(), Duration::ZERO);
         // A renewal sent now opens it again, for TTL minus the margin.
         own.renewed(Instant::now(), &[lease(1, 1)]);

@@ -219,12 +219,32 @@ impl Control {
             offset,
             limit,
         );
+        let rows = rows.into_iter().map(|row| self.with_node(row)).collect();
         Listing { total, rows }
+    }
+
+    /// Cluster mode: the node that runs channel `id`, as this node last read it.
+    pub fn node_of(&self, id: ChannelId) -> Option<String> {
+        self.ingest
+            .cluster
+            .as_ref()
+            .and_then(|ownership| ownership.owner_of(id))
     }
 
     /// One channel as the board shows it.
     pub fn get(&self, id: ChannelId) -> Result<ChannelView, Error> {
-        self.board.get(id).ok_or_else(|| Error::no_channel(id))
+        self.board
+            .get(id)
+            .map(|view| self.with_node(view))
+            .ok_or_else(|| Error::no_channel(id))
+    }
+
+    /// A view with the node that runs it (cluster mode).
+    fn with_node(&self, mut view: ChannelView) -> ChannelView {
+        if self.ingest.cluster.is_some() {
+            view.node = self.node_of(view.id);
+        }
+        view
     }
 
     /// The stored configuration of channel `id`.
@@ -378,6 +398,7 @@ mod tests {
             status,
             last_error: None,
             warning: None,
+            node: None,
             last_poll_at: None,
             last_success_at: None,
             next_poll_at: None,

@@ -120,6 +120,9 @@ pub struct ChannelOut {
     pub created_at: DateTime<Utc>,
     /// The redirect URI to register in Azure.
     pub redirect_uri: String,
+    /// Cluster mode: the node that runs the channel (null on a single node, or while no node holds
+    /// its shard).
+    pub node: Option<String>,
 }
 
 /// `last_error`.
@@ -195,6 +198,7 @@ impl ChannelOut {
             },
             created_at: view.created_at,
             redirect_uri: redirect_uri.to_owned(),
+            node: view.node.clone(),
         }
     }
 }

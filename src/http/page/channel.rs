@@ -41,6 +41,7 @@ pub fn detail(
                 dt { "Tenant" } dd.mono { (view.tenant_id) }
                 dt { "App (client) id" } dd.mono { (view.client_id) }
                 dt { "Channel id" } dd.mono { (id) }
+                @if let Some(node) = &view.node { dt { "Node" } dd.mono id="detail-node" { (node) } }
                 dt { "Last successful poll" }
                 dd id="detail-last-success" { (cells::time(view.last_success_at, now, "never")) }
                 dt { "Last poll" }

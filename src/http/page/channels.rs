@@ -181,7 +181,10 @@ fn row(view: &ChannelView, now: DateTime<Utc>) -> Markup {
                 a href={ "/?channel=" (view.id.to_string()) } { (view.name) }
                 @if !view.enabled { " " span.muted { "(disabled)" } }
             }
-            td { (view.mailbox) }
+            td {
+                (view.mailbox)
+                @if let Some(node) = &view.node { div.muted.node { "on " (node) } }
+            }
             td.mono { (view.tenant_id) }
             td { (cells::status(view.status)) }
             td.last-success { (cells::time(view.last_success_at, now, "never")) }
