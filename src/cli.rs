@@ -1,4 +1,5 @@
-//! The command line: `serve`, `demo`, `sim`, `channel …` and `keygen`, parsed with clap.
+//! The command line: `serve`, `demo`, `sim`, `channel …`, `keygen`, `migrate` and `store
+//! export|import`, parsed with clap.
 //!
 //! This module only parses arguments and dispatches; the work happens in `startup`, `demo`, `sim`
 //! and `admin_client`. Errors reach `main`, which prints them and exits non-zero.
@@ -42,6 +43,42 @@ pub enum Command {
     /// Print a new random master key (base64 of 32 bytes) on one line of stdout. Store it like a
     /// password: `inboxd keygen > master.key && chmod 600 master.key`.
     Keygen,
+    /// Apply the PostgreSQL schema's pending migrations to store.postgres_url
+    /// (INBOXD_STORE__POSTGRES_URL) and say which were applied. `serve` also applies them at start.
+    Migrate(ServeArgs),
+    /// Copy the configured store to a file, or a file into the configured (empty) store: to move a
+    /// store from sled to PostgreSQL, export with the sled configuration, then import with
+    /// INBOXD_STORE__ENGINE=postgres. Both need the same master key. Stop the daemon first.
+    Store(StoreArgs),
+}
+
+/// Arguments of `inboxd store`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The configuration file (as for `serve`).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// The store operation.
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+/// `inboxd store` operations.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Write every record of the store (secrets stay encrypted) to FILE as JSON lines, mode 0600.
+    Export {
+        /// The file to write (replaced if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Read an export into the configured store, which must hold no channel yet.
+    Import {
+        /// The file `inboxd store export` wrote.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+    },
 }
 
 /// Arguments of `inboxd serve`.

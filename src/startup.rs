@@ -26,7 +26,7 @@ use crate::rate_limit::{Limits, RateLimiters};
 use crate::retry::BackoffPolicy;
 use crate::sink::WebhookSink;
 use crate::status::StatusBoard;
-use crate::store::{FirstImport, Store, StoreOptions};
+use crate::store::{FirstImport, PgOptions, Store, StoreOptions};
 
 /// The secrets the daemon runs with (from the environment or key files).
 pub struct Secrets {
@@ -75,6 +75,53 @@ fn first_import(policy: config::FirstImport) -> FirstImport {
 
 /// A file-size limit (RLIMIT_FSIZE, `ulimit -f`, systemd's `LimitFSIZE=`) makes the kernel send
 /// SIGXFSZ, whose default action kills the process: under `Restart=on-failure` a crash loop.
+/// Opens the store of `store.engine`: sled at `store.path`, or PostgreSQL at `store.postgres_url`
+/// with a fresh node id (`<cluster.node_name>-<8 random hex>`). Blocking.
+pub fn open_store(
+    settings: &Settings,
+    master_key: crate::domain::secret::MasterKey,
+) -> anyhow::Result<Store> {
+    match settings.store.engine {
+        config::StoreEngine::Sled => Store::open(
+            &settings.store.path,
+            master_key,
+            StoreOptions {
+                cache_capacity_bytes: settings.store.cache_capacity_bytes,
+                flush_every_ms: Some(
+                    u64::try_from(settings.store.flush_every.as_millis())
+                        .unwrap_or(500)
+                        .max(1),
+                ),
+            },
+        )
+        .with_context(|| {
+            format!(
+                "Failed to open the store at {}",
+                settings.store.path.display()
+            )
+        }),
+        config::StoreEngine::Postgres => {
+            let url = settings.store.postgres_url.as_ref().context(
+                "store.engine = \"postgres\" needs store.postgres_url (INBOXD_STORE__POSTGRES_URL)",
+            )?;
+            let node_id = settings.cluster.new_node_id();
+            let store = Store::open_postgres(
+                url.expose(),
+                master_key,
+                PgOptions {
+                    pool: settings.store.postgres_pool,
+                    node_id: node_id.clone(),
+                },
+            )
+            .with_context(|| {
+                format!("Failed to open the store in PostgreSQL at {}", url.shown())
+            })?;
+            tracing::info!(database = %url.shown(), node = %node_id, "The store is in PostgreSQL.");
+            Ok(store)
+        }
+    }
+}
+
 /// Ignored, the write fails with EFBIG instead, which the store and the sinks treat as a full disk
 /// (back off, keep everything, resume when space returns).
 #[allow(unsafe_code)]
@@ -107,24 +154,7 @@ impl Application {
                     settings.server.listen
                 )
             })?;
-        let store = Store::open(
-            &settings.store.path,
-            secrets.master_key,
-            StoreOptions {
-                cache_capacity_bytes: settings.store.cache_capacity_bytes,
-                flush_every_ms: Some(
-                    u64::try_from(settings.store.flush_every.as_millis())
-                        .unwrap_or(500)
-                        .max(1),
-                ),
-            },
-        )
-        .with_context(|| {
-            format!(
-                "Failed to open the store at {}",
-                settings.store.path.display()
-            )
-        })?;
+        let store = open_store(&settings, secrets.master_key)?;
         let client = http_client(&settings)?;
         let backoff = BackoffPolicy {
             initial: settings.retry.initial_backoff,
@@ -146,6 +176,9 @@ impl Application {
                 }));
                 SinkBackend::Jsonl(file)
             }
+            config::Sink::Postgres => anyhow::bail!(
+                "processor.sink = \"postgres\" is not available in this build yet (its sink comes with the cluster runtime): use processor.sink = \"webhook\" for now"
+            ),
             config::Sink::Webhook { url } => SinkBackend::Webhook(
                 Arc::new(WebhookSink::new(
                     client.clone(),

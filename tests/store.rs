@@ -1,6 +1,7 @@
 //! The store's test suite, written against the public API of `inboxd::store` only, so that another
 //! storage engine behind the same API must pass it unchanged (garage's `db` test-suite habit). Every
-//! test of the first part runs once per engine (sled and memory, see `every_engine!`); the second
+//! test of the first part runs once per engine (sled, memory and PostgreSQL, each PostgreSQL test in
+//! a database of its own from the test kit's `PgTestDb`, see `every_engine!`); the second
 //! part is about sled's files (persistence, locks, permissions, the key check file) and runs on sled
 //! only. The one exception to "public API only" is the `raw_get`/`raw_put` pair, which any engine
 //! can offer: it lets the tamper tests copy stored bytes from one record to another. It is a test
@@ -16,8 +17,8 @@ use inboxd::domain::secret::{AccessToken, ClientSecret, MasterKey, PkceVerifier,
 use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
 use inboxd::store::{
     ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry,
-    LedgerState, MAX_FLOOR_KEY_BYTES, PendingAuthorization, PendingLookup, RawKind, Store,
-    StoreErrorKind, StoreOptions, TokenSet,
+    LedgerState, MAX_FLOOR_KEY_BYTES, PendingAuthorization, PendingLookup, PgOptions, RawKind,
+    Store, StoreErrorKind, StoreOptions, TokenSet,
 };
 
 /// The engines the first part of the suite runs against.
@@ -25,12 +26,15 @@ use inboxd::store::{
 enum Engine {
     Sled,
     Memory,
+    Postgres,
 }
 
-/// A fresh, empty store of one engine; keeps the sled store's directory alive while it lives.
+/// A fresh, empty store of one engine; keeps the sled store's directory (or the PostgreSQL
+/// database) alive while it lives. The store is dropped first.
 struct Fresh {
     store: Store,
     _dir: Option<tempfile::TempDir>,
+    _db: Option<inboxd_testkit::PgTestDb>,
 }
 
 impl std::ops::Deref for Fresh {
@@ -48,16 +52,31 @@ fn fresh(engine: Engine) -> Fresh {
             Fresh {
                 store: open(dir.path(), &key),
                 _dir: Some(dir),
+                _db: None,
             }
         }
         Engine::Memory => Fresh {
             store: Store::in_memory(key).unwrap(),
             _dir: None,
+            _db: None,
         },
+        Engine::Postgres => {
+            let db = inboxd_testkit::PgTestDb::create();
+            let options = PgOptions {
+                pool: 4,
+                node_id: "store-suite".to_owned(),
+            };
+            Fresh {
+                store: Store::open_postgres(db.url(), key, options).unwrap(),
+                _dir: None,
+                _db: Some(db),
+            }
+        }
     }
 }
 
-/// Instantiates each named test once per engine: `on_sled::NAME` and `in_memory::NAME`.
+/// Instantiates each named test once per engine: `on_sled::NAME`, `in_memory::NAME` and
+/// `on_postgres::NAME`.
 macro_rules! every_engine {
     ($($name:ident),+ $(,)?) => {
         mod on_sled {
@@ -70,6 +89,12 @@ macro_rules! every_engine {
             $(#[test]
             fn $name() {
                 super::$name(super::Engine::Memory)
+            })+
+        }
+        mod on_postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Engine::Postgres)
             })+
         }
     };

@@ -1,6 +1,7 @@
 //! Keeps the code base's conventions true: every Rust source file (the product's, the test kit's,
 //! the benches') opens with a `//!` doc saying what it owns, only the store's sled engine
-//! (`src/store/sled_engine.rs`) touches sled, and the product imports no test kit.
+//! (`src/store/sled_engine.rs`) touches sled, only the store (`src/store/`) touches PostgreSQL (the
+//! `postgres` and `refinery` crates), and the product imports no test kit.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
@@ -82,6 +83,42 @@ fn only_the_sled_engine_touches_sled() {
         offenders.is_empty(),
         "sled used outside src/store/sled_engine.rs (the store's engine seam is src/store/engine.rs): {offenders:?}"
     );
+}
+
+/// Whether `code` names the crate `name` as a path (`name::…`, `use name`), not as the tail of
+/// another path (`crate::store::postgres::…`, `tokio_postgres`) or inside a word.
+fn names_crate(code: &str, name: &str) -> bool {
+    let uses = [format!("{name}::"), format!("use {name}"), format!("extern crate {name}")];
+    uses.iter().any(|pattern| {
+        code.match_indices(pattern.as_str()).any(|(at, _)| {
+            let before = code[..at].chars().next_back();
+            !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        })
+    })
+}
+
+#[test]
+fn only_the_store_touches_postgres() {
+    let store = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join("store");
+    assert!(store.join("postgres").is_dir(), "src/store/postgres is gone");
+    let offenders: Vec<_> = sources()
+        .into_iter()
+        .filter(|path| !path.starts_with(&store))
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap();
+            ["postgres", "tokio_postgres", "refinery"]
+                .iter()
+                .any(|name| names_crate(&text, name))
+        })
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "PostgreSQL used outside src/store (the store's engine seam is src/store/engine.rs; cluster coordination goes through store::Coordination): {offenders:?}"
+    );
+    assert!(names_crate("use postgres::Client;", "postgres"));
+    assert!(names_crate("let c = postgres::Client::connect(u)?;", "postgres"));
+    assert!(!names_crate("crate::store::postgres::PgEngine", "postgres"));
+    assert!(!names_crate("\"postgres://u@h/db\"", "postgres"));
 }
 
 /// The code of `path` before its `#[cfg(test)]` module (tests may set up whatever they need).

@@ -356,12 +356,7 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
         if current.mailbox != record.mailbox || current.folder != record.folder {
             // The delta link belongs to the old folder: the next round starts afresh (the ledger
             // keeps anything from being delivered twice).
-            if let Err(err) = self
-                .deps
-                .ingest
-                .store
-                .put_cursor(id, &crate::store::Cursor::default())
-            {
+            if let Err(err) = self.deps.ingest.store.reset_cursor(id) {
                 return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
             }
         }

@@ -33,6 +33,11 @@ pub enum Kind {
     UrlPath,
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
+    /// A non-empty piece of text (a name).
+    Text,
+    /// A PostgreSQL connection URL `postgres://user:password@host:port/database`; a secret (it
+    /// holds the password): shown as host, port and database only.
+    DatabaseUrl,
 }
 
 impl Kind {
@@ -45,6 +50,8 @@ impl Kind {
             Kind::Url => "http(s) URL".to_owned(),
             Kind::SocketAddr => "ip:port".to_owned(),
             Kind::UrlPath => "URL path".to_owned(),
+            Kind::Text => "text".to_owned(),
+            Kind::DatabaseUrl => "postgres:// URL".to_owned(),
             Kind::Choice(words) => {
                 let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
                 format!("one of {}", quoted.join(", "))
@@ -104,12 +111,19 @@ impl KeySpec {
 }
 
 /// The sections, in file order, each with what it configures.
-pub const SECTIONS: [(&str, &str); 8] = [
+pub const SECTIONS: [(&str, &str); 9] = [
     (
         "server",
         "The HTTP server: admin API, OAuth callback, status page, /healthz and /metrics.",
     ),
-    ("store", "The durable store (sled) on local disk."),
+    (
+        "store",
+        "The durable store: sled on local disk (one node), or PostgreSQL (cluster mode: several nodes share one database).",
+    ),
+    (
+        "cluster",
+        "Cluster mode (store.engine = \"postgres\"): nodes share the channels through shard leases in the database.",
+    ),
     (
         "cloud",
         "Which Microsoft cloud to talk to. The presets are Microsoft's national-cloud hosts; login_url and graph_url override them (the simulator, a proxy). Token scopes always follow the preset's Graph host.",
@@ -174,7 +188,9 @@ pub const POLL_MODES: &[&str] = &["delta", "unread"];
 /// The values `polling.body_content_type` accepts.
 pub const BODY_CONTENT_TYPES: &[&str] = &["text", "html"];
 /// The values `processor.sink` accepts.
-pub const SINKS: &[&str] = &["jsonl", "webhook"];
+pub const SINKS: &[&str] = &["jsonl", "webhook", "postgres"];
+/// The values `store.engine` accepts.
+pub const ENGINES: &[&str] = &["sled", "postgres"];
 
 /// Every configuration key, in file order.
 pub const KEYS: &[KeySpec] = &[
@@ -283,6 +299,47 @@ pub const KEYS: &[KeySpec] = &[
         "30",
         "days",
         "How long the per-message ledger keeps delivered messages (for de-duplication and audit)."
+    ),
+    key!(
+        "store",
+        "engine",
+        Kind::Choice(ENGINES),
+        "\"sled\"",
+        "",
+        "Where the store lives: sled (files in path, one node) or postgres (the database at postgres_url, shared by the nodes of a cluster). Move a store with `inboxd store export` and `inboxd store import`."
+    ),
+    optional_key!(
+        "store",
+        "postgres_url",
+        Kind::DatabaseUrl,
+        example = "\"postgres://inboxd:PASSWORD@db.example.com:5432/inboxd\"",
+        "",
+        "The PostgreSQL database of engine = \"postgres\". It holds the password: prefer INBOXD_STORE__POSTGRES_URL to this file; logs show its host and database only."
+    ),
+    key!(
+        "store",
+        "postgres_pool",
+        int(1, 64),
+        "8",
+        "connections",
+        "Connections to PostgreSQL (each on a thread of its own) that the store's calls share."
+    ),
+    // [cluster]
+    key!(
+        "cluster",
+        "lease_secs",
+        int(5, 3600),
+        "30",
+        "seconds",
+        "How long a node's lease on a shard of channels lasts without renewal: after a node stops, its channels move to the others within this time."
+    ),
+    optional_key!(
+        "cluster",
+        "node_name",
+        Kind::Text,
+        example = "\"inboxd-a\"",
+        "",
+        "This node's name in the cluster (default: the host name); its id is the name followed by 8 random hex digits, new at every start."
     ),
     // [cloud]
     key!(
@@ -490,7 +547,7 @@ pub const KEYS: &[KeySpec] = &[
         Kind::Choice(SINKS),
         "\"jsonl\"",
         "",
-        "Where processed mail goes: jsonl (one JSON object per line in jsonl_path) or webhook (POST to webhook_url, signed with the webhook secret)."
+        "Where processed mail goes: jsonl (one JSON object per line in jsonl_path), webhook (POST to webhook_url, signed with the webhook secret) or postgres (rows of the mail table in the store's database, exactly once; needs store.engine = \"postgres\", which in turn refuses jsonl)."
     ),
     key!(
         "processor",

@@ -26,8 +26,8 @@ pub use keys::{KEYS, KeySpec, Kind, SECTIONS};
 pub use secrets::{ADMIN_TOKEN_MIN_CHARS, ConfigError, Loaded, SecretSource};
 pub use settings::{
     BodyContentType, CloudName, CloudSettings, FirstImport, LimitsSettings, PollingSettings,
-    ProcessorSettings, RetrySettings, SecuritySettings, ServerSettings, Settings, Sink,
-    StoreSettings,
+    ClusterSettings, PostgresUrl, ProcessorSettings, RetrySettings, SecuritySettings,
+    ServerSettings, Settings, Sink, StoreEngine, StoreSettings,
 };
 
 /// The repository's `config/inboxd.toml`, compiled in: the defaults of every key.
@@ -369,7 +369,13 @@ fn env_value(spec: &KeySpec, text: &str) -> Result<Option<toml::Value>, String> 
             .filter(|f| f.is_finite())
             .map(|f| Some(toml::Value::Float(f)))
             .ok_or_else(|| spec.expected()),
-        Kind::Path | Kind::Url | Kind::SocketAddr | Kind::UrlPath | Kind::Choice(_) => {
+        Kind::Path
+        | Kind::Url
+        | Kind::SocketAddr
+        | Kind::UrlPath
+        | Kind::Choice(_)
+        | Kind::Text
+        | Kind::DatabaseUrl => {
             Ok(Some(toml::Value::String(trimmed.to_owned())))
         }
     }
@@ -409,7 +415,11 @@ fn merge_env(env: &Env, raw: &mut Raw, problems: &mut Vec<ConfigProblem>) {
             Err(expected) => problems.push(ConfigProblem {
                 key: spec.path(),
                 origin,
-                found: shorten(&format!("{value:?}")),
+                found: if spec.kind == Kind::DatabaseUrl {
+                    "(a value, not shown: it may hold a password)".to_owned()
+                } else {
+                    shorten(&format!("{value:?}"))
+                },
                 expected,
             }),
         }
@@ -454,6 +464,25 @@ impl Settings {
         Settings::load_layers(Some((text, Origin::File(PathBuf::from("(text)")))), env)
     }
 
+    /// Like [`Settings::load`], for the commands that only use the store (`inboxd migrate`,
+    /// `inboxd store export|import`): the rules between the sink and the store's engine are not
+    /// checked, so a sled configuration with the postgres engine switched on by one variable
+    /// (`INBOXD_STORE__ENGINE=postgres`) serves to import into PostgreSQL.
+    pub fn load_for_store_tools(file: Option<&Path>, env: &Env) -> Result<Settings, ConfigErrors> {
+        let text = match file {
+            None => None,
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Some((text, Origin::File(path.to_owned()))),
+                Err(_) => return Settings::load(file, env),
+            },
+        };
+        Settings::load_layers_with(
+            text.as_ref().map(|(t, o)| (t.as_str(), o.clone())),
+            env,
+            settings::Rules::StoreTools,
+        )
+    }
+
     /// What `inboxd serve` does: the file given, or `config/inboxd.toml` if it exists, then the
     /// process's environment.
     pub fn from_env_and_file(file: Option<&Path>) -> Result<Settings, ConfigErrors> {
@@ -464,6 +493,14 @@ impl Settings {
     }
 
     fn load_layers(file: Option<(&str, Origin)>, env: &Env) -> Result<Settings, ConfigErrors> {
+        Settings::load_layers_with(file, env, settings::Rules::Daemon)
+    }
+
+    fn load_layers_with(
+        file: Option<(&str, Origin)>,
+        env: &Env,
+        rules: settings::Rules,
+    ) -> Result<Settings, ConfigErrors> {
         let mut raw = Raw::new();
         let mut problems = Vec::new();
         merge_toml(EMBEDDED_TOML, &Origin::Defaults, &mut raw, &mut problems);
@@ -471,7 +508,7 @@ impl Settings {
             merge_toml(text, &origin, &mut raw, &mut problems);
         }
         merge_env(env, &mut raw, &mut problems);
-        let settings = settings::build(&raw, &mut problems);
+        let settings = settings::build(&raw, &mut problems, rules);
         match settings {
             Some(settings) if problems.is_empty() => Ok(settings),
             _ => Err(ConfigErrors(problems)),

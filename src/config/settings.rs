@@ -16,6 +16,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// `[store]`
     pub store: StoreSettings,
+    /// `[cluster]`
+    pub cluster: ClusterSettings,
     /// `[cloud]`
     pub cloud: CloudSettings,
     /// `[polling]`
@@ -71,6 +73,109 @@ pub struct StoreSettings {
     pub flush_every: Duration,
     /// How long the message ledger keeps delivered messages.
     pub ledger_retention: Duration,
+    /// Which engine holds the store.
+    pub engine: StoreEngine,
+    /// The PostgreSQL database (required with [`StoreEngine::Postgres`]).
+    pub postgres_url: Option<PostgresUrl>,
+    /// Connections of the PostgreSQL store's pool.
+    pub postgres_pool: usize,
+}
+
+/// Which engine holds the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreEngine {
+    /// sled, in `store.path` (one node).
+    Sled,
+    /// PostgreSQL at `store.postgres_url` (cluster mode).
+    Postgres,
+}
+
+/// A PostgreSQL connection URL. It holds the password: its `Debug` and [`PostgresUrl::shown`] give
+/// the host, port and database only; [`PostgresUrl::expose`] is for opening the store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    url: String,
+    shown: String,
+}
+
+impl PostgresUrl {
+    /// Parses `postgres://user:password@host:port/database` (or `postgresql://`).
+    pub fn parse(text: &str) -> Result<PostgresUrl, String> {
+        let parsed = url::Url::parse(text)
+            .map_err(|err| format!("it does not parse as a URL ({err})"))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "its scheme is {:?}, not postgres",
+                parsed.scheme()
+            ));
+        }
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| "it names no host".to_owned())?;
+        let port = parsed.port().unwrap_or(5432);
+        let db = parsed.path().trim_start_matches('/');
+        let db = if db.is_empty() { "(the user's)" } else { db };
+        Ok(PostgresUrl {
+            url: text.to_owned(),
+            shown: format!("{host}:{port}/{db}"),
+        })
+    }
+
+    /// The URL with its password, for opening the store only: never log or show it.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+
+    /// `host:port/database`: what logs and errors show.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({})", self.shown)
+    }
+}
+
+/// `[cluster]`: cluster mode (PostgreSQL engine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// How long a shard lease lasts without renewal.
+    pub lease: Duration,
+    /// This node's name (the host name unless set); the node id adds 8 random hex digits.
+    pub node_name: String,
+}
+
+impl ClusterSettings {
+    /// A fresh node id for this process: `<node_name>-<8 random hex>`.
+    pub fn new_node_id(&self) -> String {
+        format!("{}-{}", self.node_name, hex::encode(rand::random::<[u8; 4]>()))
+    }
+}
+
+/// The host name, for the default node name.
+fn host_name() -> String {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .trim()
+        .to_owned();
+    if name.is_empty() {
+        "inboxd".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Which rules across keys [`build`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rules {
+    /// Everything: the daemon's configuration.
+    Daemon,
+    /// Not the sink's against the engine: the store commands use the store only.
+    StoreTools,
 }
 
 /// Microsoft's clouds, each with its own login and Graph hosts.
@@ -281,6 +386,9 @@ pub enum Sink {
         /// The receiver.
         url: HttpUrl,
     },
+    /// Insert each mail into the `mail` table of the store's PostgreSQL database, in the same
+    /// transaction as its ledger entry (exactly once). Needs `store.engine = "postgres"`.
+    Postgres,
 }
 
 /// `[processor]`: the sink and its queue.
@@ -485,6 +593,38 @@ impl Reader<'_> {
         }
     }
 
+    /// An optional PostgreSQL URL; a problem never shows the value (it may hold a password).
+    fn database_url(&mut self, section: &str, key: &str) -> Option<Option<PostgresUrl>> {
+        let expected = "a URL postgres://USER:PASSWORD@HOST:PORT/DATABASE (or leave the key out)";
+        let text = match self.entry(section, key) {
+            None => return Some(None),
+            Some((toml::Value::String(text), _)) if !text.trim().is_empty() => {
+                text.trim().to_owned()
+            }
+            Some(_) => {
+                self.problem(
+                    section,
+                    key,
+                    "(a value, not shown: it may hold a password)".to_owned(),
+                    expected.to_owned(),
+                );
+                return None;
+            }
+        };
+        match PostgresUrl::parse(&text) {
+            Ok(url) => Some(Some(url)),
+            Err(why) => {
+                self.problem(
+                    section,
+                    key,
+                    format!("a value that is not a PostgreSQL URL: {why} (the value is not shown: it may hold a password)"),
+                    expected.to_owned(),
+                );
+                None
+            }
+        }
+    }
+
     fn url(&mut self, section: &str, key: &str) -> Option<HttpUrl> {
         let text = self.string(section, key, "an http(s) URL")?;
         self.url_from(section, key, text)
@@ -527,7 +667,11 @@ impl Reader<'_> {
 }
 
 /// Builds the settings; every problem goes to `problems`. `None` when some value was unusable.
-pub(crate) fn build(raw: &Raw, problems: &mut Vec<ConfigProblem>) -> Option<Settings> {
+pub(crate) fn build(
+    raw: &Raw,
+    problems: &mut Vec<ConfigProblem>,
+    rules: Rules,
+) -> Option<Settings> {
     let mut r = Reader { raw, problems };
 
     // Each field is read even when an earlier one failed, so that every problem is reported.
@@ -545,6 +689,19 @@ pub(crate) fn build(raw: &Raw, problems: &mut Vec<ConfigProblem>) -> Option<Sett
     let cache_mib = r.int("store", "cache_capacity_mib");
     let flush_every = r.millis("store", "flush_every_ms");
     let retention_days = r.int("store", "ledger_retention_days");
+    let engine = r.choice("store", "engine").map(|e| match e.as_str() {
+        "postgres" => StoreEngine::Postgres,
+        _ => StoreEngine::Sled,
+    });
+    let postgres_url = r.database_url("store", "postgres_url");
+    let postgres_pool = r.usize("store", "postgres_pool");
+
+    let lease = r.secs("cluster", "lease_secs");
+    let node_name = r.optional_string(
+        "cluster",
+        "node_name",
+        "a non-empty name (or leave the key out for the host name)",
+    );
 
     let cloud_name = r.choice("cloud", "name").and_then(|n| CloudName::parse(&n));
     let login_override = r.optional_url("cloud", "login_url");
@@ -616,7 +773,35 @@ pub(crate) fn build(raw: &Raw, problems: &mut Vec<ConfigProblem>) -> Option<Sett
             ),
         );
     }
+    if engine == Some(StoreEngine::Postgres) && postgres_url == Some(None) {
+        r.problems.push(ConfigProblem {
+            key: "store.postgres_url".to_owned(),
+            origin: r
+                .entry("store", "engine")
+                .map_or(Origin::Defaults, |(_, o)| o.clone()),
+            found: "nothing".to_owned(),
+            expected: "the PostgreSQL database's URL, because store.engine = \"postgres\" (set INBOXD_STORE__POSTGRES_URL=postgres://USER:PASSWORD@HOST:5432/DATABASE)".to_owned(),
+        });
+    }
+    if rules == Rules::Daemon {
+        match (sink.as_deref(), engine) {
+            (Some("postgres"), Some(StoreEngine::Sled)) => r.problem(
+                "processor",
+                "sink",
+                "\"postgres\"".to_owned(),
+                "\"jsonl\" or \"webhook\": the postgres sink writes into the store's PostgreSQL database, so it needs store.engine = \"postgres\"".to_owned(),
+            ),
+            (Some("jsonl"), Some(StoreEngine::Postgres)) => r.problem(
+                "processor",
+                "sink",
+                "\"jsonl\"".to_owned(),
+                "\"postgres\" or \"webhook\" with store.engine = \"postgres\": a JSONL file is local to one node, so after a failover the mail delivered into it is on another machine, and the nodes of a cluster cannot share one file".to_owned(),
+            ),
+            _ => {}
+        }
+    }
     let sink = match (sink.as_deref(), jsonl_path, webhook_url.clone()) {
+        (Some("postgres"), _, _) => Some(Sink::Postgres),
         (Some("jsonl"), Some(path), _) => Some(Sink::Jsonl { path }),
         (Some("webhook"), _, Some(Some(url))) => Some(Sink::Webhook { url }),
         (Some("webhook"), _, Some(None)) => {
@@ -678,6 +863,13 @@ pub(crate) fn build(raw: &Raw, problems: &mut Vec<ConfigProblem>) -> Option<Sett
             cache_capacity_bytes: cache_mib?.checked_mul(1024 * 1024)?,
             flush_every: flush_every?,
             ledger_retention: Duration::from_secs(retention_days?.checked_mul(86_400)?),
+            engine: engine?,
+            postgres_url: postgres_url?,
+            postgres_pool: postgres_pool?,
+        },
+        cluster: ClusterSettings {
+            lease: lease?,
+            node_name: node_name?.unwrap_or_else(host_name),
         },
         cloud: cloud?,
         polling: PollingSettings {

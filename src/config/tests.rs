@@ -823,3 +823,84 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_postgres_engine_needs_a_url_and_never_shows_its_password() {
+    let url = "postgres://inboxd:pg-pass-123@db.example.com:6432/mail";
+    let settings = Settings::load(
+        None,
+        &env(&[
+            ("INBOXD_STORE__ENGINE", "postgres"),
+            ("INBOXD_STORE__POSTGRES_URL", url),
+            ("INBOXD_PROCESSOR__SINK", "postgres"),
+            ("INBOXD_CLUSTER__NODE_NAME", "node-a"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(settings.store.engine, StoreEngine::Postgres);
+    let pg = settings.store.postgres_url.clone().unwrap();
+    assert_eq!(pg.expose(), url);
+    assert_eq!(pg.shown(), "db.example.com:6432/mail");
+    assert!(!format!("{settings:?}").contains("pg-pass-123"));
+    assert_eq!(settings.processor.sink, Sink::Postgres);
+    assert_eq!(settings.cluster.lease, Duration::from_secs(30));
+    let id = settings.cluster.new_node_id();
+    assert!(id.starts_with("node-a-") && id.len() == "node-a-".len() + 8, "{id}");
+
+    let shown = errors_of(Settings::load(
+        None,
+        &env(&[("INBOXD_STORE__ENGINE", "postgres")]),
+    ))
+    .to_string();
+    assert!(shown.contains("store.postgres_url"), "{shown}");
+    let shown = errors_of(Settings::load(
+        None,
+        &env(&[
+            ("INBOXD_STORE__ENGINE", "postgres"),
+            ("INBOXD_STORE__POSTGRES_URL", "mysql://u:pg-pass-123@h/db"),
+            ("INBOXD_PROCESSOR__SINK", "postgres"),
+        ]),
+    ))
+    .to_string();
+    assert!(!shown.contains("pg-pass-123"), "{shown}");
+    assert!(shown.contains("store.postgres_url"), "{shown}");
+}
+
+#[test]
+fn the_sink_must_suit_the_engine() {
+    let url = "postgres://u:p@127.0.0.1/db";
+    // jsonl (the default sink) with PostgreSQL: refused, with why and what to use.
+    let shown = errors_of(Settings::load(
+        None,
+        &env(&[
+            ("INBOXD_STORE__ENGINE", "postgres"),
+            ("INBOXD_STORE__POSTGRES_URL", url),
+        ]),
+    ))
+    .to_string();
+    assert!(shown.contains("processor.sink"), "{shown}");
+    assert!(shown.contains("failover") && shown.contains("webhook"), "{shown}");
+    // The store commands do not check the sink: a sled configuration plus one variable imports.
+    let tools = Settings::load_for_store_tools(
+        None,
+        &env(&[
+            ("INBOXD_STORE__ENGINE", "postgres"),
+            ("INBOXD_STORE__POSTGRES_URL", url),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(tools.store.engine, StoreEngine::Postgres);
+    // The postgres sink with sled: refused.
+    let shown = errors_of(Settings::load(
+        None,
+        &env(&[("INBOXD_PROCESSOR__SINK", "postgres")]),
+    ))
+    .to_string();
+    assert!(shown.contains("store.engine = \"postgres\""), "{shown}");
+    let shown = errors_of(Settings::load(
+        None,
+        &env(&[("INBOXD_CLUSTER__LEASE_SECS", "4")]),
+    ))
+    .to_string();
+    assert!(shown.contains("cluster.lease_secs"), "{shown}");
+}

@@ -25,7 +25,7 @@ impl Store {
 
     /// Updates a channel's run-time state (status, last error, poll times) and nothing else, with a
     /// compare-and-swap so a concurrent configuration change is never overwritten. A channel that
-    /// was removed meanwhile stays removed.
+    /// was removed meanwhile stays removed. Fenced in cluster mode (see [`Store::set_fencer`]).
     pub fn update_channel_state(
         &self,
         id: ChannelId,
@@ -45,9 +45,8 @@ impl Store {
                 record.last_success_at = state.last_success_at;
             }
             let bytes = persisted::encode_channel(&self.shared.crypto, &record)?;
-            let swapped = self.with(|e| {
-                e.compare_and_swap(Table::Channels, id.as_bytes(), Some(&current), Some(&bytes))
-            })?;
+            let swapped =
+                self.compare_and_swap_run_time(id, Table::Channels, Some(&current), Some(&bytes))?;
             if swapped {
                 return Ok(());
             }

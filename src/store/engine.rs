@@ -1,6 +1,6 @@
 //! The storage engine seam: a small bytes-level interface ([`Engine`]) over named tables, which
-//! every engine implements (sled in `sled_engine.rs`, memory in `memory.rs`; a PostgreSQL engine for
-//! cluster mode would be a third). Everything above it (record encoding, versions, sealing, the key
+//! every engine implements (sled in `sled_engine.rs`, memory in `memory.rs`, PostgreSQL for cluster
+//! mode in `postgres/`). Everything above it (record encoding, versions, sealing, the key
 //! check, recovery) is engine-agnostic and lives in `mod.rs`, `persisted.rs` and `crypto.rs`.
 //!
 //! The contract, which `tests/store.rs` checks for every engine through [`super::Store`]:
@@ -10,10 +10,15 @@
 //! - a write is durable once [`Engine::flush`] returned after it;
 //! - an I/O error comes back as a `StoreError` of kind `DiskFull`, `ReadOnly` or `Transient`; the
 //!   store then counts as broken until [`super::Store::recover`] probes it (and reopens it through the
-//!   store's opener if the probe fails). Calls are blocking, like the store's API.
+//!   store's opener if the probe fails). Calls are blocking, like the store's API;
+//! - fenced calls ([`Engine::apply_fenced`], [`Engine::compare_and_swap_fenced`]) commit only while
+//!   the fence's lease is this node's (PostgreSQL); engines without leases never get a fence and
+//!   run them unfenced;
+//! - [`Op::Mail`] (the PostgreSQL table sink) is refused by every engine but PostgreSQL.
 
 use std::ops::ControlFlow;
 
+use crate::store::cluster::Fence;
 use crate::store::error::StoreError;
 
 /// A named table. The names are part of the on-disk format of every engine: never rename one.
@@ -89,6 +94,33 @@ pub(crate) enum Op {
         /// The key.
         key: Vec<u8>,
     },
+    /// Deliver a mail into the PostgreSQL sink table `mail`, once per (channel, message id): a
+    /// second delivery of the same message changes nothing. PostgreSQL only.
+    Mail {
+        /// The channel id, as text.
+        channel: String,
+        /// The Graph message id.
+        message_id: String,
+        /// The delivered record, JSON text.
+        record_json: String,
+    },
+}
+
+impl Op {
+    /// The table an insert or remove writes; `None` for a mail delivery.
+    pub(crate) fn table(&self) -> Option<Table> {
+        match self {
+            Op::Insert { table, .. } | Op::Remove { table, .. } => Some(*table),
+            Op::Mail { .. } => None,
+        }
+    }
+}
+
+/// What engines without a mail table answer to [`Op::Mail`].
+pub(crate) fn mail_needs_postgres() -> StoreError {
+    StoreError::InvalidInput(
+        "the postgres sink needs store.engine = \"postgres\" (this store is not in PostgreSQL): set processor.sink to \"jsonl\" or \"webhook\", or move the store to PostgreSQL".to_owned(),
+    )
 }
 
 /// Which keys a scan visits, in key order.
@@ -146,6 +178,27 @@ pub(crate) trait Engine: Send + Sync {
 
     /// Applies every operation or none, across tables, in order.
     fn apply(&self, ops: &[Op]) -> Result<(), StoreError>;
+
+    /// [`Engine::apply`], committed only while `fence` is this node's current lease; otherwise
+    /// nothing is written and the answer is [`StoreError::Fenced`]. Engines without leases (sled,
+    /// memory) are never given a fence and just apply.
+    fn apply_fenced(&self, fence: Fence, ops: &[Op]) -> Result<(), StoreError> {
+        let _ = fence;
+        self.apply(ops)
+    }
+
+    /// [`Engine::compare_and_swap`], fenced like [`Engine::apply_fenced`].
+    fn compare_and_swap_fenced(
+        &self,
+        fence: Fence,
+        table: Table,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
+        let _ = fence;
+        self.compare_and_swap(table, key, expected, new)
+    }
 
     /// Makes every write before this call durable (blocking).
     fn flush(&self) -> Result<(), StoreError>;

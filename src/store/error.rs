@@ -27,6 +27,10 @@ pub enum StoreErrorKind {
     NotAStore,
     /// The caller passed a value the store cannot hold (e.g. an empty message id).
     InvalidInput,
+    /// A fenced write (cluster mode) was refused: this node no longer holds the lease of the
+    /// channel's shard, so another node polls the channel now. Nothing to do: not an error of the
+    /// store, which stays healthy.
+    Fenced,
 }
 
 /// An error of the durable store. The message says what is wrong and what to do.
@@ -110,6 +114,22 @@ pub enum StoreError {
     /// The caller passed a value the store cannot hold.
     #[error("invalid value for the store: {0}")]
     InvalidInput(String),
+    /// A fenced write was refused: the lease it carried is no longer this node's.
+    #[error(
+        "this node no longer holds the lease of the channel's shard; another node polls the channel now: nothing to do"
+    )]
+    Fenced,
+    /// The database (PostgreSQL engine) cannot be reached or refused the work for a while: it is
+    /// down, restarting, shutting down, or the transaction lost a serialization conflict.
+    #[error(
+        "the PostgreSQL database {database} is unavailable ({why}); inboxd retries later: check that PostgreSQL runs and accepts connections from this host"
+    )]
+    Unavailable {
+        /// The database, as `host:port/name` (never the password).
+        database: String,
+        /// What failed.
+        why: String,
+    },
 }
 
 impl StoreError {
@@ -125,6 +145,8 @@ impl StoreError {
             StoreError::ReadOnly { .. } => StoreErrorKind::ReadOnly,
             StoreError::Io { .. } => StoreErrorKind::Transient,
             StoreError::InvalidInput(_) => StoreErrorKind::InvalidInput,
+            StoreError::Fenced => StoreErrorKind::Fenced,
+            StoreError::Unavailable { .. } => StoreErrorKind::Transient,
         }
     }
 
@@ -211,5 +233,18 @@ mod tests {
                 .to_string()
                 .contains("master key")
         );
+    }
+
+    #[test]
+    fn a_fenced_write_is_neither_fatal_nor_retryable() {
+        let fenced = StoreError::Fenced;
+        assert_eq!(fenced.kind(), StoreErrorKind::Fenced);
+        assert!(!fenced.is_fatal() && !fenced.is_retryable());
+        assert!(fenced.to_string().contains("nothing to do"), "{fenced}");
+        let down = StoreError::Unavailable {
+            database: "db.example:5432/inboxd".into(),
+            why: "connection refused".into(),
+        };
+        assert!(down.is_retryable() && !down.is_fatal());
     }
 }

@@ -63,7 +63,8 @@ impl Store {
         .transpose()
     }
 
-    /// Inserts or replaces the ledger entry of one message (not flushed: cheap).
+    /// Inserts or replaces the ledger entry of one message (not flushed: cheap). Fenced in
+    /// cluster mode (see [`Store::set_fencer`]).
     pub fn ledger_put(
         &self,
         id: ChannelId,
@@ -71,16 +72,18 @@ impl Store {
         entry: &LedgerEntry,
     ) -> Result<(), StoreError> {
         let key = ledger_key(id, message_id)?;
-        let bytes = persisted::encode_ledger(entry)?;
-        self.with(|e| e.insert(Table::Ledger, &key, &bytes))
+        let value = persisted::encode_ledger(entry)?;
+        self.apply_run_time(
+            id,
+            &[Op::Insert {
+                table: Table::Ledger,
+                key,
+                value,
+            }],
+        )
     }
 
-    /// Inserts or replaces many ledger entries of one channel in one atomic batch.
-    pub fn ledger_put_many(
-        &self,
-        id: ChannelId,
-        entries: &[(String, LedgerEntry)],
-    ) -> Result<(), StoreError> {
+    fn ledger_ops(id: ChannelId, entries: &[(String, LedgerEntry)]) -> Result<Vec<Op>, StoreError> {
         let mut ops = Vec::with_capacity(entries.len());
         for (message_id, entry) in entries {
             ops.push(Op::Insert {
@@ -89,7 +92,51 @@ impl Store {
                 value: persisted::encode_ledger(entry)?,
             });
         }
-        self.with(|e| e.apply(&ops))
+        Ok(ops)
+    }
+
+    /// Inserts or replaces many ledger entries of one channel in one atomic batch. Fenced in
+    /// cluster mode (see [`Store::set_fencer`]).
+    pub fn ledger_put_many(
+        &self,
+        id: ChannelId,
+        entries: &[(String, LedgerEntry)],
+    ) -> Result<(), StoreError> {
+        let ops = Self::ledger_ops(id, entries)?;
+        self.apply_run_time(id, &ops)
+    }
+
+    /// The exactly-once table sink: inserts or replaces ledger entries of one channel and delivers
+    /// `mails` (message id, record as JSON text) into the PostgreSQL `mail` table, all in one
+    /// transaction (fenced in cluster mode). A mail already delivered for the channel is left as
+    /// it is, so a repeated call changes nothing more. Only a PostgreSQL store has the table: sled
+    /// and memory refuse a call with mails ([`StoreErrorKind::InvalidInput`](super::StoreErrorKind)).
+    pub fn ledger_put_many_with_mail(
+        &self,
+        id: ChannelId,
+        entries: &[(String, LedgerEntry)],
+        mails: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let mut ops = Self::ledger_ops(id, entries)?;
+        let channel = id.to_string();
+        for (message_id, record_json) in mails {
+            if message_id.is_empty() {
+                return Err(StoreError::InvalidInput(
+                    "a mail for the postgres sink needs a non-empty message id".to_owned(),
+                ));
+            }
+            if serde_json::from_str::<serde::de::IgnoredAny>(record_json).is_err() {
+                return Err(StoreError::InvalidInput(format!(
+                    "the mail record of message {message_id:?} is not JSON text"
+                )));
+            }
+            ops.push(Op::Mail {
+                channel: channel.clone(),
+                message_id: message_id.clone(),
+                record_json: record_json.clone(),
+            });
+        }
+        self.apply_run_time(id, &ops)
     }
 
     /// Removes the ledger entry of one message. Returns whether there was one.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::store::engine::{Engine, Op, Scan, Table, Visitor};
+use crate::store::engine::{Engine, Op, Scan, Table, Visitor, mail_needs_postgres};
 use crate::store::error::StoreError;
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -94,6 +94,9 @@ impl Engine for MemoryEngine {
     }
 
     fn apply(&self, ops: &[Op]) -> Result<(), StoreError> {
+        if ops.iter().any(|op| matches!(op, Op::Mail { .. })) {
+            return Err(mail_needs_postgres());
+        }
         // One write lock for the whole batch: nobody sees half of it.
         let mut tables = self.tables.write();
         for op in ops {
@@ -104,6 +107,7 @@ impl Engine for MemoryEngine {
                 Op::Remove { table, key } => {
                     table_mut(&mut tables, *table)?.remove(key);
                 }
+                Op::Mail { .. } => return Err(mail_needs_postgres()),
             }
         }
         Ok(())

@@ -3,9 +3,16 @@
 //!
 //! Layers: [`Store`] encodes, versions (`persisted.rs`) and seals (`crypto.rs`) records, checks the
 //! master key and recovers after I/O errors; below it, a bytes-level [`engine::Engine`] holds named
-//! tables. Engines: sled (`sled_engine.rs`, the only file that imports sled; [`Store::open`]) and
-//! memory (`memory.rs`; [`Store::in_memory`], for tests). A PostgreSQL engine for cluster mode would
-//! implement the same trait, running each [`engine::Engine::apply`] as one transaction.
+//! tables. Engines: sled (`sled_engine.rs`, the only file that imports sled; [`Store::open`]),
+//! memory (`memory.rs`; [`Store::in_memory`], for tests) and PostgreSQL for cluster mode
+//! (`postgres/`, the only place that imports `postgres`; [`Store::open_postgres`]), which runs each
+//! [`engine::Engine::apply`] as one transaction and also offers the cluster's [`Coordination`].
+//!
+//! Fencing (cluster mode): once [`Store::set_fencer`] gave the store a [`Fencer`], the run-time
+//! writes of a channel (`update_channel_state`, `put_cursor`, `put_tokens`, `ledger_put`,
+//! `ledger_put_many`, `ledger_put_many_with_mail`) carry the lease of the channel's shard and
+//! commit only while it is this node's; otherwise they fail with [`StoreError::Fenced`]. Admin
+//! writes (channels added, changed or removed, grants, cursor resets, pruning) stay unfenced.
 //!
 //! Layout: one table per record kind. Per-channel records are keyed by the channel id's 16 bytes;
 //! ledger entries by the channel id's 16 bytes followed by the (case-sensitive) Graph message id,
@@ -27,7 +34,8 @@
 //! Files: this one holds [`Store`], its opening and the engine plumbing every operation goes
 //! through; `keycheck.rs` the key check and system records; `channels.rs`, `tokens.rs`,
 //! `cursors.rs`, `ledger.rs`, `pending.rs`, `floors.rs` and `meta.rs` one record kind each;
-//! `durability.rs` flushing and size; `recovery.rs` the recovery after I/O errors. The records
+//! `durability.rs` flushing and size; `recovery.rs` the recovery after I/O errors; `fencing.rs` the
+//! fencer; `transfer.rs` export and import (moving a store to another engine). The records
 //! themselves are `records.rs`, their encoding `persisted.rs`.
 //!
 //! The engine-agnostic test suite is `tests/store.rs`: it uses only this public API and runs every
@@ -40,6 +48,7 @@ mod cursors;
 mod durability;
 mod engine;
 mod error;
+mod fencing;
 mod floors;
 mod keycheck;
 mod ledger;
@@ -48,10 +57,12 @@ mod meta;
 mod pending;
 mod permissions;
 mod persisted;
+mod postgres;
 mod records;
 mod recovery;
 mod sled_engine;
 mod tokens;
+mod transfer;
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -62,6 +73,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::domain::ChannelId;
 use crate::domain::secret::MasterKey;
 
+pub use cluster::{Coordination, Fencer};
 pub use error::{StoreError, StoreErrorKind};
 pub use floors::MAX_FLOOR_KEY_BYTES;
 pub use pending::USED_PENDING_RETENTION;
@@ -70,7 +82,9 @@ pub use records::{
     ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry,
     LedgerState, PendingAuthorization, PendingLookup, TokenSet,
 };
+pub use postgres::MigrationReport;
 pub use recovery::ReopenHook;
+pub use transfer::ExportCounts;
 
 use crypto::Crypto;
 use engine::{Engine, Scan, Table};
@@ -92,6 +106,31 @@ impl Default for StoreOptions {
             flush_every_ms: Some(500),
         }
     }
+}
+
+/// How a PostgreSQL store is opened ([`Store::open_postgres`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Connections (and worker threads) of the store's pool.
+    pub pool: usize,
+    /// This node's id: the owner its leases and fenced writes name. Unique per process start
+    /// (`<node_name>-<8 random hex>`).
+    pub node_id: String,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool: 8,
+            node_id: format!("inboxd-{}", random_suffix()),
+        }
+    }
+}
+
+/// Eight random hex digits: what makes a node id unique per process start.
+pub fn random_suffix() -> String {
+    let bytes: [u8; 4] = rand::random();
+    hex::encode(bytes)
 }
 
 /// Which per-channel record a raw access names. Only for the test suite's tamper checks (feature
@@ -129,6 +168,10 @@ struct Shared {
     recovering: parking_lot::Mutex<()>,
     /// Run after every recovery, before the store counts as working again.
     reopen_hooks: parking_lot::Mutex<Vec<ReopenHook>>,
+    /// The cluster coordination (PostgreSQL only).
+    coordination: Option<Arc<dyn Coordination>>,
+    /// Answers the fence of a channel's run-time write (cluster mode); `None`: writes unfenced.
+    fencer: parking_lot::RwLock<Option<Fencer>>,
     crypto: Crypto,
     opener: Opener,
     path: String,
@@ -204,7 +247,55 @@ impl Store {
             write_key_check_file(path, &crypto)?;
         }
         permissions::restrict_tree(path).map_err(StoreError::from_io)?;
-        Ok(Store::assemble(engine, opener, crypto, shown))
+        Ok(Store::assemble(engine, opener, crypto, shown, None))
+    }
+
+    /// Opens the store in the PostgreSQL database at `url` (cluster mode): applies the schema's
+    /// pending migrations, then checks the master key against the store's system records exactly
+    /// as [`Store::open`] does (a new database gets them; a wrong key writes nothing and fails with
+    /// [`StoreErrorKind::WrongKey`]). Blocking; callable from any thread, a Tokio runtime's
+    /// included: the connections live on the store's own worker threads (`options.pool`).
+    pub fn open_postgres(url: &str, key: MasterKey, options: PgOptions) -> Result<Store, StoreError> {
+        if options.node_id.trim().is_empty() {
+            return Err(StoreError::InvalidInput(
+                "a PostgreSQL store needs a node id (PgOptions::node_id)".to_owned(),
+            ));
+        }
+        let crypto = Crypto::new(&key);
+        drop(key);
+        let target = Arc::new(postgres::Target::parse(url)?);
+        let shown = format!("postgres {}", target.shown());
+        let pool = Arc::new(postgres::Pool::start(target, options.pool)?);
+        postgres::migrate(&pool)?;
+        let engine: Arc<dyn Engine> =
+            Arc::new(postgres::PgEngine::new(pool.clone(), &options.node_id));
+        init_system(engine.as_ref(), &crypto)?;
+        // "Reopening" keeps the engine: its workers connect again on their own after a loss.
+        let kept = engine.clone();
+        let opener: Opener = Box::new(move |_: &Crypto| Ok(kept.clone()));
+        let coordination: Arc<dyn Coordination> = Arc::new(
+            postgres::coordination::PgCoordination::new(pool, &options.node_id),
+        );
+        Ok(Store::assemble(
+            engine,
+            opener,
+            crypto,
+            shown,
+            Some(coordination),
+        ))
+    }
+
+    /// Applies the schema's pending migrations to the PostgreSQL database at `url` and says which
+    /// it applied (none when the schema is current). Blocking; callable from any thread.
+    pub fn migrate_postgres(url: &str) -> Result<MigrationReport, StoreError> {
+        let target = Arc::new(postgres::Target::parse(url)?);
+        let pool = postgres::Pool::start(target, 1)?;
+        postgres::migrate(&pool)
+    }
+
+    /// The cluster coordination of this store: `Some` for PostgreSQL, `None` for sled and memory.
+    pub fn coordination(&self) -> Option<Arc<dyn Coordination>> {
+        self.shared.coordination.clone()
     }
 
     /// A store held in memory only (the memory engine): nothing survives the process. For tests of
@@ -222,10 +313,17 @@ impl Store {
             opener,
             crypto,
             "(in memory)".to_owned(),
+            None,
         ))
     }
 
-    fn assemble(engine: Arc<dyn Engine>, opener: Opener, crypto: Crypto, path: String) -> Store {
+    fn assemble(
+        engine: Arc<dyn Engine>,
+        opener: Opener,
+        crypto: Crypto,
+        path: String,
+        coordination: Option<Arc<dyn Coordination>>,
+    ) -> Store {
         Store {
             shared: Arc::new(Shared {
                 current: parking_lot::RwLock::new(Some(engine)),
@@ -233,6 +331,8 @@ impl Store {
                 broken_by: parking_lot::Mutex::new(None),
                 recovering: parking_lot::Mutex::new(()),
                 reopen_hooks: parking_lot::Mutex::new(Vec::new()),
+                coordination,
+                fencer: parking_lot::RwLock::new(None),
                 crypto,
                 opener,
                 path,
@@ -240,7 +340,8 @@ impl Store {
         }
     }
 
-    /// The directory the store lives in (`(in memory)` for [`Store::in_memory`]).
+    /// The directory the store lives in (`(in memory)` for [`Store::in_memory`], `postgres
+    /// host:port/name` for PostgreSQL: never a password).
     pub fn path(&self) -> &str {
         &self.shared.path
     }

@@ -229,7 +229,7 @@ mod tests {
             init_system(engine.as_ref(), crypto)?;
             Ok(engine as Arc<dyn Engine>)
         });
-        let store = Store::assemble(first, opener, crypto, "faulty".to_owned());
+        let store = Store::assemble(first, opener, crypto, "faulty".to_owned(), None);
         let hooks = Arc::new(AtomicUsize::new(0));
         let counted = hooks.clone();
         store.on_reopen(Box::new(move |_| {

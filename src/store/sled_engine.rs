@@ -9,7 +9,7 @@ use sled::Transactional as _;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::store::StoreOptions;
-use crate::store::engine::{Engine, Op, Scan, Table, Visitor};
+use crate::store::engine::{Engine, Op, Scan, Table, Visitor, mail_needs_postgres};
 use crate::store::error::StoreError;
 
 /// sled's own tree, which every sled database has.
@@ -170,17 +170,18 @@ impl Engine for SledEngine {
         let Some(first) = ops.first() else {
             return Ok(());
         };
-        let table_of = |op: &Op| match op {
-            Op::Insert { table, .. } | Op::Remove { table, .. } => *table,
+        let Some(tables) = ops.iter().map(Op::table).collect::<Option<Vec<Table>>>() else {
+            return Err(mail_needs_postgres());
         };
-        let one_table = table_of(first);
-        if ops.iter().all(|op| table_of(op) == one_table) {
+        let one_table = first.table().ok_or_else(mail_needs_postgres)?;
+        if tables.iter().all(|t| *t == one_table) {
             // One tree: sled's batch is atomic and much cheaper than a transaction.
             let mut batch = sled::Batch::default();
             for op in ops {
                 match op {
                     Op::Insert { key, value, .. } => batch.insert(key.as_slice(), value.as_slice()),
                     Op::Remove { key, .. } => batch.remove(key.as_slice()),
+                    Op::Mail { .. } => return Err(mail_needs_postgres()),
                 }
             }
             return self
@@ -189,8 +190,8 @@ impl Engine for SledEngine {
                 .map_err(|e| self.err(e));
         }
         let result = self.trees.as_slice().transaction(|trees| {
-            for op in ops {
-                let index = table_of(op).index();
+            for (op, table) in ops.iter().zip(&tables) {
+                let index = table.index();
                 let Some(tree) = trees.get(index) else {
                     return Err(ConflictableTransactionError::Abort(index));
                 };
@@ -201,6 +202,8 @@ impl Engine for SledEngine {
                     Op::Remove { key, .. } => {
                         tree.remove(key.as_slice())?;
                     }
+                    // Refused above, before the transaction.
+                    Op::Mail { .. } => {}
                 }
             }
             Ok(())

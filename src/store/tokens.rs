@@ -7,9 +7,25 @@ use super::engine::{Op, Table};
 use super::{Store, StoreError, TokenSet, persisted};
 
 impl Store {
-    /// Stores a channel's token set and flushes before returning: a rotated refresh token survives
-    /// a crash right after this call.
+    /// Stores a channel's refreshed token set and flushes before returning: a rotated refresh
+    /// token survives a crash right after this call. Fenced in cluster mode (see
+    /// [`Store::set_fencer`]): only the node polling the channel refreshes its tokens.
     pub fn put_tokens(&self, id: ChannelId, tokens: &TokenSet) -> Result<(), StoreError> {
+        let bytes = persisted::encode_tokens(&self.shared.crypto, id, tokens)?;
+        self.apply_run_time(
+            id,
+            &[Op::Insert {
+                table: Table::Tokens,
+                key: id.as_bytes().to_vec(),
+                value: bytes,
+            }],
+        )?;
+        self.flush()
+    }
+
+    /// Stores a new grant (the authorization callback's token set) and flushes before returning.
+    /// Never fenced: the callback may reach any node.
+    pub fn put_granted_tokens(&self, id: ChannelId, tokens: &TokenSet) -> Result<(), StoreError> {
         let bytes = persisted::encode_tokens(&self.shared.crypto, id, tokens)?;
         self.with(|e| e.insert(Table::Tokens, id.as_bytes(), &bytes))?;
         self.flush()
