@@ -90,8 +90,8 @@ fn store_settings(config: Option<&std::path::Path>) -> anyhow::Result<(Settings,
     let env = Env::process();
     let default = std::path::Path::new(inboxd::config::DEFAULT_CONFIG_PATH);
     let file = inboxd::config::config_file(config, default);
-    let settings = Settings::load_for_store_tools(file, &env)
-        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let settings =
+        Settings::load_for_store_tools(file, &env).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     Ok((settings, env))
 }
 

@@ -16,8 +16,13 @@ pub enum LogFormat {
 /// Installs the global subscriber. `RUST_LOG` overrides `default_filter` (e.g. `info`, `inboxd=debug`).
 /// Calling it twice is harmless: the second call keeps the first subscriber.
 pub fn init(format: LogFormat, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // The PostgreSQL client and the migration runner log every statement and migration
+        // (with its SQL) at info: only their warnings are worth an operator's attention.
+        EnvFilter::new(format!(
+            "{default_filter},refinery_core=warn,postgres=warn,tokio_postgres=warn"
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

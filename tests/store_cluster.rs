@@ -102,7 +102,8 @@ fn fenced_writes_commit_under_the_current_lease_and_are_refused_once_another_nod
     a.set_fencer(fixed(lease));
     a.put_cursor(ch.id, &cursor("one")).unwrap();
     a.put_tokens(ch.id, &tokens("a")).unwrap();
-    a.ledger_put(ch.id, "m1", &entry(LedgerState::Delivered)).unwrap();
+    a.ledger_put(ch.id, "m1", &entry(LedgerState::Delivered))
+        .unwrap();
     a.update_channel_state(
         ch.id,
         &ChannelState {
@@ -117,8 +118,15 @@ fn fenced_writes_commit_under_the_current_lease_and_are_refused_once_another_nod
     std::thread::sleep(SECOND + Duration::from_millis(200));
     let taken = cb.claim(1, LONG).unwrap();
     assert_eq!(taken.len(), 1);
-    assert_eq!(taken[0].shard, lease.shard, "the expired shard is claimed again");
-    assert_eq!(taken[0].epoch, lease.epoch + 1, "each claim raises the epoch");
+    assert_eq!(
+        taken[0].shard, lease.shard,
+        "the expired shard is claimed again"
+    );
+    assert_eq!(
+        taken[0].epoch,
+        lease.epoch + 1,
+        "each claim raises the epoch"
+    );
 
     for err in [
         a.put_cursor(ch.id, &cursor("two")).unwrap_err(),
@@ -141,7 +149,10 @@ fn fenced_writes_commit_under_the_current_lease_and_are_refused_once_another_nod
         assert_eq!(err.kind(), StoreErrorKind::Fenced, "{err}");
         assert!(err.to_string().contains("nothing to do"), "{err}");
     }
-    assert!(!a.is_broken(), "a fenced write must not mark the store broken");
+    assert!(
+        !a.is_broken(),
+        "a fenced write must not mark the store broken"
+    );
     assert_eq!(a.get_cursor(ch.id).unwrap(), Some(cursor("one")));
     assert_eq!(a.get_tokens(ch.id).unwrap(), Some(tokens("a")));
     assert_eq!(a.ledger_count(ch.id).unwrap(), 1);
@@ -236,7 +247,12 @@ fn renew_answers_only_held_shards_and_release_and_leave_give_them_back() {
     assert_eq!(ca.node_id(), "renew-a");
     ca.heartbeat("http://10.0.0.1:8080", false).unwrap();
     cb.heartbeat("http://10.0.0.2:8080", false).unwrap();
-    let live: Vec<String> = ca.live_nodes(LONG).unwrap().into_iter().map(|n| n.node).collect();
+    let live: Vec<String> = ca
+        .live_nodes(LONG)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.node)
+        .collect();
     assert_eq!(live, vec!["renew-a".to_owned(), "renew-b".to_owned()]);
 
     let held = ca.claim(3, LONG).unwrap();
@@ -244,8 +260,16 @@ fn renew_answers_only_held_shards_and_release_and_leave_give_them_back() {
     let theirs = cb.claim(2, LONG).unwrap();
     ca.release(&[held[0].shard, theirs[0].shard]).unwrap();
     let renewed = ca.renew(LONG).unwrap();
-    assert_eq!(renewed, held[1..].to_vec(), "renew answers the shards still held");
-    assert_eq!(cb.renew(LONG).unwrap(), theirs, "releasing another's shard does nothing");
+    assert_eq!(
+        renewed,
+        held[1..].to_vec(),
+        "renew answers the shards still held"
+    );
+    assert_eq!(
+        cb.renew(LONG).unwrap(),
+        theirs,
+        "releasing another's shard does nothing"
+    );
 
     // A released shard is free for the next claim, with a new epoch.
     let again = cb.claim(1, LONG).unwrap();
@@ -253,14 +277,26 @@ fn renew_answers_only_held_shards_and_release_and_leave_give_them_back() {
     assert_eq!(again[0].epoch, held[0].epoch + 1);
 
     ca.heartbeat("http://10.0.0.1:8080", true).unwrap();
-    let live: Vec<String> = cb.live_nodes(LONG).unwrap().into_iter().map(|n| n.node).collect();
-    assert_eq!(live, vec!["renew-b".to_owned()], "a draining node is not live");
+    let live: Vec<String> = cb
+        .live_nodes(LONG)
+        .unwrap()
+        .into_iter()
+        .map(|n| n.node)
+        .collect();
+    assert_eq!(
+        live,
+        vec!["renew-b".to_owned()],
+        "a draining node is not live"
+    );
     ca.leave().unwrap();
     assert!(ca.renew(LONG).unwrap().is_empty());
     let owners = cb.owners().unwrap();
     assert!(owners.iter().all(|o| o.node.as_deref() != Some("renew-a")));
     assert_eq!(
-        owners.iter().filter(|o| o.node.as_deref() == Some("renew-b")).count(),
+        owners
+            .iter()
+            .filter(|o| o.node.as_deref() == Some("renew-b"))
+            .count(),
         3
     );
 }
@@ -398,7 +434,12 @@ fn a_wrong_master_key_is_refused_by_a_postgres_store() {
     .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::WrongKey, "{err}");
     // Migrations run at every open, and a second run applies nothing.
-    assert!(Store::migrate_postgres(db.url()).unwrap().applied.is_empty());
+    assert!(
+        Store::migrate_postgres(db.url())
+            .unwrap()
+            .applied
+            .is_empty()
+    );
 }
 
 #[test]
@@ -410,7 +451,8 @@ fn a_sled_store_moves_to_postgres_with_export_and_import() {
     for (n, ch) in channels.iter().enumerate() {
         sled.put_channel(ch).unwrap();
         sled.put_tokens(ch.id, &tokens(&n.to_string())).unwrap();
-        sled.put_cursor(ch.id, &cursor(&format!("link-{n}"))).unwrap();
+        sled.put_cursor(ch.id, &cursor(&format!("link-{n}")))
+            .unwrap();
         for m in 0..5 {
             sled.ledger_put(ch.id, &format!("msg-{m}"), &entry(LedgerState::MarkedRead))
                 .unwrap();
@@ -419,10 +461,21 @@ fn a_sled_store_moves_to_postgres_with_export_and_import() {
     sled.put_meta("k", b"v").unwrap();
     let mut exported = Vec::new();
     let counts = sled.export(&mut exported).unwrap();
-    assert_eq!((counts.channels, counts.tokens, counts.cursors, counts.ledger), (3, 3, 3, 15));
+    assert_eq!(
+        (
+            counts.channels,
+            counts.tokens,
+            counts.cursors,
+            counts.ledger
+        ),
+        (3, 3, 3, 15)
+    );
     let text = String::from_utf8(exported.clone()).unwrap();
     assert!(!text.contains("plain-"), "a secret in clear in the export");
-    assert!(!text.contains("inboxd_system"), "the system table is not exported");
+    assert!(
+        !text.contains("inboxd_system"),
+        "the system table is not exported"
+    );
 
     let db = PgTestDb::create();
     let pg = open(&db, &key, "import");
@@ -431,7 +484,10 @@ fn a_sled_store_moves_to_postgres_with_export_and_import() {
     for (n, ch) in channels.iter().enumerate() {
         assert_eq!(pg.get_channel(ch.id).unwrap().as_ref(), Some(ch));
         assert_eq!(pg.get_tokens(ch.id).unwrap(), Some(tokens(&n.to_string())));
-        assert_eq!(pg.get_cursor(ch.id).unwrap(), Some(cursor(&format!("link-{n}"))));
+        assert_eq!(
+            pg.get_cursor(ch.id).unwrap(),
+            Some(cursor(&format!("link-{n}")))
+        );
         assert_eq!(
             pg.ledger_list(ch.id, None, 100).unwrap(),
             sled.ledger_list(ch.id, None, 100).unwrap()
@@ -442,7 +498,10 @@ fn a_sled_store_moves_to_postgres_with_export_and_import() {
     // A store that already holds channels is refused, and keeps what it had.
     let err = pg.import(&mut exported.as_slice()).unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::InvalidInput);
-    assert!(err.to_string().contains("already holds 3 channels"), "{err}");
+    assert!(
+        err.to_string().contains("already holds 3 channels"),
+        "{err}"
+    );
 
     // Another master key: refused before anything is written.
     let other = Store::in_memory(MasterKey::generate()).unwrap();

@@ -88,7 +88,11 @@ fn only_the_sled_engine_touches_sled() {
 /// Whether `code` names the crate `name` as a path (`name::…`, `use name`), not as the tail of
 /// another path (`crate::store::postgres::…`, `tokio_postgres`) or inside a word.
 fn names_crate(code: &str, name: &str) -> bool {
-    let uses = [format!("{name}::"), format!("use {name}"), format!("extern crate {name}")];
+    let uses = [
+        format!("{name}::"),
+        format!("use {name}"),
+        format!("extern crate {name}"),
+    ];
     uses.iter().any(|pattern| {
         code.match_indices(pattern.as_str()).any(|(at, _)| {
             let before = code[..at].chars().next_back();
@@ -99,8 +103,13 @@ fn names_crate(code: &str, name: &str) -> bool {
 
 #[test]
 fn only_the_store_touches_postgres() {
-    let store = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join("store");
-    assert!(store.join("postgres").is_dir(), "src/store/postgres is gone");
+    let store = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join("store");
+    assert!(
+        store.join("postgres").is_dir(),
+        "src/store/postgres is gone"
+    );
     let offenders: Vec<_> = sources()
         .into_iter()
         .filter(|path| !path.starts_with(&store))
@@ -116,7 +125,10 @@ fn only_the_store_touches_postgres() {
         "PostgreSQL used outside src/store (the store's engine seam is src/store/engine.rs; cluster coordination goes through store::Coordination): {offenders:?}"
     );
     assert!(names_crate("use postgres::Client;", "postgres"));
-    assert!(names_crate("let c = postgres::Client::connect(u)?;", "postgres"));
+    assert!(names_crate(
+        "let c = postgres::Client::connect(u)?;",
+        "postgres"
+    ));
     assert!(!names_crate("crate::store::postgres::PgEngine", "postgres"));
     assert!(!names_crate("\"postgres://u@h/db\"", "postgres"));
 }

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 pub use keys::{KEYS, KeySpec, Kind, SECTIONS};
 pub use secrets::{ADMIN_TOKEN_MIN_CHARS, ConfigError, Loaded, SecretSource};
 pub use settings::{
-    BodyContentType, CloudName, CloudSettings, FirstImport, LimitsSettings, PollingSettings,
-    ClusterSettings, PostgresUrl, ProcessorSettings, RetrySettings, SecuritySettings,
+    BodyContentType, CloudName, CloudSettings, ClusterSettings, FirstImport, LimitsSettings,
+    PollingSettings, PostgresUrl, ProcessorSettings, RetrySettings, SecuritySettings,
     ServerSettings, Settings, Sink, StoreEngine, StoreSettings,
 };
 
@@ -375,9 +375,7 @@ fn env_value(spec: &KeySpec, text: &str) -> Result<Option<toml::Value>, String> 
         | Kind::UrlPath
         | Kind::Choice(_)
         | Kind::Text
-        | Kind::DatabaseUrl => {
-            Ok(Some(toml::Value::String(trimmed.to_owned())))
-        }
+        | Kind::DatabaseUrl => Ok(Some(toml::Value::String(trimmed.to_owned()))),
     }
 }
 

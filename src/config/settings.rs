@@ -101,13 +101,10 @@ pub struct PostgresUrl {
 impl PostgresUrl {
     /// Parses `postgres://user:password@host:port/database` (or `postgresql://`).
     pub fn parse(text: &str) -> Result<PostgresUrl, String> {
-        let parsed = url::Url::parse(text)
-            .map_err(|err| format!("it does not parse as a URL ({err})"))?;
+        let parsed =
+            url::Url::parse(text).map_err(|err| format!("it does not parse as a URL ({err})"))?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-            return Err(format!(
-                "its scheme is {:?}, not postgres",
-                parsed.scheme()
-            ));
+            return Err(format!("its scheme is {:?}, not postgres", parsed.scheme()));
         }
         let host = parsed
             .host_str()
@@ -151,7 +148,11 @@ pub struct ClusterSettings {
 impl ClusterSettings {
     /// A fresh node id for this process: `<node_name>-<8 random hex>`.
     pub fn new_node_id(&self) -> String {
-        format!("{}-{}", self.node_name, hex::encode(rand::random::<[u8; 4]>()))
+        format!(
+            "{}-{}",
+            self.node_name,
+            hex::encode(rand::random::<[u8; 4]>())
+        )
     }
 }
 

@@ -845,7 +845,10 @@ fn the_postgres_engine_needs_a_url_and_never_shows_its_password() {
     assert_eq!(settings.processor.sink, Sink::Postgres);
     assert_eq!(settings.cluster.lease, Duration::from_secs(30));
     let id = settings.cluster.new_node_id();
-    assert!(id.starts_with("node-a-") && id.len() == "node-a-".len() + 8, "{id}");
+    assert!(
+        id.starts_with("node-a-") && id.len() == "node-a-".len() + 8,
+        "{id}"
+    );
 
     let shown = errors_of(Settings::load(
         None,
@@ -879,7 +882,10 @@ fn the_sink_must_suit_the_engine() {
     ))
     .to_string();
     assert!(shown.contains("processor.sink"), "{shown}");
-    assert!(shown.contains("failover") && shown.contains("webhook"), "{shown}");
+    assert!(
+        shown.contains("failover") && shown.contains("webhook"),
+        "{shown}"
+    );
     // The store commands do not check the sink: a sled configuration plus one variable imports.
     let tools = Settings::load_for_store_tools(
         None,

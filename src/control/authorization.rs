@@ -268,7 +268,8 @@ impl Control {
         };
         let store = self.ingest.store.clone();
         let stored =
-            actix_web::rt::task::spawn_blocking(move || store.put_granted_tokens(channel, &tokens)).await;
+            actix_web::rt::task::spawn_blocking(move || store.put_granted_tokens(channel, &tokens))
+                .await;
         if !matches!(stored, Ok(Ok(()))) {
             return Err(Failure::Store {
                 detail: "inboxd could not store the tokens: the disk may be full or read-only."

@@ -114,6 +114,10 @@ pub enum StoreError {
     /// The caller passed a value the store cannot hold.
     #[error("invalid value for the store: {0}")]
     InvalidInput(String),
+    /// PostgreSQL refused the work for a reason an operator must fix (the login, a missing
+    /// database, a refused statement); the text says what and how.
+    #[error("{0}")]
+    Database(String),
     /// A fenced write was refused: the lease it carried is no longer this node's.
     #[error(
         "this node no longer holds the lease of the channel's shard; another node polls the channel now: nothing to do"
@@ -146,6 +150,7 @@ impl StoreError {
             StoreError::Io { .. } => StoreErrorKind::Transient,
             StoreError::InvalidInput(_) => StoreErrorKind::InvalidInput,
             StoreError::Fenced => StoreErrorKind::Fenced,
+            StoreError::Database(_) => StoreErrorKind::Corrupt,
             StoreError::Unavailable { .. } => StoreErrorKind::Transient,
         }
     }

@@ -78,11 +78,11 @@ pub use error::{StoreError, StoreErrorKind};
 pub use floors::MAX_FLOOR_KEY_BYTES;
 pub use pending::USED_PENDING_RETENTION;
 pub use permissions::restrict_umask;
+pub use postgres::MigrationReport;
 pub use records::{
     ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry,
     LedgerState, PendingAuthorization, PendingLookup, TokenSet,
 };
-pub use postgres::MigrationReport;
 pub use recovery::ReopenHook;
 pub use transfer::ExportCounts;
 
@@ -255,7 +255,11 @@ impl Store {
     /// as [`Store::open`] does (a new database gets them; a wrong key writes nothing and fails with
     /// [`StoreErrorKind::WrongKey`]). Blocking; callable from any thread, a Tokio runtime's
     /// included: the connections live on the store's own worker threads (`options.pool`).
-    pub fn open_postgres(url: &str, key: MasterKey, options: PgOptions) -> Result<Store, StoreError> {
+    pub fn open_postgres(
+        url: &str,
+        key: MasterKey,
+        options: PgOptions,
+    ) -> Result<Store, StoreError> {
         if options.node_id.trim().is_empty() {
             return Err(StoreError::InvalidInput(
                 "a PostgreSQL store needs a node id (PgOptions::node_id)".to_owned(),

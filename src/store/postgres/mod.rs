@@ -28,6 +28,9 @@ pub(crate) use pool::{Pool, Target};
 
 use pool::Fail;
 
+/// One key and its value.
+type Entry = (Vec<u8>, Vec<u8>);
+
 /// Rows per page of a scan.
 const PAGE: i64 = 1000;
 
@@ -167,31 +170,30 @@ fn cas_in(
     new: Option<&[u8]>,
 ) -> Result<bool, Fail> {
     let name = table.name();
-    let swapped = match (expected, new) {
-        (None, None) => client
-            .query_opt(&format!("SELECT 1 FROM {name} WHERE key = $1"), &[&key])?
-            .is_none(),
-        (None, Some(new)) => {
-            client.execute(
+    let swapped =
+        match (expected, new) {
+            (None, None) => client
+                .query_opt(&format!("SELECT 1 FROM {name} WHERE key = $1"), &[&key])?
+                .is_none(),
+            (None, Some(new)) => client.execute(
                 &format!(
                     "INSERT INTO {name} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
                 ),
                 &[&key, &new],
-            )? == 1
-        }
-        (Some(old), Some(new)) => {
-            client.execute(
-                &format!("UPDATE {name} SET value = $3 WHERE key = $1 AND value = $2"),
-                &[&key, &old, &new],
-            )? == 1
-        }
-        (Some(old), None) => {
-            client.execute(
-                &format!("DELETE FROM {name} WHERE key = $1 AND value = $2"),
-                &[&key, &old],
-            )? == 1
-        }
-    };
+            )? == 1,
+            (Some(old), Some(new)) => {
+                client.execute(
+                    &format!("UPDATE {name} SET value = $3 WHERE key = $1 AND value = $2"),
+                    &[&key, &old, &new],
+                )? == 1
+            }
+            (Some(old), None) => {
+                client.execute(
+                    &format!("DELETE FROM {name} WHERE key = $1 AND value = $2"),
+                    &[&key, &old],
+                )? == 1
+            }
+        };
     let changed = swapped && (expected.is_some() || new.is_some());
     if changed
         && table == Table::Channels
@@ -240,7 +242,7 @@ impl PgEngine {
         table: Table,
         lower: Option<(Vec<u8>, bool)>,
         upper: Option<Vec<u8>>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Entry>, StoreError> {
         self.pool.run(move |client| {
             let mut sql = format!("SELECT key, value FROM {} WHERE TRUE", table.name());
             let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
@@ -310,7 +312,11 @@ impl Engine for PgEngine {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
-        let (key, expected, new) = (key.to_vec(), expected.map(<[u8]>::to_vec), new.map(<[u8]>::to_vec));
+        let (key, expected, new) = (
+            key.to_vec(),
+            expected.map(<[u8]>::to_vec),
+            new.map(<[u8]>::to_vec),
+        );
         self.pool.run(move |client| {
             let mut tx = client.transaction()?;
             let swapped = cas_in(&mut tx, table, &key, expected.as_deref(), new.as_deref())?;
@@ -380,7 +386,11 @@ impl Engine for PgEngine {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
-        let (key, expected, new) = (key.to_vec(), expected.map(<[u8]>::to_vec), new.map(<[u8]>::to_vec));
+        let (key, expected, new) = (
+            key.to_vec(),
+            expected.map(<[u8]>::to_vec),
+            new.map(<[u8]>::to_vec),
+        );
         let node = self.node_id.clone();
         self.pool.run(move |client| {
             let mut tx = client.transaction()?;

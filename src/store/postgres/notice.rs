@@ -26,7 +26,9 @@ pub(crate) fn encode(notice: &Notice) -> String {
 /// The payload of a channel record's write, from its key (the id's 16 bytes).
 pub(crate) fn channel_changed(key: &[u8]) -> Option<String> {
     let bytes: [u8; 16] = key.try_into().ok()?;
-    Some(encode(&Notice::ChannelChanged(ChannelId::from_bytes(bytes))))
+    Some(encode(&Notice::ChannelChanged(ChannelId::from_bytes(
+        bytes,
+    ))))
 }
 
 /// A payload as a notice; `None` for text this build does not know (a newer node's notice).
@@ -70,7 +72,14 @@ mod tests {
             channel_changed(id.as_bytes()).and_then(|p| decode(&p)),
             Some(Notice::ChannelChanged(id))
         );
-        for garbage in ["", "channel", "channel nope", "poll x y", "what 1", "resync now"] {
+        for garbage in [
+            "",
+            "channel",
+            "channel nope",
+            "poll x y",
+            "what 1",
+            "resync now",
+        ] {
             assert_eq!(decode(garbage), None, "{garbage:?}");
         }
     }

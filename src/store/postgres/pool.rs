@@ -115,17 +115,17 @@ impl Target {
             if *code == SqlState::INVALID_PASSWORD
                 || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
             {
-                return StoreError::Engine(format!(
+                return StoreError::Database(format!(
                     "PostgreSQL at {database} refused the login ({why}): check the user and password in store.postgres_url (INBOXD_STORE__POSTGRES_URL)"
                 ));
             }
             if *code == SqlState::INVALID_CATALOG_NAME {
-                return StoreError::Engine(format!(
+                return StoreError::Database(format!(
                     "PostgreSQL at {database} has no such database ({why}): create it (CREATE DATABASE) or fix the database name in store.postgres_url"
                 ));
             }
-            return StoreError::Engine(format!(
-                "PostgreSQL at {database} refused a statement ({why}, SQLSTATE {})",
+            return StoreError::Database(format!(
+                "PostgreSQL at {database} refused a statement ({why}, SQLSTATE {}): check that the database was migrated by this inboxd version (`inboxd migrate`) and that the user may write it",
                 code.code()
             ));
         }
