@@ -15,6 +15,7 @@ use crate::actors::housekeeping::Housekeeper;
 use crate::actors::messages::StopAll;
 use crate::actors::processor::{ProcessorActor, SinkBackend};
 use crate::actors::supervisor::ChannelSupervisor;
+use crate::cluster::{Keeper, KeeperHandle, Members, Ownership};
 use crate::config::{self, Settings};
 use crate::control::{self, Control};
 use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
@@ -49,6 +50,8 @@ pub struct Application {
     deps: Arc<Deps>,
     arbiters: Vec<Arbiter>,
     grace: Duration,
+    /// Cluster mode: the lease keeper (stopped last: it hands the shards back).
+    keeper: Option<KeeperHandle>,
 }
 
 /// Builds the one HTTP client every Microsoft call shares. It follows no redirects (a token request
@@ -155,6 +158,17 @@ impl Application {
                 )
             })?;
         let store = open_store(&settings, secrets.master_key)?;
+        // Cluster mode (a PostgreSQL store): this node's share of the shards, and the fence every
+        // run-time write of a channel carries.
+        let coordination = store.coordination();
+        let ownership = coordination.as_ref().map(|coordination| {
+            let ownership = Arc::new(Ownership::new(
+                coordination.node_id(),
+                settings.cluster.lease,
+            ));
+            store.set_fencer(ownership.fencer());
+            ownership
+        });
         let client = http_client(&settings)?;
         let backoff = BackoffPolicy {
             initial: settings.retry.initial_backoff,
@@ -176,9 +190,7 @@ impl Application {
                 }));
                 SinkBackend::Jsonl(file)
             }
-            config::Sink::Postgres => anyhow::bail!(
-                "processor.sink = \"postgres\" is not available in this build yet (its sink comes with the cluster runtime): use processor.sink = \"webhook\" for now"
-            ),
+            config::Sink::Postgres => SinkBackend::Postgres,
             config::Sink::Webhook { url } => SinkBackend::Webhook(
                 Arc::new(WebhookSink::new(
                     client.clone(),
@@ -250,13 +262,17 @@ impl Application {
             max_attachment_bytes: settings.processor.max_attachment_bytes,
             mode: settings.polling.mode,
         };
-        let ingest = Arc::new(Ingest::new(
+        let mut ingest = Ingest::new(
             store.clone(),
             graphs,
             oauths,
             RateLimiters::new(limits),
             run,
-        ));
+        );
+        if let Some(ownership) = &ownership {
+            ingest = ingest.in_cluster(Arc::clone(ownership));
+        }
+        let ingest = Arc::new(ingest);
         let channels = store
             .list_channels()
             .context("Failed to read the channels from the store")?;
@@ -274,7 +290,7 @@ impl Application {
             ingest,
             processor,
             board: Arc::new(StatusBoard::default()),
-            coordination: None,
+            coordination: coordination.clone(),
         });
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();
         for (lane, arbiter) in arbiters.iter().enumerate() {
@@ -313,6 +329,22 @@ impl Application {
                     )
                 })?;
         let port = server.addrs().first().map(|a| a.port()).unwrap_or(0);
+        // Cluster mode: take this node's share now (the first round runs before this returns),
+        // then keep it on the keeper's own thread.
+        let keeper = match (coordination, ownership) {
+            (Some(coordination), Some(ownership)) => {
+                let address = settings.server.public_url.to_string();
+                let members: Arc<dyn Members> = Arc::new(supervisor.clone());
+                let keeper = Keeper::new(coordination, ownership, members, address);
+                Some(
+                    actix_web::rt::task::spawn_blocking(move || keeper.start())
+                        .await
+                        .context("The lease keeper could not start")?
+                        .context("The lease keeper's thread could not start")?,
+                )
+            }
+            _ => None,
+        };
         let server = server.run();
         let handle = server.handle();
         let serving = actix_rt::spawn(server);
@@ -333,6 +365,7 @@ impl Application {
             deps,
             arbiters,
             grace: settings.server.shutdown_grace,
+            keeper,
         })
     }
 
@@ -397,6 +430,10 @@ impl Application {
     }
 
     async fn finish(&mut self) -> anyhow::Result<()> {
+        if let Some(keeper) = self.keeper.take() {
+            // Hand every shard back so that the other nodes take them at once, not after the TTL.
+            let _ = actix_web::rt::task::spawn_blocking(move || keeper.stop()).await;
+        }
         // The supervisor and the processor hold the store: end them so it closes with the process.
         let _ = self
             .supervisor

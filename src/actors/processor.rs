@@ -37,6 +37,9 @@ pub enum SinkBackend {
     Jsonl(Arc<Mutex<JsonlSink>>),
     /// A webhook receiver, with this many deliveries at once.
     Webhook(Arc<WebhookSink>, usize),
+    /// The PostgreSQL table sink (cluster mode): each mail goes into the `mail` table in the same
+    /// transaction as its ledger entry, exactly once across nodes.
+    Postgres,
 }
 
 struct Job {
@@ -195,6 +198,34 @@ impl Core {
                         .record_delivered(batch.channel_id, &delivered, Utc::now());
                 acks_after_recording(acks, recorded)
             }
+            SinkBackend::Postgres => {
+                let ledger = self.ledger.clone();
+                let channel = batch.channel_id;
+                let mails: Result<Vec<(String, String)>, serde_json::Error> = records
+                    .iter()
+                    .map(|r| Ok((r.message_id.clone(), serde_json::to_string(r)?)))
+                    .collect();
+                match mails {
+                    Err(err) => fail_all(&records, &unavailable(format!("a mail could not be encoded: {err}"))),
+                    Ok(mails) => {
+                        let written = actix_web::rt::task::spawn_blocking(move || {
+                            ledger.deliver_into_table(channel, &mails, Utc::now())
+                        })
+                        .await;
+                        match written {
+                            Ok(Ok(_)) => records
+                                .iter()
+                                .map(|r| (r.message_id.clone(), Ok(())))
+                                .collect(),
+                            Ok(Err(err)) => fail_all(&records, &table_refused(&err)),
+                            Err(err) => fail_all(
+                                &records,
+                                &unavailable(format!("the table sink task failed: {err}")),
+                            ),
+                        }
+                    }
+                }
+            }
         };
         let accepted = acks.iter().filter(|(_, r)| r.is_ok()).count() as u64;
         metrics::counter!("inboxd_messages_delivered_total").increment(accepted);
@@ -207,6 +238,15 @@ fn unavailable(reason: impl Into<String>) -> SinkError {
     SinkError::Unavailable {
         reason: reason.into(),
         disk_full: false,
+    }
+}
+
+/// The table sink's refusal: the store's error, with the policy of its kind (a full disk or a
+/// store outage is the sink's fault: back off; a lost lease stops here, the new owner delivers).
+fn table_refused(err: &StoreError) -> SinkError {
+    SinkError::Unavailable {
+        reason: format!("the PostgreSQL table sink could not take the mail: {err}"),
+        disk_full: err.is_disk_full(),
     }
 }
 

@@ -34,7 +34,12 @@ impl From<GraphError> for Failure {
 
 impl From<StoreError> for Failure {
     fn from(err: StoreError) -> Self {
-        Failure::Store(err)
+        if err.kind() == crate::store::StoreErrorKind::Fenced {
+            // The database refused the write: another node holds the channel's shard now.
+            Failure::NotOwned
+        } else {
+            Failure::Store(err)
+        }
     }
 }
 
@@ -89,7 +94,11 @@ impl Failure {
     /// Whether the channel is no longer this node's (cluster mode): stop it quietly, it is not a
     /// failure of the channel.
     pub fn is_not_owned(&self) -> bool {
-        matches!(self, Failure::NotOwned)
+        match self {
+            Failure::NotOwned => true,
+            Failure::Store(err) => err.kind() == crate::store::StoreErrorKind::Fenced,
+            _ => false,
+        }
     }
 
     /// Whether Graph throttled the request.

@@ -52,6 +52,18 @@ pub enum AfterFailure {
     },
 }
 
+/// The entry of a message the sink accepted at `now`, from what the ledger knew of it.
+fn delivered_entry(known: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
+    LedgerEntry {
+        state: LedgerState::Delivered,
+        failures: known.map_or(0, |e| e.failures),
+        last_error: None,
+        received_at: known.and_then(|e| e.received_at),
+        first_seen_at: known.map_or(now, |e| e.first_seen_at),
+        updated_at: now,
+    }
+}
+
 /// The ledger of every channel. Cheap to clone (it shares the store).
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -128,20 +140,38 @@ impl Ledger {
             if known.as_ref().is_some_and(is_delivered) {
                 continue;
             }
-            entries.push((
-                id.to_owned(),
-                LedgerEntry {
-                    state: LedgerState::Delivered,
-                    failures: known.as_ref().map_or(0, |e| e.failures),
-                    last_error: None,
-                    received_at: known.as_ref().and_then(|e| e.received_at),
-                    first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
-                    updated_at: now,
-                },
-            ));
+            entries.push((id.to_owned(), delivered_entry(known.as_ref(), now)));
         }
         if !entries.is_empty() {
             self.store.ledger_put_many(channel, &entries)?;
+        }
+        Ok(entries.len())
+    }
+
+    /// The PostgreSQL table sink: delivers these mails (message id, record as JSON text) of one
+    /// channel into the `mail` table and records them as delivered, in one transaction (fenced in
+    /// cluster mode), so a mail is in the table exactly once and the ledger says so, whatever node
+    /// delivers it and whatever fails. Mail already delivered is left out; answers how many were
+    /// delivered now.
+    pub fn deliver_into_table(
+        &self,
+        channel: ChannelId,
+        mails: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut entries = Vec::with_capacity(mails.len());
+        let mut fresh = Vec::with_capacity(mails.len());
+        for (id, record) in mails {
+            let known = self.store.ledger_get(channel, id)?;
+            if known.as_ref().is_some_and(is_delivered) {
+                continue;
+            }
+            entries.push((id.clone(), delivered_entry(known.as_ref(), now)));
+            fresh.push((id.clone(), record.clone()));
+        }
+        if !entries.is_empty() {
+            self.store
+                .ledger_put_many_with_mail(channel, &entries, &fresh)?;
         }
         Ok(entries.len())
     }
