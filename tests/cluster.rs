@@ -83,7 +83,11 @@ impl Node {
                 if child.try_wait().unwrap().is_some() {
                     break;
                 }
-                assert!(Instant::now() < deadline, "{} did not stop on SIGTERM", self.name);
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not stop on SIGTERM",
+                    self.name
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -127,7 +131,12 @@ impl Drop for Cluster {
             for node in &self.nodes {
                 let text = node.log_text();
                 let lines: Vec<&str> = text.lines().collect();
-                eprintln!("--- {} {} ({} bytes; last 60 lines) ---", node.name, node.log.display(), text.len());
+                eprintln!(
+                    "--- {} {} ({} bytes; last 60 lines) ---",
+                    node.name,
+                    node.log.display(),
+                    text.len()
+                );
                 for line in &lines[lines.len().saturating_sub(60)..] {
                     eprintln!("{line}");
                 }
@@ -172,6 +181,11 @@ impl Cluster {
 
     /// Starts one more node and waits until it answers.
     async fn add_node(&mut self) -> usize {
+        self.add_node_with(&[]).await
+    }
+
+    /// Starts one more node with these settings changed, and waits until it answers.
+    async fn add_node_with(&mut self, changed: &[(String, String)]) -> usize {
         let index = self.nodes.len();
         let port = inboxd_testkit::free_port().unwrap();
         let dir = self.dir.path().join(format!("node{index}"));
@@ -186,13 +200,23 @@ impl Cluster {
             ("INBOXD_MASTER_KEY".into(), self.key.clone()),
             ("INBOXD_ADMIN_TOKEN".into(), TOKEN.into()),
             ("INBOXD_STORE__ENGINE".into(), "postgres".into()),
-            ("INBOXD_STORE__POSTGRES_URL".into(), self.db.url().to_owned()),
+            (
+                "INBOXD_STORE__POSTGRES_URL".into(),
+                self.db.url().to_owned(),
+            ),
             ("INBOXD_PROCESSOR__SINK".into(), "postgres".into()),
-            ("INBOXD_CLUSTER__LEASE_SECS".into(), TTL.as_secs().to_string()),
+            (
+                "INBOXD_CLUSTER__LEASE_SECS".into(),
+                TTL.as_secs().to_string(),
+            ),
             ("INBOXD_CLUSTER__NODE_NAME".into(), format!("node{index}")),
             ("INBOXD_RETRY__TOKEN_REFRESH_MARGIN_SECS".into(), "8".into()),
             ("INBOXD_RETRY__TOKEN_REFRESH_JITTER_SECS".into(), "0".into()),
         ]);
+        for (key, value) in changed {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
         let mut node = Node {
             name: format!("node{index}"),
             port,
@@ -211,7 +235,13 @@ impl Cluster {
         let port = self.nodes[index].port;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(status) = self.nodes[index].child.as_mut().unwrap().try_wait().unwrap() {
+            if let Some(status) = self.nodes[index]
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .unwrap()
+            {
                 panic!(
                     "node{index} exited ({status}):\n{}",
                     self.nodes[index].log_text()
@@ -228,7 +258,13 @@ impl Cluster {
         }
     }
 
-    async fn api(&self, node: usize, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    async fn api(
+        &self,
+        node: usize,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let url = format!("http://127.0.0.1:{}{path}", self.nodes[node].port);
         let mut request = self.http.request(method, &url).bearer_auth(TOKEN);
         if let Some(body) = body {
@@ -264,7 +300,10 @@ impl Cluster {
                 })
                 .await
                 .unwrap();
-            self.sim_client.register_user(&tenant, &upn, &[]).await.unwrap();
+            self.sim_client
+                .register_user(&tenant, &upn, &[])
+                .await
+                .unwrap();
             let body = json!({"tenant_id": tenant, "client_id": app.client_id,
                 "client_secret": app.client_secret, "mailbox": upn});
             let channel = self
@@ -336,8 +375,17 @@ impl Cluster {
                 continue;
             }
             let mine = format!("{}-", node.name);
+            let single = node
+                .env
+                .iter()
+                .any(|(k, v)| k == "INBOXD_STORE__ENGINE" && v == "sled");
             for channel in self.channels(i).await {
-                if channel["node"].as_str().is_some_and(|n| n.starts_with(&mine)) {
+                // A single host (sled) runs every channel; a node, those of its shards.
+                if single
+                    || channel["node"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(&mine))
+                {
                     live.insert(channel["id"].as_str().unwrap().to_owned(), channel);
                 }
             }
@@ -364,7 +412,11 @@ impl Cluster {
         let owners = self.owners(asking).await;
         let mut counts: HashMap<usize, usize> = HashMap::new();
         for node in owners.values().flatten() {
-            if let Some(index) = self.nodes.iter().position(|n| node.starts_with(&format!("{}-", n.name))) {
+            if let Some(index) = self
+                .nodes
+                .iter()
+                .position(|n| node.starts_with(&format!("{}-", n.name)))
+            {
                 *counts.entry(index).or_default() += 1;
             }
         }
@@ -397,7 +449,10 @@ impl Cluster {
         std::thread::spawn(move || {
             let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
             client
-                .query("SELECT message_id, count(*) FROM mail GROUP BY message_id", &[])
+                .query(
+                    "SELECT message_id, count(*) FROM mail GROUP BY message_id",
+                    &[],
+                )
                 .unwrap()
                 .into_iter()
                 .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
@@ -441,7 +496,12 @@ impl Cluster {
 
     /// Waits until every channel is active and polled after `since` by a node other than `not`.
     /// Answers each channel's failover time: from `since` to its first successful poll elsewhere.
-    async fn wait_taken_over(&self, not: &str, since: DateTime<Utc>, within: Duration) -> Vec<Duration> {
+    async fn wait_taken_over(
+        &self,
+        not: &str,
+        since: DateTime<Utc>,
+        within: Duration,
+    ) -> Vec<Duration> {
         let deadline = Instant::now() + within;
         let mut taken: HashMap<String, Duration> = HashMap::new();
         loop {
@@ -515,7 +575,10 @@ async fn a_killed_nodes_channels_poll_elsewhere_within_the_ttl_and_nothing_is_lo
         .await;
     let worst = failover.iter().max().copied().unwrap_or_default();
     eprintln!("failover: worst {worst:?} over {} channels", failover.len());
-    assert!(worst <= TTL + Duration::from_secs(15), "failover took {worst:?}");
+    assert!(
+        worst <= TTL + Duration::from_secs(15),
+        "failover took {worst:?}"
+    );
 
     cluster.deliver_for(Duration::from_secs(2)).await;
     cluster.drain(Duration::from_secs(60)).await;
@@ -556,7 +619,10 @@ async fn a_frozen_node_commits_nothing_for_the_shards_it_lost_and_rejoins() {
             .count();
         let metrics = cluster
             .http
-            .get(format!("http://127.0.0.1:{}/metrics", cluster.nodes[victim].port))
+            .get(format!(
+                "http://127.0.0.1:{}/metrics",
+                cluster.nodes[victim].port
+            ))
             .bearer_auth(TOKEN)
             .send()
             .await
@@ -583,7 +649,9 @@ async fn a_frozen_node_commits_nothing_for_the_shards_it_lost_and_rejoins() {
     // What it said on waking: its leases were lost, its channels stopped there.
     assert!(
         cluster.nodes[victim].log_text().contains("Leases lost")
-            || cluster.nodes[victim].log_text().contains("every channel stops on this node"),
+            || cluster.nodes[victim]
+                .log_text()
+                .contains("every channel stops on this node"),
         "the woken node did not notice it lost its shards"
     );
 }
@@ -605,7 +673,9 @@ async fn a_rolling_restart_and_a_joining_node_lose_and_double_nothing() {
         cluster.deliver_for(Duration::from_secs(2)).await;
         for channel in cluster.live_channels().await.into_values() {
             if let Some(at) = channel["last_success_at"].as_str() {
-                let at = DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc);
+                let at = DateTime::parse_from_rfc3339(at)
+                    .unwrap()
+                    .with_timezone(&Utc);
                 last_success.insert(channel["id"].as_str().unwrap().to_owned(), at);
             }
         }
@@ -618,7 +688,9 @@ async fn a_rolling_restart_and_a_joining_node_lose_and_double_nothing() {
     let now = Utc::now();
     for channel in cluster.live_channels().await.into_values() {
         let at = channel["last_success_at"].as_str().unwrap();
-        let at = DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .with_timezone(&Utc);
         let stale = (now - at).to_std().unwrap_or_default();
         assert!(
             stale < Duration::from_secs(1) + TTL + Duration::from_secs(5),
@@ -635,5 +707,133 @@ async fn a_rolling_restart_and_a_joining_node_lose_and_double_nothing() {
         .flatten()
         .map(|n| n.split('-').next().unwrap_or_default().to_owned())
         .collect();
-    assert!(owners.len() >= 2, "channels spread over the nodes: {owners:?}");
+    assert!(
+        owners.len() >= 2,
+        "channels spread over the nodes: {owners:?}"
+    );
+}
+
+/// The value of a counter on a node's `/metrics` (0 when absent).
+async fn metric(cluster: &Cluster, node: usize, name_and_labels: &str) -> f64 {
+    let text = cluster
+        .http
+        .get(format!(
+            "http://127.0.0.1:{}/metrics",
+            cluster.nodes[node].port
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+#[actix_rt::test]
+async fn an_idle_poll_writes_nothing_to_postgresql_and_lease_upkeep_is_per_node() {
+    let mut cluster = Cluster::start(1).await;
+    cluster.add_channels(0, 10).await;
+    cluster.wait_all_running(Duration::from_secs(30)).await;
+    // Let the first polls settle (activation, the first delta round).
+    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    let writes = r#"inboxd_store_transactions_total{engine="postgres",kind="write"} "#;
+    let reads = r#"inboxd_store_transactions_total{engine="postgres",kind="read"} "#;
+    let leases = r#"inboxd_store_transactions_total{engine="postgres",kind="lease"} "#;
+    let polls_before = cluster.sim_client.counters(None).await.unwrap();
+    let (w0, r0, l0) = (
+        metric(&cluster, 0, writes).await,
+        metric(&cluster, 0, reads).await,
+        metric(&cluster, 0, leases).await,
+    );
+    actix_rt::time::sleep(Duration::from_secs(6)).await;
+    let (w1, r1, l1) = (
+        metric(&cluster, 0, writes).await,
+        metric(&cluster, 0, reads).await,
+        metric(&cluster, 0, leases).await,
+    );
+    let polls_after = cluster.sim_client.counters(None).await.unwrap();
+    let polls: u64 =
+        polls_after.requests.values().sum::<u64>() - polls_before.requests.values().sum::<u64>();
+    eprintln!(
+        "idle: {polls} Graph requests, {} writes, {} reads, {} lease transactions",
+        w1 - w0,
+        r1 - r0,
+        l1 - l0
+    );
+    assert!(polls >= 40, "the channels polled ({polls} requests in 6 s)");
+    assert_eq!(w1 - w0, 0.0, "an idle poll wrote to PostgreSQL");
+    // Lease upkeep: a round every TTL/3 of at most five statements, whatever the channels.
+    let rounds = 6.0 / (TTL.as_secs_f64() / 3.0) + 1.0;
+    assert!(l1 - l0 <= rounds * 5.0, "{} lease transactions", l1 - l0);
+}
+
+#[actix_rt::test]
+async fn a_single_host_moves_into_the_cluster_without_any_reauthorization() {
+    // A single host on sled with authorized channels.
+    let mut cluster = Cluster::start(0).await;
+    let sled_dir = cluster.dir.path().join("single");
+    let single_env = [
+        ("INBOXD_STORE__ENGINE".to_owned(), "sled".to_owned()),
+        (
+            "INBOXD_STORE__PATH".to_owned(),
+            sled_dir.join("store").display().to_string(),
+        ),
+        ("INBOXD_PROCESSOR__SINK".to_owned(), "jsonl".to_owned()),
+        (
+            "INBOXD_PROCESSOR__JSONL_PATH".to_owned(),
+            sled_dir.join("mail.jsonl").display().to_string(),
+        ),
+    ];
+    let single = cluster.add_node_with(&single_env).await;
+    cluster.add_channels(single, 4).await;
+    cluster.wait_all_running(Duration::from_secs(30)).await;
+    cluster.nodes[single].terminate();
+
+    // Export with the single host's config, import into PostgreSQL with the cluster's.
+    let dump = cluster.dir.path().join("store.jsonl");
+    let run = |args: &[&str], env: &[(String, String)]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_inboxd"))
+            .args(args)
+            .env("INBOXD_MASTER_KEY", &cluster.key)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "inboxd {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(
+        &["store", "export", "--out", dump.to_str().unwrap()],
+        &single_env,
+    );
+    let cluster_env = [
+        ("INBOXD_STORE__ENGINE".to_owned(), "postgres".to_owned()),
+        (
+            "INBOXD_STORE__POSTGRES_URL".to_owned(),
+            cluster.db.url().to_owned(),
+        ),
+        ("INBOXD_PROCESSOR__SINK".to_owned(), "postgres".to_owned()),
+    ];
+    run(
+        &["store", "import", "--in", dump.to_str().unwrap()],
+        &cluster_env,
+    );
+
+    // Two nodes on the imported store: every channel active and its mail delivered, with no
+    // sign-in asked of anyone.
+    let first = cluster.add_node().await;
+    cluster.add_node().await;
+    assert_eq!(cluster.channels(first).await.len(), 4);
+    cluster.deliver_round(3).await;
+    cluster.wait_all_running(Duration::from_secs(30)).await;
+    cluster.drain(Duration::from_secs(30)).await;
+    cluster.assert_exactly_once().await;
 }

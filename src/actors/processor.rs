@@ -206,7 +206,10 @@ impl Core {
                     .map(|r| Ok((r.message_id.clone(), serde_json::to_string(r)?)))
                     .collect();
                 match mails {
-                    Err(err) => fail_all(&records, &unavailable(format!("a mail could not be encoded: {err}"))),
+                    Err(err) => fail_all(
+                        &records,
+                        &unavailable(format!("a mail could not be encoded: {err}")),
+                    ),
                     Ok(mails) => {
                         let written = actix_web::rt::task::spawn_blocking(move || {
                             ledger.deliver_into_table(channel, &mails, Utc::now())

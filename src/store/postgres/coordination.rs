@@ -58,6 +58,7 @@ impl Coordination for PgCoordination {
     }
 
     fn heartbeat(&self, address: &str, draining: bool) -> Result<(), StoreError> {
+        super::counted("lease");
         let (node, address) = (self.node_id.clone(), address.to_owned());
         self.pool.run(move |client| {
             client.execute(
@@ -71,6 +72,7 @@ impl Coordination for PgCoordination {
     }
 
     fn live_nodes(&self, ttl: Duration) -> Result<Vec<NodeInfo>, StoreError> {
+        super::counted("lease");
         let ttl = secs(ttl);
         self.pool.run(move |client| {
             let rows = client.query(
@@ -93,6 +95,7 @@ impl Coordination for PgCoordination {
     }
 
     fn renew(&self, ttl: Duration) -> Result<Vec<Lease>, StoreError> {
+        super::counted("lease");
         let (node, ttl) = (self.node_id.clone(), secs(ttl));
         self.pool.run(move |client| {
             let rows = client.query(
@@ -105,6 +108,7 @@ impl Coordination for PgCoordination {
     }
 
     fn claim(&self, max: usize, ttl: Duration) -> Result<Vec<Lease>, StoreError> {
+        super::counted("lease");
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -124,6 +128,7 @@ impl Coordination for PgCoordination {
     }
 
     fn release(&self, shards: &[u32]) -> Result<(), StoreError> {
+        super::counted("lease");
         let shards: Vec<i32> = shards
             .iter()
             .filter_map(|s| i32::try_from(*s).ok())
@@ -143,6 +148,7 @@ impl Coordination for PgCoordination {
     }
 
     fn leave(&self) -> Result<(), StoreError> {
+        super::counted("lease");
         let node = self.node_id.clone();
         self.pool.run(move |client| {
             let mut tx = client.transaction()?;
@@ -157,6 +163,7 @@ impl Coordination for PgCoordination {
     }
 
     fn owners(&self) -> Result<Vec<ShardOwner>, StoreError> {
+        super::counted("lease");
         self.pool.run(|client| {
             // A lease never held expires at -infinity, which has no chrono value: shown as 1970.
             let rows = client.query(
@@ -180,6 +187,7 @@ impl Coordination for PgCoordination {
     }
 
     fn notify(&self, notice: &Notice) -> Result<(), StoreError> {
+        super::counted("lease");
         let payload = notice::encode(notice);
         self.pool.run(move |client| {
             client.execute("SELECT pg_notify($1, $2)", &[&notice::CHANNEL, &payload])?;

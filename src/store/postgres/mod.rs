@@ -226,6 +226,13 @@ pub(crate) struct PgEngine {
     node_id: Arc<str>,
 }
 
+/// Counts one round of the engine with the database, by kind (`read`, `write`): what an operator
+/// sizes PostgreSQL by, and what shows that an idle poll writes nothing.
+pub(crate) fn counted(kind: &'static str) {
+    metrics::counter!("inboxd_store_transactions_total", "engine" => "postgres", "kind" => kind)
+        .increment(1);
+}
+
 impl PgEngine {
     /// The engine over an open pool (migrations already applied).
     pub(crate) fn new(pool: Arc<Pool>, node_id: &str) -> PgEngine {
@@ -243,6 +250,7 @@ impl PgEngine {
         lower: Option<(Vec<u8>, bool)>,
         upper: Option<Vec<u8>>,
     ) -> Result<Vec<Entry>, StoreError> {
+        counted("read");
         self.pool.run(move |client| {
             let mut sql = format!("SELECT key, value FROM {} WHERE TRUE", table.name());
             let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
@@ -268,6 +276,7 @@ impl PgEngine {
 
 impl Engine for PgEngine {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        counted("read");
         let key = key.to_vec();
         self.pool.run(move |client| {
             let row = client.query_opt(
@@ -287,6 +296,7 @@ impl Engine for PgEngine {
     }
 
     fn remove(&self, table: Table, key: &[u8]) -> Result<bool, StoreError> {
+        counted("write");
         let key = key.to_vec();
         self.pool.run(move |client| {
             let mut tx = client.transaction()?;
@@ -317,6 +327,7 @@ impl Engine for PgEngine {
             expected.map(<[u8]>::to_vec),
             new.map(<[u8]>::to_vec),
         );
+        counted("write");
         self.pool.run(move |client| {
             let mut tx = client.transaction()?;
             let swapped = cas_in(&mut tx, table, &key, expected.as_deref(), new.as_deref())?;
@@ -357,6 +368,7 @@ impl Engine for PgEngine {
         if ops.is_empty() {
             return Ok(());
         }
+        counted("write");
         let ops = ops.to_vec();
         self.pool.run(move |client| {
             let mut tx = client.transaction()?;
@@ -367,6 +379,7 @@ impl Engine for PgEngine {
     }
 
     fn apply_fenced(&self, fence: Fence, ops: &[Op]) -> Result<(), StoreError> {
+        counted("write");
         let ops = ops.to_vec();
         let node = self.node_id.clone();
         self.pool.run(move |client| {
@@ -392,6 +405,7 @@ impl Engine for PgEngine {
             new.map(<[u8]>::to_vec),
         );
         let node = self.node_id.clone();
+        counted("write");
         self.pool.run(move |client| {
             let mut tx = client.transaction()?;
             check_fence(&mut tx, &node, fence)?;
