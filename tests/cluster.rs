@@ -147,7 +147,10 @@ impl Drop for Cluster {
 
 impl Cluster {
     async fn start(nodes: usize) -> Cluster {
-        let db = PgTestDb::create();
+        Self::start_with_db(PgTestDb::create(), nodes).await
+    }
+
+    async fn start_with_db(db: PgTestDb, nodes: usize) -> Cluster {
         let sim = inboxd::sim::spawn(inboxd::sim::SimOptions {
             // Short-lived access tokens: refreshes (and refresh-token rotation) all through the
             // test, across every failover.
@@ -598,6 +601,17 @@ async fn a_frozen_node_commits_nothing_for_the_shards_it_lost_and_rejoins() {
     let asking = (victim + 1) % 3;
     let name = cluster.nodes[victim].name.clone();
     let frozen_at = Utc::now();
+    // Microsoft throttles every mailbox just before: the floors hold on whichever node polls next.
+    for upn in &cluster.mailboxes {
+        cluster
+            .sim_client
+            .add_fault_json(
+                &json!({"kind": "throttle", "retry_after": 4, "mailbox": upn, "count": 1}),
+            )
+            .await
+            .unwrap();
+    }
+    actix_rt::time::sleep(Duration::from_millis(1500)).await;
     cluster.nodes[victim].signal("STOP");
     cluster.nodes[victim].frozen = true;
     cluster.deliver_for(TTL * 2).await;
@@ -836,4 +850,32 @@ async fn a_single_host_moves_into_the_cluster_without_any_reauthorization() {
     cluster.wait_all_running(Duration::from_secs(30)).await;
     cluster.drain(Duration::from_secs(30)).await;
     cluster.assert_exactly_once().await;
+}
+
+#[actix_rt::test]
+async fn postgresql_restarted_mid_run_loses_and_doubles_nothing() {
+    // A server of this test's own: restarting the shared one would cut every other test.
+    let server = inboxd_testkit::PgServer::start().unwrap();
+    let db = PgTestDb::create_on(&server.admin_url());
+    let mut cluster = Cluster::start_with_db(db, 3).await;
+    cluster.add_channels(0, 9).await;
+    cluster.wait_all_running(Duration::from_secs(30)).await;
+    cluster.deliver_for(Duration::from_secs(3)).await;
+
+    // Every connection is cut; the nodes back off, reconnect and go on.
+    server.restart().unwrap();
+    cluster.deliver_for(Duration::from_secs(4)).await;
+    server.restart().unwrap();
+    cluster.deliver_for(Duration::from_secs(3)).await;
+
+    cluster.wait_all_running(Duration::from_secs(30)).await;
+    cluster.drain(Duration::from_secs(60)).await;
+    cluster.assert_exactly_once().await;
+    for node in &mut cluster.nodes {
+        assert!(
+            node.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+            "{} died",
+            node.name
+        );
+    }
 }

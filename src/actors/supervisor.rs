@@ -783,16 +783,27 @@ impl ChannelSupervisor {
 impl Handler<ShardsAdopted> for ChannelSupervisor {
     type Result = ();
 
-    fn handle(&mut self, msg: ShardsAdopted, _: &mut Context<Self>) {
-        let wanted: std::collections::HashSet<u32> = msg.0.into_iter().collect();
+    fn handle(&mut self, msg: ShardsAdopted, ctx: &mut Context<Self>) {
         let records = match self.deps.ingest.store.list_channels() {
             Ok(records) => records,
             Err(err) => {
-                // The next reconcile starts them.
-                tracing::error!(error = %err, "Could not read the channels of adopted shards; the next reconcile starts them.");
+                tracing::warn!(error = %err, "Could not read the channels of adopted shards; trying again in a second.");
+                ctx.run_later(std::time::Duration::from_secs(1), move |act, ctx| {
+                    // Only what is still held: the keeper may have lost some meanwhile.
+                    let held: Vec<u32> = match &act.deps.ingest.cluster {
+                        Some(ownership) => {
+                            msg.0.into_iter().filter(|s| ownership.holds(*s)).collect()
+                        }
+                        None => Vec::new(),
+                    };
+                    if !held.is_empty() && !act.stopping {
+                        ctx.notify(ShardsAdopted(held));
+                    }
+                });
                 return;
             }
         };
+        let wanted: std::collections::HashSet<u32> = msg.0.into_iter().collect();
         // The floors the previous owner received hold here too.
         if let Err(err) = self.deps.ingest.load_floors() {
             tracing::warn!(error = %err, "Could not read the throttling floors of adopted shards.");

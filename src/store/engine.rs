@@ -203,6 +203,13 @@ pub(crate) trait Engine: Send + Sync {
     /// Makes every write before this call durable (blocking).
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Whether the engine recovers from its I/O errors on its own (a database client reconnects),
+    /// so that one failed call must not mark the whole store broken until a reopen. sled needs
+    /// the reopen; PostgreSQL does not.
+    fn heals_itself(&self) -> bool {
+        false
+    }
+
     /// The space the engine takes, in bytes (on disk, or in memory for an in-memory engine).
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 }

@@ -372,6 +372,7 @@ impl Store {
         let engine = self.engine()?;
         let result = call(engine.as_ref());
         if let Err(err) = &result
+            && !engine.heals_itself()
             && matches!(
                 err.kind(),
                 StoreErrorKind::DiskFull | StoreErrorKind::ReadOnly | StoreErrorKind::Transient

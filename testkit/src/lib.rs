@@ -7,10 +7,12 @@
 
 pub mod daemon;
 pub mod pg;
+pub mod pg_server;
 pub mod process;
 pub mod seed;
 
 pub use daemon::{TestDaemon, daemon_env, eventually, free_port};
 pub use pg::PgTestDb;
+pub use pg_server::PgServer;
 pub use process::{SimProcess, resident_bytes};
 pub use seed::seed_channels;

@@ -65,8 +65,17 @@ impl PgTestDb {
     /// When PostgreSQL cannot be reached or refuses: the message says how to start it.
     #[allow(clippy::panic)]
     pub fn create() -> PgTestDb {
+        Self::create_on(&admin_url())
+    }
+
+    /// Creates a new, empty database on the server of `admin_url` (a [`crate::PgServer`]'s).
+    ///
+    /// # Panics
+    /// When that server cannot be reached or refuses.
+    #[allow(clippy::panic)]
+    pub fn create_on(admin_url: &str) -> PgTestDb {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let admin_url = admin_url();
+        let admin_url = admin_url.to_owned();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())

@@ -415,6 +415,12 @@ impl Engine for PgEngine {
         })
     }
 
+    fn heals_itself(&self) -> bool {
+        // Each worker connects again on its next job: a lost connection or a restarted server
+        // costs the calls that were in flight, not a reopen of the store.
+        true
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         // Every write is a committed transaction: durable once it returned.
         Ok(())
