@@ -231,6 +231,14 @@ impl Control {
             .and_then(|ownership| ownership.owner_of(id))
     }
 
+    /// Whether this node runs channel `id` (always on a single node).
+    pub fn runs_here(&self, id: ChannelId) -> bool {
+        self.ingest
+            .cluster
+            .as_ref()
+            .is_none_or(|ownership| ownership.runs(id))
+    }
+
     /// One channel as the board shows it.
     pub fn get(&self, id: ChannelId) -> Result<ChannelView, Error> {
         self.board

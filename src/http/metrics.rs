@@ -56,11 +56,15 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
 /// Renders the metrics.
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     let board = state.control.board();
-    for (status, count) in board.counts() {
+    // This node's channels only: in cluster mode the others' poll times are known to their nodes
+    // (an idle poll writes nothing to the database), and each node's /metrics covers its shards.
+    let (_, mine) = board.page(|row| state.control.runs_here(row.id), 0, usize::MAX);
+    for status in ChannelStatus::ALL {
+        let count = mine.iter().filter(|row| row.status == status).count();
         metrics::gauge!("inboxd_channels", "status" => status.as_str()).set(count as f64);
     }
     let now = Utc::now();
-    let per_channel = (board.len() as u64) <= state.per_channel_metrics_max;
+    let per_channel = (mine.len() as u64) <= state.per_channel_metrics_max;
     let mut extra = String::new();
     if per_channel {
         extra.push_str("# HELP inboxd_channel_seconds_since_last_success Seconds since the channel's last successful poll (-1: never).\n");
@@ -71,11 +75,10 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
         secret_series.push_str("# HELP inboxd_channel_client_secret_days_left Whole days until the channel's client secret expires (negative: expired); only channels whose expiry is known.\n");
         secret_series.push_str("# TYPE inboxd_channel_client_secret_days_left gauge\n");
     }
-    let (_, rows) = board.page(
-        |row| row.enabled && row.status != ChannelStatus::Disabled,
-        0,
-        usize::MAX,
-    );
+    let rows: Vec<_> = mine
+        .into_iter()
+        .filter(|row| row.enabled && row.status != ChannelStatus::Disabled)
+        .collect();
     let mut min_secret_days: Option<i64> = None;
     let mut max_since = 0.0f64;
     let mut stale = [0usize; STALE_AFTER_SECS.len()];
