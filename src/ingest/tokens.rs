@@ -130,7 +130,17 @@ async fn refresh(
         client_id: &record.client_id,
         client_secret: &record.client_secret,
     };
-    let grant = match ctx.oauth().refresh(app, &held.set.refresh_token).await {
+    let refreshing = ctx.oauth().refresh(app, &held.set.refresh_token);
+    let answered = match ctx.cluster.as_ref().map(|ownership| ownership.time_left()) {
+        None => refreshing.await,
+        // Cluster mode: the answer must arrive while this node may still store the rotated token
+        // under its lease; past that, another node may hold the channel.
+        Some(left) => match tokio::time::timeout(left, refreshing).await {
+            Ok(answered) => answered,
+            Err(_) => return Err(Failure::NotOwned),
+        },
+    };
+    let grant = match answered {
         Ok(grant) => grant,
         Err(err) => {
             metrics::counter!("inboxd_token_refreshes_total", "outcome" => "failed").increment(1);
