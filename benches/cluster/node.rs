@@ -113,8 +113,11 @@ impl Node {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.dir
-            .join(format!("{}.{}.log", self.name, self.starts.saturating_sub(1)))
+        self.dir.join(format!(
+            "{}.{}.log",
+            self.name,
+            self.starts.saturating_sub(1)
+        ))
     }
 
     /// Starts the process (it answers a little later: see [`Node::wait_healthy`]).

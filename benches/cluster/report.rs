@@ -17,6 +17,8 @@ pub(crate) struct Window {
     pub(crate) nodes: Sample,
     /// Graph requests the simulator received (a `$batch` counts once).
     pub(crate) graph_requests: u64,
+    /// Token requests (refreshes) the simulator received.
+    pub(crate) token_requests: u64,
     /// Messages delivered to the mailboxes during the window.
     pub(crate) sent: u64,
     /// Unread messages left when the drain gave up (0: all delivered and marked read).
@@ -66,8 +68,6 @@ pub(crate) struct Results {
     pub(crate) steady: Window,
     /// The cluster over the whole measured window, kills and restarts included.
     pub(crate) whole: Window,
-    /// Token requests (refreshes) during the cluster's window.
-    pub(crate) token_refreshes: u64,
     pub(crate) kills: Vec<Kill>,
     /// Messages the simulator's mailboxes hold at the end.
     pub(crate) in_mailboxes: usize,
@@ -120,7 +120,10 @@ pub(crate) fn print(r: &Results) {
             .map(|s| format!(", SIGKILL every {s} s"))
             .unwrap_or_default()
     );
-    row("seeding N channels into PostgreSQL", format!("{:.1} s", r.seed_secs));
+    row(
+        "seeding N channels into PostgreSQL",
+        format!("{:.1} s", r.seed_secs),
+    );
     row(
         "start: every channel running, shards spread",
         format!("{:.1} s", r.start_secs),
@@ -144,14 +147,19 @@ pub(crate) fn print(r: &Results) {
     };
     line("window (s)", &|w| format!("{:.1}", w.secs));
     line("polls", &|w| format!("{:.0}", w.nodes.polls));
-    line("polls/s", &|w| format!("{:.1}", w.nodes.polls / w.secs.max(0.001)));
+    line("polls/s", &|w| {
+        format!("{:.1}", w.nodes.polls / w.secs.max(0.001))
+    });
     line("Graph requests per poll", &|w| {
         format!("{:.2}", w.graph_requests as f64 / w.nodes.polls.max(1.0))
     });
+    line("token refreshes", &|w| w.token_requests.to_string());
     line("CPU of the daemon processes (s)", &|w| {
         format!("{:.2}", w.nodes.cpu_secs)
     });
-    line("CPU per poll (µs)", &|w| format!("{:.0}", w.cpu_us_per_poll()));
+    line("CPU per poll (µs)", &|w| {
+        format!("{:.0}", w.cpu_us_per_poll())
+    });
     line("PostgreSQL transactions per poll", &|w| {
         format!("{:.3}", w.tx_per_poll())
     });
@@ -164,11 +172,17 @@ pub(crate) fn print(r: &Results) {
     println!();
     row(
         "CPU per poll, cluster / sled (steady)",
-        format!("{:.2}×", r.steady.cpu_us_per_poll() / r.sled.cpu_us_per_poll()),
+        format!(
+            "{:.2}×",
+            r.steady.cpu_us_per_poll() / r.sled.cpu_us_per_poll()
+        ),
     );
     row(
         "CPU per poll, cluster with kills / sled",
-        format!("{:.2}×", r.whole.cpu_us_per_poll() / r.sled.cpu_us_per_poll()),
+        format!(
+            "{:.2}×",
+            r.whole.cpu_us_per_poll() / r.sled.cpu_us_per_poll()
+        ),
     );
     let failovers = r.failovers();
     if !r.kills.is_empty() {
@@ -191,16 +205,24 @@ pub(crate) fn print(r: &Results) {
             ),
         );
     }
-    row("token refreshes in the window", r.token_refreshes.to_string());
     row(
         "messages sent / in mailboxes / in mail table",
         format!("{} / {} / {}", r.whole.sent, r.in_mailboxes, r.delivered),
     );
     row("lost", r.lost.to_string());
     row("doubled", r.doubled.to_string());
-    row("unread after the drain", r.whole.unread_after_drain.to_string());
-    row("refresh-token reuse (whole bench)", r.refresh_token_reuse.to_string());
-    row("requests before Retry-After (whole bench)", r.early_requests.to_string());
+    row(
+        "unread after the drain",
+        r.whole.unread_after_drain.to_string(),
+    );
+    row(
+        "refresh-token reuse (whole bench)",
+        r.refresh_token_reuse.to_string(),
+    );
+    row(
+        "requests before Retry-After (whole bench)",
+        r.early_requests.to_string(),
+    );
     if r.failures.is_empty() {
         println!("\n  OK: nothing lost or doubled, no refresh token reused");
     } else {

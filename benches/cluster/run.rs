@@ -100,7 +100,10 @@ async fn drain(sim: &SimClient, mailboxes: &[String], within: Duration) -> anyho
 }
 
 /// Every channel a live node runs, by id.
-async fn live_all(nodes: &mut [Node], http: &reqwest::Client) -> HashMap<String, crate::node::Live> {
+async fn live_all(
+    nodes: &mut [Node],
+    http: &reqwest::Client,
+) -> HashMap<String, crate::node::Live> {
     let mut all = HashMap::new();
     for node in nodes.iter_mut() {
         all.extend(node.live(http).await);
@@ -176,14 +179,16 @@ async fn run_sled(
     std::fs::create_dir_all(&dir)?;
     let seeding = Instant::now();
     let store = Store::open(&dir.join("store"), key.clone(), StoreOptions::default())?;
-    let refresh_after = 20 + args.interval_secs;
+    // Refreshes spread over D seconds from about the window's start (margin 5 s + start-up + I),
+    // as in the cluster: the same share of refreshes per poll in both steady windows.
+    let refresh_after = 5 + 3 + args.interval_secs;
     let mailboxes = seed(
         sim,
         &store,
         "solo",
         args.channels,
         refresh_after,
-        window.as_secs(),
+        args.duration_secs,
     )
     .await?;
     drop(store);
@@ -212,7 +217,7 @@ async fn run_sled(
     tokio::time::sleep(Duration::from_secs(args.interval_secs)).await;
 
     eprintln!("sled: measuring {} s", window.as_secs());
-    let (graph0, _) = graph_requests(sim).await?;
+    let (graph0, tokens0) = graph_requests(sim).await?;
     let start = node.sample(http).await;
     let at = Instant::now();
     let stop = Cell::new(false);
@@ -225,7 +230,7 @@ async fn run_sled(
     );
     let end = node.sample(http).await;
     let secs = at.elapsed().as_secs_f64();
-    let (graph1, _) = graph_requests(sim).await?;
+    let (graph1, tokens1) = graph_requests(sim).await?;
     let left = drain(
         sim,
         &mailboxes,
@@ -237,6 +242,7 @@ async fn run_sled(
         secs,
         nodes: end.sub(start),
         graph_requests: graph1 - graph0,
+        token_requests: tokens1 - tokens0,
         sent,
         unread_after_drain: left,
     })
@@ -358,7 +364,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Results> {
             node_id: format!("seeder-{}", random_suffix()),
         },
     )?;
-    let refresh_after = 30 + args.interval_secs;
+    let refresh_after = 5 + 10 + args.interval_secs;
     let mailboxes = seed(
         &sim,
         &store,
@@ -411,7 +417,10 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Results> {
     .await
     .context("the cluster never ran every channel")?;
     let start_secs = starting.elapsed().as_secs_f64();
-    eprintln!("cluster: {} nodes run every channel after {start_secs:.1} s", args.nodes);
+    eprintln!(
+        "cluster: {} nodes run every channel after {start_secs:.1} s",
+        args.nodes
+    );
     tokio::time::sleep(Duration::from_secs(args.interval_secs)).await;
 
     // 4. The measured window.
@@ -431,14 +440,15 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Results> {
     let window_start = Instant::now();
     let stop = Cell::new(false);
     let mut kills: Vec<Kill> = Vec::new();
-    let mut steady_window: Option<(Sample, f64, u64)> = None;
+    let mut steady_window: Option<(Sample, f64, u64, u64)> = None;
     let chaos = async {
         tokio::time::sleep_until((window_start + steady).into()).await;
-        let (graph, _) = graph_requests(&sim).await?;
+        let (graph, tokens) = graph_requests(&sim).await?;
         steady_window = Some((
             total(&nodes, &http, &bases, Sample::default()).await,
             window_start.elapsed().as_secs_f64(),
             graph - graph0,
+            tokens - tokens0,
         ));
         let mut retired = Sample::default();
         if let Some(every) = args.kill_every {
@@ -479,7 +489,10 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Results> {
                         ttl + Duration::from_secs(30)
                     ));
                 }
-                if let Err(err) = nodes[victim].wait_healthy(&http, Duration::from_secs(30)).await {
+                if let Err(err) = nodes[victim]
+                    .wait_healthy(&http, Duration::from_secs(30))
+                    .await
+                {
                     failures.push(format!("{} did not come back: {err:#}", nodes[victim].name));
                 }
                 eprintln!(
@@ -537,9 +550,12 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Results> {
     drop(nodes);
     drop(db);
 
-    let (steady_nodes, steady_secs, steady_graph) = steady_window.unwrap_or_default();
+    let (steady_nodes, steady_secs, steady_graph, steady_tokens) =
+        steady_window.unwrap_or_default();
     if lost > 0 || left > 0 {
-        failures.push(format!("{lost} messages lost, {left} still unread after the drain"));
+        failures.push(format!(
+            "{lost} messages lost, {left} still unread after the drain"
+        ));
     }
     if doubled > 0 {
         failures.push(format!("{doubled} extra rows in the mail table (doubled)"));
@@ -577,6 +593,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Results> {
             secs: steady_secs,
             nodes: steady_nodes,
             graph_requests: steady_graph,
+            token_requests: steady_tokens,
             sent: 0,
             unread_after_drain: 0,
         },
@@ -584,10 +601,10 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Results> {
             secs: window_secs,
             nodes: whole,
             graph_requests: graph1 - graph0,
+            token_requests: tokens1 - tokens0,
             sent,
             unread_after_drain: left,
         },
-        token_refreshes: tokens1 - tokens0,
         kills,
         in_mailboxes,
         delivered: sink.len(),

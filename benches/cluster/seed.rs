@@ -77,8 +77,8 @@ pub(crate) async fn seed(
             last_poll_at: None,
             last_success_at: None,
         });
-        let expires_in = refresh_after_secs as f64
-            + spread_secs as f64 * i as f64 / count.max(1) as f64;
+        let expires_in =
+            refresh_after_secs as f64 + spread_secs as f64 * i as f64 / count.max(1) as f64;
         token_sets.push((
             id,
             TokenSet {
