@@ -28,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod domain;
+pub mod events;
 pub mod graph;
 pub mod http;
 pub mod ingest;

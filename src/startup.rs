@@ -19,6 +19,7 @@ use crate::cluster::{Keeper, KeeperHandle, Members, Ownership};
 use crate::config::{self, Settings};
 use crate::control::{self, Control};
 use crate::domain::secret::{AdminToken, MasterKey, WebhookSecret};
+use crate::events::{EventWebhook, Events};
 use crate::graph::{BodyContentType, GraphClient};
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, RunSettings, recovery};
@@ -177,6 +178,8 @@ impl Application {
             randomization_factor: settings.retry.randomization_factor,
         };
         let ledger = crate::ingest::Ledger::new(store.clone());
+        // The event webhook is signed with the mail webhook's secret.
+        let event_secret = secrets.webhook_secret.clone();
         let backend = match &settings.processor.sink {
             config::Sink::Jsonl { path } => {
                 let file = Arc::new(Mutex::new(
@@ -272,6 +275,18 @@ impl Application {
         if let Some(ownership) = &ownership {
             ingest = ingest.in_cluster(Arc::clone(ownership));
         }
+        let mut events = Events::new(store.clone(), settings.processor.event_history);
+        if let Some(url) = &settings.processor.event_webhook_url {
+            events = events.with_webhook(
+                client.clone(),
+                EventWebhook {
+                    url: url.to_string(),
+                    secret: event_secret,
+                    timeout: settings.processor.webhook_timeout,
+                },
+            );
+        }
+        ingest = ingest.with_events(events);
         let ingest = Arc::new(ingest);
         let channels = store
             .list_channels()

@@ -240,6 +240,7 @@ every_engine!(
     floors_round_trip_list_sorted_and_delete,
     prune_floors_removes_only_floors_that_have_passed,
     bad_floor_keys_are_refused_and_change_nothing,
+    channel_events_keep_the_newest_and_go_with_their_channel,
 );
 
 fn channels_round_trip_with_every_option_and_variant(engine: Engine) {
@@ -540,6 +541,54 @@ fn prune_pending_removes_expired_states_and_old_tombstones(engine: Engine) {
         store.take_pending("live", much_later).unwrap(),
         PendingLookup::Unknown
     );
+}
+
+fn channel_events_keep_the_newest_and_go_with_their_channel(engine: Engine) {
+    let store = fresh(engine);
+    let channel = full_channel(1);
+    let other = full_channel(2);
+    store.put_channel(&channel).unwrap();
+    store.put_channel(&other).unwrap();
+    let event = |n: i64, kind: &str| inboxd::store::ChannelEvent {
+        at: at(n),
+        kind: kind.to_owned(),
+        status: "active".to_owned(),
+        previous_status: Some("backing_off".to_owned()),
+        code: Some(format!("CODE{n}")),
+        message: None,
+        remedy: None,
+        trace_id: None,
+        correlation_id: None,
+    };
+    for n in 0..7 {
+        store
+            .push_event(channel.id, &event(n, "channel.status_changed"), 5)
+            .unwrap();
+    }
+    // Two events at the same instant are both kept, in the order they came.
+    store
+        .push_event(channel.id, &event(6, "channel.sign_in_failed"), 5)
+        .unwrap();
+    store
+        .push_event(other.id, &event(3, "channel.authorized"), 5)
+        .unwrap();
+
+    let events = store.list_events(channel.id, 100).unwrap();
+    let codes: Vec<_> = events.iter().map(|e| e.code.clone().unwrap()).collect();
+    assert_eq!(
+        codes,
+        ["CODE6", "CODE6", "CODE5", "CODE4", "CODE3"],
+        "newest first, 5 kept"
+    );
+    assert_eq!(events[0].kind, "channel.sign_in_failed");
+    assert_eq!(events[0], event(6, "channel.sign_in_failed"));
+    assert_eq!(store.list_events(channel.id, 2).unwrap().len(), 2);
+    assert_eq!(store.list_events(other.id, 10).unwrap().len(), 1);
+
+    // Removing the channel removes its history, and only its.
+    store.delete_channel(channel.id).unwrap();
+    assert!(store.list_events(channel.id, 10).unwrap().is_empty());
+    assert_eq!(store.list_events(other.id, 10).unwrap().len(), 1);
 }
 
 fn meta_round_trips(engine: Engine) {

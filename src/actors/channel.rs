@@ -21,6 +21,7 @@ use crate::actors::deps::Deps;
 use crate::actors::messages::{ChannelFailed, Poke, Shutdown};
 use crate::catalogue::{self, Classification, Retry};
 use crate::domain::{ChannelId, ChannelStatus};
+use crate::events;
 use crate::ingest::cycle::{self, ChannelJob, CycleEnd, PollReport};
 use crate::ingest::failure::{Failure, last_error};
 use crate::ingest::runtime::ChannelRuntime;
@@ -213,6 +214,7 @@ impl ChannelActor {
 
     /// Changes the status and last error, persisting them when they changed.
     fn set_status(&mut self, status: ChannelStatus, error: Option<LastError>) {
+        let previous = self.status;
         let changed = status != self.status
             || error.as_ref().map(|e| (&e.code, &e.message))
                 != self.last_error.as_ref().map(|e| (&e.code, &e.message));
@@ -224,6 +226,13 @@ impl ChannelActor {
             self.persist_state(None);
             tracing::info!(channel = %self.id(), mailbox = %self.record().mailbox, status = %status,
                 code = self.last_error.as_ref().map(|e| e.code.as_str()).unwrap_or(""), "Channel status changed.");
+        }
+        if status != previous && self.is_current() {
+            self.deps.ingest.events.emit(
+                self.id(),
+                self.record().mailbox.as_str(),
+                events::status_changed(previous, status, self.last_error.as_ref()),
+            );
         }
     }
 

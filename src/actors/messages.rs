@@ -186,3 +186,14 @@ pub struct ShardsReleased {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ClusterNotice(pub crate::store::cluster::Notice);
+
+/// A sign-in for this channel failed (the user declined, a policy refused, the code could not be
+/// redeemed): record it on the channel and report it as an event.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SignInFailed {
+    /// The channel.
+    pub id: ChannelId,
+    /// What failed, with its remedy.
+    pub error: crate::store::LastError,
+}

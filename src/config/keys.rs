@@ -565,6 +565,22 @@ pub const KEYS: &[KeySpec] = &[
         "",
         "URL the webhook sink POSTs each mail to. Required when sink = \"webhook\"."
     ),
+    optional_key!(
+        "processor",
+        "event_webhook_url",
+        Kind::Url,
+        example = "\"https://helpdesk.example.com/inboxd/events\"",
+        "",
+        "URL every channel event (a status change, a failed or completed sign-in) is POSTed to as JSON, signed like the mail webhook (X-Inboxd-Signature with the webhook secret, when one is set), so the consuming product can tell its customer. Unset: events go to the log and each channel's history only."
+    ),
+    key!(
+        "processor",
+        "event_history",
+        int(1, 1000),
+        "20",
+        "events",
+        "Events kept per channel (its history on the status page and at GET /api/channels/{id}/events); older ones are pruned."
+    ),
     key!(
         "processor",
         "webhook_timeout_secs",

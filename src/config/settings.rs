@@ -405,6 +405,10 @@ pub struct ProcessorSettings {
     pub queue_capacity: usize,
     /// Largest attachment included in the delivered mail; 0 includes none.
     pub max_attachment_bytes: u64,
+    /// Where channel events (status changes, failed sign-ins) are POSTed, if anywhere.
+    pub event_webhook_url: Option<HttpUrl>,
+    /// Events kept per channel.
+    pub event_history: usize,
 }
 
 /// `[security]`: where secrets come from (their environment variables win).
@@ -738,6 +742,8 @@ pub(crate) fn build(
     let jsonl_path = r.path("processor", "jsonl_path");
     let webhook_url = r.optional_url("processor", "webhook_url");
     let webhook_timeout = r.secs("processor", "webhook_timeout_secs");
+    let event_webhook_url = r.optional_url("processor", "event_webhook_url");
+    let event_history = r.usize("processor", "event_history");
     let webhook_max_attempts = r.int_u32("processor", "webhook_max_attempts");
     let queue_capacity = r.usize("processor", "queue_capacity");
     let max_attachment_bytes = r.int("processor", "max_attachment_bytes");
@@ -905,6 +911,8 @@ pub(crate) fn build(
             webhook_max_attempts: webhook_max_attempts?,
             queue_capacity: queue_capacity?,
             max_attachment_bytes: max_attachment_bytes?,
+            event_webhook_url: event_webhook_url?,
+            event_history: event_history?,
         },
         security: SecuritySettings {
             master_key_file: master_key_file?,

@@ -6,12 +6,12 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::actors::messages::AuthorizationCompleted;
+use crate::actors::messages::{AuthorizationCompleted, SignInFailed};
 use crate::catalogue::{self, Classification};
 use crate::control::{Control, Error};
 use crate::domain::ChannelId;
 use crate::oauth::{AppCredentials, aadsts_codes, description_field, description_head};
-use crate::store::{PendingAuthorization, PendingLookup, TokenSet};
+use crate::store::{ErrorSource, LastError, PendingAuthorization, PendingLookup, TokenSet};
 
 /// The operator-facing text for a missing or empty code.
 pub const EMPTY_CODE_MESSAGE: &str =
@@ -118,6 +118,60 @@ pub enum Failure {
     },
 }
 
+impl Failure {
+    /// The channel a failure belongs to and the error to show on it, when it names one.
+    fn on_channel(&self) -> Option<(ChannelId, LastError)> {
+        let now = Utc::now();
+        match self {
+            Failure::Microsoft {
+                channel,
+                code,
+                detail,
+                remedy,
+                trace_id,
+                correlation_id,
+                ..
+            } => Some((
+                *channel,
+                LastError {
+                    source: ErrorSource::IdentityPlatform,
+                    code: code.clone(),
+                    message: format!("The sign-in failed: {detail}"),
+                    remedy: (*remedy).to_owned(),
+                    at: now,
+                    trace_id: trace_id.clone(),
+                    correlation_id: correlation_id.clone(),
+                },
+            )),
+            Failure::EmptyCode { channel, remedy } => Some((
+                *channel,
+                LastError {
+                    source: ErrorSource::IdentityPlatform,
+                    code: catalogue::codes::EMPTY_AUTHORIZATION_CODE.to_owned(),
+                    message: "The sign-in came back without an authorization code.".to_owned(),
+                    remedy: (*remedy).to_owned(),
+                    at: now,
+                    trace_id: None,
+                    correlation_id: None,
+                },
+            )),
+            Failure::NoRefreshToken { channel } => Some((
+                *channel,
+                LastError {
+                    source: ErrorSource::IdentityPlatform,
+                    code: "no_refresh_token".to_owned(),
+                    message: "Microsoft sent no refresh token: without offline_access, inboxd could read the mailbox for one hour only.".to_owned(),
+                    remedy: "In the Azure portal, add the delegated permission offline_access to the app, then \"Update auth info\".".to_owned(),
+                    at: now,
+                    trace_id: None,
+                    correlation_id: None,
+                },
+            )),
+            _ => None,
+        }
+    }
+}
+
 const RESTART: &str = "Start the authorization again: \"Update auth info\" on the status page, or `inboxd channel authorize ID`.";
 
 fn link(code: &'static str, what: impl Into<String>) -> Failure {
@@ -161,8 +215,20 @@ impl Control {
         })
     }
 
-    /// Completes an authorization from Microsoft's redirect back.
+    /// Completes an authorization from Microsoft's redirect back. A failure that names its channel
+    /// (the user declined, a policy refused, the code could not be redeemed) is also recorded on the
+    /// channel and reported as a `channel.sign_in_failed` event: whoever sent the link learns why.
     pub async fn complete_authorization(&self, redirect: &Redirect) -> Result<Authorized, Failure> {
+        let result = self.complete(redirect).await;
+        if let Err(failure) = &result
+            && let Some((id, error)) = failure.on_channel()
+        {
+            let _ = self.supervisor.send(SignInFailed { id, error }).await;
+        }
+        result
+    }
+
+    async fn complete(&self, redirect: &Redirect) -> Result<Authorized, Failure> {
         let Some(oauth_state) = redirect
             .state
             .as_deref()

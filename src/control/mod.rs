@@ -332,6 +332,21 @@ impl Control {
         })
     }
 
+    /// The newest `limit` events of a channel for a page (none when the store cannot say).
+    pub fn recent_events(&self, id: ChannelId, limit: usize) -> Vec<crate::store::ChannelEvent> {
+        self.ingest.events.history(id, limit).unwrap_or_default()
+    }
+
+    /// A channel's recent events (status changes, sign-ins), newest first.
+    pub async fn events(&self, id: ChannelId) -> Result<Vec<crate::store::ChannelEvent>, Error> {
+        self.get(id)?;
+        let events = Arc::clone(&self.ingest.events);
+        actix_web::rt::task::spawn_blocking(move || events.history(id, usize::MAX))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
     /// The first `max` quarantined messages of a channel.
     pub async fn quarantine(&self, id: ChannelId, max: usize) -> Result<Vec<Quarantined>, Error> {
         self.get(id)?;

@@ -26,6 +26,7 @@ pub fn scope() -> actix_web::Scope {
         .route("/channels/{id}/enable", web::post().to(enable))
         .route("/channels/{id}/disable", web::post().to(disable))
         .route("/channels/{id}/quarantine", web::get().to(quarantine))
+        .route("/channels/{id}/events", web::get().to(events))
         .route("/channels/{id}/quarantine/replay", web::post().to(replay))
         .default_service(web::to(not_found))
 }
@@ -280,6 +281,21 @@ async fn quarantine(
         .collect();
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"channel_id": id.to_string(), "messages": messages})))
+}
+
+/// `GET /api/channels/{id}/events`: the channel's recent events, newest first.
+async fn events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.check_bearer(&req)?;
+    let id = channel_id(&id)?;
+    let events = state.control.events(id).await?;
+    Ok(
+        HttpResponse::Ok()
+            .json(serde_json::json!({"channel_id": id.to_string(), "events": events})),
+    )
 }
 
 async fn replay(

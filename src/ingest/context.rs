@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::cluster::Ownership;
+use crate::events::Events;
 use crate::graph::GraphClient;
 use crate::ingest::ledger::Ledger;
 use crate::ingest::runtime::Runtimes;
@@ -63,6 +64,8 @@ pub struct Ingest {
     pub stats: Stats,
     /// Cluster mode: the shards this node holds. `None` on a single node (every channel is ours).
     pub cluster: Option<Arc<Ownership>>,
+    /// Where channel events go (log, history, event webhook).
+    pub events: Arc<Events>,
 }
 
 thread_local! {
@@ -86,7 +89,6 @@ impl Ingest {
     ) -> Self {
         Ingest {
             ledger: Ledger::new(store.clone()),
-            store,
             graphs,
             oauths,
             limiters,
@@ -94,7 +96,15 @@ impl Ingest {
             run,
             stats: Stats::default(),
             cluster: None,
+            events: Arc::new(Events::new(store.clone(), 20)),
+            store,
         }
+    }
+
+    /// The same context reporting channel events to `events`.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = Arc::new(events);
+        self
     }
 
     /// The same context in cluster mode: channels run only while this node holds their shard.

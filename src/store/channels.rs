@@ -119,13 +119,15 @@ impl Store {
                 key: key.clone(),
             });
         }
-        self.scan(Table::Ledger, Scan::Prefix(&key), |k, _| {
-            ops.push(Op::Remove {
-                table: Table::Ledger,
-                key: k.to_vec(),
-            });
-            Ok(ControlFlow::Continue(()))
-        })?;
+        for table in [Table::Ledger, Table::Events] {
+            self.scan(table, Scan::Prefix(&key), |k, _| {
+                ops.push(Op::Remove {
+                    table,
+                    key: k.to_vec(),
+                });
+                Ok(ControlFlow::Continue(()))
+            })?;
+        }
         self.scan(Table::Pending, Scan::All, |k, value| {
             let state = String::from_utf8_lossy(k);
             // A pending record that no longer decodes cannot be told apart; leave it to prune.

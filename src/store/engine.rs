@@ -40,11 +40,15 @@ pub(crate) enum Table {
     Floors,
     /// The store's own records: format version, key check, write probe.
     System,
+    /// Each channel's recent events (status changes, failed sign-ins): the channel id's 16 bytes,
+    /// then the event's time in nanoseconds (big-endian), so a channel's history is one prefix
+    /// scan in time order.
+    Events,
 }
 
 impl Table {
     /// Every table, in a fixed order (`index` is a position in it).
-    pub(crate) const ALL: [Table; 8] = [
+    pub(crate) const ALL: [Table; 9] = [
         Table::Channels,
         Table::Tokens,
         Table::Cursors,
@@ -53,6 +57,7 @@ impl Table {
         Table::Meta,
         Table::Floors,
         Table::System,
+        Table::Events,
     ];
 
     /// The table's name in the engine.
@@ -66,6 +71,7 @@ impl Table {
             Table::Meta => "meta",
             Table::Floors => "floors",
             Table::System => "inboxd_system",
+            Table::Events => "events",
         }
     }
 

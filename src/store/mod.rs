@@ -48,6 +48,7 @@ mod cursors;
 mod durability;
 mod engine;
 mod error;
+mod events;
 mod fencing;
 mod floors;
 mod keycheck;
@@ -75,6 +76,7 @@ use crate::domain::secret::MasterKey;
 
 pub use cluster::{Coordination, Fencer};
 pub use error::{StoreError, StoreErrorKind};
+pub use events::ChannelEvent;
 pub use floors::MAX_FLOOR_KEY_BYTES;
 pub use pending::USED_PENDING_RETENTION;
 pub use permissions::restrict_umask;

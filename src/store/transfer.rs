@@ -39,6 +39,8 @@ pub struct ExportCounts {
     pub meta: usize,
     /// Throttle floors.
     pub floors: usize,
+    /// Channel events.
+    pub events: usize,
 }
 
 impl ExportCounts {
@@ -51,6 +53,7 @@ impl ExportCounts {
             + self.pending
             + self.meta
             + self.floors
+            + self.events
     }
 
     fn count(&mut self, table: Table) {
@@ -62,6 +65,7 @@ impl ExportCounts {
             Table::Pending => self.pending += 1,
             Table::Meta => self.meta += 1,
             Table::Floors => self.floors += 1,
+            Table::Events => self.events += 1,
             Table::System => {}
         }
     }
@@ -71,14 +75,15 @@ impl std::fmt::Display for ExportCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} channels, {} token sets, {} cursors, {} ledger entries, {} pending authorizations, {} metadata values, {} throttle floors",
+            "{} channels, {} token sets, {} cursors, {} ledger entries, {} pending authorizations, {} metadata values, {} throttle floors, {} channel events",
             self.channels,
             self.tokens,
             self.cursors,
             self.ledger,
             self.pending,
             self.meta,
-            self.floors
+            self.floors,
+            self.events
         )
     }
 }

@@ -750,3 +750,164 @@ async fn two_refreshes_of_one_channel_never_overlap() {
         .wait_status(&id, "active", Duration::from_secs(5))
         .await;
 }
+
+/// An event webhook receiver: keeps every body it is sent.
+async fn event_receiver() -> (
+    String,
+    std::sync::Arc<parking_lot::Mutex<Vec<serde_json::Value>>>,
+) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let data = web::Data::new(std::sync::Arc::clone(&seen));
+    let server =
+        HttpServer::new(move || {
+            App::new().app_data(data.clone()).route(
+                "/events",
+                web::post().to(
+                    |body: web::Bytes,
+                     seen: web::Data<
+                        std::sync::Arc<parking_lot::Mutex<Vec<serde_json::Value>>>,
+                    >| async move {
+                        let event: serde_json::Value =
+                            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                        seen.lock().push(event);
+                        HttpResponse::Ok().finish()
+                    },
+                ),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}/events", server.addrs()[0].port());
+    actix_rt::spawn(server.run());
+    (url, seen)
+}
+
+#[actix_rt::test]
+async fn a_denied_sign_in_is_on_the_channel_and_in_the_event_webhook_within_a_second() {
+    let (url, seen) = event_receiver().await;
+    let world = world(60, &[("INBOXD_PROCESSOR__EVENT_WEBHOOK_URL", url)]).await;
+    let mailbox = world.mailbox("denied@contoso.example").await;
+    let id = world.add(&mailbox).await;
+    let (state, callback) = start_link(&world, &id).await;
+    let description = "AADSTS65004: User declined to consent to access the app.\r\nTrace ID: 2222-trace\r\nCorrelation ID: 3333-corr";
+    let url = reqwest::Url::parse_with_params(
+        &callback,
+        &[
+            ("state", state.as_str()),
+            ("error", "access_denied"),
+            ("error_description", description),
+        ],
+    )
+    .unwrap();
+
+    let started = Instant::now();
+    let (status, _) = get_page(&world, url.as_str()).await;
+    assert_eq!(status, 400);
+
+    // On the channel, at once: whoever sent the link sees why it failed and what to do.
+    let channel = world.daemon.channel(&id).await.unwrap();
+    assert_eq!(channel["status"], "awaiting_authorization");
+    assert_eq!(channel["last_error"]["code"], "AADSTS65004", "{channel}");
+    assert_eq!(channel["last_error"]["trace_id"], "2222-trace");
+    assert!(!channel["last_error"]["remedy"].as_str().unwrap().is_empty());
+
+    // In the event webhook within a second, with the channel, the code and the remedy.
+    let event = loop {
+        if let Some(event) = seen
+            .lock()
+            .iter()
+            .find(|e| e["kind"] == "channel.sign_in_failed")
+            .cloned()
+        {
+            break event;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "no sign_in_failed event within a second: {:?}",
+            seen.lock()
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(event["channel_id"], id.as_str());
+    assert_eq!(event["mailbox"], mailbox.upn.as_str());
+    assert_eq!(event["code"], "AADSTS65004");
+    assert_eq!(event["correlation_id"], "3333-corr");
+    assert!(event["id"].as_str().is_some_and(|i| !i.is_empty()));
+
+    // And in the channel's history.
+    let (status, history) = world
+        .daemon
+        .api(
+            reqwest::Method::GET,
+            &format!("/api/channels/{id}/events"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        history["events"][0]["kind"], "channel.sign_in_failed",
+        "{history}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_channel_s_status_changes_are_events_in_its_history() {
+    let (url, seen) = event_receiver().await;
+    let world = world(1, &[("INBOXD_PROCESSOR__EVENT_WEBHOOK_URL", url)]).await;
+    let mailbox = world.mailbox("changes@contoso.example").await;
+    let id = world.add(&mailbox).await;
+    let (status, _) = world.daemon.authorize(&id).await.unwrap();
+    assert_eq!(status, 200);
+    world
+        .daemon
+        .wait_channel(&id, Duration::from_secs(10), |c| c["status"] == "active")
+        .await
+        .unwrap();
+    let (status, _) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/disable"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, history) = world
+            .daemon
+            .api(
+                reqwest::Method::GET,
+                &format!("/api/channels/{id}/events"),
+                None,
+            )
+            .await
+            .unwrap();
+        let kinds: Vec<(String, String)> = history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["kind"].as_str().unwrap_or_default().to_owned(),
+                    e["status"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let authorized = kinds.iter().any(|(k, _)| k == "channel.authorized");
+        let disabled = kinds
+            .first()
+            .is_some_and(|(k, s)| k == "channel.status_changed" && s == "disabled");
+        if authorized && disabled && seen.lock().len() >= kinds.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "history: {kinds:?}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}

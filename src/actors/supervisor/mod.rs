@@ -29,6 +29,7 @@ use crate::actors::deps::Deps;
 use crate::actors::messages::*;
 use crate::cluster::shard_of;
 use crate::domain::{ChannelId, ChannelStatus};
+use crate::events;
 use crate::rate_limit::MailboxKey;
 use crate::status::ChannelView;
 use crate::store::ChannelRecord;
@@ -364,7 +365,15 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
         }
         let reauthorize = msg.reauthorize;
         let old_identity = MailboxIdentity::of(&current);
+        let previous = current.status;
         self.store_then(record, move |act, record| {
+            if previous != record.status {
+                act.deps.ingest.events.emit(
+                    record.id,
+                    record.mailbox.as_str(),
+                    events::status_changed(previous, record.status, None),
+                );
+            }
             if act.mailboxes.get(&old_identity) == Some(&record.id) {
                 act.mailboxes.remove(&old_identity);
             }
@@ -430,6 +439,7 @@ impl Handler<SetEnabled> for ChannelSupervisor {
             Ok(record) => record,
             Err(err) => return Box::pin(fut::ready(Err(err))),
         };
+        let previous = record.status;
         record.enabled = msg.enabled;
         record.updated_at = Utc::now();
         if msg.enabled {
@@ -459,6 +469,13 @@ impl Handler<SetEnabled> for ChannelSupervisor {
                 view.last_success_at = old.last_success_at;
             }
             act.deps.board.put(view.clone());
+            if previous != record.status {
+                act.deps.ingest.events.emit(
+                    record.id,
+                    record.mailbox.as_str(),
+                    events::status_changed(previous, record.status, None),
+                );
+            }
             if record.enabled {
                 act.start_channel(record, true);
             } else {
@@ -495,6 +512,11 @@ impl Handler<AuthorizationCompleted> for ChannelSupervisor {
                 row.warning = None;
             });
             tracing::info!(channel = %record.id, mailbox = %record.mailbox, "Channel authorized.");
+            act.deps.ingest.events.emit(
+                record.id,
+                record.mailbox.as_str(),
+                events::about("channel.authorized", record.status, None),
+            );
             act.start_channel(record, true);
             Ok(())
         })
@@ -674,5 +696,37 @@ impl Handler<Terminate> for ChannelSupervisor {
             addr.do_send(Shutdown);
         }
         ctx.stop();
+    }
+}
+
+impl Handler<SignInFailed> for ChannelSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: SignInFailed, _: &mut Context<Self>) -> Self::Result {
+        let mut record = match self.record(msg.id) {
+            Ok(record) => record,
+            // Removed meanwhile: nothing to record it on.
+            Err(_) => return Box::pin(fut::ready(())),
+        };
+        // The status stays (a channel awaiting its authorization still awaits it; one that runs
+        // on an older grant keeps running); the error is shown until the next success.
+        record.last_error = Some(msg.error.clone());
+        let error = msg.error;
+        Box::pin(
+            self.store_then(record, move |act, record| {
+                act.deps.board.update(record.id, |row| row.last_error = Some(error.clone()));
+                act.deps.ingest.events.emit(
+                    record.id,
+                    record.mailbox.as_str(),
+                    events::about("channel.sign_in_failed", record.status, Some(&error)),
+                );
+                Ok(())
+            })
+            .map(|result, _, _| {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "Could not record a failed sign-in on its channel.");
+                }
+            }),
+        )
     }
 }

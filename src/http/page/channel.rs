@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use crate::control::Quarantined;
 use crate::domain::ChannelStatus;
 use crate::http::AppState;
-use crate::http::page::cells::{self, button_form, csrf_field};
+use crate::http::page::cells::{self, button_form, csrf_field, truncate};
 use crate::http::page::frame::page;
 use crate::http::session::CsrfToken;
 use crate::status::ChannelView;
@@ -81,6 +81,29 @@ pub fn detail(
                     }
                     p { (w.message) " Polling goes on while the current access token is valid." }
                     p { strong { "What to do:" } " " (w.remedy) }
+                }
+            }
+            @let history = state.control.recent_events(view.id, 10);
+            @if !history.is_empty() {
+                details id="detail-events" {
+                    summary { "Recent events (" (history.len()) ")" }
+                    table {
+                        thead { tr { th { "When" } th { "What" } th { "Status" } th { "Code" } th { "What to do" } } }
+                        tbody {
+                            @for event in &history {
+                                tr data-kind=(event.kind) {
+                                    td { (cells::time(Some(event.at), now, "")) }
+                                    td { (event.kind.trim_start_matches("channel.").replace('_', " ")) }
+                                    td {
+                                        @if let Some(previous) = &event.previous_status { (previous) " → " }
+                                        (event.status)
+                                    }
+                                    td { @if let Some(code) = &event.code { code { (code) } } }
+                                    td { @if let Some(remedy) = &event.remedy { (truncate(remedy, 160)) } }
+                                }
+                            }
+                        }
+                    }
                 }
             }
             div.actions id="actions" {
