@@ -323,6 +323,9 @@ impl Application {
                 redirect_uri: settings.server.redirect_uri(),
                 authorization_ttl: chrono::Duration::minutes(10),
                 default_first_import: first_import(settings.polling.first_import),
+                public_url: settings.server.public_url.base().to_owned(),
+                invitation_ttl: chrono::Duration::from_std(settings.server.sign_in_link_ttl)
+                    .unwrap_or_else(|_| chrono::Duration::hours(72)),
             },
         );
         let state = web::Data::new(AppState::new(

@@ -241,6 +241,7 @@ every_engine!(
     prune_floors_removes_only_floors_that_have_passed,
     bad_floor_keys_are_refused_and_change_nothing,
     channel_events_keep_the_newest_and_go_with_their_channel,
+    invitations_work_once_until_they_expire_or_are_revoked,
 );
 
 fn channels_round_trip_with_every_option_and_variant(engine: Engine) {
@@ -589,6 +590,63 @@ fn channel_events_keep_the_newest_and_go_with_their_channel(engine: Engine) {
     store.delete_channel(channel.id).unwrap();
     assert!(store.list_events(channel.id, 10).unwrap().is_empty());
     assert_eq!(store.list_events(other.id, 10).unwrap().len(), 1);
+}
+
+fn invitations_work_once_until_they_expire_or_are_revoked(engine: Engine) {
+    use inboxd::store::{Invitation, InvitationLookup, invitation_id};
+    let store = fresh(engine);
+    let channel = full_channel(1);
+    let invitation = |expires: i64| Invitation {
+        channel_id: channel.id.to_string(),
+        created_at: at(0),
+        expires_at: at(expires),
+        used_at: None,
+        revoked_at: None,
+    };
+    let id = store.put_invitation("token-one", &invitation(100)).unwrap();
+    assert_eq!(id, invitation_id("token-one"));
+    assert!(!id.contains("token"), "only the token's hash is stored");
+    // Past its time, it does not work (and is not used up by trying).
+    assert_eq!(
+        store.take_invitation("token-one", at(100)).unwrap(),
+        InvitationLookup::Expired
+    );
+    assert_eq!(
+        store.take_invitation("token-one", at(50)).unwrap(),
+        InvitationLookup::Taken(channel.id)
+    );
+    assert_eq!(
+        store.take_invitation("token-one", at(51)).unwrap(),
+        InvitationLookup::AlreadyUsed
+    );
+    assert!(
+        store
+            .get_invitation(&id)
+            .unwrap()
+            .unwrap()
+            .used_at
+            .is_some()
+    );
+
+    store.put_invitation("token-two", &invitation(100)).unwrap();
+    assert!(
+        store
+            .revoke_invitation(&invitation_id("token-two"), at(10))
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_invitation(&invitation_id("token-two"), at(11))
+            .unwrap()
+    );
+    assert_eq!(
+        store.take_invitation("token-two", at(20)).unwrap(),
+        InvitationLookup::Revoked
+    );
+    assert_eq!(
+        store.take_invitation("never-made", at(20)).unwrap(),
+        InvitationLookup::Unknown
+    );
 }
 
 fn meta_round_trips(engine: Engine) {

@@ -221,6 +221,14 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key!(
         "server",
+        "sign_in_link_ttl_hours",
+        int(1, 720),
+        "72",
+        "hours",
+        "How long a sign-in link an admin sends to a mailbox's owner (POST /api/channels/{id}/invitations) stays valid. It works once and can be revoked; the sign-in it starts lasts 10 minutes."
+    ),
+    key!(
+        "server",
         "max_body_bytes",
         int(1024, 16 * 1024 * 1024),
         "65536",

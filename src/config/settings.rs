@@ -41,6 +41,8 @@ pub struct ServerSettings {
     pub public_url: HttpUrl,
     /// Path of the OAuth callback, starting with `/`.
     pub callback_path: String,
+    /// How long a sign-in link sent to a mailbox's owner stays valid.
+    pub sign_in_link_ttl: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// How long in-flight work may finish on shutdown.
@@ -683,6 +685,7 @@ pub(crate) fn build(
     let listen = r.socket_addr("server", "listen");
     let public_url = r.url("server", "public_url");
     let callback_path = r.url_path("server", "callback_path");
+    let sign_in_link_hours = r.int("server", "sign_in_link_ttl_hours");
     let max_body_bytes = r.usize("server", "max_body_bytes");
     let shutdown_grace = r.secs("server", "shutdown_grace_secs");
     let per_channel_metrics_max = r.int("server", "per_channel_metrics_max");
@@ -858,6 +861,7 @@ pub(crate) fn build(
             listen: listen?,
             public_url: public_url?,
             callback_path: callback_path?,
+            sign_in_link_ttl: Duration::from_secs(sign_in_link_hours?.checked_mul(3600)?),
             max_body_bytes: max_body_bytes?,
             shutdown_grace: shutdown_grace?,
             per_channel_metrics_max: per_channel_metrics_max?,

@@ -20,6 +20,7 @@
 pub mod authorization;
 pub mod error;
 pub mod input;
+pub mod invitations;
 
 use std::sync::Arc;
 
@@ -50,6 +51,10 @@ pub struct Settings {
     pub authorization_ttl: chrono::Duration,
     /// The first-import policy of channels that do not say.
     pub default_first_import: FirstImport,
+    /// Where browsers reach this server (`server.public_url`): invitation links start with it.
+    pub public_url: String,
+    /// How long a sign-in invitation stays valid at most.
+    pub invitation_ttl: chrono::Duration,
 }
 
 /// The control layer: every operation an operator can ask for.

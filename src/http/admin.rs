@@ -27,6 +27,8 @@ pub fn scope() -> actix_web::Scope {
         .route("/channels/{id}/disable", web::post().to(disable))
         .route("/channels/{id}/quarantine", web::get().to(quarantine))
         .route("/channels/{id}/events", web::get().to(events))
+        .route("/channels/{id}/invitations", web::post().to(invite))
+        .route("/invitations/{id}", web::delete().to(revoke_invitation))
         .route("/channels/{id}/quarantine/replay", web::post().to(replay))
         .default_service(web::to(not_found))
 }
@@ -218,6 +220,59 @@ async fn authorize(
         "redirect_uri": state.control.redirect_uri(),
         "expires_at": link.expires_at,
     })))
+}
+
+/// Body of `POST /api/channels/{id}/invitations` (optional).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteBody {
+    /// Hours the link stays valid (default and most: `server.sign_in_link_ttl_hours`).
+    valid_hours: Option<u32>,
+}
+
+/// `POST /api/channels/{id}/invitations`: a sign-in link to send to the mailbox's owner.
+async fn invite(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.check_bearer(&req)?;
+    let id = channel_id(&id)?;
+    let body: InviteBody = if body.iter().all(u8::is_ascii_whitespace) {
+        InviteBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            ApiError::from(crate::control::Error::Invalid {
+                code: "invalid_body",
+                message: format!(
+                    "the body must be empty or JSON like {{\"valid_hours\": 72}}: {err}"
+                ),
+            })
+        })?
+    };
+    let valid_for = body
+        .valid_hours
+        .map(|hours| chrono::Duration::hours(i64::from(hours)));
+    let invitation = state.control.invite(id, valid_for).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "id": invitation.id,
+        "channel_id": id.to_string(),
+        "url": invitation.url,
+        "expires_at": invitation.expires_at,
+        "who_signs_in": "the mailbox's user, or a user with Full Access to the mailbox",
+    })))
+}
+
+/// `DELETE /api/invitations/{id}`: the link stops working.
+async fn revoke_invitation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.check_bearer(&req)?;
+    state.control.revoke_invitation(&id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 async fn poll(

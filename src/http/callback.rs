@@ -42,6 +42,57 @@ pub async fn callback(
     }
 }
 
+/// `GET /sign-in/{token}`: a sign-in invitation's link. Valid: on to Microsoft's sign-in (a 303 to
+/// the login origin, the only place this handler ever redirects). Otherwise a page that says why
+/// and what to do.
+pub async fn invitation(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
+    use crate::control::invitations::InvitationRefused;
+    let ask = "Ask whoever sent you this link for a new one.";
+    let (title, detail, remedy, status) = match state.control.open_invitation(&token).await {
+        Ok(link) => {
+            return HttpResponse::SeeOther()
+                .insert_header((actix_web::http::header::LOCATION, link.url))
+                .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+                .insert_header(("Referrer-Policy", "no-referrer"))
+                .finish();
+        }
+        Err(InvitationRefused::Unknown) => (
+            "This sign-in link is not known",
+            "It may be mistyped or cut short.",
+            ask,
+            StatusCode::NOT_FOUND,
+        ),
+        Err(InvitationRefused::Expired) => (
+            "This sign-in link has expired",
+            "Sign-in links work for a limited time.",
+            ask,
+            StatusCode::GONE,
+        ),
+        Err(InvitationRefused::Used) => (
+            "This sign-in link was used already",
+            "A sign-in link works once. If the sign-in did not finish, a new link is needed.",
+            ask,
+            StatusCode::GONE,
+        ),
+        Err(InvitationRefused::Revoked) => (
+            "This sign-in link was revoked",
+            "Whoever sent it withdrew it.",
+            ask,
+            StatusCode::GONE,
+        ),
+        Err(InvitationRefused::Unavailable(why)) => {
+            tracing::warn!(error = %why, "A sign-in invitation could not start its sign-in.");
+            (
+                "The sign-in could not start",
+                "inboxd could not start the sign-in just now. The link was used; it does not work twice.",
+                ask,
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+        }
+    };
+    Notice::failure(title, detail, remedy, None).render(status)
+}
+
 fn failure_page(failure: Failure) -> HttpResponse {
     let (status, notice) = match failure {
         Failure::Link { code, what } => {

@@ -71,6 +71,10 @@ pub fn configure(
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics::render))
             .route(&callback_path, web::get().to(callback::callback))
+            .route(
+                &format!("{}{{token}}", crate::control::invitations::INVITATION_PATH),
+                web::get().to(callback::invitation),
+            )
             .configure(page::routes)
             .service(admin::scope());
     }

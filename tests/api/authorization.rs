@@ -759,9 +759,8 @@ async fn event_receiver() -> (
     use actix_web::{App, HttpResponse, HttpServer, web};
     let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let data = web::Data::new(std::sync::Arc::clone(&seen));
-    let server =
-        HttpServer::new(move || {
-            App::new().app_data(data.clone()).route(
+    let server = HttpServer::new(move || {
+        App::new().app_data(data.clone()).route(
                 "/events",
                 web::post().to(
                     |body: web::Bytes,
@@ -775,11 +774,11 @@ async fn event_receiver() -> (
                     },
                 ),
             )
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .unwrap();
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
     let url = format!("http://127.0.0.1:{}/events", server.addrs()[0].port());
     actix_rt::spawn(server.run());
     (url, seen)
@@ -910,4 +909,117 @@ async fn a_channel_s_status_changes_are_events_in_its_history() {
         assert!(Instant::now() < deadline, "history: {kinds:?}");
         actix_rt::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[actix_rt::test]
+async fn a_sign_in_invitation_works_once_for_days_and_can_be_revoked() {
+    let world = world(1, &[]).await;
+    let mailbox = world.mailbox("owner@contoso.example").await;
+    let id = world.add(&mailbox).await;
+
+    // The admin makes a link for the mailbox's owner, valid for two days.
+    let (status, invitation) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/invitations"),
+            Some(json!({"valid_hours": 48})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{invitation}");
+    let url = invitation["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&world.daemon.base), "{url}");
+    let expires: chrono::DateTime<Utc> =
+        invitation["expires_at"].as_str().unwrap().parse().unwrap();
+    let hours = (expires - Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((47.9..=48.0).contains(&hours), "{hours} hours");
+
+    // The owner opens it: on to Microsoft's sign-in, and back to an authorized channel.
+    let opened = world.daemon.http.get(&url).send().await.unwrap();
+    assert_eq!(opened.status(), 303);
+    let signin_url = opened.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        signin_url.contains("/oauth2/v2.0/authorize"),
+        "{signin_url}"
+    );
+    let signin = world.daemon.http.get(&signin_url).send().await.unwrap();
+    let callback = signin.headers()["location"].to_str().unwrap().to_owned();
+    let (status, _) = get_page(&world, &callback).await;
+    assert_eq!(status, 200);
+    world
+        .daemon
+        .wait_channel(&id, Duration::from_secs(10), |c| c["status"] == "active")
+        .await
+        .unwrap();
+
+    // It works once.
+    let again = world.daemon.http.get(&url).send().await.unwrap();
+    assert_eq!(again.status(), 410);
+    assert!(again.text().await.unwrap().contains("used already"));
+
+    // Another link, revoked before it is opened, does not work; revoking twice says so.
+    let (_, second) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/invitations"),
+            None,
+        )
+        .await
+        .unwrap();
+    let invitation_id = second["id"].as_str().unwrap();
+    let (status, _) = world
+        .daemon
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/invitations/{invitation_id}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 204);
+    let revoked = world
+        .daemon
+        .http
+        .get(second["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 410);
+    assert!(revoked.text().await.unwrap().contains("revoked"));
+    let (status, _) = world
+        .daemon
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/invitations/{invitation_id}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+
+    // A guessed link is not known; a validity past the limit is refused with the limit.
+    let guessed = world
+        .daemon
+        .http
+        .get(format!(
+            "{}/sign-in/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            world.daemon.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(guessed.status(), 404);
+    let (status, refused) = world
+        .daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/channels/{id}/invitations"),
+            Some(json!({"valid_hours": 10000})),
+        )
+        .await
+        .unwrap();
+    assert!(status == 400 || status == 422, "{status} {refused}");
+    assert!(refused.to_string().contains("72 hours"), "{refused}");
 }
