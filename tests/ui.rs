@@ -730,3 +730,189 @@ async fn a_hundred_thousand_channels_are_paged_on_the_server() {
     daemon.stop().await.unwrap();
     sim.stop();
 }
+
+/// A failure as the board shows it.
+fn failing(code: &str, remedy: &str) -> inboxd::store::LastError {
+    inboxd::store::LastError {
+        source: inboxd::store::ErrorSource::IdentityPlatform,
+        code: code.to_owned(),
+        message: format!("{code} happened"),
+        remedy: remedy.to_owned(),
+        at: Utc::now() - chrono::Duration::minutes(5),
+        trace_id: None,
+        correlation_id: None,
+    }
+}
+
+#[actix_web::test]
+async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serves_a_group() {
+    let sim = simulator();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
+        .await
+        .unwrap();
+    let tenant = "6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7";
+    let client = "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9";
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let id = daemon
+            .add_channel(tenant, client, SECRET, &format!("care{i}@contoso.example"))
+            .await
+            .unwrap();
+        ids.push(ChannelId::parse(&id).unwrap());
+    }
+    // Three ways of failing, and one channel that heals on its own; two stay healthy-ish.
+    let board = daemon.app().unwrap().board();
+    let set = |id: ChannelId, status: ChannelStatus, error: Option<inboxd::store::LastError>| {
+        board.update(id, |row| {
+            row.status = status;
+            row.last_error = error;
+        });
+    };
+    for id in &ids[0..3] {
+        set(
+            *id,
+            ChannelStatus::NeedsReauthorization,
+            Some(failing("AADSTS70008", "Sign in again: the grant expired.")),
+        );
+    }
+    for id in &ids[3..5] {
+        set(
+            *id,
+            ChannelStatus::Blocked,
+            Some(failing(
+                "AADSTS53003",
+                "Ask the tenant's admin to exclude the app from the Conditional Access policy.",
+            )),
+        );
+    }
+    set(
+        ids[5],
+        ChannelStatus::Blocked,
+        Some(failing(
+            "AADSTS7000222",
+            "Make a new client secret and update the channel.",
+        )),
+    );
+    set(
+        ids[6],
+        ChannelStatus::BackingOff,
+        Some(failing(
+            "ApplicationThrottled",
+            "Nothing: inboxd retries on its own.",
+        )),
+    );
+    set(ids[7], ChannelStatus::Active, None);
+    set(ids[8], ChannelStatus::Active, None);
+
+    let (cookie, _) = login(&daemon).await;
+    let (status, page) = get(&daemon, &cookie, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    // The groups come first, most urgent first, each once with its count and its one remedy.
+    let problems = page
+        .find("id=\"problems\"")
+        .expect("a Needs attention section");
+    assert!(
+        problems < page.find("id=\"channels\"").unwrap(),
+        "before the table"
+    );
+    let order: Vec<usize> = [
+        "data-code=\"AADSTS53003\"",
+        "data-code=\"AADSTS7000222\"",
+        "data-code=\"AADSTS70008\"",
+        "data-code=\"ApplicationThrottled\"",
+    ]
+    .iter()
+    .map(|needle| {
+        page.find(needle)
+            .unwrap_or_else(|| panic!("no group {needle}"))
+    })
+    .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "blocked, then needs re-authorization, then the calm group: {order:?}"
+    );
+    assert!(
+        page.contains("data-code=\"AADSTS70008\" data-count=\"3\""),
+        "{page}"
+    );
+    assert!(page.contains("data-code=\"AADSTS53003\" data-count=\"2\""));
+    assert_eq!(
+        page.matches("Sign in again: the grant expired.").count(),
+        1,
+        "one remedy per group"
+    );
+    assert!(page.contains("Ask the tenant&#39;s admin") || page.contains("Ask the tenant's admin"));
+    assert!(page.contains("class=\"group calm\""), "backing off is calm");
+    // A wrong secret's primary action is the secret, not a sign-in.
+    let secret_group = &page[order[1]..order[2]];
+    assert!(secret_group.contains("Update the secret"), "{secret_group}");
+
+    // One bulk action makes sign-in links for the whole group.
+    let csrf = csrf_of(&page);
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("status", "needs_reauthorization"),
+            ("code", "AADSTS70008"),
+            ("action", "reauthorize"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let links = res.text().await.unwrap();
+    assert_eq!(links.matches("/sign-in/").count(), 3, "{links}");
+    for id in &ids[0..3] {
+        assert!(links.contains(&id.to_string()));
+    }
+    assert!(
+        !links.contains(&ids[3].to_string()),
+        "only the group's channels"
+    );
+
+    // Without the session's CSRF token, nothing happens.
+    let refused = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", "wrong"),
+            ("status", "blocked"),
+            ("code", "AADSTS53003"),
+            ("action", "disable"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(daemon.channel(&ids[3].to_string()).await.unwrap()["enabled"] == true);
+
+    // Disable a group: both of its channels, nothing else.
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("status", "blocked"),
+            ("code", "AADSTS53003"),
+            ("action", "disable"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    for id in &ids[3..5] {
+        assert_eq!(
+            daemon.channel(&id.to_string()).await.unwrap()["enabled"],
+            false
+        );
+    }
+    assert_eq!(
+        daemon.channel(&ids[5].to_string()).await.unwrap()["enabled"],
+        true
+    );
+    daemon.stop().await.unwrap();
+    sim.stop();
+}

@@ -1,5 +1,6 @@
-//! The channels view (`GET /`): status counts, the add form, filter and search, one page of the
-//! table, paging; with one channel's details on top when the query names one.
+//! The channels view (`GET /`): status counts, what needs attention first (grouped by error code,
+//! `problems.rs`), the add form, filter and search, one page of the table, paging; with one
+//! channel's details on top when the query names one.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -13,8 +14,8 @@ use crate::control::Filter;
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::http::AppState;
 use crate::http::page::cells::{self, button_form, csrf_field, truncate};
-use crate::http::page::channel;
 use crate::http::page::frame::page;
+use crate::http::page::{channel, problems};
 use crate::http::session::CsrfToken;
 use crate::status::ChannelView;
 
@@ -89,11 +90,14 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
     let counts: [Cell<usize>; 6] = Default::default();
     let offset = (query.page - 1).saturating_mul(PAGE_SIZE);
     let filter = Filter::new(query.status, &query.q);
+    let trouble = std::cell::RefCell::new(problems::Collector::default());
     let listing = state.control.list(&filter, offset, PAGE_SIZE, |row| {
         if let Some(i) = ChannelStatus::ALL.iter().position(|s| *s == row.status) {
             counts[i].set(counts[i].get() + 1);
         }
+        trouble.borrow_mut().see(row);
     });
+    let groups = trouble.into_inner().groups();
     let all: usize = counts.iter().map(Cell::get).sum();
     let total = listing.total;
     let first = if total == 0 { 0 } else { offset + 1 };
@@ -129,6 +133,7 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
                     },
                 }
             }
+            @if query.channel.is_none() { (problems::section(&groups, csrf, now)) }
             (add_form(state, csrf, all == 0))
             form method="get" action="/" id="filter" class="filter" role="search" {
                 label { "Status "
@@ -195,8 +200,8 @@ fn row(view: &ChannelView, now: DateTime<Utc>) -> Markup {
             td.num { (cells::messages_today(view, now)) }
             td.error {
                 @if let Some(e) = &view.last_error {
+                    // The remedy is said once per group above, and in the channel's details.
                     code { (e.code) } " " (truncate(&e.message, 200))
-                    div.remedy { (truncate(&e.remedy, 160)) }
                 }
             }
             td { (cells::secret(view, now)) }

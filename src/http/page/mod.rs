@@ -16,6 +16,7 @@ mod channels;
 mod frame;
 mod guard;
 mod login;
+mod problems;
 
 use std::collections::HashMap;
 
@@ -43,6 +44,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/ui/app.css", web::get().to(style))
         .route("/favicon.ico", web::get().to(HttpResponse::NoContent))
         .route("/ui/channels", web::post().to(add))
+        .route("/ui/bulk", web::post().to(problems::bulk))
         .route("/ui/channels/{id}/authorize", web::post().to(authorize))
         .route("/ui/channels/{id}/secret", web::post().to(update_secret))
         .route("/ui/channels/{id}/enable", web::post().to(enable))
