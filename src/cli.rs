@@ -40,7 +40,7 @@ pub enum Command {
     Sim(SimArgs),
     /// Manage the channels of a running daemon through its admin API (admin token from --token-file,
     /// INBOXD_ADMIN_TOKEN or the configuration's security.admin_token_file; --json for scripts).
-    Channel(ChannelArgs),
+    Channel(Box<ChannelArgs>),
     /// Print a new random master key (base64 of 32 bytes) on one line of stdout. Store it like a
     /// password: `inboxd keygen > master.key && chmod 600 master.key`.
     Keygen,
