@@ -42,7 +42,7 @@ pub fn channel(channel: &Value) -> Vec<String> {
     ));
     lines.push(format!("next poll:     {}", field(channel, "next_poll_at")));
     if let Some(today) = channel.get("messages_today").and_then(Value::as_u64) {
-        lines.push(format!("delivered today: {today}"));
+        lines.push(format!("delivered:     {today} today"));
     }
     lines.push(format!("redirect URI:  {}", field(channel, "redirect_uri")));
     if let Some(warning) = present(channel, "secret_warning").and_then(Value::as_str) {
