@@ -1,138 +1,232 @@
 //! The client side of `inboxd channel …`: calls the running daemon's admin API and prints the answer
-//! for a person. The admin token comes from `INBOXD_ADMIN_TOKEN`.
+//! for a person, or with `--json` the API's JSON as is. [`connection`] finds the server and the admin
+//! token; [`render`] makes the human text. A closed standard output ends the command quietly.
 
-use std::io::Read as _;
+mod connection;
+mod render;
+
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{ChannelAddArgs, ChannelArgs, ChannelCommand, ChannelUpdateArgs};
+use crate::cli::{ChannelAddArgs, ChannelArgs, ChannelCommand, ChannelListArgs, ChannelUpdateArgs};
+use crate::config::Env;
+use crate::domain::secret::AdminToken;
+use connection::{TokenSources, find_token, plain_http_warning};
+pub use connection::{parse_server, parse_token};
 
-/// Runs one `inboxd channel` command.
+/// Runs one `inboxd channel` command. A closed standard output (`inboxd channel list | head -1`)
+/// ends it quietly and successfully.
 pub async fn run(args: ChannelArgs) -> anyhow::Result<()> {
-    let token = std::env::var("INBOXD_ADMIN_TOKEN")
-        .ok()
-        .filter(|t| !t.trim().is_empty())
-        .context("INBOXD_ADMIN_TOKEN is not set: export the daemon's admin token (the value of INBOXD_ADMIN_TOKEN or security.admin_token_file of `inboxd serve`)")?;
+    match execute(args).await {
+        Err(err) if err.chain().any(|cause| cause.is::<StdoutClosed>()) => Ok(()),
+        other => other,
+    }
+}
+
+/// Standard output was closed by the reader (a pipe into `head`): nothing more to say.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+struct StdoutClosed;
+
+/// Standard output, with a closed pipe turned into [`StdoutClosed`] instead of a panic.
+struct Out;
+
+impl Out {
+    fn lines<S: AsRef<str>>(&mut self, lines: &[S]) -> anyhow::Result<()> {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for line in lines {
+            writeln!(out, "{}", line.as_ref()).map_err(stdout_error)?;
+        }
+        out.flush().map_err(stdout_error)
+    }
+
+    fn line(&mut self, line: impl AsRef<str>) -> anyhow::Result<()> {
+        self.lines(&[line])
+    }
+
+    /// The API's JSON as is (pretty-printed, one document).
+    fn json(&mut self, value: &Value) -> anyhow::Result<()> {
+        let text =
+            serde_json::to_string_pretty(value).context("could not print the answer as JSON")?;
+        self.line(text)
+    }
+}
+
+fn stdout_error(err: std::io::Error) -> anyhow::Error {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        StdoutClosed.into()
+    } else {
+        anyhow::anyhow!("cannot write to standard output: {err}")
+    }
+}
+
+/// Warnings go to stderr, so that stdout stays the answer (and valid JSON with `--json`).
+fn warn(warning: &str) {
+    let _ = writeln!(std::io::stderr(), "inboxd: warning: {warning}");
+}
+
+async fn execute(args: ChannelArgs) -> anyhow::Result<()> {
+    let env = Env::process();
+    let found = find_token(
+        &TokenSources {
+            token: args.token.as_ref(),
+            token_file: args.token_file.as_deref(),
+            config: args.config.as_deref(),
+        },
+        &env,
+    )?;
+    for warning in found
+        .warnings
+        .iter()
+        .chain(plain_http_warning(&args.server).iter())
+    {
+        warn(warning);
+    }
     let client = Client {
         http: reqwest::Client::new(),
-        base: args.server.trim_end_matches('/').to_owned(),
-        token,
+        base: args.server.clone(),
+        token: found.token,
     };
+    let json = args.json;
+    let mut out = Out;
     match args.command {
         ChannelCommand::Add(add) => {
             let channel = client
-                .call(reqwest::Method::POST, "/api/channels", Some(add_body(add)?))
+                .call(Method::POST, "/api/channels", &[], Some(add_body(add)?))
                 .await?;
-            print_channel(&channel);
+            if json {
+                return out.json(&channel);
+            }
+            out.lines(&render::channel(&channel))?;
             if let Some(id) = channel.get("id").and_then(Value::as_str) {
-                println!(
+                out.line(format!(
                     "\nNext: register the redirect URI above in Azure, then run `inboxd channel authorize {id}`."
-                );
+                ))?;
             }
         }
-        ChannelCommand::List { status } => {
-            let mut path = "/api/channels?limit=1000".to_owned();
-            if let Some(status) = status {
-                path.push_str(&format!("&status={status}"));
+        ChannelCommand::List(list) => list_channels(&client, &list, json, &mut out).await?,
+        ChannelCommand::Show { id } => {
+            let channel = client
+                .call(Method::GET, &format!("/api/channels/{id}"), &[], None)
+                .await?;
+            if json {
+                return out.json(&channel);
             }
-            let page = client.call(reqwest::Method::GET, &path, None).await?;
-            print_list(&page);
+            let mut lines = render::channel(&channel);
+            match client
+                .call(
+                    Method::GET,
+                    &format!("/api/channels/{id}/quarantine"),
+                    &[],
+                    None,
+                )
+                .await
+            {
+                Ok(answer) => {
+                    lines.extend(render::quarantine_summary(&id, &answer, QUARANTINE_API_MAX))
+                }
+                Err(err) => lines.push(format!("quarantine:    could not be read: {err:#}")),
+            }
+            out.lines(&lines)?;
         }
-        ChannelCommand::Show { id } => print_channel(
-            &client
-                .call(reqwest::Method::GET, &format!("/api/channels/{id}"), None)
-                .await?,
-        ),
         ChannelCommand::Update(update) => {
             let id = update.id.clone();
             let channel = client
                 .call(
-                    reqwest::Method::PATCH,
+                    Method::PATCH,
                     &format!("/api/channels/{id}"),
+                    &[],
                     Some(update_body(update)?),
                 )
                 .await?;
-            print_channel(&channel);
+            print_channel(&mut out, &channel, json)?;
         }
         ChannelCommand::Remove { id } => {
             client
+                .call(Method::DELETE, &format!("/api/channels/{id}"), &[], None)
+                .await?;
+            if json {
+                return out.json(&json!({ "id": id, "removed": true }));
+            }
+            out.line(format!("Channel {id} removed."))?;
+        }
+        ChannelCommand::Enable { id } => {
+            let channel = client
                 .call(
-                    reqwest::Method::DELETE,
-                    &format!("/api/channels/{id}"),
+                    Method::POST,
+                    &format!("/api/channels/{id}/enable"),
+                    &[],
                     None,
                 )
                 .await?;
-            println!("Channel {id} removed.");
+            print_channel(&mut out, &channel, json)?;
         }
-        ChannelCommand::Enable { id } => print_channel(
-            &client
+        ChannelCommand::Disable { id } => {
+            let channel = client
                 .call(
-                    reqwest::Method::POST,
-                    &format!("/api/channels/{id}/enable"),
-                    None,
-                )
-                .await?,
-        ),
-        ChannelCommand::Disable { id } => print_channel(
-            &client
-                .call(
-                    reqwest::Method::POST,
+                    Method::POST,
                     &format!("/api/channels/{id}/disable"),
+                    &[],
                     None,
                 )
-                .await?,
-        ),
+                .await?;
+            print_channel(&mut out, &channel, json)?;
+        }
         ChannelCommand::Authorize { id } => {
             let answer = client
                 .call(
-                    reqwest::Method::POST,
+                    Method::POST,
                     &format!("/api/channels/{id}/authorize"),
+                    &[],
                     None,
                 )
                 .await?;
-            let url = answer
-                .get("authorization_url")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            println!(
-                "Open this link as an admin of the mailbox's tenant, sign in and consent (valid 10 minutes):\n\n{url}\n"
-            );
-            if let Some(redirect) = answer.get("redirect_uri").and_then(Value::as_str) {
-                println!(
-                    "It returns to {redirect}, which must be registered as a Web redirect URI of the app in Azure."
-                );
+            if json {
+                return out.json(&answer);
             }
+            // The mailbox, to say whose sign-in it takes; the link is printed without it too.
+            let mailbox = client
+                .call(Method::GET, &format!("/api/channels/{id}"), &[], None)
+                .await
+                .ok()
+                .and_then(|c| c.get("mailbox").and_then(Value::as_str).map(str::to_owned));
+            out.lines(&authorize_text(&answer, mailbox.as_deref()))?;
         }
         ChannelCommand::Poll { id } => {
             let answer = client
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/api/channels/{id}/poll"),
-                    None,
-                )
+                .call(Method::POST, &format!("/api/channels/{id}/poll"), &[], None)
                 .await?;
+            if json {
+                return out.json(&answer);
+            }
             let at = answer
                 .get("poll_at")
                 .and_then(Value::as_str)
                 .and_then(|at| at.parse::<chrono::DateTime<chrono::Utc>>().ok());
             match at {
-                Some(at) if at > chrono::Utc::now() + chrono::Duration::seconds(1) => println!(
+                Some(at) if at > chrono::Utc::now() + chrono::Duration::seconds(1) => out.line(format!(
                     "Channel {id} polls at {at}: Microsoft asked inboxd not to call this mailbox before then (Retry-After)."
-                ),
-                _ => println!("Channel {id} polls now."),
+                ))?,
+                _ => out.line(format!("Channel {id} polls now."))?,
             }
         }
         ChannelCommand::Backfill { id, since } => {
             let answer = client
                 .call(
-                    reqwest::Method::POST,
+                    Method::POST,
                     &format!("/api/channels/{id}/backfill"),
-                    Some(serde_json::json!({ "since": since })),
+                    &[],
+                    Some(json!({ "since": since })),
                 )
                 .await?;
-            println!(
+            if json {
+                return out.json(&answer);
+            }
+            out.line(format!(
                 "Channel {id} delivers what was received since {} and never delivered, starting {}. `inboxd channel show {id}` shows the messages delivered today.",
                 answer
                     .get("since")
@@ -142,65 +236,210 @@ pub async fn run(args: ChannelArgs) -> anyhow::Result<()> {
                     .get("start_at")
                     .and_then(Value::as_str)
                     .unwrap_or("now")
-            );
+            ))?;
         }
         ChannelCommand::Quarantine { id } => {
             let answer = client
                 .call(
-                    reqwest::Method::GET,
+                    Method::GET,
                     &format!("/api/channels/{id}/quarantine"),
+                    &[],
                     None,
                 )
                 .await?;
-            let messages = answer
-                .get("messages")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if messages.is_empty() {
-                println!("No quarantined messages.");
+            if json {
+                return out.json(&answer);
             }
-            for m in messages {
-                println!(
-                    "{}  failures={}  {}",
-                    m.get("message_id").and_then(Value::as_str).unwrap_or("?"),
-                    m.get("failures").and_then(Value::as_u64).unwrap_or(0),
-                    m.get("last_error").and_then(Value::as_str).unwrap_or("")
-                );
-            }
+            out.lines(&render::quarantine(&answer))?;
         }
         ChannelCommand::Replay { id } => {
             let answer = client
                 .call(
-                    reqwest::Method::POST,
+                    Method::POST,
                     &format!("/api/channels/{id}/quarantine/replay"),
+                    &[],
                     None,
                 )
                 .await?;
-            println!(
+            if json {
+                return out.json(&answer);
+            }
+            out.line(format!(
                 "{} message(s) released for delivery.",
                 answer.get("released").and_then(Value::as_u64).unwrap_or(0)
-            );
+            ))?;
         }
     }
     Ok(())
 }
 
+/// Most quarantined messages the API lists in one answer (`src/http/admin.rs`).
+const QUARANTINE_API_MAX: usize = 10_000;
+
+/// Most channels the API answers per page (`GET /api/channels?limit=`).
+const PAGE_MAX: usize = 1000;
+
+fn print_channel(out: &mut Out, channel: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        out.json(channel)
+    } else {
+        out.lines(&render::channel(channel))
+    }
+}
+
+/// What `channel authorize` says: who must sign in, the link, and where it returns.
+fn authorize_text(answer: &Value, mailbox: Option<&str>) -> Vec<String> {
+    let url = answer
+        .get("authorization_url")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let whose = mailbox.map_or_else(
+        || "the mailbox's user".to_owned(),
+        |mailbox| format!("the user of {mailbox}"),
+    );
+    let until = answer
+        .get("expires_at")
+        .and_then(Value::as_str)
+        .map_or_else(|| "for 10 minutes".to_owned(), |at| format!("until {at}"));
+    let mut lines = vec![
+        format!(
+            "Send this link to {whose} (for a shared mailbox: to a user with Full Access to it). That user opens it, signs in with their own account and accepts the permissions; it is valid {until}:"
+        ),
+        String::new(),
+        url.to_owned(),
+        String::new(),
+    ];
+    if let Some(redirect) = answer.get("redirect_uri").and_then(Value::as_str) {
+        lines.push(format!(
+            "It returns to {redirect}, which must be registered as a Web redirect URI of the app in Azure."
+        ));
+    }
+    lines.push(
+        "If the sign-in ends with AADSTS65001 or AADSTS90094, the tenant lets only admins consent: an admin grants admin consent to the app once (docs/azure-setup.md, step 5), then the user signs in again.".to_owned(),
+    );
+    lines
+}
+
+/// `channel list`: one page (`--limit`, `--offset`), saying when more exist, or every page (`--all`).
+async fn list_channels(
+    client: &Client,
+    args: &ChannelListArgs,
+    json: bool,
+    out: &mut Out,
+) -> anyhow::Result<()> {
+    let mut filter: Vec<(&str, String)> = Vec::new();
+    if let Some(status) = &args.status {
+        filter.push(("status", status.clone()));
+    }
+    if let Some(search) = &args.search {
+        filter.push(("q", search.clone()));
+    }
+    let page = |offset: usize, limit: usize| {
+        let mut query = filter.clone();
+        query.push(("offset", offset.to_string()));
+        query.push(("limit", limit.to_string()));
+        async move {
+            let page = client
+                .call(Method::GET, "/api/channels", &query, None)
+                .await?;
+            let channels = page
+                .get("channels")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let total = page
+                .get("total")
+                .and_then(Value::as_u64)
+                .map_or(channels.len(), |t| usize::try_from(t).unwrap_or(usize::MAX));
+            anyhow::Ok((page, channels, total))
+        }
+    };
+
+    if !args.all {
+        let (answer, channels, total) = page(args.offset, usize::from(args.limit)).await?;
+        let shown = channels.len();
+        let next = args.offset + shown;
+        let note = (next < total).then(|| {
+            format!(
+                "showing {shown} of {total} channel(s) (from offset {}); use --all for every one, or --offset {next} for the next page",
+                args.offset
+            )
+        });
+        if json {
+            out.json(&answer)?;
+            if let Some(note) = note {
+                warn(&note);
+            }
+            return Ok(());
+        }
+        let mut lines = vec![render::list_header()];
+        lines.extend(render::list_rows(&channels));
+        lines.push(note.unwrap_or_else(|| match args.offset {
+            0 => format!("{shown} channel(s)"),
+            from => format!("{shown} of {total} channel(s) (from offset {from})"),
+        }));
+        return out.lines(&lines);
+    }
+
+    // Every page. A channel added or removed meanwhile may shift the pages: ids already printed
+    // are skipped, and the loop ends on an empty page or at the total.
+    let mut seen = std::collections::HashSet::new();
+    let mut collected: Vec<Value> = Vec::new();
+    let mut printed = 0usize;
+    let mut offset = 0usize;
+    if !json {
+        out.line(render::list_header())?;
+    }
+    loop {
+        let (_, channels, total) = page(offset, PAGE_MAX).await?;
+        if channels.is_empty() {
+            break;
+        }
+        offset += channels.len();
+        let fresh: Vec<Value> = channels
+            .into_iter()
+            .filter(|c| seen.insert(c.get("id").and_then(Value::as_str).map(str::to_owned)))
+            .collect();
+        printed += fresh.len();
+        if json {
+            collected.extend(fresh);
+        } else {
+            out.lines(&render::list_rows(&fresh))?;
+        }
+        if offset >= total {
+            break;
+        }
+    }
+    if json {
+        return out.json(&json!({
+            "channels": collected, "total": printed, "offset": 0, "limit": printed,
+        }));
+    }
+    out.line(format!("{printed} channel(s)"))
+}
+
 struct Client {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: AdminToken,
 }
 
 impl Client {
     async fn call(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
+        query: &[(&str, String)],
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut request = self
+            .http
+            .request(method, &url)
+            .bearer_auth(self.token.expose());
+        if !query.is_empty() {
+            request = request.query(query);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -227,6 +466,11 @@ impl Client {
                     .map(str::to_owned)
             })
             .unwrap_or(text);
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "inboxd answered {status}: {message} (the admin token was refused: give the one `inboxd serve` runs with, by --token-file, INBOXD_ADMIN_TOKEN or security.admin_token_file)"
+            )
+        }
         bail!("inboxd answered {status}: {message}")
     }
 }
@@ -295,79 +539,4 @@ fn update_body(update: ChannelUpdateArgs) -> anyhow::Result<Value> {
         );
     }
     Ok(body)
-}
-
-fn field<'a>(value: &'a Value, key: &str) -> &'a str {
-    value.get(key).and_then(Value::as_str).unwrap_or("-")
-}
-
-fn print_channel(channel: &Value) {
-    println!("id:            {}", field(channel, "id"));
-    println!("name:          {}", field(channel, "name"));
-    println!(
-        "mailbox:       {} (folder {})",
-        field(channel, "mailbox"),
-        field(channel, "folder")
-    );
-    println!(
-        "tenant / app:  {} / {}",
-        field(channel, "tenant_id"),
-        field(channel, "client_id")
-    );
-    println!("status:        {}", field(channel, "status"));
-    println!("last poll:     {}", field(channel, "last_poll_at"));
-    println!("next poll:     {}", field(channel, "next_poll_at"));
-    println!("redirect URI:  {}", field(channel, "redirect_uri"));
-    if let Some(warning) = channel.get("secret_warning").and_then(Value::as_str) {
-        println!("warning:       {warning}");
-    }
-    if let Some(problem) = channel.get("warning").filter(|e| !e.is_null()) {
-        println!(
-            "warning:       {} ({}): {}",
-            field(problem, "code"),
-            field(problem, "source"),
-            field(problem, "remedy")
-        );
-    }
-    if let Some(error) = channel.get("last_error").filter(|e| !e.is_null()) {
-        println!(
-            "last error:    {} ({}) at {}",
-            field(error, "code"),
-            field(error, "source"),
-            field(error, "at")
-        );
-        println!("               {}", field(error, "message"));
-        println!("what to do:    {}", field(error, "remedy"));
-    }
-}
-
-fn print_list(page: &Value) {
-    let channels = page
-        .get("channels")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    println!(
-        "{:<36}  {:<22}  {:<32}  LAST ERROR",
-        "ID", "STATUS", "MAILBOX"
-    );
-    for channel in &channels {
-        let error = channel
-            .get("last_error")
-            .filter(|e| !e.is_null())
-            .map(|e| field(e, "code"))
-            .unwrap_or("");
-        println!(
-            "{:<36}  {:<22}  {:<32}  {}",
-            field(channel, "id"),
-            field(channel, "status"),
-            field(channel, "mailbox"),
-            error
-        );
-    }
-    let total = page
-        .get("total")
-        .and_then(Value::as_u64)
-        .unwrap_or(channels.len() as u64);
-    println!("{} of {total} channel(s)", channels.len());
 }

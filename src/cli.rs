@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::domain::secret::AdminToken;
 use crate::telemetry::LogFormat;
 
 /// inboxd ingests mail from many Outlook / Microsoft 365 mailboxes through Microsoft Graph: it polls
@@ -37,9 +38,9 @@ pub enum Command {
     /// Run the simulator of Microsoft's identity platform and Graph mail API alone (for demos,
     /// load tests and trying inboxd without Microsoft). Prints `inboxd sim listening on URL`.
     Sim(SimArgs),
-    /// Manage the channels of a running daemon through its admin API (admin token from
-    /// INBOXD_ADMIN_TOKEN).
-    Channel(ChannelArgs),
+    /// Manage the channels of a running daemon through its admin API (admin token from --token-file,
+    /// INBOXD_ADMIN_TOKEN or the configuration's security.admin_token_file; --json for scripts).
+    Channel(Box<ChannelArgs>),
     /// Print a new random master key (base64 of 32 bytes) on one line of stdout. Store it like a
     /// password: `inboxd keygen > master.key && chmod 600 master.key`.
     Keygen,
@@ -130,18 +131,71 @@ pub struct SimArgs {
 /// Arguments of `inboxd channel`.
 #[derive(Debug, Args)]
 pub struct ChannelArgs {
-    /// The running daemon's base URL.
+    /// The running daemon's base URL, e.g. https://inbox.example.com. A loopback address may omit
+    /// the scheme (127.0.0.1:8080 means http://127.0.0.1:8080).
     #[arg(
         long,
         env = "INBOXD_SERVER",
         default_value = "http://127.0.0.1:8080",
-        global = true
+        global = true,
+        value_parser = crate::admin_client::parse_server
     )]
     pub server: String,
+
+    /// A file holding the admin token (`chmod 600` it). Without it: INBOXD_ADMIN_TOKEN, else
+    /// security.admin_token_file of the configuration (--config).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+
+    /// The admin token itself. Other users of the machine can see it in `ps`: prefer --token-file
+    /// or INBOXD_ADMIN_TOKEN.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        global = true,
+        conflicts_with = "token_file",
+        value_parser = crate::admin_client::parse_token
+    )]
+    pub token: Option<AdminToken>,
+
+    /// The daemon's configuration file, read for security.admin_token_file when no token is given
+    /// otherwise (default: config/inboxd.toml if it exists; INBOXD_SECURITY__ADMIN_TOKEN_FILE wins).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Print the admin API's JSON answer as is, for scripts, instead of text for a person.
+    #[arg(long, global = true)]
+    pub json: bool,
 
     /// The channel operation.
     #[command(subcommand)]
     pub command: ChannelCommand,
+}
+
+/// Arguments of `inboxd channel list`.
+#[derive(Debug, Args)]
+pub struct ChannelListArgs {
+    /// Only channels with this status (active, backing_off, awaiting_authorization,
+    /// needs_reauthorization, blocked, disabled).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only channels whose name, mailbox, tenant or id contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// At most this many channels (a page of the API: 1 to 1000).
+    #[arg(
+        long,
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u16).range(1..=1000),
+        conflicts_with = "all"
+    )]
+    pub limit: u16,
+    /// Skip this many channels first (the next page: the previous offset plus its count).
+    #[arg(long, default_value_t = 0, conflicts_with = "all")]
+    pub offset: usize,
+    /// Every channel: follow the API's pages until the end.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `inboxd channel` operations.
@@ -149,14 +203,10 @@ pub struct ChannelArgs {
 pub enum ChannelCommand {
     /// Add a channel; prints it with the redirect URI to register in Azure and its id.
     Add(ChannelAddArgs),
-    /// List channels with their status.
-    List {
-        /// Only channels with this status (active, backing_off, awaiting_authorization,
-        /// needs_reauthorization, blocked, disabled).
-        #[arg(long)]
-        status: Option<String>,
-    },
-    /// Show one channel with its last error and remedy.
+    /// List channels with their status, a page at a time (--limit, --offset) or all (--all).
+    List(ChannelListArgs),
+    /// Show one channel: status, last error and warning with their remedy and Microsoft's trace and
+    /// correlation ids, its node (cluster mode) and its quarantine.
     Show {
         /// The channel id.
         id: String,
@@ -178,7 +228,8 @@ pub enum ChannelCommand {
         /// The channel id.
         id: String,
     },
-    /// Print the link an admin opens to authorize (or re-authorize: "update auth info") the channel.
+    /// Print the link to authorize (or re-authorize: "update auth info") the channel: the mailbox's
+    /// user, or a user with Full Access to the mailbox, opens it and signs in.
     Authorize {
         /// The channel id.
         id: String,

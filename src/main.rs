@@ -32,7 +32,9 @@ fn main() -> ExitCode {
             }))
             .map_err(anyhow::Error::from),
         Command::Demo(args) => inboxd::demo::run(args),
-        Command::Channel(args) => actix_rt::System::new().block_on(inboxd::admin_client::run(args)),
+        Command::Channel(args) => {
+            actix_rt::System::new().block_on(inboxd::admin_client::run(*args))
+        }
         Command::Migrate(args) => migrate(args.config.as_deref()),
         Command::Store(args) => store(args),
     };

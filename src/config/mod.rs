@@ -23,7 +23,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use keys::{KEYS, KeySpec, Kind, SECTIONS};
-pub use secrets::{ADMIN_TOKEN_MIN_CHARS, ConfigError, Loaded, SecretSource};
+pub use secrets::{ADMIN_TOKEN_MIN_CHARS, ConfigError, Loaded, SecretSource, permission_warning};
 pub use settings::{
     BodyContentType, CloudName, CloudSettings, ClusterSettings, FirstImport, LimitsSettings,
     PollingSettings, PostgresUrl, ProcessorSettings, RetrySettings, SecuritySettings,

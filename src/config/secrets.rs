@@ -134,7 +134,7 @@ const WEBHOOK_SECRET: SecretSpec = SecretSpec {
 
 /// A warning when `path` can be read or written by its group or by others.
 #[cfg(unix)]
-fn permission_warning(path: &Path, what: &str) -> Option<String> {
+pub fn permission_warning(path: &Path, what: &str) -> Option<String> {
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
     (mode & 0o077 != 0).then(|| {
@@ -147,7 +147,7 @@ fn permission_warning(path: &Path, what: &str) -> Option<String> {
 }
 
 #[cfg(not(unix))]
-fn permission_warning(_path: &Path, _what: &str) -> Option<String> {
+pub fn permission_warning(_path: &Path, _what: &str) -> Option<String> {
     None
 }
 
