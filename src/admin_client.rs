@@ -252,6 +252,61 @@ async fn execute(args: ChannelArgs) -> anyhow::Result<()> {
             }
             out.lines(&render::quarantine(&answer))?;
         }
+        ChannelCommand::Events { id } => {
+            let answer = client
+                .call(
+                    Method::GET,
+                    &format!("/api/channels/{id}/events"),
+                    &[],
+                    None,
+                )
+                .await?;
+            if json {
+                return out.json(&answer);
+            }
+            out.lines(&render::events(&answer))?;
+        }
+        ChannelCommand::Invite { id, hours } => {
+            let body = hours.map(|hours| serde_json::json!({ "valid_hours": hours }));
+            let answer = client
+                .call(
+                    Method::POST,
+                    &format!("/api/channels/{id}/invitations"),
+                    &[],
+                    body,
+                )
+                .await?;
+            if json {
+                return out.json(&answer);
+            }
+            let field = |k: &str| answer[k].as_str().unwrap_or_default().to_owned();
+            out.lines(&[
+                "Send this link to the mailbox's user (or a user with Full Access to the mailbox):"
+                    .to_owned(),
+                format!("  {}", field("url")),
+                format!(
+                    "It works once, until {}. Revoke it: inboxd channel uninvite {}",
+                    field("expires_at"),
+                    field("id")
+                ),
+            ])?;
+        }
+        ChannelCommand::Uninvite { invitation_id } => {
+            client
+                .call(
+                    Method::DELETE,
+                    &format!("/api/invitations/{invitation_id}"),
+                    &[],
+                    None,
+                )
+                .await?;
+            if json {
+                return out.json(&serde_json::json!({"id": invitation_id, "revoked": true}));
+            }
+            out.lines(&[format!(
+                "Invitation {invitation_id} revoked: its link no longer works."
+            )])?;
+        }
         ChannelCommand::Replay { id } => {
             let answer = client
                 .call(

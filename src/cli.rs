@@ -258,6 +258,25 @@ pub enum ChannelCommand {
         /// The channel id.
         id: String,
     },
+    /// A channel's recent events: status changes, failed and completed sign-ins.
+    Events {
+        /// The channel id.
+        id: String,
+    },
+    /// Make a sign-in link to send to the mailbox's user (or a user with Full Access to it):
+    /// it works once, for --hours (at most server.sign_in_link_ttl_hours).
+    Invite {
+        /// The channel id.
+        id: String,
+        /// Hours the link stays valid (default: server.sign_in_link_ttl_hours).
+        #[arg(long)]
+        hours: Option<u32>,
+    },
+    /// Revoke a sign-in link by the id `channel invite` printed.
+    Uninvite {
+        /// The invitation's id (64 hex digits).
+        invitation_id: String,
+    },
 }
 
 /// Arguments of `inboxd channel add`.

@@ -134,6 +134,32 @@ pub fn quarantine_summary(id: &str, answer: &Value, most: usize) -> Vec<String> 
     lines
 }
 
+/// `channel events`: newest first, one line each.
+pub fn events(answer: &Value) -> Vec<String> {
+    let events = answer["events"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() {
+        return vec!["No events recorded for this channel.".to_owned()];
+    }
+    events
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            let status = match e["previous_status"].as_str() {
+                Some(previous) => format!("{previous} -> {}", text("status")),
+                None => text("status"),
+            };
+            let mut line = format!("{}  {:<24} {}", text("at"), text("kind"), status);
+            if let Some(code) = e["code"].as_str() {
+                line.push_str(&format!("  {code}"));
+            }
+            if let Some(remedy) = e["remedy"].as_str() {
+                line.push_str(&format!("  (what to do: {remedy})"));
+            }
+            line
+        })
+        .collect()
+}
+
 /// `channel quarantine`: every message, one a line.
 pub fn quarantine(answer: &Value) -> Vec<String> {
     let messages = quarantined(answer);
