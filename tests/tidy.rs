@@ -342,7 +342,11 @@ fn every_metric_the_code_records_and_the_alerts_use_is_in_the_table() {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let alerts = std::fs::read_to_string(root.join("docs/alerts.yml")).unwrap();
-    for name in metric_names(&alerts) {
+    // A name ending in `_` is a prefix in a comment (`inboxd_channel_*`).
+    for name in metric_names(&alerts)
+        .into_iter()
+        .filter(|n| !n.ends_with('_'))
+    {
         // Histograms are queried through their _bucket, _sum and _count series.
         let base = ["_bucket", "_sum", "_count"]
             .iter()
