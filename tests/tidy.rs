@@ -306,3 +306,70 @@ fn no_import_cycle_between_the_daemon_layers() {
         "imports against the layering of docs/ARCHITECTURE.md (\"Layers\"): {offenders:#?}"
     );
 }
+
+/// The `inboxd_*` metric names in `text` (a name ends at the first character that cannot be in one).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("inboxd_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn every_metric_the_code_records_and_the_alerts_use_is_in_the_table() {
+    use inboxd::telemetry::metrics::{FAMILIES, family};
+    let mut unknown = Vec::new();
+    for path in sources() {
+        let code = std::fs::read_to_string(&path).unwrap();
+        for macro_name in ["counter!(", "gauge!(", "histogram!("] {
+            for piece in code.split(macro_name).skip(1) {
+                let Some(literal) = piece.trim_start().strip_prefix('"') else {
+                    continue; // a name from a variable: the table's own helpers
+                };
+                let name = literal.split('"').next().unwrap_or_default();
+                if family(name).is_none() {
+                    unknown.push(format!("{}: {name}", path.display()));
+                }
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let alerts = std::fs::read_to_string(root.join("docs/alerts.yml")).unwrap();
+    // A name ending in `_` is a prefix in a comment (`inboxd_channel_*`).
+    for name in metric_names(&alerts)
+        .into_iter()
+        .filter(|n| !n.ends_with('_'))
+    {
+        // Histograms are queried through their _bucket, _sum and _count series.
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| family(base).is_some())
+            .unwrap_or(&name);
+        if family(base).is_none() {
+            unknown.push(format!("docs/alerts.yml: {name}"));
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "metrics missing from src/telemetry/metrics.rs (FAMILIES, the one table): {unknown:#?}"
+    );
+    assert!(FAMILIES.len() > 20);
+    let operations = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    let undocumented: Vec<_> = FAMILIES
+        .iter()
+        .filter(|f| !operations.contains(&format!("| `{}` |", f.name)))
+        .map(|f| f.name)
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "families missing from the Metrics table of docs/operations.md: {undocumented:?}"
+    );
+}

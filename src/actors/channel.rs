@@ -262,7 +262,6 @@ impl ChannelActor {
             return false;
         };
         let days_left = (expires_at - now).num_days();
-        metrics::gauge!("inboxd_client_secret_days_left_min").set(days_left as f64);
         if expires_at <= now {
             let error = Classification::of(catalogue::codes::SECRET_EXPIRED).map(|c| {
                 last_error(

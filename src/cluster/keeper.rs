@@ -80,6 +80,9 @@ impl Keeper {
     /// Runs the first round now (so the node holds its share when this returns, if the database
     /// answers), then the rest on a thread of its own.
     pub fn start(self) -> std::io::Result<KeeperHandle> {
+        // Exported at zero from the start so rate() works from the first scrape.
+        crate::telemetry::metrics::zero("inboxd_cluster_shards_claimed_total");
+        crate::telemetry::metrics::zero("inboxd_cluster_shards_lost_total");
         if let Err(err) = self.round() {
             tracing::warn!(error = %err, "The first lease round failed; the keeper retries on its own.");
         }

@@ -31,6 +31,8 @@ pub enum Kind {
     SocketAddr,
     /// A URL path starting with `/`.
     UrlPath,
+    /// `true` or `false`.
+    Bool,
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
     /// A non-empty piece of text (a name).
@@ -51,6 +53,7 @@ impl Kind {
             Kind::SocketAddr => "ip:port".to_owned(),
             Kind::UrlPath => "URL path".to_owned(),
             Kind::Text => "text".to_owned(),
+            Kind::Bool => "boolean (true or false)".to_owned(),
             Kind::DatabaseUrl => "postgres:// URL".to_owned(),
             Kind::Choice(words) => {
                 let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
@@ -250,6 +253,14 @@ pub const KEYS: &[KeySpec] = &[
         "10000",
         "channels",
         "Above this many channels the per-channel metric series switch off (aggregates stay) to keep /metrics small. 0 switches them off always."
+    ),
+    key!(
+        "server",
+        "metrics_mailbox_label",
+        Kind::Bool,
+        "false",
+        "",
+        "Adds the mailbox address as a `mailbox` label to the per-channel metric series (`channel_id` is always there). Off by default: addresses are personal data and a scrape is read by more people and systems than the status page."
     ),
     key!(
         "server",

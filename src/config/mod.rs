@@ -369,6 +369,11 @@ fn env_value(spec: &KeySpec, text: &str) -> Result<Option<toml::Value>, String> 
             .filter(|f| f.is_finite())
             .map(|f| Some(toml::Value::Float(f)))
             .ok_or_else(|| spec.expected()),
+        Kind::Bool => match trimmed {
+            "true" => Ok(Some(toml::Value::Boolean(true))),
+            "false" => Ok(Some(toml::Value::Boolean(false))),
+            _ => Err(spec.expected()),
+        },
         Kind::Path
         | Kind::Url
         | Kind::SocketAddr

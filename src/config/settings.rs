@@ -49,6 +49,8 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Above this many channels, per-channel metric series switch off.
     pub per_channel_metrics_max: u64,
+    /// Whether per-channel metric series carry the mailbox address as a label.
+    pub metrics_mailbox_label: bool,
     /// Failed admin-token attempts per client address per minute.
     pub admin_login_failures_per_min: NonZeroU32,
     /// A status-page session ends after this long without a request.
@@ -554,6 +556,18 @@ impl Reader<'_> {
         self.string(section, key, expected).map(Some)
     }
 
+    fn bool(&mut self, section: &str, key: &str) -> Option<bool> {
+        let spec = Self::spec(section, key)?;
+        let value = self.value(section, key)?;
+        match value {
+            toml::Value::Boolean(b) => Some(b),
+            other => {
+                self.problem(section, key, show(&other), spec.expected());
+                None
+            }
+        }
+    }
+
     fn choice(&mut self, section: &str, key: &str) -> Option<String> {
         let spec = Self::spec(section, key)?;
         let Kind::Choice(words) = spec.kind else {
@@ -689,6 +703,7 @@ pub(crate) fn build(
     let max_body_bytes = r.usize("server", "max_body_bytes");
     let shutdown_grace = r.secs("server", "shutdown_grace_secs");
     let per_channel_metrics_max = r.int("server", "per_channel_metrics_max");
+    let metrics_mailbox_label = r.bool("server", "metrics_mailbox_label");
     let admin_failures = r.nonzero("server", "admin_login_failures_per_min");
     let session_idle = r.secs("server", "session_idle_secs");
     let session_max_age = r.secs("server", "session_max_age_secs");
@@ -865,6 +880,7 @@ pub(crate) fn build(
             max_body_bytes: max_body_bytes?,
             shutdown_grace: shutdown_grace?,
             per_channel_metrics_max: per_channel_metrics_max?,
+            metrics_mailbox_label: metrics_mailbox_label?,
             admin_login_failures_per_min: admin_failures?,
             session_idle: session_idle?,
             session_max_age: session_max_age?,

@@ -254,6 +254,7 @@ fn env_overrides_every_type() {
             ),
             ("INBOXD_SECURITY__MASTER_KEY_FILE", "/etc/inboxd/master.key"),
             ("INBOXD_LIMITS__MAILBOX_CONCURRENCY", " 2 "),
+            ("INBOXD_SERVER__METRICS_MAILBOX_LABEL", "true"),
             ("PATH", "/usr/bin"),
             ("INBOXD_LOG", "debug"),
         ]),
@@ -289,6 +290,31 @@ fn env_overrides_every_type() {
         Some(PathBuf::from("/etc/inboxd/master.key"))
     );
     assert_eq!(s.limits.mailbox_concurrency, 2);
+    assert!(s.server.metrics_mailbox_label);
+}
+
+#[test]
+fn a_boolean_key_takes_only_true_or_false() {
+    assert!(
+        !Settings::load_str("", &Env::empty())
+            .unwrap()
+            .server
+            .metrics_mailbox_label
+    );
+    for bad in ["yes", "1", "TRUE"] {
+        let errors = errors_of(Settings::load_str(
+            "",
+            &env(&[("INBOXD_SERVER__METRICS_MAILBOX_LABEL", bad)]),
+        ));
+        let errors = errors.to_string();
+        assert!(errors.contains("metrics_mailbox_label"), "{bad}: {errors}");
+    }
+    let errors = errors_of(Settings::load_str(
+        "[server]\nmetrics_mailbox_label = \"true\"\n",
+        &Env::empty(),
+    ));
+    let errors = errors.to_string();
+    assert!(errors.contains("boolean"), "{errors}");
 }
 
 #[test]

@@ -159,7 +159,7 @@ impl GraphClient {
                 "a paging link points outside the configured graph_url".to_owned(),
             ));
         }
-        let raw: RawPage = self.get_json(token, url).await?;
+        let raw: RawPage = self.get_json(token, url, "messages").await?;
         Ok(Page::from(raw))
     }
 
@@ -202,7 +202,7 @@ impl GraphClient {
             headers.insert("Prefer", value);
         }
         let request = self.http.get(url).headers(headers).bearer_auth(token);
-        let raw: RawPage = self.send(request).await?;
+        let raw: RawPage = self.send(request, "delta").await?;
         Ok(Page::from(raw))
     }
 
@@ -219,7 +219,7 @@ impl GraphClient {
             utf8_percent_encode(mailbox.as_str(), COMPONENT),
             utf8_percent_encode(message_id, COMPONENT),
         );
-        let page: AttachmentPage = self.get_json(token, &url).await?;
+        let page: AttachmentPage = self.get_json(token, &url, "attachments").await?;
         Ok(page.value)
     }
 
@@ -237,7 +237,7 @@ impl GraphClient {
             utf8_percent_encode(message_id, COMPONENT),
             utf8_percent_encode(SELECT, COMPONENT),
         );
-        self.get_json(token, &url).await
+        self.get_json(token, &url, "message").await
     }
 
     /// Marks up to [`MAX_BATCH`] messages read in one `$batch`, and says what became of each.
@@ -271,7 +271,7 @@ impl GraphClient {
             .headers(self.headers.clone())
             .bearer_auth(token)
             .json(&body);
-        let batch: BatchResponse = self.send(request).await?;
+        let batch: BatchResponse = self.send(request, "batch").await?;
         let mut outcomes: Vec<(String, MarkReadOutcome)> = Vec::with_capacity(ids.len());
         for (index, id) in ids.iter().enumerate() {
             let key = index.to_string();
@@ -295,29 +295,66 @@ impl GraphClient {
             .is_some_and(|rest| rest.starts_with('/'))
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, token: &str, url: &str) -> Result<T, GraphError> {
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        url: &str,
+        endpoint: &'static str,
+    ) -> Result<T, GraphError> {
         let request = self
             .http
             .get(url)
             .headers(self.headers.clone())
             .bearer_auth(token);
-        self.send(request).await
+        self.send(request, endpoint).await
     }
 
+    /// Sends one request and reads its answer, counting it under `endpoint` (one of
+    /// [`GRAPH_ENDPOINTS`](crate::telemetry::metrics::GRAPH_ENDPOINTS)) with its status class
+    /// and duration, whatever the outcome.
     async fn send<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
+        endpoint: &'static str,
     ) -> Result<T, GraphError> {
+        let started = std::time::Instant::now();
+        let (status, result) = self.exchange(request).await;
+        crate::telemetry::metrics::graph_request(endpoint, status, started.elapsed());
+        result
+    }
+
+    /// [`send`](Self::send) without the counting: the status (`None` without an HTTP answer) and
+    /// the decoded body or the error.
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> (Option<u16>, Result<T, GraphError>) {
         // A fresh id per request, echoed by Graph: the operator can quote it to Microsoft.
         let client_request_id = uuid::Uuid::new_v4().to_string();
-        let response = request
+        let response = match request
             .header("client-request-id", &client_request_id)
             .header("return-client-request-id", "true")
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(transport_error)?;
+        {
+            Ok(response) => response,
+            Err(err) => return (None, Err(transport_error(err))),
+        };
         let status = response.status().as_u16();
+        (
+            Some(status),
+            self.answer(status, response, client_request_id).await,
+        )
+    }
+
+    /// Reads an answer of `status`: the decoded body, or the error it describes.
+    async fn answer<T: DeserializeOwned>(
+        &self,
+        status: u16,
+        response: reqwest::Response,
+        client_request_id: String,
+    ) -> Result<T, GraphError> {
         let response_request_id = header(response.headers(), "request-id");
         let claims_challenge = header(response.headers(), "www-authenticate")
             .is_some_and(|v| v.contains("insufficient_claims"));

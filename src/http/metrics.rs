@@ -1,41 +1,47 @@
-//! `/metrics`: Prometheus text from the `metrics` facade, plus gauges computed from the status board
-//! at scrape time (channels by status, time since each channel's last successful poll, failing
-//! channels by error source, client secrets close to expiry). `docs/alerts.yml` alerts on them.
+//! `/metrics`: Prometheus text from the `metrics` facade, plus families computed from the status board
+//! at scrape time (channels by status and by failing error source, each channel's last successful poll
+//! and client-secret expiry as Unix timestamps, and their extremes). The families, their units and
+//! HELP texts are listed once, in [`crate::telemetry::metrics`]; `docs/alerts.yml` alerts on them.
 
 use std::sync::OnceLock;
 
 use actix_web::{HttpResponse, web};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::control::ErrorSource;
 use crate::domain::ChannelStatus;
 use crate::http::AppState;
-
-/// Thresholds of `inboxd_channels_without_success`: channels whose last success is older.
-const STALE_AFTER_SECS: [f64; 4] = [300.0, 600.0, 900.0, 3600.0];
-
-/// Thresholds of `inboxd_channels_client_secret_expiring`: secrets expiring within this many days.
-const SECRET_WITHIN_DAYS: [i64; 3] = [7, 14, 30];
+use crate::telemetry::metrics::{self as table, LATENESS_BUCKETS, REQUEST_BUCKETS};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the process-wide recorder once; later calls return the same handle.
+/// Installs the process-wide recorder once, describes every family and exports the counters at
+/// zero; later calls return the same handle.
 pub fn recorder() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let lateness = [
-                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
-            ];
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("inboxd_poll_lateness_seconds".to_owned()),
-                    &lateness,
+                    LATENESS_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("inboxd_graph_request_duration_seconds".to_owned()),
+                    REQUEST_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("inboxd_token_request_duration_seconds".to_owned()),
+                    REQUEST_BUCKETS,
                 )
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            table::describe_all();
+            table::zero_counters();
             // Histograms keep their samples until upkeep folds them in: without it memory grows
             // whenever /metrics is not scraped.
             let upkeep = handle.clone();
@@ -53,6 +59,56 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// A label value as Prometheus' text format needs it escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A Unix timestamp in seconds, with milliseconds.
+fn unix_seconds(at: DateTime<Utc>) -> f64 {
+    at.timestamp_millis() as f64 / 1000.0
+}
+
+/// Per-channel series of one family, written by hand so that a removed channel's series goes away.
+struct PerChannel {
+    name: &'static str,
+    lines: String,
+}
+
+impl PerChannel {
+    fn new(name: &'static str) -> Self {
+        PerChannel {
+            name,
+            lines: String::new(),
+        }
+    }
+
+    fn push(&mut self, channel_id: &str, mailbox: Option<&str>, value: f64) {
+        let mailbox = mailbox
+            .map(|m| format!(",mailbox=\"{}\"", escape(m)))
+            .unwrap_or_default();
+        self.lines.push_str(&format!(
+            "{}{{channel_id=\"{}\"{mailbox}}} {value}\n",
+            self.name,
+            escape(channel_id)
+        ));
+    }
+}
+
+/// Writes a family's HELP and TYPE lines and its samples (nothing at all when it has no sample).
+fn write_family(out: &mut String, name: &str, samples: &str) {
+    if samples.is_empty() {
+        return;
+    }
+    if let Some(family) = table::family(name) {
+        out.push_str(&table::header(family));
+    }
+    out.push_str(samples);
+}
+
 /// Renders the metrics.
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     let board = state.control.board();
@@ -63,87 +119,66 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
         let count = mine.iter().filter(|row| row.status == status).count();
         metrics::gauge!("inboxd_channels", "status" => status.as_str()).set(count as f64);
     }
-    let now = Utc::now();
     let per_channel = (mine.len() as u64) <= state.per_channel_metrics_max;
-    let mut extra = String::new();
-    if per_channel {
-        extra.push_str("# HELP inboxd_channel_seconds_since_last_success Seconds since the channel's last successful poll (-1: never).\n");
-        extra.push_str("# TYPE inboxd_channel_seconds_since_last_success gauge\n");
-    }
-    let mut secret_series = String::new();
-    if per_channel {
-        secret_series.push_str("# HELP inboxd_channel_client_secret_days_left Whole days until the channel's client secret expires (negative: expired); only channels whose expiry is known.\n");
-        secret_series.push_str("# TYPE inboxd_channel_client_secret_days_left gauge\n");
-    }
-    let rows: Vec<_> = mine
-        .into_iter()
-        .filter(|row| row.enabled && row.status != ChannelStatus::Disabled)
-        .collect();
-    let mut min_secret_days: Option<i64> = None;
-    let mut max_since = 0.0f64;
-    let mut stale = [0usize; STALE_AFTER_SECS.len()];
-    let mut expiring = [0usize; SECRET_WITHIN_DAYS.len()];
+    let with_mailbox = state.metrics_mailbox_label;
+    let mut last_success = PerChannel::new("inboxd_channel_last_success_timestamp_seconds");
+    let mut secret_expiry =
+        PerChannel::new("inboxd_channel_client_secret_expiry_timestamp_seconds");
+    let mut oldest_success: Option<DateTime<Utc>> = None;
+    let mut earliest_expiry: Option<DateTime<Utc>> = None;
     let mut failing = [0usize; ErrorSource::ALL.len()];
-    for row in &rows {
+    let rows = mine
+        .iter()
+        .filter(|row| row.enabled && row.status != ChannelStatus::Disabled);
+    for row in rows {
         if row.status != ChannelStatus::Active
             && let Some(error) = &row.last_error
             && let Some(i) = ErrorSource::ALL.iter().position(|s| *s == error.source)
         {
             failing[i] += 1;
         }
-        let since = row
-            .last_success_at
-            .map(|at| (now - at).num_milliseconds() as f64 / 1000.0);
-        if per_channel {
-            extra.push_str(&format!(
-                "inboxd_channel_seconds_since_last_success{{channel_id=\"{}\",mailbox=\"{}\"}} {}\n",
-                row.id,
-                row.mailbox.replace(['"', '\\', '\n'], "_"),
-                since.unwrap_or(-1.0)
-            ));
-        }
-        if let Some(since) = since {
-            max_since = max_since.max(since);
-            for (threshold, count) in STALE_AFTER_SECS.iter().zip(stale.iter_mut()) {
-                if since > *threshold {
-                    *count += 1;
-                }
-            }
-        }
-        if let Some(days) = row.secret_days_left(now) {
-            min_secret_days = Some(min_secret_days.map_or(days, |d: i64| d.min(days)));
-            for (within, count) in SECRET_WITHIN_DAYS.iter().zip(expiring.iter_mut()) {
-                if days < *within {
-                    *count += 1;
-                }
-            }
+        let id = row.id.to_string();
+        let mailbox = with_mailbox.then_some(row.mailbox.as_str());
+        if let Some(at) = row.last_success_at {
+            oldest_success = Some(oldest_success.map_or(at, |o| o.min(at)));
             if per_channel {
-                secret_series.push_str(&format!(
-                    "inboxd_channel_client_secret_days_left{{channel_id=\"{}\",mailbox=\"{}\"}} {days}\n",
-                    row.id,
-                    row.mailbox.replace(['"', '\\', '\n'], "_"),
-                ));
+                last_success.push(&id, mailbox, unix_seconds(at));
             }
         }
-    }
-    for (within, count) in SECRET_WITHIN_DAYS.iter().zip(expiring) {
-        metrics::gauge!("inboxd_channels_client_secret_expiring", "within_days" => within.to_string())
-            .set(count as f64);
+        if let Some(at) = row.client_secret_expires_at {
+            earliest_expiry = Some(earliest_expiry.map_or(at, |e| e.min(at)));
+            if per_channel {
+                secret_expiry.push(&id, mailbox, unix_seconds(at));
+            }
+        }
     }
     for (source, count) in ErrorSource::ALL.iter().zip(failing) {
         metrics::gauge!("inboxd_channels_failing", "source" => source.as_str()).set(count as f64);
     }
-    metrics::gauge!("inboxd_seconds_since_last_success_max").set(max_since);
-    for (threshold, count) in STALE_AFTER_SECS.iter().zip(stale) {
-        metrics::gauge!("inboxd_channels_without_success", "for_more_than_secs" => format!("{threshold}")).set(count as f64);
-    }
-    // With no known expiry the gauge reads a year, rather than keeping a stale value.
-    metrics::gauge!("inboxd_client_secret_days_left_min")
-        .set(min_secret_days.unwrap_or(365) as f64);
     let mut text = recorder().map(|h| h.render()).unwrap_or_default();
-    text.push_str(&extra);
-    if per_channel {
-        text.push_str(&secret_series);
+    let single = |name: &str, at: Option<DateTime<Utc>>| {
+        at.map(|at| format!("{name} {}\n", unix_seconds(at)))
+            .unwrap_or_default()
+    };
+    for (name, samples) in [
+        (
+            "inboxd_channels_last_success_oldest_timestamp_seconds",
+            single(
+                "inboxd_channels_last_success_oldest_timestamp_seconds",
+                oldest_success,
+            ),
+        ),
+        (
+            "inboxd_client_secret_expiry_earliest_timestamp_seconds",
+            single(
+                "inboxd_client_secret_expiry_earliest_timestamp_seconds",
+                earliest_expiry,
+            ),
+        ),
+        (last_success.name, last_success.lines),
+        (secret_expiry.name, secret_expiry.lines),
+    ] {
+        write_family(&mut text, name, &samples);
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -38,6 +38,8 @@ pub struct AppState {
     pub callback_path: String,
     /// Above this many channels, per-channel metric series are left out.
     pub per_channel_metrics_max: u64,
+    /// Whether per-channel metric series carry the `mailbox` label.
+    pub metrics_mailbox_label: bool,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
             sessions: Sessions::new(SessionPolicy::of(server)),
             callback_path: server.callback_path.clone(),
             per_channel_metrics_max: server.per_channel_metrics_max,
+            metrics_mailbox_label: server.metrics_mailbox_label,
         }
     }
 }

@@ -136,12 +136,8 @@ pub async fn run_cycle<H: Handover>(
         Ok(Access::NoGrant) => return CycleEnd::NoGrant,
         Err(failure) => return CycleEnd::Ran(Err(failure)),
     };
+    // Graph requests are counted by the Graph client, by endpoint and status class.
     let outcome = super::sources::poll(ctx, handover, runtime, job, &access).await;
-    if let Err(failure) = &outcome
-        && failure.is_throttled()
-    {
-        metrics::counter!("inboxd_graph_requests_total", "outcome" => "throttled").increment(1);
-    }
     CycleEnd::Ran(outcome)
 }
 

@@ -321,10 +321,7 @@ async fn get_page(
     };
     drop(permit);
     match page {
-        Ok(page) => {
-            metrics::counter!("inboxd_graph_requests_total", "outcome" => "ok").increment(1);
-            Ok(page)
-        }
+        Ok(page) => Ok(page),
         Err(err) => {
             observe(ctx, &job.key, &err).await?;
             Err(err.into())

@@ -218,7 +218,7 @@ impl OAuthClient {
                     app.client_secret.expose().to_owned(),
                 ));
         let meta = Mutex::new(None);
-        let http = |request| self.execute(request, &meta);
+        let http = |request| self.execute(request, &meta, "authorization_code");
         let result = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()))
@@ -239,7 +239,7 @@ impl OAuthClient {
                     app.client_secret.expose().to_owned(),
                 ));
         let meta = Mutex::new(None);
-        let http = |request| self.execute(request, &meta);
+        let http = |request| self.execute(request, &meta, "refresh_token");
         let token = oauth2::RefreshToken::new(refresh_token.expose().to_owned());
         let result = client
             .exchange_refresh_token(&token)
@@ -250,8 +250,24 @@ impl OAuthClient {
         self.grant(result, &meta)
     }
 
-    /// Sends one token request on the shared client, noting its status and `Retry-After`.
+    /// Sends one token request of `grant` (one of
+    /// [`TOKEN_GRANTS`](crate::telemetry::metrics::TOKEN_GRANTS)) on the shared client, noting its
+    /// status and `Retry-After`, and counts it with its status class and duration.
     async fn execute(
+        &self,
+        request: HttpRequest,
+        meta: &Mutex<Option<(u16, Option<Duration>)>>,
+        grant: &'static str,
+    ) -> Result<HttpResponse, HttpFailure> {
+        let started = std::time::Instant::now();
+        let result = self.exchange(request, meta).await;
+        let status = meta.lock().ok().and_then(|slot| *slot).map(|(s, _)| s);
+        crate::telemetry::metrics::token_request(grant, status, started.elapsed());
+        result
+    }
+
+    /// [`execute`](Self::execute) without the counting.
+    async fn exchange(
         &self,
         request: HttpRequest,
         meta: &Mutex<Option<(u16, Option<Duration>)>>,

@@ -16,6 +16,8 @@ mod crash;
 mod faults;
 /// Mail ingestion with its guarantees (issue 6).
 mod ingestion;
+/// `/metrics` by Prometheus' conventions (issue 16).
+mod metrics;
 /// A channel's guarantees across actor replacement: edits, disable + enable, "Poll now", a
 /// second channel on one mailbox, an identity platform that is down (issue 12).
 mod replacement;

@@ -236,6 +236,8 @@ pub(crate) fn counted(kind: &'static str) {
 impl PgEngine {
     /// The engine over an open pool (migrations already applied).
     pub(crate) fn new(pool: Arc<Pool>, node_id: &str) -> PgEngine {
+        // Exported at zero from the start so rate() works from the first scrape.
+        crate::telemetry::metrics::zero("inboxd_store_transactions_total");
         PgEngine {
             pool,
             node_id: Arc::from(node_id),

@@ -1,4 +1,7 @@
-//! Logging with tracing: `RUST_LOG` filters, human output on a terminal, JSON lines for machines.
+//! Logging with tracing: `RUST_LOG` filters, human output on a terminal, JSON lines for machines;
+//! and the table of Prometheus metrics ([`metrics`]).
+
+pub mod metrics;
 
 use std::io::IsTerminal as _;
 
