@@ -22,13 +22,16 @@ use crate::status::ChannelView;
     "client_secret_expires_at": "2027-03-31",
 }))]
 pub struct ChannelIn {
-    /// Directory (tenant) id.
+    /// Directory (tenant) id: a GUID or a verified domain (not `common`, `organizations` or
+    /// `consumers`).
     pub tenant_id: String,
-    /// Application (client) id.
+    /// Application (client) id: a GUID.
+    #[schema(format = "uuid")]
     pub client_id: String,
     /// The secret value.
     pub client_secret: String,
     /// The mailbox address.
+    #[schema(format = Email)]
     pub mailbox: String,
     /// The folder (default inbox).
     #[serde(default)]
@@ -59,11 +62,13 @@ pub struct ChannelIn {
 pub struct ChannelPatchIn {
     /// New tenant (needs a new authorization).
     pub tenant_id: Option<String>,
-    /// New app (needs a new authorization).
+    /// New app (needs a new authorization): a GUID.
+    #[schema(format = "uuid")]
     pub client_id: Option<String>,
     /// New secret value (no new authorization needed).
     pub client_secret: Option<String>,
     /// New mailbox (needs a new authorization).
+    #[schema(format = Email)]
     pub mailbox: Option<String>,
     /// New folder.
     pub folder: Option<String>,

@@ -228,6 +228,7 @@ fn error_response(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use std::collections::BTreeSet;
 
@@ -319,5 +320,34 @@ mod tests {
             .map(|s| s.as_str().to_owned())
             .collect();
         assert_eq!(listed, statuses);
+    }
+
+    #[actix_rt::test]
+    async fn get_api_openapi_json_answers_the_document_as_json_without_a_token() {
+        use actix_web::test;
+        let app = test::init_service(actix_web::App::new().service(admin::scope())).await;
+        let response = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri("/api/openapi.json")
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json")
+        );
+        let body = test::read_body(response).await;
+        let served: serde_json::Value =
+            serde_json::from_slice(&body).expect("the document is valid JSON");
+        assert_eq!(
+            served,
+            serde_json::to_value(document()).expect("serializes")
+        );
+        assert!(served["paths"]["/api/channels/{id}"]["patch"].is_object());
     }
 }
