@@ -6,21 +6,32 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::control::{ChannelPatch, LastError, NewChannel};
 use crate::status::ChannelView;
 
 /// `POST /api/channels`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "tenant_id": "contoso.onmicrosoft.com",
+    "client_id": "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9",
+    "client_secret": "Abc8Q~the-secret-value",
+    "mailbox": "support@contoso.com",
+    "client_secret_expires_at": "2027-03-31",
+}))]
 pub struct ChannelIn {
-    /// Directory (tenant) id.
+    /// Directory (tenant) id: a GUID or a verified domain (not `common`, `organizations` or
+    /// `consumers`).
     pub tenant_id: String,
-    /// Application (client) id.
+    /// Application (client) id: a GUID.
+    #[schema(format = "uuid")]
     pub client_id: String,
     /// The secret value.
     pub client_secret: String,
     /// The mailbox address.
+    #[schema(format = Email)]
     pub mailbox: String,
     /// The folder (default inbox).
     #[serde(default)]
@@ -36,23 +47,28 @@ pub struct ChannelIn {
     pub client_secret_expires_at: Option<String>,
     /// `all`, `new` or `last_days:N` (default from `polling.first_import`).
     #[serde(default)]
+    #[schema(example = "last_days:30")]
     pub first_import: Option<String>,
     /// `delta` or `unread` (default from `polling.mode`).
     #[serde(default)]
+    #[schema(value_type = Option<PollModeName>)]
     pub poll_mode: Option<String>,
 }
 
 /// `PATCH /api/channels/{id}`: every field optional; `client_secret_expires_at: null` clears it.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"client_secret": "Xyz8Q~the-new-secret-value", "client_secret_expires_at": "2028-03-31"}))]
 pub struct ChannelPatchIn {
     /// New tenant (needs a new authorization).
     pub tenant_id: Option<String>,
-    /// New app (needs a new authorization).
+    /// New app (needs a new authorization): a GUID.
+    #[schema(format = "uuid")]
     pub client_id: Option<String>,
     /// New secret value (no new authorization needed).
     pub client_secret: Option<String>,
     /// New mailbox (needs a new authorization).
+    #[schema(format = Email)]
     pub mailbox: Option<String>,
     /// New folder.
     pub folder: Option<String>,
@@ -67,6 +83,7 @@ pub struct ChannelPatchIn {
     pub first_import: Option<String>,
     /// New poll mode; `null` returns to `polling.mode`.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<PollModeName>)]
     pub poll_mode: Option<Option<String>>,
 }
 
@@ -77,7 +94,7 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
 }
 
 /// A channel as the API shows it: never the secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ChannelOut {
     /// Id.
     pub id: String,
@@ -92,10 +109,12 @@ pub struct ChannelOut {
     /// Folder.
     pub folder: String,
     /// The channel's own poll mode (`delta` or `unread`), or null when it follows `polling.mode`.
+    #[schema(value_type = Option<PollModeName>)]
     pub poll_mode: Option<String>,
     /// Enabled.
     pub enabled: bool,
     /// Status.
+    #[schema(value_type = StatusName)]
     pub status: String,
     /// Last error with remedy.
     pub last_error: Option<LastErrorOut>,
@@ -126,11 +145,13 @@ pub struct ChannelOut {
 }
 
 /// `last_error`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LastErrorOut {
     /// `identity_platform`, `graph`, `sink`, `store` or `inboxd`.
+    #[schema(example = "identity_platform")]
     pub source: String,
     /// E.g. `AADSTS53003`.
+    #[schema(example = "AADSTS53003")]
     pub code: String,
     /// Microsoft's (or inboxd's) message.
     pub message: String,
@@ -142,6 +163,160 @@ pub struct LastErrorOut {
     pub trace_id: Option<String>,
     /// Microsoft's correlation id.
     pub correlation_id: Option<String>,
+}
+
+/// A channel's status as the API writes it (`ChannelStatus::as_str`): the enum of `status` in the
+/// OpenAPI document only; a test holds it to every [`crate::domain::ChannelStatus`].
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum StatusName {
+    /// Authorized and polling on schedule.
+    Active,
+    /// Throttled or a transient failure; inboxd retries by itself.
+    BackingOff,
+    /// Added but never authorized: an admin must open the authorization link.
+    AwaitingAuthorization,
+    /// The grant expired or was revoked, or consent is missing: authorize again.
+    NeedsReauthorization,
+    /// An admin outside inboxd must act (Conditional Access, a wrong or expired secret).
+    Blocked,
+    /// Switched off by the operator.
+    Disabled,
+}
+
+/// A poll mode as the API writes and reads it: the enum of `poll_mode` in the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum PollModeName {
+    /// The folder's delta query (mail opened in Outlook first is still ingested).
+    Delta,
+    /// Unread mail only.
+    Unread,
+}
+
+/// `GET /api/channels`: one page of the channels that match, sorted by name then id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelListOut {
+    /// The channels of this page.
+    pub channels: Vec<ChannelOut>,
+    /// How many channels match in all.
+    pub total: usize,
+    /// How many matching channels were skipped.
+    pub offset: usize,
+    /// At most this many on a page (the asked limit, clamped to 1..=1000).
+    pub limit: usize,
+}
+
+/// `POST /api/channels/{id}/authorize`: the link an admin (or the mailbox's user) opens once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizationOut {
+    /// The Microsoft sign-in link, single use.
+    #[schema(
+        example = "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize?client_id=…"
+    )]
+    pub authorization_url: String,
+    /// The redirect URI the app registration must list.
+    #[schema(example = "https://inboxd.example.com/oauth/callback")]
+    pub redirect_uri: String,
+    /// The link stops working after this.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /api/channels/{id}/poll`: the poll was queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PollOut {
+    /// The channel's id.
+    pub polling: String,
+    /// When the poll happens: now, or when Microsoft's `Retry-After` for the mailbox has passed
+    /// (RFC 3339, milliseconds, UTC).
+    #[schema(format = DateTime)]
+    pub poll_at: String,
+}
+
+/// `POST /api/channels/{id}/backfill`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillIn {
+    /// Mail received at or after this is looked at again: `YYYY-MM-DD` (midnight UTC) or an
+    /// RFC 3339 time.
+    #[schema(example = "2026-11-01")]
+    pub since: String,
+}
+
+/// `POST /api/channels/{id}/backfill`: the backfill was queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackfillOut {
+    /// The channel's id.
+    pub backfill: String,
+    /// Mail received at or after this is looked at (RFC 3339, seconds, UTC).
+    #[schema(format = DateTime)]
+    pub since: String,
+    /// When it starts (RFC 3339, milliseconds, UTC).
+    #[schema(format = DateTime)]
+    pub start_at: String,
+}
+
+/// `GET /api/channels/{id}/quarantine`: the channel's quarantined messages (at most 10,000).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuarantineOut {
+    /// The channel's id.
+    pub channel_id: String,
+    /// The quarantined messages.
+    pub messages: Vec<QuarantinedOut>,
+}
+
+/// A message the sink refused too often: kept aside until a replay.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuarantinedOut {
+    /// Graph's message id.
+    pub message_id: String,
+    /// Failed deliveries.
+    pub failures: u32,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+    /// When it was first seen.
+    pub first_seen_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /api/channels/{id}/quarantine/replay`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayOut {
+    /// How many quarantined messages were released for delivery again.
+    pub released: usize,
+}
+
+/// Every error of the admin API: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no channel has the id 6a8e…; list them with GET /api/channels"}}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code: `unauthorized`, `too_many_attempts`, `not_found`,
+    /// `conflict`, `unavailable`, `internal`, `body_too_large`, or for a 400 the field's own code
+    /// (`invalid_mailbox`, `invalid_json`, `invalid_query`, …).
+    #[schema(example = "invalid_mailbox")]
+    pub code: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// The body for `code` and `message`.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: message.into(),
+            },
+        }
+    }
 }
 
 impl From<&LastError> for LastErrorOut {
@@ -248,4 +423,82 @@ impl fmt::Debug for ChannelPatchIn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ChannelPatchIn { .. }")
     }
+}
+
+/// `GET /api/channels/{id}/events`: the channel's recent events, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsOut {
+    /// The channel's id.
+    pub channel_id: String,
+    /// Its events, newest first (at most `processor.event_history`).
+    pub events: Vec<EventOut>,
+}
+
+/// One thing that happened to a channel.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventOut {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// `channel.status_changed`, `channel.sign_in_failed` or `channel.authorized`.
+    pub kind: String,
+    /// The channel's status after it.
+    pub status: String,
+    /// The status before it (status changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_status: Option<String>,
+    /// The error's code, when it is about an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// What happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
+    /// Microsoft's trace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// Microsoft's correlation id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}
+
+impl From<crate::store::ChannelEvent> for EventOut {
+    fn from(e: crate::store::ChannelEvent) -> Self {
+        EventOut {
+            at: e.at,
+            kind: e.kind,
+            status: e.status,
+            previous_status: e.previous_status,
+            code: e.code,
+            message: e.message,
+            remedy: e.remedy,
+            trace_id: e.trace_id,
+            correlation_id: e.correlation_id,
+        }
+    }
+}
+
+/// Body of `POST /api/channels/{id}/invitations` (optional: an empty body takes the default).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteIn {
+    /// Hours the link stays valid: 1 up to `server.sign_in_link_ttl_hours` (default: that).
+    #[schema(minimum = 1, example = 72)]
+    pub valid_hours: Option<u32>,
+}
+
+/// `POST /api/channels/{id}/invitations`: a sign-in link to send to the mailbox's owner.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationOut {
+    /// The invitation's id (the SHA-256 of its token, 64 hex digits): what revokes it.
+    pub id: String,
+    /// The channel.
+    pub channel_id: String,
+    /// The link: shown once (only its hash is kept).
+    pub url: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Who must open it.
+    pub who_signs_in: String,
 }

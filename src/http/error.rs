@@ -1,10 +1,12 @@
-//! `ApiError`: every admin API failure, mapped to a status and `{"error": {"code", "message"}}`;
-//! a control operation's [`control::Error`] converts into it.
+//! `ApiError`: every admin API failure, mapped to a status and `{"error": {"code", "message"}}`
+//! ([`ErrorBody`], the shape the OpenAPI document gives every error); a control operation's
+//! [`control::Error`] converts into it.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::control;
+use crate::http::dto::ErrorBody;
 
 /// A failed admin API request. The message says what was wrong and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +93,7 @@ impl ResponseError for ApiError {
         if let ApiError::TooManyAttempts { retry_after } = self {
             response.insert_header(("Retry-After", retry_after_secs(*retry_after).to_string()));
         }
-        response
-            .json(serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        response.json(ErrorBody::new(self.code(), self.to_string()))
     }
 }
 

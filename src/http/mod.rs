@@ -1,6 +1,6 @@
 //! The HTTP surface, on actix-web: the admin API under `/api` (bearer admin token only), the
 //! status page (`/`, `/login`, `/ui/…`, with sessions), the OAuth callback, `/healthz` and
-//! `/metrics`. Only this module knows actix-web.
+//! `/metrics`; the admin API's OpenAPI document at `/api/openapi.json`. Only this module knows actix-web.
 //!
 //! This layer is only a front end: handlers check the caller, turn the request into a control
 //! input, call one operation of [`crate::control`] (the authorization service included) and map
@@ -14,6 +14,7 @@ pub mod callback;
 pub mod dto;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
 pub mod session;
 

@@ -258,3 +258,49 @@ async fn random_input_never_gets_a_server_error() {
         }
     }
 }
+
+/// The OpenAPI document is served without a token, and every operation it lists is one the
+/// running daemon routes (none falls through to "no such API endpoint").
+#[actix_rt::test]
+async fn the_openapi_document_is_served_and_every_operation_in_it_is_routed() {
+    let world = world(600, &[]).await;
+    let response = world
+        .daemon
+        .http
+        .get(format!("{}/api/openapi.json", world.daemon.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let doc: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let id = world
+        .daemon
+        .add_channel(
+            "contoso.example",
+            "00000000-0000-0000-0000-000000000001",
+            "value",
+            "support@contoso.example",
+        )
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 8, "{paths:?}");
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (status, body) = world
+                .daemon
+                .api(method.clone(), &path.replace("{id}", &id), None)
+                .await
+                .unwrap();
+            let unrouted = body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("no such API endpoint"));
+            assert!(
+                !unrouted && status != 405,
+                "{method} {path} is in the document but not routed: {status} {body}"
+            );
+        }
+    }
+}
