@@ -141,6 +141,8 @@ wait_status "$failing" backing_off
 echo "seeded channels: $active (active), $awaiting (awaiting_authorization), $failing (backing_off)"
 
 # --- fuzz --------------------------------------------------------------------------------------
+# From the temporary directory: schemathesis keeps a cache (.schemathesis/) in the current one.
+cd "$work"
 # The seeded ids are mixed into the generated path ids, so the operations reach real channels.
 cat >"$work/schemathesis.toml" <<TOML
 [dictionaries.channels]
