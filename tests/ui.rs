@@ -847,6 +847,9 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
     // A wrong secret's primary action is the secret, not a sign-in.
     let secret_group = &page[order[1]..order[2]];
     assert!(secret_group.contains("Update the secret"), "{secret_group}");
+    // Conditional Access is an admin's fix outside inboxd: try again, not a new sign-in.
+    let policy_group = &page[order[0]..order[1]];
+    assert!(policy_group.contains("Try all again"), "{policy_group}");
 
     // One bulk action makes sign-in links for the whole group.
     let csrf = csrf_of(&page);

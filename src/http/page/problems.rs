@@ -22,7 +22,7 @@ use crate::http::session::CsrfToken;
 use crate::status::ChannelView;
 
 /// Channels named under a group on the first screen.
-const SHOWN_PER_GROUP: usize = 8;
+const SHOWN_PER_GROUP: usize = 3;
 
 /// A group of channels in trouble: one status, one error code, one remedy.
 #[derive(Debug, Clone)]
@@ -146,7 +146,9 @@ fn primary(group: &Group) -> (&'static str, &'static str) {
                 ("reauthorize", "Make sign-in links for all")
             }
             ChannelStatus::BackingOff => ("poll", "Poll all now"),
-            _ => ("reauthorize", "Make sign-in links for all"),
+            // Blocked by something an admin fixes outside inboxd (Conditional Access, consent, an
+            // unknown app): once it is fixed, try them all again; a new sign-in would not help.
+            _ => ("poll", "Try all again now (after the fix)"),
         }
     }
 }
@@ -175,7 +177,7 @@ pub fn section(groups: &[Group], csrf: &CsrfToken, now: DateTime<Utc>) -> Markup
                         " " code { (group.code) } " · " (group.count) " "
                         (if group.count == 1 { "channel" } else { "channels" })
                         @if let Some(since) = group.since {
-                            " " span.muted { "failing since " (cells::time(Some(since), now, "")) }
+                            " " span.muted { "first failed " (cells::time(Some(since), now, "")) }
                         }
                     }
                     p.remedy { strong { "What to do: " } (truncate(&group.remedy, 400)) }
@@ -202,6 +204,9 @@ pub fn section(groups: &[Group], csrf: &CsrfToken, now: DateTime<Utc>) -> Markup
                         } @else {
                             button.primary[!calm] type="submit" name="action" value=(action) { (label) }
                             @if action != "poll" { button type="submit" name="action" value="poll" { "Poll all now" } }
+                            @if action != "reauthorize" && !calm {
+                                button type="submit" name="action" value="reauthorize" { "Make sign-in links" }
+                            }
                         }
                         button type="submit" name="action" value="disable" { "Disable all" }
                     }
