@@ -67,6 +67,9 @@ pub enum Notice {
     PollNow(ChannelId),
     /// An operator asked for a backfill of this channel from this time.
     Backfill(ChannelId, DateTime<Utc>),
+    /// An operator released this channel's quarantined messages on a node that does not run it:
+    /// the owner releases them and delivers them again.
+    ReplayQuarantine(ChannelId),
     /// The listening connection was lost and is back: notices may have been missed, so reconcile
     /// everything from the tables.
     Resync,

@@ -214,6 +214,11 @@ impl Handler<ClusterNotice> for ChannelSupervisor {
                     ctx.notify(Backfill { id, since });
                 }
             }
+            Notice::ReplayQuarantine(id) => {
+                if self.owns(id) {
+                    ctx.notify(ReplayQuarantine { id });
+                }
+            }
             Notice::Resync => self.reconcile(),
         }
     }

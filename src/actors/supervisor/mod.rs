@@ -606,7 +606,21 @@ impl Handler<ReplayQuarantine> for ChannelSupervisor {
     type Result = Result<usize, ControlError>;
 
     fn handle(&mut self, msg: ReplayQuarantine, _: &mut Context<Self>) -> Self::Result {
-        self.record(msg.id)?;
+        let record = self.record(msg.id)?;
+        if !self.runs_here(&record) {
+            // The owner releases and delivers them (its runtime queues the replay): answer how
+            // many are quarantined now, and tell it.
+            let count = self
+                .deps
+                .ingest
+                .ledger
+                .quarantined(msg.id, usize::MAX)
+                .map_err(|err| ControlError::Store(err.to_string()))?
+                .len();
+            self.tell_others(&Notice::ReplayQuarantine(msg.id))?;
+            tracing::info!(channel = %msg.id, count, "Quarantined messages: the node that runs the channel releases them.");
+            return Ok(count);
+        }
         let ids = self
             .deps
             .ingest

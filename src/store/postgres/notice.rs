@@ -1,5 +1,5 @@
 //! The text encoding of [`Notice`]s on the one `NOTIFY` channel `inboxd`: `channel <id>`,
-//! `poll <id>`, `backfill <id> <RFC 3339 time>`, `resync`. Both ends (the engine's writes, the
+//! `poll <id>`, `backfill <id> <RFC 3339 time>`, `replay <id>`, `resync`. Both ends (the engine's writes, the
 //! coordination's `notify` and `listen`) use these two functions only.
 
 use chrono::{DateTime, Utc};
@@ -19,6 +19,7 @@ pub(crate) fn encode(notice: &Notice) -> String {
         Notice::ChannelChanged(id) => format!("channel {id}"),
         Notice::PollNow(id) => format!("poll {id}"),
         Notice::Backfill(id, from) => format!("backfill {id} {}", from.to_rfc3339()),
+        Notice::ReplayQuarantine(id) => format!("replay {id}"),
         Notice::Resync => "resync".to_owned(),
     }
 }
@@ -39,6 +40,7 @@ pub(crate) fn decode(payload: &str) -> Option<Notice> {
         "resync" => Notice::Resync,
         "channel" => Notice::ChannelChanged(ChannelId::parse(words.next()?).ok()?),
         "poll" => Notice::PollNow(ChannelId::parse(words.next()?).ok()?),
+        "replay" => Notice::ReplayQuarantine(ChannelId::parse(words.next()?).ok()?),
         "backfill" => {
             let id = ChannelId::parse(words.next()?).ok()?;
             let from = DateTime::parse_from_rfc3339(words.next()?).ok()?;
@@ -64,6 +66,7 @@ mod tests {
             Notice::ChannelChanged(id),
             Notice::PollNow(id),
             Notice::Backfill(id, at),
+            Notice::ReplayQuarantine(id),
             Notice::Resync,
         ] {
             assert_eq!(decode(&encode(&notice)), Some(notice.clone()), "{notice:?}");
