@@ -37,7 +37,7 @@ use crate::status::{ChannelView, StatusBoard};
 use crate::store::{ChannelRecord, LedgerState};
 
 /// What a channel view carries: its last error (or warning) and the error's source.
-pub use crate::store::{ErrorSource, FirstImport, LastError};
+pub use crate::store::{ChannelEvent, ErrorSource, FirstImport, LastError};
 pub use authorization::{AuthorizationLink, Authorized, Failure, Redirect};
 pub use error::Error;
 pub use input::{ChannelPatch, NewChannel, parse_channel_id};

@@ -463,8 +463,8 @@ pub struct EventOut {
     pub correlation_id: Option<String>,
 }
 
-impl From<crate::store::ChannelEvent> for EventOut {
-    fn from(e: crate::store::ChannelEvent) -> Self {
+impl From<crate::control::ChannelEvent> for EventOut {
+    fn from(e: crate::control::ChannelEvent) -> Self {
         EventOut {
             at: e.at,
             kind: e.kind,
