@@ -892,6 +892,25 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(daemon.channel(&ids[3].to_string()).await.unwrap()["enabled"] == true);
 
+    // A channel's details say how many of its messages are quarantined.
+    let ingest = daemon.app().unwrap().ingest();
+    ingest
+        .ledger
+        .record_failures(
+            ids[0],
+            &[
+                ("m-1".to_owned(), "refused".to_owned()),
+                ("m-2".to_owned(), "refused".to_owned()),
+            ],
+            1,
+            Utc::now(),
+        )
+        .unwrap();
+    let (_, detail) = get(&daemon, &cookie, &format!("/?channel={}", ids[0])).await;
+    assert!(detail.contains("Quarantine: 2 messages"), "{detail}");
+    let (_, other) = get(&daemon, &cookie, &format!("/?channel={}", ids[1])).await;
+    assert!(other.contains("View quarantine") && other.contains("data-count=\"0\""));
+
     // Disable a group: both of its channels, nothing else.
     let res = post(
         &daemon,

@@ -114,7 +114,13 @@ pub fn detail(
                 } @else {
                     (button_form(&format!("{base}/enable"), csrf, "Enable", ""))
                 }
-                a.button href={ (base) "/quarantine" } { "View quarantine" }
+                @let quarantined = state.control.quarantine_count(view.id);
+                a.button href={ (base) "/quarantine" } id="detail-quarantine" data-count=(quarantined.unwrap_or(0)) {
+                    @match quarantined {
+                        Some(0) | None => "View quarantine",
+                        Some(n) => { "Quarantine: " (n) (if n == 1 { " message" } else { " messages" }) },
+                    }
+                }
                 (button_form(&format!("{base}/remove"), csrf, "Remove…", "danger"))
             }
             @if view.enabled {
