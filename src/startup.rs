@@ -288,6 +288,10 @@ impl Application {
         }
         ingest = ingest.with_events(events);
         let ingest = Arc::new(ingest);
+        ingest
+            .apps
+            .reload()
+            .context("Failed to read the apps from the store")?;
         let channels = store
             .list_channels()
             .context("Failed to read the channels from the store")?;

@@ -206,8 +206,6 @@ fn seed(store_path: &Path, key: &MasterKey) -> String {
         name: format!("mailbox {i:04}"),
         tenant_id: TenantId::parse("contoso.com").unwrap(),
         client_id: ClientId::parse("11111111-2222-4333-8444-555555555555").unwrap(),
-        client_secret: inboxd::domain::secret::ClientSecret::new("a-client-secret-value").unwrap(),
-        client_secret_expires_at: None,
         mailbox: Mailbox::parse(&format!("user{i:04}@contoso.com")).unwrap(),
         folder: Folder::inbox(),
         enabled: status != ChannelStatus::Disabled,

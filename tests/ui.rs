@@ -674,7 +674,10 @@ fn view(i: usize) -> ChannelView {
         last_poll_at: Some(Utc::now()),
         last_success_at: Some(Utc::now()),
         next_poll_at: Some(Utc::now() + chrono::Duration::seconds(60)),
-        client_secret_expires_at: Some(Utc::now() + chrono::Duration::days(i as i64 % 400)),
+        credential_expiry: Some((
+            inboxd::domain::CredentialKind::Secret,
+            Utc::now() + chrono::Duration::days(i as i64 % 400),
+        )),
         messages_today: 0,
         messages_day: None,
         created_at: Utc::now(),

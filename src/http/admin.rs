@@ -50,6 +50,11 @@ admin_routes! {
     get "/channels/{id}/events" => events,
     post "/channels/{id}/invitations" => invite,
     delete "/invitations/{id}" => revoke_invitation,
+    get "/apps" => crate::http::apps::list_apps,
+    post "/apps" => crate::http::apps::add_app,
+    get "/apps/{tenant}/{client}" => crate::http::apps::show_app,
+    put "/apps/{tenant}/{client}/credential" => crate::http::apps::rotate_app,
+    delete "/apps/{tenant}/{client}" => crate::http::apps::remove_app,
 }
 
 /// The `/api` scope.

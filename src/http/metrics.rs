@@ -145,7 +145,7 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
                 last_success.push(&id, mailbox, unix_seconds(at));
             }
         }
-        if let Some(at) = row.client_secret_expires_at {
+        if let Some(at) = row.credential_expires_at() {
             earliest_expiry = Some(earliest_expiry.map_or(at, |e| e.min(at)));
             if per_channel {
                 secret_expiry.push(&id, mailbox, unix_seconds(at));

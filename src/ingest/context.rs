@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::cluster::Ownership;
 use crate::events::Events;
 use crate::graph::GraphClient;
+use crate::ingest::apps::AppDirectory;
 use crate::ingest::ledger::Ledger;
 use crate::ingest::runtime::Runtimes;
 use crate::oauth::OAuthClient;
@@ -66,6 +67,8 @@ pub struct Ingest {
     pub cluster: Option<Arc<Ownership>>,
     /// Where channel events go (log, history, event webhook).
     pub events: Arc<Events>,
+    /// The apps channels sign in with: credentials per token request, expiries in memory.
+    pub apps: AppDirectory,
 }
 
 thread_local! {
@@ -97,6 +100,7 @@ impl Ingest {
             stats: Stats::default(),
             cluster: None,
             events: Arc::new(Events::new(store.clone(), 20)),
+            apps: AppDirectory::new(store.clone()),
             store,
         }
     }

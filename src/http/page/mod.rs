@@ -314,6 +314,7 @@ async fn add(
         tenant_id: form.tenant_id.trim().to_owned(),
         client_id: form.client_id.trim().to_owned(),
         client_secret: form.client_secret,
+        client_certificate: None,
         mailbox: form.mailbox.trim().to_owned(),
         folder: some(&form.folder),
         name: some(&form.name),
