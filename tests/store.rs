@@ -310,9 +310,9 @@ fn apps_round_trip_with_a_secret_or_a_certificate(engine: Engine) {
         tenant_id: tenant.clone(),
         client_id: ClientId::parse("00000000-0000-0000-0000-00000000000b").unwrap(),
         name: String::new(),
-        credential: AppCredential::Certificate(
+        credential: AppCredential::Certificate(Box::new(
             inboxd::domain::ClientCertificate::from_pem(&pem).unwrap(),
-        ),
+        )),
         created_at: at(1),
         updated_at: at(3),
         rotated_at: Some(at(3)),

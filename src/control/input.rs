@@ -140,7 +140,7 @@ impl CredentialInput {
                         ),
                     ));
                 }
-                Ok(Some(AppCredential::Certificate(cert)))
+                Ok(Some(AppCredential::Certificate(Box::new(cert))))
             }
             (None, None) => Ok(None),
         }

@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use crate::domain::AppCredential;
-use crate::domain::secret::ClientSecret;
 
 use super::engine::{Op, Scan, Table};
 use super::{AppKey, AppRecord, AppSummary, Store, StoreError, persisted};
@@ -79,12 +78,7 @@ impl Store {
     /// updated channel; an app that exists keeps its credential. Returns how many channels moved.
     pub(crate) fn adopt_legacy_secrets(&self) -> Result<usize, StoreError> {
         let crypto = &self.shared.crypto;
-        let mut legacy: Vec<(
-            Vec<u8>,
-            super::ChannelRecord,
-            ClientSecret,
-            Option<DateTime<Utc>>,
-        )> = Vec::new();
+        let mut legacy: Vec<(Vec<u8>, super::ChannelRecord, persisted::LegacySecret)> = Vec::new();
         self.scan(Table::Channels, Scan::All, |key, value| {
             let Some(id) = key.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
                 return Ok(ControlFlow::Continue(()));
@@ -93,7 +87,7 @@ impl Store {
             if let Some((secret, expires_at)) = persisted::legacy_channel_secret(crypto, id, value)?
             {
                 let record = persisted::decode_channel(id, value)?;
-                legacy.push((key.to_vec(), record, secret, expires_at));
+                legacy.push((key.to_vec(), record, (secret, expires_at)));
             }
             Ok(ControlFlow::Continue(()))
         })?;
@@ -101,10 +95,10 @@ impl Store {
             return Ok(0);
         }
         // The newest channel of each app decides its secret.
-        legacy.sort_by_key(|(_, record, _, _)| std::cmp::Reverse(record.updated_at));
+        legacy.sort_by_key(|(_, record, _)| std::cmp::Reverse(record.updated_at));
         let mut apps: BTreeMap<AppKey, bool> = BTreeMap::new();
         let moved = legacy.len();
-        for (key, record, secret, expires_at) in legacy {
+        for (key, record, (secret, expires_at)) in legacy {
             let app_key = record.app_key();
             let mut ops = Vec::new();
             if !*apps.entry(app_key.clone()).or_insert(false) {

@@ -227,13 +227,16 @@ pub(crate) fn decode_channel(id: ChannelId, bytes: &[u8]) -> Result<ChannelRecor
     })
 }
 
+/// A client secret with its expiry, as channel records from before apps held it.
+pub(crate) type LegacySecret = (ClientSecret, Option<DateTime<Utc>>);
+
 /// The client secret a channel record from before apps still carries, with its expiry: `None` for
 /// a current record.
 pub(crate) fn legacy_channel_secret(
     crypto: &Crypto,
     id: ChannelId,
     bytes: &[u8],
-) -> Result<Option<(ClientSecret, Option<DateTime<Utc>>)>, StoreError> {
+) -> Result<Option<LegacySecret>, StoreError> {
     let record = channel_record_name(id);
     let s: ChannelV1 = decode(&record, bytes)?;
     let Some(sealed) = s.client_secret else {
@@ -310,10 +313,10 @@ pub(crate) fn decode_app(crypto: &Crypto, bytes: &[u8]) -> Result<AppRecord, Sto
                 .map_err(|e| invalid(&record, "client secret", e))?,
             expires_at: s.expires_at,
         },
-        "certificate" => AppCredential::Certificate(
+        "certificate" => AppCredential::Certificate(Box::new(
             ClientCertificate::from_pem(plain.as_str())
                 .map_err(|e| invalid(&record, "certificate", e))?,
-        ),
+        )),
         other => return Err(invalid(&record, "credential kind", format!("{other:?}"))),
     };
     Ok(AppRecord {
