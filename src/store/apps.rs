@@ -137,3 +137,106 @@ impl Store {
         Ok(moved)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::domain::secret::{ClientSecret, MasterKey};
+    use crate::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+    use crate::store::{ChannelRecord, FirstImport};
+
+    fn channel(mailbox: &str, client: &str, minutes: i64) -> ChannelRecord {
+        let at = Utc::now() - chrono::Duration::minutes(minutes);
+        ChannelRecord {
+            id: ChannelId::generate(),
+            name: mailbox.into(),
+            tenant_id: TenantId::parse("contoso.com").unwrap(),
+            client_id: ClientId::parse(client).unwrap(),
+            mailbox: Mailbox::parse(mailbox).unwrap(),
+            folder: Folder::inbox(),
+            enabled: true,
+            first_import: FirstImport::OnlyNew,
+            poll_mode: None,
+            created_at: at,
+            updated_at: at,
+            activated_at: Some(at),
+            status: ChannelStatus::Active,
+            last_error: None,
+            last_poll_at: None,
+            last_success_at: None,
+        }
+    }
+
+    /// A channel record as written before apps: the secret sealed in it.
+    fn put_legacy(store: &Store, record: &ChannelRecord, secret: &str) {
+        let name = persisted::channel_record_name(record.id);
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&persisted::encode_channel(record).unwrap()).unwrap();
+        value["client_secret"] = serde_json::json!(
+            store
+                .shared
+                .crypto
+                .seal(&name, "client_secret", secret)
+                .unwrap()
+        );
+        value["client_secret_expires_at"] = serde_json::json!("2030-01-01T00:00:00Z");
+        let bytes = serde_json::to_vec(&value).unwrap();
+        store
+            .with(|e| e.insert(Table::Channels, record.id.as_bytes(), &bytes))
+            .unwrap();
+    }
+
+    #[test]
+    fn secrets_of_old_channel_records_move_into_their_apps_once() {
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        let a = "00000000-0000-0000-0000-00000000000a";
+        let b = "00000000-0000-0000-0000-00000000000b";
+        // Two channels of app A with different secrets: the newest channel's wins.
+        let old = channel("old@contoso.com", a, 60);
+        let new = channel("new@contoso.com", a, 1);
+        let other = channel("other@contoso.com", b, 5);
+        put_legacy(&store, &old, "old-secret");
+        put_legacy(&store, &new, "newest-secret");
+        put_legacy(&store, &other, "b-secret");
+        // App B already exists: it keeps its credential.
+        let kept = AppRecord {
+            tenant_id: other.tenant_id.clone(),
+            client_id: other.client_id.clone(),
+            name: "kept".into(),
+            credential: AppCredential::Secret {
+                secret: ClientSecret::new("b-current").unwrap(),
+                expires_at: None,
+            },
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            rotated_at: None,
+        };
+        store.put_app(&kept).unwrap();
+
+        assert_eq!(store.adopt_legacy_secrets().unwrap(), 3);
+        let app_a = store.get_app(&new.app_key()).unwrap().unwrap();
+        assert_eq!(
+            app_a.credential,
+            AppCredential::Secret {
+                secret: ClientSecret::new("newest-secret").unwrap(),
+                expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+            }
+        );
+        assert_eq!(store.get_app(&other.app_key()).unwrap().unwrap(), kept);
+        // The channels are unchanged but hold no secret any more; a second run moves nothing.
+        for ch in [&old, &new, &other] {
+            assert_eq!(store.get_channel(ch.id).unwrap().as_ref(), Some(ch));
+            let raw = store
+                .with(|e| e.get(Table::Channels, ch.id.as_bytes()))
+                .unwrap()
+                .unwrap();
+            assert!(
+                persisted::legacy_channel_secret(&store.shared.crypto, ch.id, &raw)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert_eq!(store.adopt_legacy_secrets().unwrap(), 0);
+    }
+}
