@@ -364,14 +364,9 @@ impl Control {
         self.ingest.events.history(id, limit).unwrap_or_default()
     }
 
-    /// How many of a channel's messages are quarantined, for a page (`None` when the store cannot
-    /// say). One prefix scan of the channel's ledger.
-    pub fn quarantine_count(&self, id: ChannelId) -> Option<usize> {
-        self.ingest
-            .ledger
-            .quarantined(id, usize::MAX)
-            .ok()
-            .map(|entries| entries.len())
+    /// How many of a channel's messages are quarantined (kept in memory: no scan).
+    pub fn quarantine_count(&self, id: ChannelId) -> u32 {
+        self.ingest.ledger.quarantined_count(id)
     }
 
     /// A channel's recent events (status changes, sign-ins), newest first.

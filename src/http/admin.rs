@@ -132,7 +132,11 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) ->
 }
 
 fn out(state: &AppState, view: &ChannelView) -> ChannelOut {
-    ChannelOut::from_view(view, state.control.redirect_uri())
+    ChannelOut::from_view(
+        view,
+        state.control.redirect_uri(),
+        state.control.quarantine_count(view.id),
+    )
 }
 
 /// The channel id of a path.

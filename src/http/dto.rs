@@ -148,6 +148,9 @@ pub struct ChannelOut {
     pub secret_warning: Option<String>,
     /// Messages delivered today (UTC).
     pub messages_today: u64,
+    /// Messages set aside after failing `retry.max_delivery_attempts` times: kept unread, listed
+    /// by `GET /api/channels/{id}/quarantine`, released by its replay.
+    pub quarantined: u32,
     /// Added at.
     pub created_at: DateTime<Utc>,
     /// The redirect URI to register in Azure.
@@ -348,7 +351,7 @@ impl From<&LastError> for LastErrorOut {
 
 impl ChannelOut {
     /// The API view of a board row.
-    pub fn from_view(view: &ChannelView, redirect_uri: &str) -> Self {
+    pub fn from_view(view: &ChannelView, redirect_uri: &str, quarantined: u32) -> Self {
         let now = Utc::now();
         let days_left = view.secret_days_left(now);
         let kind = view.credential_expiry.map(|(kind, _)| kind);
@@ -392,6 +395,7 @@ impl ChannelOut {
             } else {
                 0
             },
+            quarantined,
             created_at: view.created_at,
             redirect_uri: redirect_uri.to_owned(),
             node: view.node.clone(),

@@ -423,6 +423,7 @@ impl Handler<RemoveChannel> for ChannelSupervisor {
             self.mailboxes.remove(&identity);
         }
         self.deps.ingest.runtimes.remove(msg.id);
+        self.deps.ingest.ledger.forget(msg.id);
         if let Some(ownership) = &self.deps.ingest.cluster {
             ownership.forget(msg.id);
         }

@@ -115,10 +115,10 @@ pub fn detail(
                     (button_form(&format!("{base}/enable"), csrf, "Enable", ""))
                 }
                 @let quarantined = state.control.quarantine_count(view.id);
-                a.button href={ (base) "/quarantine" } id="detail-quarantine" data-count=(quarantined.unwrap_or(0)) {
+                a.button href={ (base) "/quarantine" } id="detail-quarantine" data-count=(quarantined) {
                     @match quarantined {
-                        Some(0) | None => "View quarantine",
-                        Some(n) => { "Quarantine: " (n) (if n == 1 { " message" } else { " messages" }) },
+                        0 => "View quarantine",
+                        n => { "Quarantine: " (n) (if n == 1 { " message" } else { " messages" }) },
                     }
                 }
                 (button_form(&format!("{base}/remove"), csrf, "Remove…", "danger"))

@@ -156,12 +156,14 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
                 thead { tr {
                     th { "Name" } th { "Mailbox" } th { "Tenant" } th { "Status" }
                     th { "Last successful poll" } th { "Next poll" } th { "Today" }
-                    th { "Last error" } th { "Secret expires" }
+                    th { "Quarantined" } th { "Last error" } th { "Credential expires" }
                 } }
                 tbody {
-                    @for view in &listing.rows { (row(view, now)) }
+                    @for view in &listing.rows {
+                        (row(view, now, state.control.quarantine_count(view.id)))
+                    }
                     @if listing.rows.is_empty() {
-                        tr { td colspan="9" class="muted" { "No channel matches." } }
+                        tr { td colspan="10" class="muted" { "No channel matches." } }
                     }
                 }
             }
@@ -179,7 +181,7 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
     page(StatusCode::OK, "Channels", body)
 }
 
-fn row(view: &ChannelView, now: DateTime<Utc>) -> Markup {
+fn row(view: &ChannelView, now: DateTime<Utc>, quarantined: u32) -> Markup {
     html! {
         tr data-channel-id=(view.id.to_string()) data-status=(view.status.as_str()) {
             td {
@@ -198,6 +200,11 @@ fn row(view: &ChannelView, now: DateTime<Utc>) -> Markup {
                 @else { span.muted { "–" } }
             }
             td.num { (cells::messages_today(view, now)) }
+            td.num.quarantined data-count=(quarantined) {
+                @if quarantined > 0 {
+                    a.warn href={ "/ui/channels/" (view.id.to_string()) "/quarantine" } { (quarantined) }
+                } @else { span.muted { "0" } }
+            }
             td.error {
                 @if let Some(e) = &view.last_error {
                     // The remedy is said once per group above, and in the channel's details.
