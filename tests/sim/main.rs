@@ -11,6 +11,7 @@ mod folders;
 mod graph;
 mod identity;
 mod identity_v2;
+mod imap;
 mod patch;
 mod refresh_reuse;
 mod request_ids;
