@@ -149,6 +149,17 @@ impl ImapClient {
 
     /// Reads responses up to the one tagged `tag`.
     pub fn read_until_tagged(&mut self, tag: &str) -> anyhow::Result<Reply> {
+        self.read_until_tagged_answering(tag, false)
+    }
+
+    /// Reads responses up to the one tagged `tag`; with `answer_continuations`, a `+` (an XOAUTH2
+    /// server's error challenge, as Dovecot and Gmail send) gets the empty response that ends the
+    /// exchange.
+    fn read_until_tagged_answering(
+        &mut self,
+        tag: &str,
+        answer_continuations: bool,
+    ) -> anyhow::Result<Reply> {
         let mut untagged = Vec::new();
         let prefix = format!("{tag} ");
         loop {
@@ -167,6 +178,9 @@ impl ImapClient {
                     tagged: Some(text),
                 });
             }
+            if answer_continuations && resp.starts_with(b"+") {
+                self.send_raw(b"\r\n")?;
+            }
             untagged.push(resp);
         }
     }
@@ -181,7 +195,9 @@ impl ImapClient {
     /// `AUTHENTICATE XOAUTH2` with the initial response on the command line (SASL-IR).
     pub fn authenticate_xoauth2(&mut self, user: &str, token: &str) -> anyhow::Result<Reply> {
         let ir = xoauth2(user, token);
-        self.command(&format!("AUTHENTICATE XOAUTH2 {ir}"))
+        let tag = self.tag();
+        self.send_raw(format!("{tag} AUTHENTICATE XOAUTH2 {ir}\r\n").as_bytes())?;
+        self.read_until_tagged_answering(&tag, true)
     }
 
     /// `AUTHENTICATE XOAUTH2` without SASL-IR: waits for the server's `+` and sends the response.
@@ -202,7 +218,7 @@ impl ImapClient {
             );
         }
         self.send_raw(format!("{}\r\n", xoauth2(user, token)).as_bytes())?;
-        self.read_until_tagged(&tag)
+        self.read_until_tagged_answering(&tag, true)
     }
 }
 

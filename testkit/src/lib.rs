@@ -2,11 +2,12 @@
 //! temporary store against the simulator, with helpers for the admin API and the OAuth flow
 //! ([`daemon`]); channels seeded straight into a store ([`seed`]); the simulator as a child process
 //! and this process's memory ([`process`]); a throw-away PostgreSQL database per test ([`pg`]); a raw
-//! IMAP client ([`imap`]). Everything binds 127.0.0.1 on a free port; nothing
+//! IMAP client ([`imap`]); a real Dovecot validating OAuth2 tokens by introspection ([`dovecot`]). Everything binds 127.0.0.1 on a free port; nothing
 //! leaves the machine. Depending on it turns on inboxd's `test-hooks` feature for the tests and
 //! benches that use those hooks.
 
 pub mod daemon;
+pub mod dovecot;
 pub mod imap;
 pub mod pg;
 pub mod pg_server;
@@ -14,6 +15,7 @@ pub mod process;
 pub mod seed;
 
 pub use daemon::{TestDaemon, daemon_env, eventually, free_port};
+pub use dovecot::Dovecot;
 pub use imap::ImapClient;
 pub use pg::PgTestDb;
 pub use pg_server::PgServer;
