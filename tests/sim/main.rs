@@ -1,5 +1,5 @@
-//! Conformance tests of the Microsoft simulator (`inboxd::sim`) over real HTTP: every identity,
-//! Graph, batch, throttling, fault and control behaviour, checked for status, headers and body
+//! Conformance tests of the Microsoft simulator (`inboxd::sim`) over real HTTP (and IMAP): every
+//! identity, Graph, IMAP, batch, throttling, fault and control behaviour, checked for status, headers and body
 //! shape against reference/microsoft-protocol.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
