@@ -1,6 +1,6 @@
-//! Conformance tests of the Microsoft simulator (`inboxd::sim`) over real HTTP (and IMAP): every
-//! identity, Graph, IMAP, batch, throttling, fault and control behaviour, checked for status, headers and body
-//! shape against reference/microsoft-protocol.md.
+//! Conformance tests of the Microsoft simulator (`inboxd::sim`) over real HTTP and IMAP: every
+//! identity, Graph, IMAP, batch, throttling, fault and control behaviour, checked for status,
+//! headers and body shape against reference/microsoft-protocol.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod batch;
