@@ -47,6 +47,8 @@ pub struct ChannelView {
     /// The expiry of the app's credential (a secret's if given, a certificate's always), with its
     /// kind; filled by the supervisor from the app directory.
     pub credential_expiry: Option<(CredentialKind, DateTime<Utc>)>,
+    /// Failed cycles in a row (the current backoff episode; 0 once a cycle succeeds).
+    pub attempts: u32,
     /// Messages delivered today (UTC).
     pub messages_today: u64,
     /// The day `messages_today` counts.
@@ -75,6 +77,7 @@ impl ChannelView {
             last_success_at: record.last_success_at,
             next_poll_at: None,
             credential_expiry: None,
+            attempts: 0,
             messages_today: 0,
             messages_day: None,
             created_at: record.created_at,

@@ -678,6 +678,7 @@ fn view(i: usize) -> ChannelView {
             inboxd::domain::CredentialKind::Secret,
             Utc::now() + chrono::Duration::days(i as i64 % 400),
         )),
+        attempts: 0,
         messages_today: 0,
         messages_day: None,
         created_at: Utc::now(),
@@ -805,6 +806,7 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
             "Nothing: inboxd retries on its own.",
         )),
     );
+    board.update(ids[6], |row| row.attempts = 4);
     set(ids[7], ChannelStatus::Active, None);
     set(ids[8], ChannelStatus::Active, None);
 
@@ -847,9 +849,17 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
     );
     assert!(page.contains("Ask the tenant&#39;s admin") || page.contains("Ask the tenant's admin"));
     assert!(page.contains("class=\"group calm\""), "backing off is calm");
+    assert!(
+        page.contains("retrying on its own, 4 attempts so far"),
+        "a self-healing group says how long it has tried"
+    );
     // A wrong secret's primary action is the secret, not a sign-in.
     let secret_group = &page[order[1]..order[2]];
-    assert!(secret_group.contains("Update the secret"), "{secret_group}");
+    assert!(
+        secret_group.contains("Update the app&#39;s secret")
+            || secret_group.contains("Update the app's secret"),
+        "{secret_group}"
+    );
     // Conditional Access is an admin's fix outside inboxd: try again, not a new sign-in.
     let policy_group = &page[order[0]..order[1]];
     assert!(policy_group.contains("Try all again"), "{policy_group}");

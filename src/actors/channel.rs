@@ -204,11 +204,13 @@ impl ChannelActor {
         let status = self.status;
         let last_error = self.last_error.clone();
         let warning = self.runtime.warning();
+        let attempts = self.episode.backoff.as_ref().map_or(0, |b| b.attempts());
         self.deps.board.update(self.id(), |row| {
             row.status = status;
             row.last_error = last_error;
             row.warning = warning;
             row.next_poll_at = next_poll_at;
+            row.attempts = attempts;
         });
     }
 

@@ -458,6 +458,7 @@ mod tests {
             last_success_at: None,
             next_poll_at: None,
             credential_expiry: None,
+            attempts: 0,
             messages_today: 0,
             messages_day: None,
             created_at: Utc::now(),

@@ -146,6 +146,9 @@ pub struct ChannelOut {
     pub client_secret_days_left: Option<i64>,
     /// A warning when the secret expires within 30 days.
     pub secret_warning: Option<String>,
+    /// Failed cycles in a row: how often a self-healing channel (backing off) has tried so far;
+    /// 0 once a cycle succeeds.
+    pub attempts: u32,
     /// Messages delivered today (UTC).
     pub messages_today: u64,
     /// Messages set aside after failing `retry.max_delivery_attempts` times: kept unread, listed
@@ -396,6 +399,7 @@ impl ChannelOut {
                 0
             },
             quarantined,
+            attempts: view.attempts,
             created_at: view.created_at,
             redirect_uri: redirect_uri.to_owned(),
             node: view.node.clone(),

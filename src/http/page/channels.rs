@@ -230,7 +230,7 @@ fn add_form(state: &AppState, csrf: &CsrfToken, open: bool) -> Markup {
                 label { "Mailbox " input name="mailbox" type="email" required placeholder="support@contoso.com"; }
                 label { "Tenant (directory) id " input name="tenant_id" required placeholder="GUID or contoso.onmicrosoft.com"; }
                 label { "App (client) id " input name="client_id" required placeholder="GUID"; }
-                label { "Client secret value " input name="client_secret" type="password" required autocomplete="new-password"; }
+                label { "Client secret value " input name="client_secret" type="password" autocomplete="new-password" placeholder="(not needed for a known app)"; }
                 label { "Secret expires " input name="client_secret_expires_at" type="date"; }
                 label { "Folder " input name="folder" placeholder="inbox"; }
                 label { "First poll imports "

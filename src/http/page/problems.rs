@@ -39,6 +39,9 @@ pub struct Group {
     pub channels: Vec<(ChannelId, String, String)>,
     /// The oldest error's time: "failing since".
     pub since: Option<DateTime<Utc>>,
+    /// The most failed cycles in a row of a channel in it (self-healing groups say how long
+    /// they have been trying).
+    pub attempts: u32,
 }
 
 /// Whether a status needs someone (or, for backing off, is shown calmly) on the first screen.
@@ -99,8 +102,10 @@ impl Collector {
             count: 0,
             channels: Vec::new(),
             since: None,
+            attempts: 0,
         });
         group.count += 1;
+        group.attempts = group.attempts.max(view.attempts);
         if group.channels.len() < SHOWN_PER_GROUP {
             group
                 .channels
@@ -137,9 +142,15 @@ fn default_remedy(status: ChannelStatus) -> &'static str {
 /// The primary action of a group: what its remedy asks for.
 fn primary(group: &Group) -> (&'static str, &'static str) {
     let code = group.code.to_ascii_lowercase();
-    if code.contains("7000215") || code.contains("7000222") || code.contains("secret") {
-        // A wrong or expired client secret: the fix is a new secret, not a sign-in.
-        ("secret", "Update the secret of one channel")
+    if code.contains("7000215")
+        || code.contains("7000222")
+        || code.contains("700027")
+        || code.contains("secret")
+        || code.contains("certificate")
+    {
+        // A wrong or expired app credential: the fix is a new secret or certificate for the app
+        // (once for all its channels), not a sign-in.
+        ("secret", "Update the app's secret or certificate")
     } else {
         match group.status {
             ChannelStatus::NeedsReauthorization | ChannelStatus::AwaitingAuthorization => {
@@ -177,7 +188,13 @@ pub fn section(groups: &[Group], csrf: &CsrfToken, now: DateTime<Utc>) -> Markup
                         " " code { (group.code) } " · " (group.count) " "
                         (if group.count == 1 { "channel" } else { "channels" })
                         @if let Some(since) = group.since {
-                            " " span.muted { "first failed " (cells::time(Some(since), now, "")) }
+                            " " span.muted { "failing since " (cells::time(Some(since), now, "")) }
+                        }
+                        @if calm && group.attempts > 0 {
+                            " " span.muted.attempts data-attempts=(group.attempts) {
+                                "· retrying on its own, " (group.attempts)
+                                (if group.attempts == 1 { " attempt" } else { " attempts" }) " so far"
+                            }
                         }
                     }
                     p.remedy { strong { "What to do: " } (truncate(&group.remedy, 400)) }
