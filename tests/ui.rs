@@ -948,6 +948,96 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
         daemon.channel(&ids[5].to_string()).await.unwrap()["enabled"],
         true
     );
+
+    // A selection from the table (check boxes): enable two disabled channels, nothing else.
+    let (_, page) = get(&daemon, &cookie, "/").await;
+    assert!(
+        page.contains("form=\"bulk-selection\""),
+        "check boxes in the table"
+    );
+    let (a, b) = (ids[3].to_string(), ids[4].to_string());
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("ids", &a),
+            ("ids", &b),
+            ("action", "enable"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    for id in [&a, &b] {
+        assert_eq!(daemon.channel(id).await.unwrap()["enabled"], true);
+    }
+    // Removing asks first: the first step removes nothing and names what the second would.
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("ids", &a),
+            ("ids", &b),
+            ("action", "remove"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let confirm = res.text().await.unwrap();
+    assert!(confirm.contains("Remove 2 channels?"), "{confirm}");
+    assert!(
+        daemon
+            .channel(&a)
+            .await
+            .is_ok_and(|c| c["id"] == a.as_str())
+    );
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("ids", &a),
+            ("ids", &b),
+            ("action", "remove"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    for id in [&a, &b] {
+        let (status, _) = daemon
+            .api(reqwest::Method::GET, &format!("/api/channels/{id}"), None)
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "{id} removed");
+    }
+    assert_eq!(
+        daemon.channel(&ids[5].to_string()).await.unwrap()["enabled"],
+        true,
+        "nothing else"
+    );
+    // A selection naming a channel that does not exist changes nothing.
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("ids", &ids[6].to_string()),
+            ("ids", "00000000-0000-4000-8000-000000000000"),
+            ("action", "disable"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        daemon.channel(&ids[6].to_string()).await.unwrap()["enabled"],
+        true
+    );
     daemon.stop().await.unwrap();
     sim.stop();
 }

@@ -152,8 +152,18 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
                 button type="submit" { "Filter" }
             }
             p.muted id="showing" { "Showing " (first) "–" (last) " of " (total) " matching channels." }
+            form id="bulk-selection" method="post" action="/ui/bulk" class="bulk" {
+                (csrf_field(csrf))
+                "Selected channels: "
+                button type="submit" name="action" value="poll" { "Poll now" }
+                button type="submit" name="action" value="reauthorize" { "Make sign-in links" }
+                button type="submit" name="action" value="disable" { "Disable" }
+                button type="submit" name="action" value="enable" { "Enable" }
+                button.danger type="submit" name="action" value="remove" { "Remove…" }
+            }
             table id="channels" {
                 thead { tr {
+                    th { span.muted { "Select" } }
                     th { "Name" } th { "Mailbox" } th { "Tenant" } th { "Status" }
                     th { "Last successful poll" } th { "Next poll" } th { "Today" }
                     th { "Quarantined" } th { "Last error" } th { "Credential expires" }
@@ -163,7 +173,7 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
                         (row(view, now, state.control.quarantine_count(view.id)))
                     }
                     @if listing.rows.is_empty() {
-                        tr { td colspan="10" class="muted" { "No channel matches." } }
+                        tr { td colspan="11" class="muted" { "No channel matches." } }
                     }
                 }
             }
@@ -184,6 +194,10 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
 fn row(view: &ChannelView, now: DateTime<Utc>, quarantined: u32) -> Markup {
     html! {
         tr data-channel-id=(view.id.to_string()) data-status=(view.status.as_str()) {
+            td {
+                input type="checkbox" name="ids" value=(view.id.to_string()) form="bulk-selection"
+                    aria-label={ "select " (view.name) };
+            }
             td {
                 a href={ "/?channel=" (view.id.to_string()) } { (view.name) }
                 @if !view.enabled { " " span.muted { "(disabled)" } }
