@@ -810,9 +810,39 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
     set(ids[7], ChannelStatus::Active, None);
     set(ids[8], ChannelStatus::Active, None);
 
+    // An app whose secret expires in five days is named on the first screen with how to rotate it.
+    let soon = (Utc::now() + chrono::Duration::days(5)).to_rfc3339();
+    let (status, app) = daemon
+        .api(
+            reqwest::Method::POST,
+            "/api/apps",
+            Some(serde_json::json!({
+                "tenant_id": "contoso.example",
+                "client_id": "11111111-2222-4333-8444-555555555555",
+                "client_secret": "expiring-secret-value",
+                "client_secret_expires_at": soon,
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{app}");
+    assert!(
+        app["warning"].as_str().unwrap().contains("expires in"),
+        "{app}"
+    );
+
     let (cookie, _) = login(&daemon).await;
     let (status, page) = get(&daemon, &cookie, "/").await;
     assert_eq!(status, StatusCode::OK);
+    let expiring = &page[page
+        .find("id=\"expiring\"")
+        .expect("an expiring-credentials card")..];
+    assert!(
+        expiring.contains("contoso.example/11111111-2222-4333-8444-555555555555")
+            && expiring.contains("inboxd app rotate"),
+        "{expiring}"
+    );
+    assert!(!page.contains("expiring-secret-value"));
     // The groups come first, most urgent first, each once with its count and its one remedy.
     let problems = page
         .find("id=\"problems\"")

@@ -105,6 +105,17 @@ impl Control {
             .collect())
     }
 
+    /// The apps whose credential has expired or expires within `days`, soonest first (from
+    /// memory): `(app id, kind, expiry)`.
+    pub fn expiring_apps(
+        &self,
+        days: i64,
+    ) -> Vec<(String, crate::domain::CredentialKind, chrono::DateTime<Utc>)> {
+        self.ingest
+            .apps
+            .expiring_before(Utc::now() + chrono::Duration::days(days))
+    }
+
     /// One app.
     pub fn app(&self, key: &AppKey) -> Result<AppView, Error> {
         let app = self.ingest.store.get_app(key).map_err(store_error)?;

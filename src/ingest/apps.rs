@@ -96,6 +96,23 @@ impl AppDirectory {
         .copied()
     }
 
+    /// The apps whose credential expires before `before` (expired ones included), soonest first:
+    /// `(tenant/client, kind, expiry)`. From memory, no store read.
+    pub fn expiring_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Vec<(String, CredentialKind, DateTime<Utc>)> {
+        let mut out: Vec<_> = self
+            .expiries
+            .read()
+            .iter()
+            .filter(|(_, (_, at))| *at < before)
+            .map(|(id, (kind, at))| (id.clone(), *kind, *at))
+            .collect();
+        out.sort_by_key(|(id, _, at)| (*at, id.clone()));
+        out
+    }
+
     /// The app of `record` with its credential, read from the store now.
     pub fn credential(&self, record: &ChannelRecord) -> Result<AppRecord, AppLookupError> {
         match self.store.get_app(&record.app_key()) {

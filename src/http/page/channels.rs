@@ -133,7 +133,10 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
                     },
                 }
             }
-            @if query.channel.is_none() { (problems::section(&groups, csrf, now)) }
+            @if query.channel.is_none() {
+                (problems::section(&groups, csrf, now))
+                (expiring_credentials(state, now))
+            }
             (add_form(state, csrf, all == 0))
             form method="get" action="/" id="filter" class="filter" role="search" {
                 label { "Status "
@@ -226,6 +229,35 @@ fn row(view: &ChannelView, now: DateTime<Utc>, quarantined: u32) -> Markup {
                 }
             }
             td { (cells::secret(view, now)) }
+        }
+    }
+}
+
+/// The apps whose secret or certificate has expired or expires within 30 days: one line each,
+/// with how to rotate it once for all its channels.
+fn expiring_credentials(state: &AppState, now: DateTime<Utc>) -> Markup {
+    let expiring = state.control.expiring_apps(30);
+    html! {
+        @if !expiring.is_empty() {
+            section id="expiring" class="card" {
+                h2 { "App credentials expiring · " (expiring.len()) }
+                p.muted {
+                    "Make a new secret or certificate in the Azure portal, then replace it once for every channel of the app: "
+                    code { "inboxd app rotate APP --client-secret-file FILE" } " (or " code { "--client-certificate-file" } ")."
+                }
+                ul {
+                    @for (app, kind, at) in expiring.iter().take(20) {
+                        @let days = (*at - now).num_days();
+                        li data-app=(app) {
+                            code { (app) } " · " (kind.as_str()) " · "
+                            @if *at <= now { span.bad { "expired " (cells::time(Some(*at), now, "")) } }
+                            @else if days < 14 { span.bad { "expires in " (days) " days" } }
+                            @else { span.warn { "expires in " (days) " days" } }
+                        }
+                    }
+                    @if expiring.len() > 20 { li.muted { "and " (expiring.len() - 20) " more: " code { "inboxd app list" } } }
+                }
+            }
         }
     }
 }
