@@ -157,12 +157,12 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
             p.muted id="showing" { "Showing " (first) "–" (last) " of " (total) " matching channels." }
             form id="bulk-selection" method="post" action="/ui/bulk" class="bulk" {
                 (csrf_field(csrf))
-                "Selected channels: "
-                button type="submit" name="action" value="poll" { "Poll now" }
-                button type="submit" name="action" value="reauthorize" { "Make sign-in links" }
-                button type="submit" name="action" value="disable" { "Disable" }
-                button type="submit" name="action" value="enable" { "Enable" }
-                button.danger type="submit" name="action" value="remove" { "Remove…" }
+                "Channels ticked below: "
+                button type="submit" name="action" value="poll" { "Poll selected" }
+                button type="submit" name="action" value="reauthorize" { "Sign-in links for selected" }
+                button type="submit" name="action" value="disable" { "Disable selected" }
+                button type="submit" name="action" value="enable" { "Enable selected" }
+                button.danger type="submit" name="action" value="remove" { "Remove selected…" }
             }
             table id="channels" {
                 thead { tr {
