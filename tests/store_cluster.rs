@@ -457,6 +457,19 @@ fn a_sled_store_moves_to_postgres_with_export_and_import() {
         }
     }
     sled.put_meta("k", b"v").unwrap();
+    let app = inboxd::store::AppRecord {
+        tenant_id: channels[0].tenant_id.clone(),
+        client_id: channels[0].client_id.clone(),
+        name: "desk app".into(),
+        credential: inboxd::domain::AppCredential::Secret {
+            secret: inboxd::domain::secret::ClientSecret::new("plain-app-secret").unwrap(),
+            expires_at: None,
+        },
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        rotated_at: None,
+    };
+    sled.put_app(&app).unwrap();
     let mut exported = Vec::new();
     let counts = sled.export(&mut exported).unwrap();
     assert_eq!(
@@ -492,6 +505,8 @@ fn a_sled_store_moves_to_postgres_with_export_and_import() {
         );
     }
     assert_eq!(pg.get_meta("k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(counts.apps, 1);
+    assert_eq!(pg.get_app(&app.key()).unwrap(), Some(app));
 
     // A store that already holds channels is refused, and keeps what it had.
     let err = pg.import(&mut exported.as_slice()).unwrap_err();

@@ -101,8 +101,14 @@ struct Line {
 }
 
 /// The tables an export holds, in file order.
+/// The sealed tables come first, so an import checks the master key on its first lines (and holds
+/// nothing back until then).
 fn exported_tables() -> impl Iterator<Item = Table> {
-    Table::ALL.into_iter().filter(|t| *t != Table::System)
+    [Table::Apps, Table::Tokens].into_iter().chain(
+        Table::ALL
+            .into_iter()
+            .filter(|t| !matches!(t, Table::System | Table::Apps | Table::Tokens)),
+    )
 }
 
 fn write_failed(err: impl std::fmt::Display) -> StoreError {
@@ -177,9 +183,8 @@ impl Store {
             let value = B64
                 .decode(&parsed.value)
                 .map_err(|e| bad(format!("value: {e}")))?;
-            if table == Table::Channels && !key_checked {
-                self.check_exported_channel(&key, &value)?;
-                key_checked = true;
+            if !key_checked {
+                key_checked = self.check_sealed(table, &key, &value)?;
             }
             counts.count(table);
             batch.push(Op::Insert { table, key, value });
@@ -188,6 +193,7 @@ impl Store {
                 batch.clear();
             }
         }
+        // An export with nothing sealed in it (no app, no token) has nothing the key protects.
         for chunk in batch.chunks(IMPORT_BATCH) {
             self.with(|e| e.apply(chunk))?;
         }
@@ -197,15 +203,28 @@ impl Store {
         Ok(counts)
     }
 
-    /// Decrypts an exported channel record with this store's key.
-    fn check_exported_channel(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let bytes: [u8; 16] = key.try_into().map_err(|_| {
-            StoreError::InvalidInput(
-                "the export's first channel key is not a channel id: give the file `inboxd store export` wrote, unchanged".to_owned(),
-            )
-        })?;
-        match persisted::decode_channel(ChannelId::from_bytes(bytes), value) {
-            Ok(_) => Ok(()),
+    /// Decrypts an exported sealed record (an app, a token set, or a channel from before apps)
+    /// with this store's key: `true` once one did, `false` for a record with nothing sealed.
+    fn check_sealed(&self, table: Table, key: &[u8], value: &[u8]) -> Result<bool, StoreError> {
+        let id = || -> Result<ChannelId, StoreError> {
+            let bytes: [u8; 16] = key.get(..16).and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                StoreError::InvalidInput(
+                    "a key of the export is not a channel id: give the file `inboxd store export` wrote, unchanged".to_owned(),
+                )
+            })?;
+            Ok(ChannelId::from_bytes(bytes))
+        };
+        let crypto = &self.shared.crypto;
+        let opened = match table {
+            Table::Apps => persisted::decode_app(crypto, value).map(|_| true),
+            Table::Tokens => persisted::decode_tokens(crypto, id()?, value).map(|_| true),
+            Table::Channels => {
+                persisted::legacy_channel_secret(crypto, id()?, value).map(|s| s.is_some())
+            }
+            _ => Ok(false),
+        };
+        match opened {
+            Ok(checked) => Ok(checked),
             // A record sealed under another key fails its authentication: the keys differ.
             Err(StoreError::Corrupt { .. }) => Err(StoreError::WrongMasterKey),
             Err(other) => Err(other),
