@@ -306,6 +306,9 @@ pub struct ChannelAddArgs {
     /// What the first poll imports: all, new, or last_days:N.
     #[arg(long, value_name = "POLICY")]
     pub first_import: Option<String>,
+    /// How to reach the mailbox: graph (Microsoft Graph, the default) or imap (IMAP with OAuth2).
+    #[arg(long, value_name = "TRANSPORT")]
+    pub transport: Option<String>,
     /// Add the channel disabled.
     #[arg(long)]
     pub disabled: bool,
@@ -337,6 +340,10 @@ pub struct ChannelUpdateArgs {
     /// A new mailbox (the channel must be authorized again).
     #[arg(long)]
     pub mailbox: Option<String>,
+    /// Move the channel to another transport: graph or imap. Nothing is delivered twice; the
+    /// channel asks for a new sign-in only if the app is not consented for the other resource.
+    #[arg(long, value_name = "TRANSPORT")]
+    pub transport: Option<String>,
 }
 
 #[cfg(test)]

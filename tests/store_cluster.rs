@@ -41,6 +41,7 @@ fn channel(n: u32) -> ChannelRecord {
         enabled: true,
         first_import: FirstImport::AllUnread,
         poll_mode: None,
+        transport: inboxd::domain::Transport::Graph,
         created_at: at,
         updated_at: at,
         activated_at: None,
@@ -77,6 +78,7 @@ fn cursor(link: &str) -> Cursor {
     Cursor {
         delta_link: Some(link.to_owned()),
         last_received_at: None,
+        imap: None,
     }
 }
 

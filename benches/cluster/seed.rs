@@ -69,6 +69,7 @@ pub(crate) async fn seed(
             enabled: true,
             first_import: FirstImport::AllUnread,
             poll_mode: None,
+            transport: inboxd::domain::Transport::Graph,
             created_at: now,
             updated_at: now,
             activated_at: Some(now),

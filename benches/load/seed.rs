@@ -39,6 +39,7 @@ pub(crate) fn record(prefix: &str, i: usize) -> anyhow::Result<ChannelRecord> {
         enabled: true,
         first_import: FirstImport::AllUnread,
         poll_mode: None,
+        transport: inboxd::domain::Transport::Graph,
         created_at: now,
         updated_at: now,
         activated_at: Some(now),

@@ -14,4 +14,4 @@ mod status;
 pub use error::DomainError;
 pub use ids::{ChannelId, ClientId, Folder, HttpUrl, Mailbox, TenantId};
 pub use mail::{Address, Attachment, MailItem};
-pub use status::{ChannelStatus, PollMode};
+pub use status::{ChannelStatus, PollMode, Transport};

@@ -19,7 +19,7 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use crate::http::admin;
-use crate::http::dto::{ErrorBody, ErrorDetail, PollModeName, StatusName};
+use crate::http::dto::{ErrorBody, ErrorDetail, PollModeName, StatusName, TransportName};
 
 /// The name of the bearer security scheme in the document (`security(...)` of [`ApiDoc`] spells it too).
 pub const SECURITY_SCHEME: &str = "admin_token";
@@ -59,7 +59,7 @@ const DOCUMENT_OPERATION: &str = "openapi_document";
         admin::invite,
         admin::revoke_invitation,
     ),
-    components(schemas(ErrorBody, ErrorDetail, StatusName, PollModeName)),
+    components(schemas(ErrorBody, ErrorDetail, StatusName, PollModeName, TransportName)),
     modifiers(&Protected),
     security(("admin_token" = [])),
     tags(

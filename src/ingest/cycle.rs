@@ -522,6 +522,7 @@ mod tests {
             enabled: true,
             first_import: FirstImport::AllUnread,
             poll_mode: None,
+            transport: crate::domain::Transport::Graph,
             created_at: now,
             updated_at: now,
             activated_at: Some(now),

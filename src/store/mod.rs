@@ -84,8 +84,8 @@ pub use pending::USED_PENDING_RETENTION;
 pub use permissions::restrict_umask;
 pub use postgres::MigrationReport;
 pub use records::{
-    ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry,
-    LedgerState, PendingAuthorization, PendingLookup, TokenSet,
+    ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, ImapCursor, LastError,
+    LedgerEntry, LedgerState, PendingAuthorization, PendingLookup, TokenSet,
 };
 pub use recovery::ReopenHook;
 pub use transfer::ExportCounts;

@@ -40,6 +40,7 @@ pub async fn seed_channels(
             enabled: true,
             first_import: FirstImport::AllUnread,
             poll_mode: None,
+            transport: inboxd::domain::Transport::Graph,
             created_at: now,
             updated_at: now,
             activated_at: Some(now),
