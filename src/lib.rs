@@ -30,6 +30,7 @@ pub mod demo;
 pub mod domain;
 pub mod events;
 pub mod graph;
+pub mod imap;
 pub mod http;
 pub mod ingest;
 pub mod oauth;
