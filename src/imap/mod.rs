@@ -189,6 +189,8 @@ pub struct ImapClient {
     caps: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     /// Commands sent (the bench's requests per poll).
     commands: Arc<std::sync::atomic::AtomicU64>,
+    /// Deliver the HTML body rather than plain text (`polling.body_content_type`).
+    html_body: bool,
 }
 
 impl std::fmt::Debug for ImapClient {
@@ -247,7 +249,19 @@ impl ImapClient {
             max_per_mailbox: max_per_mailbox.max(1),
             caps: Arc::new(Mutex::new(HashMap::new())),
             commands: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            html_body: false,
         }
+    }
+
+    /// The same client delivering the HTML body (`true`) or plain text.
+    pub fn with_html_body(mut self, html: bool) -> Self {
+        self.html_body = html;
+        self
+    }
+
+    /// Whether the HTML body is delivered rather than plain text.
+    pub fn html_body(&self) -> bool {
+        self.html_body
     }
 
     /// The same client also trusting the CA certificates in `pem` (a private test server).

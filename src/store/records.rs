@@ -69,6 +69,8 @@ pub enum ErrorSource {
     IdentityPlatform,
     /// Microsoft Graph.
     Graph,
+    /// An IMAP server (the IMAP transport).
+    Imap,
     /// The sink (JSONL file or webhook).
     Sink,
     /// The store.
@@ -79,9 +81,10 @@ pub enum ErrorSource {
 
 impl ErrorSource {
     /// Every source.
-    pub const ALL: [ErrorSource; 5] = [
+    pub const ALL: [ErrorSource; 6] = [
         ErrorSource::IdentityPlatform,
         ErrorSource::Graph,
+        ErrorSource::Imap,
         ErrorSource::Sink,
         ErrorSource::Store,
         ErrorSource::Inboxd,
@@ -92,6 +95,7 @@ impl ErrorSource {
         match self {
             ErrorSource::IdentityPlatform => "identity_platform",
             ErrorSource::Graph => "graph",
+            ErrorSource::Imap => "imap",
             ErrorSource::Sink => "sink",
             ErrorSource::Store => "store",
             ErrorSource::Inboxd => "inboxd",
