@@ -126,6 +126,26 @@ pub struct SimArgs {
     /// Worker threads serving requests.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Address of the plain IMAP listener; port 0 picks a free port. Printed as `inboxd sim imap
+    /// listening on ADDR` (second line) and answered by `GET /_sim/imap`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub imap_listen: SocketAddr,
+    /// Serve no plain IMAP.
+    #[arg(long, conflicts_with = "imap_listen")]
+    pub no_imap: bool,
+    /// Address of an IMAP-over-TLS listener (as port 993 is); needs a certificate: --imap-tls-cert
+    /// and --imap-tls-key, or --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    pub imaps_listen: Option<SocketAddr>,
+    /// The PEM certificate chain of the IMAP-over-TLS listener (needs --imap-tls-key).
+    #[arg(long, value_name = "FILE", requires = "imap_tls_key")]
+    pub imap_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --imap-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "imap_tls_cert")]
+    pub imap_tls_key: Option<PathBuf>,
+    /// Authenticated IMAP connections per mailbox; one more is refused (Exchange allows about 20).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub imap_max_connections: usize,
 }
 
 /// Arguments of `inboxd channel`.

@@ -28,6 +28,18 @@ fn main() -> ExitCode {
                         cert_pem: cert,
                         key_pem: key,
                     }),
+                imap: inboxd::sim::ImapOptions {
+                    listen: (!args.no_imap).then_some(args.imap_listen),
+                    tls_listen: args.imaps_listen,
+                    tls: args
+                        .imap_tls_cert
+                        .zip(args.imap_tls_key)
+                        .map(|(cert, key)| inboxd::sim::TlsFiles {
+                            cert_pem: cert,
+                            key_pem: key,
+                        }),
+                    max_connections_per_mailbox: args.imap_max_connections.max(1),
+                },
                 ..inboxd::sim::SimOptions::default()
             }))
             .map_err(anyhow::Error::from),

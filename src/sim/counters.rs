@@ -1,4 +1,4 @@
-//! Request counters of the simulator: requests per endpoint (globally and per mailbox), reuses of
+//! Request counters of the simulator: requests per endpoint and IMAP command (globally and per mailbox), reuses of
 //! rotated-out refresh tokens (globally and per user's mailbox), and the list of requests that arrived
 //! before a `Retry-After` the simulator had handed out had passed.
 
@@ -25,10 +25,17 @@ pub enum Endpoint {
     Batch,
     BatchItem,
     Other,
+    ImapAuthenticate,
+    ImapSelect,
+    ImapList,
+    ImapSearch,
+    ImapFetch,
+    ImapStore,
+    ImapOther,
 }
 
 /// Every endpoint, in counter order.
-pub const ALL: [Endpoint; 13] = [
+pub const ALL: [Endpoint; 20] = [
     Endpoint::Authorize,
     Endpoint::Token,
     Endpoint::OpenidConfiguration,
@@ -42,6 +49,13 @@ pub const ALL: [Endpoint; 13] = [
     Endpoint::Batch,
     Endpoint::BatchItem,
     Endpoint::Other,
+    Endpoint::ImapAuthenticate,
+    Endpoint::ImapSelect,
+    Endpoint::ImapList,
+    Endpoint::ImapSearch,
+    Endpoint::ImapFetch,
+    Endpoint::ImapStore,
+    Endpoint::ImapOther,
 ];
 
 impl Endpoint {
@@ -61,7 +75,28 @@ impl Endpoint {
             Endpoint::Batch => "batch",
             Endpoint::BatchItem => "batch_item",
             Endpoint::Other => "other",
+            Endpoint::ImapAuthenticate => "imap_authenticate",
+            Endpoint::ImapSelect => "imap_select",
+            Endpoint::ImapList => "imap_list",
+            Endpoint::ImapSearch => "imap_search",
+            Endpoint::ImapFetch => "imap_fetch",
+            Endpoint::ImapStore => "imap_store",
+            Endpoint::ImapOther => "imap_other",
         }
+    }
+
+    /// Whether this is an IMAP command (fault filter `imap`).
+    pub fn is_imap(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ImapAuthenticate
+                | Endpoint::ImapSelect
+                | Endpoint::ImapList
+                | Endpoint::ImapSearch
+                | Endpoint::ImapFetch
+                | Endpoint::ImapStore
+                | Endpoint::ImapOther
+        )
     }
 
     /// Whether this is a Graph endpoint (fault filter `graph`).
@@ -73,7 +108,7 @@ impl Endpoint {
                 | Endpoint::OpenidConfiguration
                 | Endpoint::Keys
                 | Endpoint::Other
-        )
+        ) && !self.is_imap()
     }
 
     fn index(self) -> usize {

@@ -1,5 +1,5 @@
 //! Injected faults: what can go wrong (429 storms, 5xx, latency, connection resets, malformed JSON,
-//! AADSTS errors, claims challenges, expired secrets, a token endpoint that is down), where (tenant, app, mailbox, user,
+//! AADSTS errors, claims challenges, expired secrets, a token endpoint that is down, IMAP `NO` and `BYE`), where (tenant, app, mailbox, user,
 //! endpoints) and for how long (a number of requests or a duration).
 
 use std::sync::Arc;
@@ -64,6 +64,17 @@ pub enum FaultKind {
     ExpiredSecret,
     /// The token endpoint is down (503 from the front end, HTML body).
     Down,
+    /// IMAP: the command answers a tagged `NO` with `text` (default `Server Unavailable. 15`).
+    ImapNo {
+        #[serde(default)]
+        text: Option<String>,
+    },
+    /// IMAP: the server says `* BYE` with `text` (default `Connection is closed. 13`) instead of
+    /// answering, and closes the connection.
+    ImapBye {
+        #[serde(default)]
+        text: Option<String>,
+    },
 }
 
 /// The claims request a challenge carries unless the fault names one: an authentication context
@@ -86,7 +97,25 @@ impl FaultKind {
 
     /// Whether the token endpoint answers this kind.
     pub fn on_token(&self) -> bool {
-        !matches!(self, FaultKind::InsufficientClaims { .. })
+        !matches!(
+            self,
+            FaultKind::InsufficientClaims { .. }
+                | FaultKind::ImapNo { .. }
+                | FaultKind::ImapBye { .. }
+        )
+    }
+
+    /// Whether the IMAP server answers this kind (`throttle` as Exchange's throttled `NO`, `reset`
+    /// as a connection closed without a word).
+    pub fn on_imap(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::ImapNo { .. }
+                | FaultKind::ImapBye { .. }
+                | FaultKind::Latency { .. }
+                | FaultKind::Throttle { .. }
+                | FaultKind::Reset
+        )
     }
 }
 
@@ -162,6 +191,7 @@ impl Fault {
                 e == t.endpoint.name()
                     || (e == "graph" && t.endpoint.is_graph())
                     || (e == "batch_item" && t.in_batch)
+                    || (e == "imap" && t.endpoint.is_imap())
                     || e == "all"
             })
         {

@@ -144,6 +144,7 @@ pub fn generate(
         received,
         last_modified: received,
         is_read: !opts.unread,
+        uid: 0,
         importance: if index.is_multiple_of(7) {
             "high".into()
         } else {

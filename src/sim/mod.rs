@@ -12,6 +12,7 @@ mod faults;
 mod grants;
 mod graph;
 mod identity;
+pub mod imap;
 mod mailgen;
 mod state;
 mod throttle;
@@ -25,6 +26,7 @@ use actix_web::web::{self, Data};
 use actix_web::{App, HttpResponse, HttpServer};
 
 pub use faults::{FaultKind, FaultScope, FaultSpec};
+pub use imap::{ImapAddrs, ImapOptions};
 
 /// Certificate and key (PEM files) for serving HTTPS.
 #[derive(Debug, Clone)]
@@ -61,6 +63,8 @@ pub struct SimOptions {
     /// Microsoft's behaviour, where the reuse succeeds and is only counted. Switchable at run time
     /// with `PUT /_sim/settings`.
     pub revoke_on_refresh_token_reuse: bool,
+    /// The IMAP server: plain listener on `127.0.0.1:0` by default, TLS listener when asked for.
+    pub imap: ImapOptions,
 }
 
 impl Default for SimOptions {
@@ -77,6 +81,7 @@ impl Default for SimOptions {
             max_body_bytes: 4 * 1024 * 1024,
             control_max_body_bytes: 256 * 1024 * 1024,
             revoke_on_refresh_token_reuse: false,
+            imap: ImapOptions::default(),
         }
     }
 }
@@ -209,7 +214,7 @@ fn configure(cfg: &mut web::ServiceConfig, state: Arc<state::SimState>) {
         .default_service(web::to(not_found));
 }
 
-type Started = (actix_web::dev::Server, SocketAddr);
+type Started = (actix_web::dev::Server, SocketAddr, ImapAddrs);
 
 fn build(
     opts: &SimOptions,
@@ -236,7 +241,15 @@ fn build(
         .first()
         .copied()
         .ok_or_else(|| std::io::Error::other("simulator bound no address"))?;
-    Ok((server.run(), addr))
+    let imap_tls = match (
+        opts.imap.tls_listen,
+        opts.imap.tls.as_ref().or(opts.tls.as_ref()),
+    ) {
+        (Some(_), Some(files)) => Some(Arc::new(tls_config(files)?)),
+        _ => None,
+    };
+    let imap = imap::start(&opts.imap, &state, imap_tls)?;
+    Ok((server.run(), addr, imap))
 }
 
 fn url_of(addr: SocketAddr, tls: bool) -> String {
@@ -247,6 +260,7 @@ fn url_of(addr: SocketAddr, tls: bool) -> String {
 pub struct SimHandle {
     addr: SocketAddr,
     url: String,
+    imap: ImapAddrs,
     server: Option<actix_web::dev::ServerHandle>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -266,6 +280,16 @@ impl SimHandle {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The plain IMAP listener's address (`SimOptions::imap.listen`; on by default).
+    pub fn imap_addr(&self) -> Option<SocketAddr> {
+        self.imap.plain
+    }
+
+    /// The IMAP-over-TLS listener's address (`SimOptions::imap.tls_listen`).
+    pub fn imaps_addr(&self) -> Option<SocketAddr> {
+        self.imap.tls
     }
 
     /// A control-API client for this simulator (plain HTTP; for HTTPS build one with
@@ -298,8 +322,8 @@ impl Drop for SimHandle {
 
 /// Starts the simulator on its own thread with its own actix System; returns once it is bound.
 pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
-    let (tx, rx) =
-        std::sync::mpsc::channel::<std::io::Result<(SocketAddr, actix_web::dev::ServerHandle)>>();
+    type Bound = (SocketAddr, ImapAddrs, actix_web::dev::ServerHandle);
+    let (tx, rx) = std::sync::mpsc::channel::<std::io::Result<Bound>>();
     let tls = opts.tls.is_some();
     let thread = std::thread::Builder::new()
         .name("inboxd-sim".into())
@@ -308,8 +332,8 @@ pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
             let state = new_state(&opts);
             let started = system.block_on(async { build(&opts, state, false) });
             match started {
-                Ok((server, addr)) => {
-                    let _ = tx.send(Ok((addr, server.handle())));
+                Ok((server, addr, imap)) => {
+                    let _ = tx.send(Ok((addr, imap, server.handle())));
                     let _ = system.block_on(server);
                 }
                 Err(e) => {
@@ -317,27 +341,36 @@ pub fn spawn(opts: SimOptions) -> std::io::Result<SimHandle> {
                 }
             }
         })?;
-    let (addr, server) = rx
+    let (addr, imap, server) = rx
         .recv()
         .map_err(|_| std::io::Error::other("simulator thread ended before binding"))??;
     Ok(SimHandle {
         addr,
         url: url_of(addr, tls),
+        imap,
         server: Some(server),
         thread: Some(thread),
     })
 }
 
 /// Serves the simulator until ctrl-c (`inboxd sim`). Prints `inboxd sim listening on URL` as the
-/// first line on stdout once bound. Must run inside an actix System (`#[actix_web::main]`).
+/// first line on stdout once bound, then `inboxd sim imap listening on ADDR` and `inboxd sim imaps
+/// listening on ADDR` for the IMAP listeners it has. Must run inside an actix System
+/// (`#[actix_web::main]`).
 pub async fn run(opts: SimOptions) -> std::io::Result<()> {
     let state = new_state(&opts);
-    let (server, addr) = build(&opts, state, true)?;
+    let (server, addr, imap) = build(&opts, state, true)?;
     let url = url_of(addr, opts.tls.is_some());
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         writeln!(out, "inboxd sim listening on {url}")?;
+        if let Some(a) = imap.plain {
+            writeln!(out, "inboxd sim imap listening on {a}")?;
+        }
+        if let Some(a) = imap.tls {
+            writeln!(out, "inboxd sim imaps listening on {a}")?;
+        }
         out.flush()?;
     }
     tracing::info!(%url, "simulator listening");

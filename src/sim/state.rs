@@ -35,6 +35,33 @@ pub const KNOWN_GRAPH_SCOPES: &[&str] = &[
     "User.Read",
 ];
 
+/// Exchange Online's resource prefix (IMAP, POP and SMTP scopes). Microsoft also accepts
+/// `https://outlook.office365.com/`; both are kept under this name.
+pub const OUTLOOK_RESOURCE: &str = "https://outlook.office.com/";
+
+/// The audience of a Graph access token.
+pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+
+/// The audience of an Exchange Online (IMAP, POP, SMTP) access token.
+pub const OUTLOOK_AUDIENCE: &str = "https://outlook.office.com";
+
+/// Delegated Exchange Online permissions the simulator knows (kept fully qualified in tokens).
+pub const KNOWN_OUTLOOK_SCOPES: &[&str] =
+    &["IMAP.AccessAsUser.All", "POP.AccessAsUser.All", "SMTP.Send"];
+
+/// The scope an IMAP access token must carry.
+pub const IMAP_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.All";
+
+/// The audience (resource) a normalised scope belongs to: Graph's short names are Graph's, the
+/// fully qualified Exchange Online scopes are Outlook's.
+pub fn audience_of(scope: &str) -> &'static str {
+    if scope.starts_with(OUTLOOK_RESOURCE) {
+        OUTLOOK_AUDIENCE
+    } else {
+        GRAPH_AUDIENCE
+    }
+}
+
 /// Scopes that grant reading mail.
 pub const MAIL_READ_SCOPES: &[&str] = &[
     "Mail.ReadWrite.Shared",
@@ -143,6 +170,8 @@ pub struct Message {
     /// `lastModifiedDateTime`: delivery, then every change (a client's PATCH, a move).
     pub last_modified: DateTime<Utc>,
     pub is_read: bool,
+    /// The message's IMAP UID in its folder (assigned in arrival order; a move assigns a new one).
+    pub uid: u32,
     pub importance: String,
     /// Writable through PATCH (Graph's `message` resource).
     pub bcc: Vec<Address>,
@@ -181,9 +210,68 @@ pub struct MailboxData {
     pub version: u64,
     /// Delta tokens minted at a version below this are expired.
     pub delta_floor: u64,
+    /// Each folder's IMAP UIDVALIDITY and UIDNEXT, keyed by folder key.
+    pub uids: std::collections::HashMap<String, FolderUids>,
+    /// IMAP is switched off for this mailbox (`Set-CASMailbox -ImapEnabled $false`).
+    pub imap_disabled: bool,
+}
+
+/// A folder's IMAP UID state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FolderUids {
+    pub validity: u32,
+    pub next: u32,
+}
+
+impl FolderUids {
+    /// A folder's first UIDVALIDITY: a stable, non-zero number different in every mailbox and folder.
+    fn first(tag: u32, folder: &str) -> FolderUids {
+        let digest = Sha256::digest(format!("{tag}:{folder}").as_bytes());
+        let v = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) & 0x00ff_ffff;
+        FolderUids {
+            validity: v.max(1),
+            next: 1,
+        }
+    }
 }
 
 impl MailboxData {
+    /// The folder's UID state (created on first use).
+    pub fn folder_uids(&mut self, tag: u32, folder: &str) -> FolderUids {
+        *self
+            .uids
+            .entry(folder.to_owned())
+            .or_insert_with(|| FolderUids::first(tag, folder))
+    }
+
+    /// Assigns the next UID of `folder`.
+    pub fn assign_uid(&mut self, tag: u32, folder: &str) -> u32 {
+        let entry = self
+            .uids
+            .entry(folder.to_owned())
+            .or_insert_with(|| FolderUids::first(tag, folder));
+        let uid = entry.next;
+        entry.next = entry.next.saturating_add(1);
+        uid
+    }
+
+    /// Bumps the folder's UIDVALIDITY and renumbers its messages from 1 in arrival order, as a
+    /// server does when it can no longer keep its UIDs; returns the new state.
+    pub fn bump_uid_validity(&mut self, tag: u32, folder: &str) -> FolderUids {
+        let current = self.folder_uids(tag, folder);
+        let mut next = 1u32;
+        for m in self.messages.iter_mut().filter(|m| m.folder == folder) {
+            m.uid = next;
+            next = next.saturating_add(1);
+        }
+        let bumped = FolderUids {
+            validity: current.validity.wrapping_add(1).max(1),
+            next,
+        };
+        self.uids.insert(folder.to_owned(), bumped);
+        bumped
+    }
+
     /// Finds a live message by sequence number.
     pub fn find_mut(&mut self, seq: u64) -> Option<&mut Message> {
         let idx = self.messages.binary_search_by_key(&seq, |m| m.seq).ok()?;
@@ -228,6 +316,21 @@ pub struct TokenClaims {
     /// The grant a refresh token belongs to (0 in access tokens).
     #[serde(default)]
     pub g: u64,
+}
+
+impl TokenClaims {
+    /// The token's audience: the resource of its scopes (one per token, as Microsoft issues them).
+    pub fn audience(&self) -> &'static str {
+        if self
+            .scp
+            .split_whitespace()
+            .any(|s| s.starts_with(OUTLOOK_RESOURCE))
+        {
+            OUTLOOK_AUDIENCE
+        } else {
+            GRAPH_AUDIENCE
+        }
+    }
 }
 
 /// Why a token was not accepted.
@@ -279,6 +382,8 @@ pub struct SimState {
     pub settings: Settings,
     /// Graph scopes each user consented to per app (`upn|client_id`): a refresh may ask for any.
     pub consents: DashMap<String, Vec<String>>,
+    /// The IMAP server's addresses, connection cap, open connections and counters.
+    pub imap: super::imap::ImapState,
 }
 
 impl SimState {
@@ -304,6 +409,7 @@ impl SimState {
             grants: Grants::default(),
             settings: Settings::default(),
             consents: DashMap::new(),
+            imap: super::imap::ImapState::default(),
         }
     }
 
@@ -582,7 +688,9 @@ pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Normalises a requested scope string into (graph scopes, oidc scopes, unknown scopes).
+/// Normalises a requested scope string into (resource scopes, oidc scopes, unknown scopes). Resource
+/// scopes are Graph's short names (`Mail.Read`) and Exchange Online's fully qualified names
+/// (`https://outlook.office.com/IMAP.AccessAsUser.All`); [`audience_of`] tells them apart.
 pub fn split_scopes(scope: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut graph = Vec::new();
     let mut oidc = Vec::new();
@@ -592,6 +700,36 @@ pub fn split_scopes(scope: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
         if ["openid", "profile", "email", "offline_access"].contains(&lower.as_str()) {
             if !oidc.contains(&lower) {
                 oidc.push(lower);
+            }
+            continue;
+        }
+        if let Some(rest) = [
+            "https://outlook.office.com/",
+            "https://outlook.office365.com/",
+        ]
+        .iter()
+        .find(|p| lower.starts_with(*p))
+        .map(|p| &s[p.len()..])
+        {
+            let names: Vec<&str> = if rest == ".default" {
+                KNOWN_OUTLOOK_SCOPES.to_vec()
+            } else {
+                match KNOWN_OUTLOOK_SCOPES
+                    .iter()
+                    .find(|k| k.eq_ignore_ascii_case(rest))
+                {
+                    Some(k) => vec![*k],
+                    None => {
+                        unknown.push(s.to_owned());
+                        continue;
+                    }
+                }
+            };
+            for n in names {
+                let full = format!("{OUTLOOK_RESOURCE}{n}");
+                if !graph.contains(&full) {
+                    graph.push(full);
+                }
             }
             continue;
         }
@@ -660,8 +798,15 @@ mod tests {
         assert!(u.is_empty());
         let (g, _, _) = split_scopes("mail.readwrite.shared");
         assert_eq!(g, ["Mail.ReadWrite.Shared"]);
-        let (_, _, u) =
-            split_scopes("https://outlook.office.com/IMAP.AccessAsUser.All Mail.Teleport");
+        let (g, _, u) = split_scopes(
+            "https://outlook.office365.com/imap.accessasuser.all https://outlook.office.com/IMAP.Teleport Mail.Teleport",
+        );
+        assert_eq!(
+            g,
+            [IMAP_SCOPE],
+            "Exchange Online scopes are kept fully qualified"
+        );
+        assert_eq!(audience_of(&g[0]), OUTLOOK_AUDIENCE);
         assert_eq!(u.len(), 2);
     }
 

@@ -245,6 +245,7 @@ pub async fn deliver(
             m.seq = state.next_seq();
             m.changed_version = data.version;
             m.created_version = data.version;
+            m.uid = data.assign_uid(mbx.tag, &m.folder);
             ids.push(message_id(mbx.tag, m.seq, false));
             immutable.push(message_id(mbx.tag, m.seq, true));
             data.messages.push(m);
@@ -274,19 +275,26 @@ fn with_message(
     let now = state.now();
     let mut data = mbx.data.lock();
     let version = data.version + 1;
-    match data.find_mut(seq) {
-        Some(m) => {
-            f(m, version);
-            m.last_modified = now;
-            data.version = version;
-            HttpResponse::Ok().json(json!({"id": id, "version": version}))
-        }
-        None => err(
+    let Some(m) = data.find_mut(seq) else {
+        return err(
             404,
             "NotFound",
             &format!("message {id} is not in mailbox {addr}"),
-        ),
+        );
+    };
+    let folder_before = m.folder.clone();
+    f(m, version);
+    m.last_modified = now;
+    let moved_to = (m.folder != folder_before && !m.deleted).then(|| m.folder.clone());
+    if let Some(folder) = moved_to {
+        // A move is a new message in the other folder for IMAP: it gets that folder's next UID.
+        let uid = data.assign_uid(mbx.tag, &folder);
+        if let Some(m) = data.find_mut(seq) {
+            m.uid = uid;
+        }
     }
+    data.version = version;
+    HttpResponse::Ok().json(json!({"id": id, "version": version}))
 }
 
 pub async fn delete_message(state: St, path: Path<(String, String)>) -> HttpResponse {
@@ -338,4 +346,43 @@ pub async fn expire_delta(state: St, addr: Path<String>) -> HttpResponse {
     data.version += 1;
     data.delta_floor = data.version;
     HttpResponse::Ok().json(json!({"address": mbx.address, "delta_floor": data.delta_floor}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImapSwitch {
+    enabled: bool,
+}
+
+/// `PUT /_sim/mailboxes/{addr}/imap {"enabled"}`: switches IMAP for the mailbox, as
+/// `Set-CASMailbox -ImapEnabled` does; a disabled mailbox answers `NO AUTHENTICATE failed.`
+pub async fn set_imap(
+    state: St,
+    req: HttpRequest,
+    addr: Path<String>,
+    payload: Payload,
+) -> HttpResponse {
+    let s: ImapSwitch = body!(state, req, payload);
+    let Some(mbx) = state.mailbox(&addr) else {
+        return err(404, "NotFound", &format!("mailbox {addr} does not exist"));
+    };
+    mbx.data.lock().imap_disabled = !s.enabled;
+    HttpResponse::Ok().json(json!({"address": mbx.address, "imap_enabled": s.enabled}))
+}
+
+/// `POST /_sim/mailboxes/{addr}/folders/{folder}/uidvalidity`: the folder (its key: `inbox`,
+/// `sentitems`, … or a custom folder's name) gets a new UIDVALIDITY and its messages new UIDs.
+pub async fn bump_uid_validity(state: St, path: Path<(String, String)>) -> HttpResponse {
+    let (addr, folder) = path.into_inner();
+    let Some(mbx) = state.mailbox(&addr) else {
+        return err(404, "NotFound", &format!("mailbox {addr} does not exist"));
+    };
+    let folder = folder.to_ascii_lowercase();
+    let uids = mbx.data.lock().bump_uid_validity(mbx.tag, &folder);
+    HttpResponse::Ok().json(json!({
+        "address": mbx.address,
+        "folder": folder,
+        "uid_validity": uids.validity,
+        "uid_next": uids.next,
+    }))
 }

@@ -1,6 +1,8 @@
 //! The `/_sim/` control API (JSON): provision tenants, apps, users and mailboxes (one at a time or
 //! in bulk with deterministic credentials), deliver mail, read a mailbox's state, inject faults,
-//! revoke grants, move the simulator's clock, switch run-time settings, and read or reset counters.
+//! revoke grants, move the simulator's clock, switch run-time settings, read or reset counters, switch
+//! IMAP per mailbox, bump a folder's UIDVALIDITY, tell where IMAP listens, and introspect tokens
+//! (RFC 7662, the simulator's own endpoint).
 //!
 //! By concern: [`directory`] (tenants, apps, users, grants, tokens, bulk provisioning), [`mail`]
 //! (mailboxes and their messages), [`runtime`] (faults, counters, clock, settings).
@@ -41,6 +43,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/mailboxes/{addr}/expire_delta",
             web::post().to(mail::expire_delta),
         )
+        .route("/mailboxes/{addr}/imap", web::put().to(mail::set_imap))
+        .route(
+            "/mailboxes/{addr}/folders/{folder}/uidvalidity",
+            web::post().to(mail::bump_uid_validity),
+        )
+        .route("/imap", web::get().to(imap_addrs))
+        .route(
+            "/introspect",
+            web::post().to(crate::sim::identity::introspect),
+        )
         .route("/bulk", web::post().to(directory::bulk))
         .route("/faults", web::post().to(runtime::add_fault))
         .route("/faults", web::get().to(runtime::list_faults))
@@ -51,6 +63,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/clock", web::post().to(runtime::clock))
         .route("/settings", web::get().to(runtime::settings))
         .route("/settings", web::put().to(runtime::update_settings));
+}
+
+/// `GET /_sim/imap`: where the IMAP server listens.
+async fn imap_addrs(state: St) -> HttpResponse {
+    let a = state.imap.addrs();
+    HttpResponse::Ok().json(json!({
+        "plain": a.plain.map(|a| a.to_string()),
+        "tls": a.tls.map(|a| a.to_string()),
+    }))
 }
 
 fn err(status: u16, code: &str, message: &str) -> HttpResponse {

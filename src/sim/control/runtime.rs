@@ -114,12 +114,14 @@ pub async fn counters(state: St, q: Query<CountersQuery>) -> HttpResponse {
         "early_count": early.len(),
         "early_requests": early,
         "refresh_token_reuse": state.counters.refresh_token_reuse(mailbox.as_deref()),
+        "imap": state.imap.snapshot(mailbox.as_deref()),
     }))
 }
 
 pub async fn reset_counters(state: St) -> HttpResponse {
     state.counters.reset();
     state.throttle.reset();
+    state.imap.reset();
     HttpResponse::Ok().json(json!({"reset": true}))
 }
 

@@ -28,7 +28,7 @@ use self::response::{Body, Ctx, GraphRequest, GraphResponse, fault_response};
 use self::route::{Route, endpoint_of, route};
 use crate::sim::counters::{EarlyRequest, Endpoint};
 use crate::sim::faults::{FaultKind, Target};
-use crate::sim::state::{MAIL_READ_SCOPES, SimState, TokenError};
+use crate::sim::state::{GRAPH_AUDIENCE, MAIL_READ_SCOPES, SimState, TokenError};
 use crate::sim::throttle::{Throttle, Throttled};
 use crate::sim::util;
 
@@ -163,6 +163,12 @@ fn authenticate(
     };
     if claims.exp <= state.now_ms() {
         return Err(invalid("Lifetime validation failed, the token is expired."));
+    }
+    if claims.audience() != GRAPH_AUDIENCE {
+        // An Exchange Online (IMAP) token is not for Graph.
+        return Err(invalid(
+            "Access token validation failure. Invalid audience.",
+        ));
     }
     Ok(Principal {
         upn: claims.upn,

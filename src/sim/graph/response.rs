@@ -213,6 +213,8 @@ pub fn fault_response(
         | FaultKind::Aadsts { .. }
         | FaultKind::InteractionRequired { .. }
         | FaultKind::ExpiredSecret
+        | FaultKind::ImapNo { .. }
+        | FaultKind::ImapBye { .. }
         | FaultKind::Down => None,
     }
 }

@@ -127,6 +127,9 @@ pub async fn authorize(
     if let Some(bad) = unknown.first() {
         return fail(StsError::new(70011, &[("scope", bad)]), None);
     }
+    if let Some(e) = super::more_than_one_resource(&graph, scope) {
+        return fail(e, None);
+    }
     let method = util::get(&q, "code_challenge_method")
         .unwrap_or("plain")
         .to_owned();

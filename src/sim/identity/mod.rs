@@ -2,11 +2,12 @@
 //! consent and the redirect), [`token`] (the authorization-code and refresh-token grants, refresh
 //! token rotation and reuse), [`discovery`] (OpenID metadata), [`keys`] (the id_token signing key
 //! and its JWKS), and [`errors`] (the AADSTS table and
-//! Microsoft's error shapes). This module resolves the `{tenant}` path segment they all take.
+//! Microsoft's error shapes), and [`introspect`] (RFC 7662 introspection, the simulator's own). This module resolves the `{tenant}` path segment they all take.
 
 mod authorize;
 mod discovery;
 mod errors;
+mod introspect;
 mod keys;
 mod token;
 
@@ -14,6 +15,7 @@ use rand::Rng;
 
 pub use self::authorize::authorize;
 pub use self::discovery::openid_configuration;
+pub use self::introspect::introspect;
 pub use self::keys::keys;
 pub use self::token::token;
 
@@ -34,6 +36,20 @@ fn resolve(state: &SimState, segment: &str) -> Result<(Option<String>, bool), St
         Some(t) => Ok((Some(t), false)),
         None => Err(StsError::new(90002, &[("tenant", segment)])),
     }
+}
+
+/// A request naming scopes of more than one resource (Graph and Exchange Online): Microsoft issues a
+/// token for one resource at a time and refuses the request as an invalid scope.
+fn more_than_one_resource(scopes: &[String], requested: &str) -> Option<StsError> {
+    let first = scopes.first().map(|s| super::state::audience_of(s))?;
+    if scopes.iter().all(|s| super::state::audience_of(s) == first) {
+        return None;
+    }
+    let mut e = StsError::new(70011, &[("scope", requested)]);
+    e.message = format!(
+        "The provided value for the input parameter 'scope' is not valid because it contains more than one resource. Scope {requested} is not valid."
+    );
+    Some(e)
 }
 
 /// A random URL-safe token of `len` characters.

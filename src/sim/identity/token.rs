@@ -19,7 +19,9 @@ use super::resolve;
 use crate::sim::counters::{EarlyRequest, Endpoint};
 use crate::sim::faults::{DEFAULT_CLAIMS, FaultKind, Target};
 use crate::sim::grants::Spend;
-use crate::sim::state::{GRAPH_RESOURCE, SimState, new_guid, split_scopes};
+use crate::sim::state::{
+    GRAPH_AUDIENCE, GRAPH_RESOURCE, SimState, audience_of, new_guid, split_scopes,
+};
 use crate::sim::throttle::Throttle;
 use crate::sim::util;
 
@@ -56,7 +58,7 @@ struct Issue {
 }
 
 /// Decodes HTTP Basic client credentials (each part form-urlencoded before base64).
-fn basic_credentials(req: &HttpRequest) -> Option<Result<(String, String), ()>> {
+pub(super) fn basic_credentials(req: &HttpRequest) -> Option<Result<(String, String), ()>> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -263,7 +265,11 @@ async fn token_inner(
             return Err(e);
         }
         Some(FaultKind::ExpiredSecret) => expired_secret = true,
-        Some(FaultKind::InsufficientClaims { .. }) => {}
+        Some(
+            FaultKind::InsufficientClaims { .. }
+            | FaultKind::ImapNo { .. }
+            | FaultKind::ImapBye { .. },
+        ) => {}
     }
 
     let Some(grant_type) = util::get(&form, "grant_type") else {
@@ -319,14 +325,31 @@ async fn token_inner(
             if let Some(bad) = unknown.first() {
                 return Err(StsError::new(70011, &[("scope", bad)]));
             }
-            let g = if wants_default { consented.clone() } else { g };
+            if let Some(e) = super::more_than_one_resource(&g, scope_param.unwrap_or_default()) {
+                return Err(e);
+            }
+            // `.default` is every consented scope of the resource it names.
+            let g = if wants_default {
+                let resource = g.first().map(|s| audience_of(s)).unwrap_or(GRAPH_AUDIENCE);
+                consented
+                    .iter()
+                    .filter(|s| audience_of(s) == resource)
+                    .cloned()
+                    .collect()
+            } else {
+                g
+            };
             if g.iter().any(|s| !consented.contains(s)) {
                 return Err(StsError::new(
                     65001,
                     &[("client", &client_id), ("name", &app.display_name)],
                 ));
             }
-            let g = if g.is_empty() { issue.graph.clone() } else { g };
+            let g = if g.is_empty() {
+                one_resource(&issue.graph)
+            } else {
+                g
+            };
             let o: Vec<String> = if grant_type == "authorization_code" {
                 issue.oidc.clone()
             } else {
@@ -334,7 +357,7 @@ async fn token_inner(
             };
             (g, o)
         }
-        None => (issue.graph.clone(), issue.oidc.clone()),
+        None => (one_resource(&issue.graph), issue.oidc.clone()),
     };
     // Every check passed: the presented refresh token is rotated out now. Microsoft leaves it valid
     // (a reuse is only counted); with revoke-on-reuse the grant dies, as with stricter providers.
@@ -395,7 +418,13 @@ async fn token_inner(
     });
     let mut scope_out: Vec<String> = graph
         .iter()
-        .map(|s| format!("{GRAPH_RESOURCE}{s}"))
+        .map(|s| {
+            if s.contains("://") {
+                s.clone()
+            } else {
+                format!("{GRAPH_RESOURCE}{s}")
+            }
+        })
         .collect();
     scope_out.extend(oidc.iter().filter(|s| *s != "offline_access").cloned());
     let body = TokenBody {
@@ -412,6 +441,18 @@ async fn token_inner(
     Ok(sts_headers(HttpResponse::Ok(), &trace)
         .content_type("application/json; charset=utf-8")
         .body(serde_json::to_string(&body).unwrap_or_default()))
+}
+
+/// The scopes of the first resource among `scopes`: a token is for one resource.
+fn one_resource(scopes: &[String]) -> Vec<String> {
+    let Some(first) = scopes.first().map(|s| audience_of(s)) else {
+        return Vec::new();
+    };
+    scopes
+        .iter()
+        .filter(|s| audience_of(s) == first)
+        .cloned()
+        .collect()
 }
 
 /// The id_token: an RS256 JWT signed with the key of the served JWKS (`kid` in its header).
