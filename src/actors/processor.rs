@@ -193,11 +193,9 @@ impl Core {
                     .filter(|(_, r)| r.is_ok())
                     .map(|(id, _)| (id.as_str(), internet_message_id(&records, id)))
                     .collect();
-                let recorded = self.ledger.record_delivered_mail(
-                    batch.channel_id,
-                    &delivered,
-                    Utc::now(),
-                );
+                let recorded =
+                    self.ledger
+                        .record_delivered_mail(batch.channel_id, &delivered, Utc::now());
                 acks_after_recording(acks, recorded)
             }
             SinkBackend::Postgres => {
@@ -356,9 +354,11 @@ async fn flush_loop(core: Arc<Core>) {
                 let now = Utc::now();
                 for (channel, ids) in by_channel {
                     if let Ok(channel) = ChannelId::parse(channel) {
-                        ledger.record_delivered_mail(channel, &ids, now).map_err(|err| {
-                            unavailable(format!("the ledger could not be written: {err}"))
-                        })?;
+                        ledger
+                            .record_delivered_mail(channel, &ids, now)
+                            .map_err(|err| {
+                                unavailable(format!("the ledger could not be written: {err}"))
+                            })?;
                     }
                 }
                 Ok(())

@@ -677,11 +677,7 @@ impl Reader<'_> {
         self.url_from(section, key, text)
     }
 
-    fn imap_url(
-        &mut self,
-        section: &str,
-        key: &str,
-    ) -> Option<Option<crate::imap::ImapEndpoint>> {
+    fn imap_url(&mut self, section: &str, key: &str) -> Option<Option<crate::imap::ImapEndpoint>> {
         match self.optional_string(
             section,
             key,
@@ -902,8 +898,7 @@ pub(crate) fn build(
                     name,
                     login_url,
                     graph_url,
-                    imap: imap
-                        .unwrap_or_else(|| crate::imap::ImapEndpoint::tls(name.imap_host())),
+                    imap: imap.unwrap_or_else(|| crate::imap::ImapEndpoint::tls(name.imap_host())),
                 }),
                 _ => None,
             }

@@ -20,7 +20,11 @@ pub struct MimeOptions {
 
 /// The Internet Message-ID as Graph writes it: `<id@host>`, surrounding blanks dropped.
 pub fn bracketed_message_id(id: &str) -> Option<String> {
-    let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let id = id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
     (!id.is_empty()).then(|| format!("<{id}>"))
 }
 
@@ -76,11 +80,11 @@ pub fn to_mail_item(
                 name: part.attachment_name().unwrap_or_default().to_owned(),
                 content_type,
                 size_bytes,
-                is_inline: part
-                    .content_disposition()
-                    .is_some_and(|d| d.is_inline())
+                is_inline: part.content_disposition().is_some_and(|d| d.is_inline())
                     || (part.content_id().is_some()
-                        && !part.content_disposition().is_some_and(|d| d.is_attachment())),
+                        && !part
+                            .content_disposition()
+                            .is_some_and(|d| d.is_attachment())),
                 content_base64: (size_bytes <= options.max_attachment_bytes)
                     .then(|| base64::engine::general_purpose::STANDARD.encode(contents)),
             }

@@ -364,7 +364,8 @@ impl ImapClient {
                     .authenticate("XOAUTH2", &mut auth)
                     .await
                     .map_err(|(err, _)| match err {
-                        async_imap::error::Error::No(text) | async_imap::error::Error::Bad(text) => {
+                        async_imap::error::Error::No(text)
+                        | async_imap::error::Error::Bad(text) => {
                             let text = refusal_text(&text);
                             if text.to_ascii_lowercase().contains("throttl") {
                                 ImapError::from_refusal(&text)
@@ -427,12 +428,13 @@ impl ImapClient {
         if !self.endpoint.tls {
             return Ok(Stream::Plain(tcp));
         }
-        let name = rustls::pki_types::ServerName::try_from(self.endpoint.host.clone()).map_err(
-            |e| ImapError::Tls {
-                server: server.to_owned(),
-                detail: format!("{:?} is not a host name: {e}", self.endpoint.host),
-            },
-        )?;
+        let name =
+            rustls::pki_types::ServerName::try_from(self.endpoint.host.clone()).map_err(|e| {
+                ImapError::Tls {
+                    server: server.to_owned(),
+                    detail: format!("{:?} is not a host name: {e}", self.endpoint.host),
+                }
+            })?;
         let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
             .connect(name, tcp)
             .await

@@ -300,7 +300,15 @@ async fn settle<H: Handover>(
     for chunk in to_fetch.chunks(FETCH_CHUNK) {
         let fetched = session.fetch(chunk).await?;
         let done = settle_chunk(
-            ctx, handover, job, session, fetched, rules, since, activated, options,
+            ctx,
+            handover,
+            job,
+            session,
+            fetched,
+            rules,
+            since,
+            activated,
+            options,
             &mut settled.report,
         )
         .await?;
@@ -426,7 +434,8 @@ async fn settle_chunk<H: Handover>(
             _ => done.push(id),
         }
     }
-    ctx.ledger.record_marked_read(record.id, &done, Utc::now())?;
+    ctx.ledger
+        .record_marked_read(record.id, &done, Utc::now())?;
     mark_seen(ctx, job, session, &unseen_uids, report).await?;
     Ok(all_settled)
 }
@@ -460,9 +469,307 @@ async fn mark_seen(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+    //! The IMAP source on its own: a fake hand-over, the simulator's IMAP server on loopback.
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
     use super::*;
+    use crate::domain::secret::{AccessToken, ClientSecret, MasterKey, RefreshToken};
+    use crate::domain::{
+        ChannelId, ChannelStatus, ClientId, Folder, HttpUrl, Mailbox, PollMode, TenantId, Transport,
+    };
+    use crate::graph::{BodyContentType, GraphClient};
+    use crate::imap::{ImapClient, ImapEndpoint};
+    use crate::ingest::cycle::{Acks, CycleEnd, run_cycle};
+    use crate::ingest::{Ingest, RunSettings};
+    use crate::oauth::OAuthClient;
+    use crate::rate_limit::{Limits, RateLimiters};
+    use crate::retry::BackoffPolicy;
+    use crate::sim::client::{Delivery, SimClient};
+    use crate::sink::SinkError;
+    use crate::store::{ChannelRecord, FirstImport, Store, TokenSet};
+
+    /// Takes mail as the processor would (the ledger first, then the ack), refusing mail whose
+    /// subject says "poison", as a receiver refuses what it cannot parse.
+    struct FakeSink {
+        ledger: crate::ingest::Ledger,
+        taken: Mutex<Vec<MailItem>>,
+    }
+
+    impl Handover for FakeSink {
+        async fn hand_over(
+            &self,
+            channel: ChannelId,
+            items: Vec<MailItem>,
+        ) -> Result<Acks, String> {
+            let mut acks = Vec::new();
+            for item in items {
+                if item.subject.contains("poison") {
+                    acks.push((
+                        item.message_id.clone(),
+                        Err(SinkError::Rejected {
+                            status: 422,
+                            reason: "the receiver cannot parse it".to_owned(),
+                        }),
+                    ));
+                    continue;
+                }
+                self.ledger
+                    .record_delivered_mail(
+                        channel,
+                        &[(
+                            item.message_id.as_str(),
+                            item.internet_message_id.as_deref(),
+                        )],
+                        Utc::now(),
+                    )
+                    .map_err(|e| e.to_string())?;
+                acks.push((item.message_id.clone(), Ok(())));
+                self.taken.lock().unwrap().push(item);
+            }
+            Ok(acks)
+        }
+    }
+
+    struct Setup {
+        _sim: crate::sim::SimHandle,
+        sim: SimClient,
+        sim_url: String,
+        ctx: Ingest,
+        job: ChannelJob,
+        upn: String,
+        sink: FakeSink,
+    }
+
+    async fn setup() -> Setup {
+        let sim_handle = crate::sim::spawn(crate::sim::SimOptions::default()).unwrap();
+        let url = HttpUrl::parse(&sim_handle.url()).unwrap();
+        let imap_addr = sim_handle.imap_addr().unwrap();
+        let sim = SimClient::new(sim_handle.url());
+        let upn = "imap@imap.example".to_owned();
+        let provisioned = sim.provision(&upn, &["http://127.0.0.1/cb"]).await.unwrap();
+        let scope = "offline_access https://outlook.office.com/IMAP.AccessAsUser.All";
+        let minted = sim
+            .mint_tokens(&upn, &provisioned.app.client_id, Some(scope))
+            .await
+            .unwrap();
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        let now = Utc::now();
+        let record = ChannelRecord {
+            id: ChannelId::generate(),
+            name: upn.clone(),
+            tenant_id: TenantId::parse(&provisioned.tenant_id).unwrap(),
+            client_id: ClientId::parse(&provisioned.app.client_id).unwrap(),
+            client_secret: ClientSecret::new(provisioned.app.client_secret.clone()).unwrap(),
+            client_secret_expires_at: None,
+            mailbox: Mailbox::parse(&upn).unwrap(),
+            folder: Folder::inbox(),
+            enabled: true,
+            first_import: FirstImport::AllUnread,
+            poll_mode: None,
+            transport: Transport::Imap,
+            created_at: now,
+            updated_at: now,
+            activated_at: Some(now),
+            status: ChannelStatus::Active,
+            last_error: None,
+            last_poll_at: None,
+            last_success_at: None,
+        };
+        store.put_channel(&record).unwrap();
+        store
+            .put_tokens(
+                record.id,
+                &TokenSet {
+                    access_token: AccessToken::new(minted.access_token).unwrap(),
+                    access_expires_at: now + chrono::Duration::seconds(minted.expires_in as i64),
+                    refresh_token: RefreshToken::new(minted.refresh_token).unwrap(),
+                    scope: scope.into(),
+                    obtained_at: now,
+                },
+            )
+            .unwrap();
+        let http = reqwest::Client::new();
+        let timeout = Duration::from_secs(5);
+        let ctx = Ingest::new(
+            store,
+            vec![GraphClient::new(
+                http.clone(),
+                &url,
+                BodyContentType::Text,
+                timeout,
+            )],
+            vec![OAuthClient::new(
+                http,
+                &url,
+                "https://graph.microsoft.com",
+                "http://127.0.0.1/cb",
+                timeout,
+            )],
+            RateLimiters::new(Limits::default()),
+            RunSettings {
+                interval: Duration::from_secs(120),
+                jitter: Duration::ZERO,
+                page_size: 10,
+                max_messages_per_poll: 1000,
+                token_refresh_margin: Duration::from_secs(300),
+                token_refresh_jitter: Duration::ZERO,
+                backoff: BackoffPolicy::default(),
+                max_delivery_attempts: 2,
+                max_attachment_bytes: 1 << 20,
+                mode: PollMode::Delta,
+            },
+        )
+        .with_imap(ImapClient::new(
+            ImapEndpoint::parse(&format!("imap://{imap_addr}")).unwrap(),
+            timeout,
+            2,
+        ));
+        let generation = ctx.runtimes.get(record.id).claim();
+        let job = ChannelJob::new(
+            Arc::new(record),
+            Duration::from_secs(300),
+            generation,
+            PollMode::Delta,
+        );
+        let sink = FakeSink {
+            ledger: ctx.ledger.clone(),
+            taken: Mutex::new(Vec::new()),
+        };
+        Setup {
+            sim_url: sim_handle.url(),
+            _sim: sim_handle,
+            sim,
+            ctx,
+            job,
+            upn,
+            sink,
+        }
+    }
+
+    async fn cycle(s: &Setup) -> PollReport {
+        let runtime = s.ctx.runtimes.get(s.job.record.id);
+        match run_cycle(&s.ctx, &s.sink, &runtime, &s.job, false).await {
+            CycleEnd::Ran(Ok(report)) => report,
+            other => panic!("the cycle failed: {other:?}"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn imap_mail_is_delivered_once_and_seen_only_after_the_sink_took_it() {
+        let s = setup().await;
+        s.sim
+            .deliver(&s.upn, &Delivery::generated(25))
+            .await
+            .unwrap();
+        s.sim
+            .deliver(
+                &s.upn,
+                &Delivery {
+                    messages: vec![serde_json::json!({"subject": "poison"})],
+                    unread: true,
+                    ..Delivery::default()
+                },
+            )
+            .await
+            .unwrap();
+        let report = cycle(&s).await;
+        assert_eq!((report.delivered, report.marked_read), (25, 25));
+        let state = s.sim.mailbox_state(&s.upn).await.unwrap();
+        assert_eq!(state.unread, 1, "only the refused message stays unseen");
+        {
+            let taken = s.sink.taken.lock().unwrap();
+            assert!(taken.iter().all(|m| m.message_id.starts_with("imap:")));
+            // The same record as Graph's: the Internet Message-ID as Graph writes it, a sender.
+            let by_imid: std::collections::HashSet<_> = state
+                .messages
+                .iter()
+                .map(|m| m.internet_message_id.clone())
+                .collect();
+            assert!(taken.iter().all(|m| {
+                m.internet_message_id
+                    .as_ref()
+                    .is_some_and(|id| by_imid.contains(id))
+            }));
+            assert!(taken.iter().all(|m| m.from.is_some()));
+        }
+        // The refused message fails again and is quarantined; nothing is handed over twice, and
+        // the poison is never \Seen.
+        let report = cycle(&s).await;
+        assert_eq!(report.delivered, 0);
+        assert_eq!(
+            s.ctx.ledger.quarantined(s.job.record.id, 10).unwrap().len(),
+            1
+        );
+        let report = cycle(&s).await;
+        assert_eq!(report.delivered, 0);
+        assert_eq!(s.sink.taken.lock().unwrap().len(), 25);
+        assert_eq!(s.sim.mailbox_state(&s.upn).await.unwrap().unread, 1);
+        let cursor = s.ctx.store.get_cursor(s.job.record.id).unwrap().unwrap();
+        assert!(
+            cursor.imap.is_some(),
+            "the cursor holds the folder's position"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_uidvalidity_change_is_a_resync_that_delivers_nothing_twice() {
+        let s = setup().await;
+        s.sim
+            .deliver(&s.upn, &Delivery::generated(6))
+            .await
+            .unwrap();
+        assert_eq!(cycle(&s).await.delivered, 6);
+        // Three more arrive; one of the first six is marked unread again by a person, then the
+        // server renumbers the folder (a new UIDVALIDITY).
+        s.sim
+            .deliver(&s.upn, &Delivery::generated(3))
+            .await
+            .unwrap();
+        let state = s.sim.mailbox_state(&s.upn).await.unwrap();
+        let first = state
+            .messages
+            .iter()
+            .find(|m| m.is_read)
+            .unwrap()
+            .id
+            .clone();
+        let http = reqwest::Client::new();
+        let unread_again = http
+            .patch(format!(
+                "{}/_sim/mailboxes/{}/messages/{first}",
+                s.sim_url, s.upn
+            ))
+            .json(&serde_json::json!({"is_read": false}))
+            .send()
+            .await
+            .unwrap();
+        assert!(unread_again.status().is_success());
+        let bumped = http
+            .post(format!(
+                "{}/_sim/mailboxes/{}/folders/inbox/uidvalidity",
+                s.sim_url, s.upn
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(bumped.status().is_success(), "{}", bumped.status());
+        // The resync reads the unseen mail under the new UIDs: the message marked unread again
+        // is known by its Message-ID (it only gets its \\Seen back), the new ones are delivered.
+        let report = cycle(&s).await;
+        assert_eq!(report.delivered, 3, "only the new mail is delivered");
+        let taken = s.sink.taken.lock().unwrap();
+        let ids: std::collections::HashSet<_> = taken
+            .iter()
+            .map(|m| m.internet_message_id.clone())
+            .collect();
+        assert_eq!((taken.len(), ids.len()), (9, 9));
+        drop(taken);
+        assert_eq!(s.sim.mailbox_state(&s.upn).await.unwrap().unread, 0);
+    }
 
     #[test]
     fn message_ids_round_trip_and_the_uid_list_is_capped_in_order() {

@@ -453,14 +453,17 @@ mod tests {
             .unwrap();
         // IMAP finds the same mail (another id, the Message-ID written without brackets) and a
         // new one: only the new one is to deliver; the known one only needs its \Seen.
-        let found = vec![("imap:7:1", Some("a1@contoso.com")), ("imap:7:2", Some("<b2@x>"))];
-        let sorted = ledger
-            .sort_known(id, found, |m| m.0, |m| m.1)
-            .unwrap();
+        let found = vec![
+            ("imap:7:1", Some("a1@contoso.com")),
+            ("imap:7:2", Some("<b2@x>")),
+        ];
+        let sorted = ledger.sort_known(id, found, |m| m.0, |m| m.1).unwrap();
         assert_eq!(sorted.to_deliver, vec![("imap:7:2", Some("<b2@x>"))]);
         assert_eq!(sorted.to_mark, vec!["imap:7:1".to_owned()]);
         // Mail without a Message-ID is judged by its own id only.
-        let sorted = ledger.sort_known(id, vec![("imap:7:3", None)], |m| m.0, |m| m.1).unwrap();
+        let sorted = ledger
+            .sort_known(id, vec![("imap:7:3", None)], |m| m.0, |m| m.1)
+            .unwrap();
         assert_eq!(sorted.to_deliver.len(), 1);
         assert_eq!(message_id_key(" <> "), None);
     }
