@@ -185,7 +185,7 @@ static ENTRIES: &[Entry] = &[
     id(
         "AADSTS65001",
         "DelegationDoesNotExist",
-        "Neither the user nor an admin has consented to inboxd's app for the permissions it asks for (Mail.ReadWrite.Shared, offline_access).",
+        "Neither the user nor an admin has consented to inboxd's app for the permissions it asks for (Mail.ReadWrite.Shared, or IMAP.AccessAsUser.All for a channel on the IMAP transport, and offline_access). A channel moved to the other transport meets it when the app was consented for one resource only.",
         NeedsReauthorization,
         Retry::No,
         concat!(

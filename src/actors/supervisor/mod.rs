@@ -347,13 +347,15 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             };
             record.last_error = None;
             record.activated_at = current.activated_at;
-        } else if current.client_secret != record.client_secret
+        } else if (current.client_secret != record.client_secret
+            || current.transport != record.transport)
             && matches!(
                 current.status,
                 ChannelStatus::Blocked | ChannelStatus::NeedsReauthorization
             )
         {
-            // A new secret may be exactly what the last error asked for: try again at once.
+            // A new secret (or the other transport) may be exactly what the last error asked
+            // for: try again at once.
             record.status = ChannelStatus::BackingOff;
         }
         if current.mailbox != record.mailbox || current.folder != record.folder {
