@@ -758,16 +758,18 @@ mod tests {
             .unwrap();
         assert!(bumped.status().is_success(), "{}", bumped.status());
         // The resync reads the unseen mail under the new UIDs: the message marked unread again
-        // is known by its Message-ID (it only gets its \\Seen back), the new ones are delivered.
+        // is known by its Message-ID (it only gets its `\\Seen` back), the new ones are delivered.
         let report = cycle(&s).await;
         assert_eq!(report.delivered, 3, "only the new mail is delivered");
-        let taken = s.sink.taken.lock().unwrap();
-        let ids: std::collections::HashSet<_> = taken
-            .iter()
-            .map(|m| m.internet_message_id.clone())
-            .collect();
-        assert_eq!((taken.len(), ids.len()), (9, 9));
-        drop(taken);
+        let (count, ids) = {
+            let taken = s.sink.taken.lock().unwrap();
+            let ids: std::collections::HashSet<_> = taken
+                .iter()
+                .map(|m| m.internet_message_id.clone())
+                .collect();
+            (taken.len(), ids.len())
+        };
+        assert_eq!((count, ids), (9, 9));
         assert_eq!(s.sim.mailbox_state(&s.upn).await.unwrap().unread, 0);
     }
 
