@@ -109,6 +109,10 @@ pub struct DemoArgs {
     /// Keep the demo's store and JSONL sink in this directory instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+    /// How the channels reach their mailboxes: graph (Microsoft Graph) or imap (the simulator's
+    /// IMAP server, with XOAUTH2 and Exchange Online tokens).
+    #[arg(long, default_value = "graph", value_parser = ["graph", "imap"])]
+    pub transport: String,
 }
 
 /// Arguments of `inboxd sim`.

@@ -213,8 +213,8 @@ pub(crate) fn write_results(r: &Results) -> anyhow::Result<PathBuf> {
 
 pub(crate) fn print_results(r: &Results) {
     println!(
-        "\ninboxd load bench: {} channels, {} mode, interval {} s, window {:.1} s, {} cores",
-        r.channels, r.args.mode, r.args.interval_secs, r.window_secs, r.cores
+        "\ninboxd load bench: {} channels over {}, {} mode, interval {} s, window {:.1} s, {} cores",
+        r.channels, r.args.transport, r.args.mode, r.args.interval_secs, r.window_secs, r.cores
     );
     println!(
         "  polls                {} ({:.1}/s ≙ {:.0} channels at the 2-minute cadence; {:.2} Graph requests per poll, {} response bytes per idle poll)",

@@ -24,7 +24,7 @@ fn channel_id(prefix: &str, i: usize) -> ChannelId {
     ChannelId::from_bytes(bytes)
 }
 
-pub(crate) fn record(prefix: &str, i: usize) -> anyhow::Result<ChannelRecord> {
+pub(crate) fn record(prefix: &str, i: usize, transport: &str) -> anyhow::Result<ChannelRecord> {
     let (tenant, client, secret, mailbox) = bulk_credentials(prefix, i);
     let now = Utc::now();
     Ok(ChannelRecord {
@@ -39,7 +39,8 @@ pub(crate) fn record(prefix: &str, i: usize) -> anyhow::Result<ChannelRecord> {
         enabled: true,
         first_import: FirstImport::AllUnread,
         poll_mode: None,
-        transport: inboxd::domain::Transport::Graph,
+        transport: inboxd::domain::Transport::parse(transport)
+            .ok_or_else(|| anyhow!("unknown transport {transport:?}"))?,
         created_at: now,
         updated_at: now,
         activated_at: Some(now),
@@ -51,15 +52,24 @@ pub(crate) fn record(prefix: &str, i: usize) -> anyhow::Result<ChannelRecord> {
 }
 
 /// Mints a refresh and an access token for mailbox `i` of `prefix`.
-pub(crate) async fn mint(sim: &SimClient, prefix: &str, i: usize) -> anyhow::Result<TokenSet> {
+pub(crate) async fn mint(
+    sim: &SimClient,
+    prefix: &str,
+    i: usize,
+    transport: &str,
+) -> anyhow::Result<TokenSet> {
     let (_, client, _, mailbox) = bulk_credentials(prefix, i);
-    let minted = sim.mint_tokens(&mailbox, &client, None).await?;
+    let scope = match transport {
+        "imap" => "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+        _ => "https://graph.microsoft.com/Mail.ReadWrite.Shared offline_access",
+    };
+    let minted = sim.mint_tokens(&mailbox, &client, Some(scope)).await?;
     let now = Utc::now();
     Ok(TokenSet {
         access_token: AccessToken::new(minted.access_token)?,
         access_expires_at: now + chrono::Duration::seconds(minted.expires_in as i64),
         refresh_token: RefreshToken::new(minted.refresh_token)?,
-        scope: "https://graph.microsoft.com/Mail.ReadWrite.Shared offline_access".to_owned(),
+        scope: scope.to_owned(),
         obtained_at: now,
     })
 }
@@ -72,6 +82,7 @@ async fn seed_prefix(
     prefix: &str,
     count: usize,
     with_records: bool,
+    transport: &str,
 ) -> anyhow::Result<()> {
     const CHUNK: usize = 2000;
     let mut start = 0;
@@ -86,7 +97,8 @@ async fn seed_prefix(
         for i in start..start + n {
             let sim = sim.clone();
             let prefix = prefix.to_owned();
-            tasks.spawn_local(async move { (i, mint(&sim, &prefix, i).await) });
+            let transport = transport.to_owned();
+            tasks.spawn_local(async move { (i, mint(&sim, &prefix, i, &transport).await) });
             while tasks.len() >= 32 {
                 if let Some(done) = tasks.join_next().await {
                     let (i, set) = done?;
@@ -101,7 +113,7 @@ async fn seed_prefix(
         // `put_tokens` flushes each time: spread the writes over threads so flushes overlap.
         let records: Vec<(ChannelRecord, TokenSet)> = sets
             .into_iter()
-            .map(|(i, set)| Ok((record(prefix, i)?, set)))
+            .map(|(i, set)| Ok((record(prefix, i, transport)?, set)))
             .collect::<anyhow::Result<_>>()?;
         std::thread::scope(|scope| -> anyhow::Result<()> {
             let handles: Vec<_> = records
@@ -132,8 +144,8 @@ async fn seed_prefix(
 
 /// The child process's work: `--seed DIR KEY URL N K`.
 pub(crate) fn seed_main(raw: &[String]) -> anyhow::Result<()> {
-    let [dir, key, url, n, k] = raw else {
-        bail!("--seed DIR KEY URL N K");
+    let [dir, key, url, n, k, transport] = raw else {
+        bail!("--seed DIR KEY URL N K TRANSPORT");
     };
     let n: usize = n.parse()?;
     let k: usize = k.parse()?;
@@ -152,8 +164,8 @@ pub(crate) fn seed_main(raw: &[String]) -> anyhow::Result<()> {
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
-        seed_prefix(&sim, &store, PREFIX, n, true).await?;
-        seed_prefix(&sim, &store, HOT_PREFIX, k, false).await?;
+        seed_prefix(&sim, &store, PREFIX, n, true, transport).await?;
+        seed_prefix(&sim, &store, HOT_PREFIX, k, false, transport).await?;
         let mut bulk = BulkRequest::new(FLOOR_MAILBOXES, FLOOR_PREFIX);
         bulk.return_entries = false;
         sim.bulk(&bulk).await?;
@@ -169,6 +181,7 @@ pub(crate) fn seed_in_child(
     url: &str,
     n: usize,
     k: usize,
+    transport: &str,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let status = Command::new(exe)
@@ -178,6 +191,7 @@ pub(crate) fn seed_in_child(
         .arg(url)
         .arg(n.to_string())
         .arg(k.to_string())
+        .arg(transport)
         .status()
         .context("could not start the seeding process")?;
     if !status.success() {

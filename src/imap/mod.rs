@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use async_imap::imap_proto::{Response, Status};
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -385,35 +384,7 @@ impl ImapClient {
             uid_next: None,
             _permit: permit,
         };
-        let name = imap_folder(folder);
-        session.client.count(1);
-        let selected = self
-            .timed(async {
-                session
-                    .session
-                    .select(&name)
-                    .await
-                    .map_err(|err| match err {
-                        async_imap::error::Error::No(text) => {
-                            let text = refusal_text(&text);
-                            let refused = ImapError::from_refusal(&text);
-                            if refused.is_throttled() {
-                                refused
-                            } else {
-                                ImapError::Folder {
-                                    folder: name.clone(),
-                                    text,
-                                }
-                            }
-                        }
-                        other => command_error(&session.server, other),
-                    })
-            })
-            .await?;
-        session.uid_validity = selected.uid_validity.ok_or_else(|| ImapError::Protocol {
-            text: format!("SELECT {name} gave no UIDVALIDITY"),
-        })?;
-        session.uid_next = selected.uid_next;
+        session.select(&imap_folder(folder)).await?;
         Ok(session)
     }
 
@@ -555,63 +526,166 @@ pub fn uid_set(uids: &[u32]) -> String {
     parts.join(",")
 }
 
+/// An INTERNALDATE (`17-Jul-1996 02:44:25 -0700`, the day possibly space-padded).
+pub fn parse_internal_date(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_str(text.trim(), "%d-%b-%Y %H:%M:%S %z")
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
 impl ImapSession {
-    /// `UID SEARCH <query>`: the UIDs, ascending.
-    pub async fn uid_search(&mut self, query: &str) -> Result<Vec<u32>, ImapError> {
+    /// Sends `command` and reads every answer up to its tagged status, handing each untagged one
+    /// to `on_answer`: `OK` ends it; `NO`/`BAD`, and a `BYE` or a closed connection before the
+    /// status, are errors (never an empty answer taken for "nothing there").
+    async fn run(
+        &mut self,
+        command: &str,
+        mut on_answer: impl FnMut(&async_imap::imap_proto::Response<'_>) + Send,
+    ) -> Result<(), ImapError> {
+        use async_imap::imap_proto::{Response, Status};
         self.client.count(1);
         let client = self.client.clone();
         let server = self.server.clone();
-        let found = client
-            .timed(async {
-                self.session
-                    .uid_search(query)
+        let session = &mut self.session;
+        client
+            .timed(async move {
+                let tag = session
+                    .run_command(command)
                     .await
-                    .map_err(|e| command_error(&server, e))
+                    .map_err(|e| command_error(&server, e))?;
+                loop {
+                    let Some(response) = session
+                        .read_response()
+                        .await
+                        .map_err(|e| io_error(&server, &e))?
+                    else {
+                        return Err(ImapError::Bye {
+                            text: format!(
+                                "the connection to {server} closed before the command finished"
+                            ),
+                        });
+                    };
+                    match response.parsed() {
+                        Response::Done {
+                            tag: done,
+                            status,
+                            outcome,
+                        } if *done == tag => {
+                            let text = outcome.information.as_deref().unwrap_or("").to_owned();
+                            return match status {
+                                Status::Ok => Ok(()),
+                                _ => Err(ImapError::from_refusal(&text)),
+                            };
+                        }
+                        Response::Data {
+                            status: Status::Bye,
+                            outcome,
+                        } => {
+                            return Err(ImapError::Bye {
+                                text: outcome.information.as_deref().unwrap_or("BYE").to_owned(),
+                            });
+                        }
+                        other => on_answer(other),
+                    }
+                }
             })
-            .await?;
-        let mut uids: Vec<u32> = found.into_iter().collect();
+            .await
+    }
+
+    /// `SELECT <folder>`: its UIDVALIDITY and UIDNEXT.
+    async fn select(&mut self, folder: &str) -> Result<(), ImapError> {
+        use async_imap::imap_proto::{Response, ResponseCode};
+        let quoted = format!("\"{}\"", folder.replace('\\', "\\\\").replace('"', "\\\""));
+        let (mut validity, mut next) = (0u32, None);
+        let selected = self
+            .run(&format!("SELECT {quoted}"), |answer| {
+                if let Response::Data { outcome, .. } = answer {
+                    match outcome.code {
+                        Some(ResponseCode::UidValidity(v)) => validity = v,
+                        Some(ResponseCode::UidNext(n)) => next = Some(n),
+                        _ => {}
+                    }
+                }
+            })
+            .await;
+        match selected {
+            Ok(()) => {}
+            Err(ImapError::Protocol { text }) => {
+                return Err(ImapError::Folder {
+                    folder: folder.to_owned(),
+                    text,
+                });
+            }
+            Err(other) => return Err(other),
+        }
+        self.uid_validity = validity;
+        self.uid_next = next;
+        if self.uid_validity == 0 {
+            return Err(ImapError::Protocol {
+                text: format!("SELECT {folder} gave no UIDVALIDITY"),
+            });
+        }
+        Ok(())
+    }
+
+    /// `UID SEARCH <query>`: the UIDs, ascending.
+    pub async fn uid_search(&mut self, query: &str) -> Result<Vec<u32>, ImapError> {
+        use async_imap::imap_proto::{MailboxDatum, Response};
+        let mut uids: Vec<u32> = Vec::new();
+        self.run(&format!("UID SEARCH {query}"), |answer| {
+            if let Response::MailboxData(MailboxDatum::Search(found)) = answer {
+                uids.extend(found.iter().copied());
+            }
+        })
+        .await?;
         uids.sort_unstable();
+        uids.dedup();
         Ok(uids)
     }
 
     /// `UID FETCH <uids> (UID FLAGS INTERNALDATE BODY.PEEK[])`: the messages, which keep their
     /// flags (`BODY.PEEK` never sets `\Seen`). A UID the server no longer has is left out.
     pub async fn fetch(&mut self, uids: &[u32]) -> Result<Vec<Fetched>, ImapError> {
+        use async_imap::imap_proto::{AttributeValue, Response};
         if uids.is_empty() {
             return Ok(Vec::new());
         }
-        self.client.count(1);
-        let client = self.client.clone();
-        let server = self.server.clone();
-        let set = uid_set(uids);
-        client
-            .timed(async {
-                let stream = self
-                    .session
-                    .uid_fetch(&set, "(UID FLAGS INTERNALDATE BODY.PEEK[])")
-                    .await
-                    .map_err(|e| command_error(&server, e))?;
-                let fetches: Vec<async_imap::types::Fetch> = stream
-                    .try_collect()
-                    .await
-                    .map_err(|e| command_error(&server, e))?;
-                Ok(fetches
-                    .into_iter()
-                    .filter_map(|f| {
-                        let uid = f.uid?;
-                        let raw = f.body()?.to_vec();
-                        Some(Fetched {
-                            uid,
-                            seen: f
-                                .flags()
-                                .any(|flag| matches!(flag, async_imap::types::Flag::Seen)),
-                            internal_date: f.internal_date().map(|d| d.with_timezone(&Utc)),
-                            raw,
-                        })
-                    })
-                    .collect())
-            })
-            .await
+        let mut fetched = Vec::with_capacity(uids.len());
+        let command = format!(
+            "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
+            uid_set(uids)
+        );
+        self.run(&command, |answer| {
+            let Response::Fetch(_, attributes) = answer else {
+                return;
+            };
+            let (mut uid, mut seen, mut date, mut raw) = (None, false, None, None);
+            for attribute in attributes {
+                match attribute {
+                    AttributeValue::Uid(u) => uid = Some(*u),
+                    AttributeValue::Flags(flags) => {
+                        seen = flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen"));
+                    }
+                    AttributeValue::InternalDate(text) => date = parse_internal_date(text),
+                    AttributeValue::BodySection {
+                        data: Some(data), ..
+                    }
+                    | AttributeValue::Rfc822(Some(data)) => raw = Some(data.to_vec()),
+                    _ => {}
+                }
+            }
+            // A FETCH without the body is a flag change the server reported on its own.
+            if let (Some(uid), Some(raw)) = (uid, raw) {
+                fetched.push(Fetched {
+                    uid,
+                    seen,
+                    internal_date: date,
+                    raw,
+                });
+            }
+        })
+        .await?;
+        Ok(fetched)
     }
 
     /// `UID STORE <uids> +FLAGS.SILENT (\Seen)`: marks the messages read.
@@ -619,36 +693,17 @@ impl ImapSession {
         if uids.is_empty() {
             return Ok(());
         }
-        self.client.count(1);
-        let client = self.client.clone();
-        let server = self.server.clone();
-        let set = uid_set(uids);
-        client
-            .timed(async {
-                let stream = self
-                    .session
-                    .uid_store(&set, "+FLAGS.SILENT (\\Seen)")
-                    .await
-                    .map_err(|e| command_error(&server, e))?;
-                let _: Vec<async_imap::types::Fetch> = stream
-                    .try_collect()
-                    .await
-                    .map_err(|e| command_error(&server, e))?;
-                Ok(())
-            })
-            .await
+        self.run(
+            &format!("UID STORE {} +FLAGS.SILENT (\\Seen)", uid_set(uids)),
+            |_| {},
+        )
+        .await?;
+        Ok(())
     }
 
     /// `LOGOUT`, then the connection closes. A server that closes first is fine.
     pub async fn logout(mut self) {
-        self.client.count(1);
-        let client = self.client.clone();
-        let _ = client
-            .timed(async {
-                let _ = self.session.logout().await;
-                Ok(())
-            })
-            .await;
+        let _ = self.run("LOGOUT", |_| {}).await;
     }
 }
 

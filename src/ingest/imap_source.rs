@@ -773,6 +773,60 @@ mod tests {
         assert_eq!(s.sim.mailbox_state(&s.upn).await.unwrap().unread, 0);
     }
 
+    #[actix_rt::test]
+    async fn a_refused_or_dropped_command_is_an_error_and_never_moves_the_cursor() {
+        let s = setup().await;
+        assert_eq!(cycle(&s).await.delivered, 0);
+        for spec in [
+            serde_json::json!({"kind": "throttle", "retry_after": 0.2, "mailbox": s.upn,
+                   "endpoints": ["imap_fetch"], "count": 2}),
+            serde_json::json!({"kind": "imap_bye", "mailbox": s.upn, "endpoints": ["imap_store"], "count": 1}),
+            serde_json::json!({"kind": "reset", "mailbox": s.upn, "endpoints": ["imap_search"], "count": 1}),
+        ] {
+            s.sim.add_fault_json(&spec).await.unwrap();
+        }
+        s.sim
+            .deliver(&s.upn, &Delivery::generated(30))
+            .await
+            .unwrap();
+        let runtime = s.ctx.runtimes.get(s.job.record.id);
+        let settled = |s: &Setup| {
+            s.ctx
+                .store
+                .get_cursor(s.job.record.id)
+                .unwrap()
+                .and_then(|c| c.imap)
+                .map(|c| c.settled_uid)
+        };
+        let mut codes = Vec::new();
+        let report = loop {
+            match run_cycle(&s.ctx, &s.sink, &runtime, &s.job, false).await {
+                CycleEnd::Ran(Ok(report)) => break report,
+                CycleEnd::Ran(Err(Failure::Imap(err))) => {
+                    assert_eq!(settled(&s), Some(0), "{err} moved the cursor");
+                    codes.push(err.code());
+                }
+                other => panic!("unexpected: {other:?}"),
+            }
+            assert!(codes.len() < 10, "the faults never ended: {codes:?}");
+        };
+        // The dropped search, two throttled fetches, the BYE instead of the STORE.
+        assert_eq!(
+            codes,
+            [
+                crate::imap::codes::BYE,
+                crate::imap::codes::THROTTLED,
+                crate::imap::codes::THROTTLED,
+                crate::imap::codes::BYE
+            ]
+        );
+        // The 25 delivered before the BYE only get their \\Seen; the other 5 are delivered.
+        assert_eq!((report.delivered, report.marked_read), (5, 30));
+        assert_eq!(settled(&s), Some(30));
+        assert_eq!(s.sink.taken.lock().unwrap().len(), 30);
+        assert_eq!(s.sim.mailbox_state(&s.upn).await.unwrap().unread, 0);
+    }
+
     #[test]
     fn message_ids_round_trip_and_the_uid_list_is_capped_in_order() {
         assert_eq!(message_id(7, 42), "imap:7:42");

@@ -347,3 +347,43 @@ async fn moving_a_channel_graph_to_imap_to_graph_with_mail_arriving_delivers_eve
         (Some("active"), Some("graph"))
     );
 }
+
+#[actix_rt::test]
+async fn imap_throttling_a_bye_and_a_dropped_connection_lose_and_double_nothing() {
+    let w = imap_world(1).await;
+    let account = w.account("busy@imap-four.example").await;
+    let id = w.add(&account, "imap").await;
+    w.authorize(&id).await;
+    w.wait(&id, "active", |c| c["status"] == "active").await;
+    // Exchange throttles the fetches ("Suggested Backoff Time"), says BYE instead of storing
+    // \Seen once, and drops a search's connection without a word.
+    for spec in [
+        json!({"kind": "throttle", "retry_after": 1.5, "mailbox": account.upn,
+               "endpoints": ["imap_fetch"], "count": 2}),
+        json!({"kind": "imap_bye", "mailbox": account.upn, "endpoints": ["imap_store"], "count": 1}),
+        json!({"kind": "reset", "mailbox": account.upn, "endpoints": ["imap_search"], "count": 1}),
+    ] {
+        let answer = w.sim.add_fault_json(&spec).await.unwrap();
+        assert!(answer["id"].as_u64().is_some(), "{answer}");
+    }
+    w.sim
+        .deliver(&account.upn, &Delivery::generated(30))
+        .await
+        .unwrap();
+    let throttled = w
+        .wait(&id, "the throttling shown", |c| {
+            c["last_error"]["code"] == "ImapThrottled"
+        })
+        .await;
+    assert_eq!(throttled["status"], "backing_off", "{throttled:#}");
+    assert_eq!(throttled["last_error"]["source"], "imap");
+    w.wait(&id, "active again", |c| c["status"] == "active")
+        .await;
+    until(Duration::from_secs(30), "every mail \\Seen", || async {
+        w.sim.mailbox_state(&account.upn).await.unwrap().unread == 0
+    })
+    .await;
+    let delivered = w.delivered();
+    assert_eq!(delivered.len(), 30);
+    assert!(delivered.values().all(|n| *n == 1), "{delivered:?}");
+}
