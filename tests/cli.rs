@@ -68,6 +68,41 @@ fn help_describes_every_command_and_option() {
         out.contains("--tls-cert") && out.contains("--listen"),
         "{out}"
     );
+    for flag in [
+        "--imap-listen",
+        "--imaps-listen",
+        "--imap-tls-cert",
+        "--no-imap",
+        "--imap-max-connections",
+    ] {
+        assert!(out.contains(flag), "sim --help lacks {flag}:\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn inboxd_sim_prints_where_its_imap_server_listens() {
+    let sim = inboxd_testkit::SimProcess::start(Path::new(env!("CARGO_BIN_EXE_inboxd"))).unwrap();
+    let ctl = inboxd::sim::client::SimClient::new(sim.url.clone());
+    assert_eq!(ctl.imap_addrs().await.unwrap().plain, Some(sim.imap));
+    let c = inboxd_testkit::ImapClient::connect(sim.imap).unwrap();
+    assert!(
+        c.greeting.starts_with("* OK The Microsoft Exchange IMAP4"),
+        "{}",
+        c.greeting
+    );
+    // IMAP over TLS without a certificate is refused at start, naming what is missing.
+    let (code, _, err) = inboxd(
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--imaps-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--imap-tls-cert"), "{err}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! A typed reqwest client of the simulator's `/_sim/` control API, for tests, benches and
 //! `inboxd demo`: register tenants, apps, users and mailboxes, provision in bulk, deliver mail, read a
 //! mailbox's state, inject faults, revoke grants, move the clock, switch run-time settings, read and
-//! reset counters.
+//! reset counters; the IMAP server's addresses, IMAP tokens, IMAP per mailbox and UIDVALIDITY.
 
 use std::fmt;
 
@@ -12,6 +12,20 @@ use serde_json::{Value, json};
 use super::faults::FaultSpec;
 
 /// Errors of the control client.
+/// The scope to ask the identity platform for an IMAP access token (an Exchange Online token; one
+/// resource per token, so it cannot be combined with Graph's scopes).
+pub const IMAP_TOKEN_SCOPE: &str =
+    "https://outlook.office.com/IMAP.AccessAsUser.All offline_access";
+
+/// The SASL XOAUTH2 initial response for `mailbox` and `access_token`, base64-encoded as
+/// `AUTHENTICATE XOAUTH2` takes it.
+pub fn xoauth2(mailbox: &str, access_token: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!(
+        "user={mailbox}\x01auth=Bearer {access_token}\x01\x01"
+    ))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SimClientError {
     #[error("simulator request failed: {0}; is the simulator running at the given URL?")]
@@ -244,6 +258,38 @@ pub struct Counters {
     /// makes them would lose its grant at a stricter provider.
     #[serde(default)]
     pub refresh_token_reuse: u64,
+    /// The IMAP server's counters (globally or for the mailbox).
+    #[serde(default)]
+    pub imap: ImapCounters,
+}
+
+/// The IMAP server's counters in `GET /_sim/counters`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ImapCounters {
+    /// Connections accepted (global only; before any authentication).
+    #[serde(default)]
+    pub accepted: u64,
+    /// Connections authenticated to the mailbox.
+    #[serde(default)]
+    pub connections: u64,
+    /// Authenticated connections open now.
+    #[serde(default)]
+    pub open: u64,
+    #[serde(default)]
+    pub authenticate_ok: u64,
+    #[serde(default)]
+    pub authenticate_failed: u64,
+    /// Authentications refused by the per-mailbox connection cap.
+    #[serde(default)]
+    pub refused: u64,
+    /// FETCH and UID FETCH commands.
+    #[serde(default)]
+    pub fetch: u64,
+    /// STORE and UID STORE commands.
+    #[serde(default)]
+    pub store: u64,
+    #[serde(default)]
+    pub max_connections_per_mailbox: u64,
 }
 
 /// `GET`/`PUT /_sim/settings`: behaviour switchable while the simulator runs.
@@ -623,5 +669,72 @@ impl SimClient {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Where the simulator's IMAP server listens (`GET /_sim/imap`).
+    pub async fn imap_addrs(&self) -> Result<super::ImapAddrs, SimClientError> {
+        let v = self.send(reqwest::Method::GET, "/imap", None).await?;
+        let addr = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .and_then(|a| a.parse().ok())
+        };
+        Ok(super::ImapAddrs {
+            plain: addr("plain"),
+            tls: addr("tls"),
+        })
+    }
+
+    /// Mints an IMAP (Exchange Online) access token and its refresh token for `upn` and
+    /// `client_id`, as a sign-in asking for [`IMAP_TOKEN_SCOPE`] would.
+    pub async fn mint_imap_tokens(
+        &self,
+        upn: &str,
+        client_id: &str,
+    ) -> Result<MintedTokens, SimClientError> {
+        self.mint_tokens(upn, client_id, Some(IMAP_TOKEN_SCOPE))
+            .await
+    }
+
+    /// Switches IMAP for `mailbox` (`Set-CASMailbox -ImapEnabled`).
+    pub async fn set_imap_enabled(
+        &self,
+        mailbox: &str,
+        enabled: bool,
+    ) -> Result<(), SimClientError> {
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/mailboxes/{}/imap", Self::enc(mailbox)),
+            Some(&json!({"enabled": enabled})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Gives `folder` (`inbox`, `sentitems`, … or a custom folder's name) of `mailbox` a new
+    /// UIDVALIDITY and its messages new UIDs; answers (UIDVALIDITY, UIDNEXT).
+    pub async fn bump_uid_validity(
+        &self,
+        mailbox: &str,
+        folder: &str,
+    ) -> Result<(u32, u32), SimClientError> {
+        let v = self
+            .send(
+                reqwest::Method::POST,
+                &format!(
+                    "/mailboxes/{}/folders/{}/uidvalidity",
+                    Self::enc(mailbox),
+                    Self::enc(folder)
+                ),
+                None,
+            )
+            .await?;
+        let num = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or_default()
+        };
+        Ok((num("uid_validity"), num("uid_next")))
     }
 }

@@ -260,7 +260,11 @@ impl MailboxData {
     pub fn bump_uid_validity(&mut self, tag: u32, folder: &str) -> FolderUids {
         let current = self.folder_uids(tag, folder);
         let mut next = 1u32;
-        for m in self.messages.iter_mut().filter(|m| m.folder == folder) {
+        for m in self
+            .messages
+            .iter_mut()
+            .filter(|m| !m.deleted && m.folder == folder)
+        {
             m.uid = next;
             next = next.saturating_add(1);
         }

@@ -30,10 +30,13 @@ pub struct SimProcess {
     child: std::process::Child,
     /// The simulator's origin.
     pub url: String,
+    /// Its plain IMAP listener (`inboxd sim imap listening on ADDR`, its second line).
+    pub imap: std::net::SocketAddr,
 }
 
 impl SimProcess {
-    /// Starts `binary sim --listen 127.0.0.1:0 --workers 1` and reads its URL from its first line.
+    /// Starts `binary sim --listen 127.0.0.1:0 --workers 1` and reads its URL from its first line
+    /// and its IMAP address from the second.
     pub fn start(binary: &Path) -> anyhow::Result<SimProcess> {
         use std::io::BufRead as _;
         let mut child = std::process::Command::new(binary)
@@ -53,6 +56,13 @@ impl SimProcess {
             .strip_prefix("inboxd sim listening on ")
             .with_context(|| format!("unexpected first line from the simulator: {line:?}"))?
             .to_owned();
+        line.clear();
+        reader.read_line(&mut line)?;
+        let imap = line
+            .trim()
+            .strip_prefix("inboxd sim imap listening on ")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("unexpected second line from the simulator: {line:?}"))?;
         // Keep draining its stdout so that it never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut sink = String::new();
@@ -60,7 +70,7 @@ impl SimProcess {
                 sink.clear();
             }
         });
-        Ok(SimProcess { child, url })
+        Ok(SimProcess { child, url, imap })
     }
 
     /// The process id (to read its CPU time).

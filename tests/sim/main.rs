@@ -1,6 +1,6 @@
-//! Conformance tests of the Microsoft simulator (`inboxd::sim`) over real HTTP: every identity,
-//! Graph, batch, throttling, fault and control behaviour, checked for status, headers and body
-//! shape against reference/microsoft-protocol.md.
+//! Conformance tests of the Microsoft simulator (`inboxd::sim`) over real HTTP and IMAP: every
+//! identity, Graph, IMAP, batch, throttling, fault and control behaviour, checked for status,
+//! headers and body shape against reference/microsoft-protocol.md.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod batch;
@@ -11,6 +11,7 @@ mod folders;
 mod graph;
 mod identity;
 mod identity_v2;
+mod imap;
 mod patch;
 mod refresh_reuse;
 mod request_ids;

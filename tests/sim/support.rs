@@ -266,3 +266,19 @@ pub async fn graph_error(r: reqwest::Response, status: u16, code: &str) -> Value
     );
     v
 }
+
+/// Waits (up to 10 s) until `check` holds.
+pub async fn eventually_true<F, Fut>(check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the condition did not hold within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -37,7 +37,6 @@ fn attachment(a: &Attachment) -> MimePart<'static> {
         .attribute("filename", a.name.clone());
     MimePart::new(ContentType::new(a.content_type.clone()), bytes)
         .header("Content-Disposition", disposition)
-        .transfer_encoding("base64")
 }
 
 /// The message's RFC 5322 bytes.

@@ -321,9 +321,10 @@ where
                 if self.io.flush().await.is_err() {
                     return Flow::Close;
                 }
-                match read_line(&mut self.io).await {
-                    Ok(line) => String::from_utf8_lossy(&line).into_owned(),
-                    Err(_) => return Flow::Close,
+                match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut self.io)).await {
+                    Ok(Ok(line)) => String::from_utf8_lossy(&line).into_owned(),
+                    Ok(Err(_)) => return Flow::Close,
+                    Err(_) => return self.bye("Connection closed. 14").await,
                 }
             }
         };
