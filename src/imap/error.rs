@@ -109,11 +109,13 @@ impl ImapError {
         matches!(self, ImapError::Throttled { .. })
     }
 
-    /// Whether trying again later may succeed without anyone acting.
+    /// Whether trying again later may succeed (a certificate may be renewed, a firewall opened):
+    /// inboxd backs off and tries again.
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
             ImapError::Connect { .. }
+                | ImapError::Tls { .. }
                 | ImapError::Throttled { .. }
                 | ImapError::Bye { .. }
                 | ImapError::Protocol { .. }
@@ -173,6 +175,52 @@ mod tests {
         let err = ImapError::from_refusal("Command Error. 10");
         assert_eq!(err.code(), codes::PROTOCOL);
         assert!(!err.is_throttled());
+    }
+
+    #[test]
+    fn every_imap_error_has_a_catalogue_entry_whose_policy_it_follows() {
+        use crate::catalogue::{Retry, Source, lookup};
+        let errors = [
+            ImapError::Connect {
+                server: "h:993".into(),
+                detail: "refused".into(),
+            },
+            ImapError::Tls {
+                server: "h:993".into(),
+                detail: "unknown issuer".into(),
+            },
+            ImapError::AuthenticateFailed {
+                text: "AUTHENTICATE failed.".into(),
+            },
+            ImapError::from_refusal("Server Unavailable. 15"),
+            ImapError::Bye {
+                text: "Connection is closed. 13".into(),
+            },
+            ImapError::Folder {
+                folder: "Tickets".into(),
+                text: "Mailbox doesn't exist".into(),
+            },
+            ImapError::from_refusal("Command Error. 10"),
+            ImapError::Timeout(Duration::from_secs(30)),
+        ];
+        for err in errors {
+            let entry = lookup(err.code())
+                .unwrap_or_else(|| panic!("{} is not in the catalogue", err.code()));
+            assert_eq!(entry.source, Source::Imap, "{}", err.code());
+            assert_eq!(
+                err.is_retriable(),
+                entry.retry == Retry::Backoff,
+                "{}: is_retriable disagrees with the catalogue",
+                err.code()
+            );
+            assert_eq!(
+                err.needs_token_refresh(),
+                entry.retry == Retry::RefreshThenRetryOnce,
+                "{}",
+                err.code()
+            );
+            assert!(!entry.remedy.is_empty());
+        }
     }
 
     #[test]

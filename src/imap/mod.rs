@@ -745,6 +745,59 @@ mod tests {
         assert!(ImapEndpoint::parse("imaps://u@host").is_err());
     }
 
+    #[actix_rt::test]
+    async fn tls_is_verified_an_untrusted_certificate_is_a_tls_error_and_a_trusted_one_signs_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        let sim = crate::sim::spawn(crate::sim::SimOptions {
+            imap: crate::sim::ImapOptions {
+                tls_listen: Some("127.0.0.1:0".parse().unwrap()),
+                tls: Some(crate::sim::TlsFiles {
+                    cert_pem: cert,
+                    key_pem: key,
+                }),
+                ..crate::sim::ImapOptions::default()
+            },
+            ..crate::sim::SimOptions::default()
+        })
+        .unwrap();
+        let port = sim.imaps_addr().unwrap().port();
+        let ctl = crate::sim::client::SimClient::new(sim.url());
+        let upn = "tls@tls.example";
+        let provisioned = ctl.provision(upn, &["http://127.0.0.1/cb"]).await.unwrap();
+        let token = ctl
+            .mint_imap_tokens(upn, &provisioned.app.client_id)
+            .await
+            .unwrap()
+            .access_token;
+        let mailbox = Mailbox::parse(upn).unwrap();
+        let endpoint = ImapEndpoint::parse(&format!("imaps://localhost:{port}")).unwrap();
+        // The public roots do not vouch for a self-signed certificate: a TLS error, not a sign-in.
+        let public = ImapClient::new(endpoint.clone(), Duration::from_secs(5), 1);
+        let err = public.open(&mailbox, &token, "inbox").await.unwrap_err();
+        assert_eq!(err.code(), codes::TLS, "{err}");
+        assert!(
+            err.is_retriable(),
+            "inboxd backs off and tries again: {err}"
+        );
+        // Trusting it (a private CA), the client signs in over TLS and selects the inbox.
+        let trusting = ImapClient::new(endpoint, Duration::from_secs(5), 1)
+            .with_extra_roots(ck.cert.pem().as_bytes())
+            .unwrap();
+        let session = trusting.open(&mailbox, &token, "inbox").await.unwrap();
+        assert!(session.uid_validity > 0);
+        session.logout().await;
+        // A refused sign-in is AUTHENTICATE failed, asking for a fresh token.
+        let err = trusting
+            .open(&mailbox, "not-a-token", "inbox")
+            .await
+            .unwrap_err();
+        assert!(err.needs_token_refresh(), "{err}");
+    }
+
     #[test]
     fn uid_sets_are_ranges() {
         assert_eq!(uid_set(&[5, 1, 2, 3, 9, 10, 7]), "1:3,5,7,9:10");
