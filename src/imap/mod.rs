@@ -798,6 +798,42 @@ mod tests {
         assert!(err.needs_token_refresh(), "{err}");
     }
 
+    #[actix_rt::test]
+    async fn a_mailbox_gets_no_more_connections_than_its_cap() {
+        let sim = crate::sim::spawn(crate::sim::SimOptions::default()).unwrap();
+        let ctl = crate::sim::client::SimClient::new(sim.url());
+        let upn = "cap@cap.example";
+        let provisioned = ctl.provision(upn, &["http://127.0.0.1/cb"]).await.unwrap();
+        let token = ctl
+            .mint_imap_tokens(upn, &provisioned.app.client_id)
+            .await
+            .unwrap()
+            .access_token;
+        let mailbox = Mailbox::parse(upn).unwrap();
+        let endpoint =
+            ImapEndpoint::parse(&format!("imap://{}", sim.imap_addr().unwrap())).unwrap();
+        let client = ImapClient::new(endpoint, Duration::from_secs(5), 1);
+        let first = client.open(&mailbox, &token, "inbox").await.unwrap();
+        // A second cycle on the same mailbox waits for the first one's connection to close.
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(300),
+            client.open(&mailbox, &token, "inbox"),
+        )
+        .await;
+        assert!(waiting.is_err(), "a second connection opened past the cap");
+        first.logout().await;
+        let second = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.open(&mailbox, &token, "inbox"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        second.logout().await;
+        // Six commands went out for the two sessions that opened (AUTHENTICATE, SELECT, LOGOUT).
+        assert_eq!(client.commands_sent(), 6);
+    }
+
     #[test]
     fn uid_sets_are_ranges() {
         assert_eq!(uid_set(&[5, 1, 2, 3, 9, 10, 7]), "1:3,5,7,9:10");
