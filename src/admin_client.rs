@@ -2,6 +2,7 @@
 //! for a person, or with `--json` the API's JSON as is. [`connection`] finds the server and the admin
 //! token; [`render`] makes the human text. A closed standard output ends the command quietly.
 
+mod apps;
 mod connection;
 mod render;
 
@@ -12,7 +13,10 @@ use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::cli::{ChannelAddArgs, ChannelArgs, ChannelCommand, ChannelListArgs, ChannelUpdateArgs};
+use crate::cli::{
+    AdminConnection, AppArgs, ChannelAddArgs, ChannelArgs, ChannelCommand, ChannelListArgs,
+    ChannelUpdateArgs,
+};
 use crate::config::Env;
 use crate::domain::secret::AdminToken;
 use connection::{TokenSources, find_token, plain_http_warning};
@@ -69,29 +73,47 @@ fn warn(warning: &str) {
     let _ = writeln!(std::io::stderr(), "inboxd: warning: {warning}");
 }
 
-async fn execute(args: ChannelArgs) -> anyhow::Result<()> {
+/// Runs one `inboxd app` command, like [`run`].
+pub async fn run_app(args: AppArgs) -> anyhow::Result<()> {
+    let result = async {
+        let client = connect(&args.connection)?;
+        apps::execute(&client, args.command, args.connection.json, &mut Out).await
+    }
+    .await;
+    match result {
+        Err(err) if err.chain().any(|cause| cause.is::<StdoutClosed>()) => Ok(()),
+        other => other,
+    }
+}
+
+/// The admin API client of a command line's connection options (warnings printed).
+fn connect(connection: &AdminConnection) -> anyhow::Result<Client> {
     let env = Env::process();
     let found = find_token(
         &TokenSources {
-            token: args.token.as_ref(),
-            token_file: args.token_file.as_deref(),
-            config: args.config.as_deref(),
+            token: connection.token.as_ref(),
+            token_file: connection.token_file.as_deref(),
+            config: connection.config.as_deref(),
         },
         &env,
     )?;
     for warning in found
         .warnings
         .iter()
-        .chain(plain_http_warning(&args.server).iter())
+        .chain(plain_http_warning(&connection.server).iter())
     {
         warn(warning);
     }
-    let client = Client {
+    Ok(Client {
         http: reqwest::Client::new(),
-        base: args.server.clone(),
+        base: connection.server.clone(),
         token: found.token,
-    };
-    let json = args.json;
+    })
+}
+
+async fn execute(args: ChannelArgs) -> anyhow::Result<()> {
+    let client = connect(&args.connection)?;
+    let json = args.connection.json;
     let mut out = Out;
     match args.command {
         ChannelCommand::Add(add) => {
@@ -554,11 +576,16 @@ fn add_body(add: ChannelAddArgs) -> anyhow::Result<Value> {
     let mut body = json!({
         "tenant_id": add.tenant_id,
         "client_id": add.client_id,
-        "client_secret": read_secret(&add.client_secret_file)?,
         "mailbox": add.mailbox,
         "folder": add.folder,
         "enabled": !add.disabled,
     });
+    if let Some(path) = &add.client_secret_file {
+        body["client_secret"] = json!(read_secret(path)?);
+    }
+    if let Some(path) = &add.client_certificate_file {
+        body["client_certificate"] = json!(apps::read_certificate(path)?);
+    }
     if let Some(name) = add.name {
         body["name"] = json!(name);
     }

@@ -41,6 +41,10 @@ pub enum Command {
     /// Manage the channels of a running daemon through its admin API (admin token from --token-file,
     /// INBOXD_ADMIN_TOKEN or the configuration's security.admin_token_file; --json for scripts).
     Channel(Box<ChannelArgs>),
+    /// Manage the apps (app registrations and their one credential, a client secret or a
+    /// certificate) of a running daemon: `inboxd app rotate` replaces the credential of every
+    /// channel of the app at once.
+    App(Box<AppArgs>),
     /// Print a new random master key (base64 of 32 bytes) on one line of stdout. Store it like a
     /// password: `inboxd keygen > master.key && chmod 600 master.key`.
     Keygen,
@@ -155,6 +159,94 @@ pub struct SimArgs {
 /// Arguments of `inboxd channel`.
 #[derive(Debug, Args)]
 pub struct ChannelArgs {
+    /// Where the daemon is and how to prove the right to ask.
+    #[command(flatten)]
+    pub connection: AdminConnection,
+
+    /// The channel operation.
+    #[command(subcommand)]
+    pub command: ChannelCommand,
+}
+
+/// Arguments of `inboxd app`.
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// Where the daemon is and how to prove the right to ask.
+    #[command(flatten)]
+    pub connection: AdminConnection,
+
+    /// The app operation.
+    #[command(subcommand)]
+    pub command: AppCommand,
+}
+
+/// `inboxd app` operations. APP is the app's id, `tenant/client` (as `inboxd app list` shows it).
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// List the apps: credential kind, expiry and how many channels use each.
+    List,
+    /// Show one app.
+    Show {
+        /// The app's id, `tenant/client`.
+        app: String,
+    },
+    /// Record an app with its credential (a channel's first use of an app records it too).
+    Add(AppAddArgs),
+    /// Replace the app's credential for every channel of the app (or, with only
+    /// --client-secret-expires-at, note the current secret's new expiry).
+    Rotate(AppRotateArgs),
+    /// Remove an app no channel uses.
+    Remove {
+        /// The app's id, `tenant/client`.
+        app: String,
+    },
+}
+
+/// An app's credential on the command line: a secret's file or a certificate's.
+#[derive(Debug, Args)]
+pub struct CredentialArgs {
+    /// File holding the client secret's *value* (not its id); `-` reads standard input.
+    #[arg(long, value_name = "FILE", conflicts_with = "client_certificate_file")]
+    pub client_secret_file: Option<PathBuf>,
+    /// PEM file holding the app's certificate and its unencrypted private key
+    /// (`cat cert.pem key.pem > app.pem`); Microsoft recommends certificates over secrets.
+    #[arg(long, value_name = "FILE")]
+    pub client_certificate_file: Option<PathBuf>,
+    /// When the client secret expires (YYYY-MM-DD or RFC 3339), for warnings 30/14/7/1 days ahead.
+    #[arg(long, value_name = "DATE")]
+    pub client_secret_expires_at: Option<String>,
+}
+
+/// Arguments of `inboxd app add`.
+#[derive(Debug, Args)]
+pub struct AppAddArgs {
+    /// Directory (tenant) ID: a GUID or a verified domain.
+    #[arg(long)]
+    pub tenant_id: String,
+    /// Application (client) ID of the app registration (a GUID).
+    #[arg(long)]
+    pub client_id: String,
+    /// A display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The credential.
+    #[command(flatten)]
+    pub credential: CredentialArgs,
+}
+
+/// Arguments of `inboxd app rotate`.
+#[derive(Debug, Args)]
+pub struct AppRotateArgs {
+    /// The app's id, `tenant/client`.
+    pub app: String,
+    /// The new credential.
+    #[command(flatten)]
+    pub credential: CredentialArgs,
+}
+
+/// How `inboxd channel` and `inboxd app` reach the running daemon's admin API.
+#[derive(Debug, Args)]
+pub struct AdminConnection {
     /// The running daemon's base URL, e.g. https://inbox.example.com. A loopback address may omit
     /// the scheme (127.0.0.1:8080 means http://127.0.0.1:8080).
     #[arg(
@@ -190,10 +282,6 @@ pub struct ChannelArgs {
     /// Print the admin API's JSON answer as is, for scripts, instead of text for a person.
     #[arg(long, global = true)]
     pub json: bool,
-
-    /// The channel operation.
-    #[command(subcommand)]
-    pub command: ChannelCommand,
 }
 
 /// Arguments of `inboxd channel list`.
@@ -312,9 +400,13 @@ pub struct ChannelAddArgs {
     /// Application (client) ID of the app registration (a GUID).
     #[arg(long)]
     pub client_id: String,
-    /// File holding the client secret *value* (not its id); `-` reads standard input.
+    /// File holding the app's client secret *value* (not its id); `-` reads standard input.
+    /// Needed the first time an app is used, unless --client-certificate-file is given.
+    #[arg(long, value_name = "FILE", conflicts_with = "client_certificate_file")]
+    pub client_secret_file: Option<PathBuf>,
+    /// PEM file holding the app's certificate and its unencrypted private key, instead of a secret.
     #[arg(long, value_name = "FILE")]
-    pub client_secret_file: PathBuf,
+    pub client_certificate_file: Option<PathBuf>,
     /// The mailbox address to listen to.
     #[arg(long)]
     pub mailbox: String,
@@ -343,7 +435,8 @@ pub struct ChannelAddArgs {
 pub struct ChannelUpdateArgs {
     /// The channel id.
     pub id: String,
-    /// File holding the new client secret value; `-` reads standard input.
+    /// File holding the new client secret value of the channel's app (every channel of the app
+    /// uses it: the same as `inboxd app rotate`); `-` reads standard input.
     #[arg(long, value_name = "FILE")]
     pub client_secret_file: Option<PathBuf>,
     /// The new secret's expiry (YYYY-MM-DD or RFC 3339).

@@ -47,6 +47,9 @@ fn main() -> ExitCode {
         Command::Channel(args) => {
             actix_rt::System::new().block_on(inboxd::admin_client::run(*args))
         }
+        Command::App(args) => {
+            actix_rt::System::new().block_on(inboxd::admin_client::run_app(*args))
+        }
         Command::Migrate(args) => migrate(args.config.as_deref()),
         Command::Store(args) => store(args),
     };

@@ -298,6 +298,20 @@ impl Application {
         }
         ingest = ingest.with_events(events);
         let ingest = Arc::new(ingest);
+        ingest
+            .apps
+            .reload()
+            .context("Failed to read the apps from the store")?;
+        // Each channel's quarantined messages, counted off the start-up path (one ledger scan).
+        let ledger = ingest.ledger.clone();
+        std::thread::Builder::new()
+            .name("inboxd-quarantine-count".into())
+            .spawn(move || {
+                if let Err(err) = ledger.load_quarantine_counts() {
+                    tracing::warn!(error = %err, "Could not count the quarantined messages; listings show only those quarantined from now on.");
+                }
+            })
+            .context("Failed to start the quarantine count")?;
         let channels = store
             .list_channels()
             .context("Failed to read the channels from the store")?;

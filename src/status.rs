@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
-use crate::domain::{ChannelId, ChannelStatus};
+use crate::domain::{ChannelId, ChannelStatus, CredentialKind};
 use crate::store::{ChannelRecord, LastError};
 
 /// One channel as the API and the status page show it. Never holds a secret.
@@ -46,8 +46,11 @@ pub struct ChannelView {
     pub last_success_at: Option<DateTime<Utc>>,
     /// When it polls next.
     pub next_poll_at: Option<DateTime<Utc>>,
-    /// The client secret's expiry, if known.
-    pub client_secret_expires_at: Option<DateTime<Utc>>,
+    /// The expiry of the app's credential (a secret's if given, a certificate's always), with its
+    /// kind; filled by the supervisor from the app directory.
+    pub credential_expiry: Option<(CredentialKind, DateTime<Utc>)>,
+    /// Failed cycles in a row (the current backoff episode; 0 once a cycle succeeds).
+    pub attempts: u32,
     /// Messages delivered today (UTC).
     pub messages_today: u64,
     /// The day `messages_today` counts.
@@ -76,17 +79,22 @@ impl ChannelView {
             last_poll_at: record.last_poll_at,
             last_success_at: record.last_success_at,
             next_poll_at: None,
-            client_secret_expires_at: record.client_secret_expires_at,
+            credential_expiry: None,
+            attempts: 0,
             messages_today: 0,
             messages_day: None,
             created_at: record.created_at,
         }
     }
 
-    /// Whole days until the client secret expires (negative once expired).
+    /// Whole days until the app's credential expires (negative once expired).
     pub fn secret_days_left(&self, now: DateTime<Utc>) -> Option<i64> {
-        self.client_secret_expires_at
-            .map(|at| (at - now).num_days())
+        self.credential_expiry.map(|(_, at)| (at - now).num_days())
+    }
+
+    /// When the app's credential expires, if known.
+    pub fn credential_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.credential_expiry.map(|(_, at)| at)
     }
 }
 
@@ -153,6 +161,18 @@ impl StatusBoard {
         let total = matched.len();
         let rows = matched.into_iter().skip(offset).take(limit).collect();
         (total, rows)
+    }
+
+    /// How many rows `keep` keeps, copying none.
+    pub fn count_where(&self, keep: impl Fn(&ChannelView) -> bool) -> usize {
+        self.rows.iter().filter(|row| keep(row.value())).count()
+    }
+
+    /// Visits every row in no particular order, copying none.
+    pub fn visit(&self, mut each: impl FnMut(&ChannelView)) {
+        for row in self.rows.iter() {
+            each(row.value());
+        }
     }
 
     /// How many channels are in each status.

@@ -241,8 +241,6 @@ fn seed(store_path: &Path, key: &MasterKey) -> String {
         name: format!("mailbox {i:04}"),
         tenant_id: TenantId::parse("contoso.com").unwrap(),
         client_id: ClientId::parse("11111111-2222-4333-8444-555555555555").unwrap(),
-        client_secret: inboxd::domain::secret::ClientSecret::new("a-client-secret-value").unwrap(),
-        client_secret_expires_at: None,
         mailbox: Mailbox::parse(&format!("user{i:04}@contoso.com")).unwrap(),
         folder: Folder::inbox(),
         enabled: status != ChannelStatus::Disabled,
@@ -636,4 +634,104 @@ async fn pipe_into_head(env: &[(&str, &str)]) -> (i32, String, String) {
     })
     .await
     .unwrap()
+}
+
+#[actix_web::test]
+async fn app_commands_record_rotate_and_protect_an_app() {
+    let sim = inboxd::sim::spawn(inboxd::sim::SimOptions {
+        workers: 1,
+        ..inboxd::sim::SimOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = TestDaemon::start(dir.path(), &sim.url(), 600, &[])
+        .await
+        .unwrap();
+    let env = [
+        ("INBOXD_SERVER", daemon.base.as_str()),
+        ("INBOXD_ADMIN_TOKEN", daemon.token.as_str()),
+    ];
+    let secret = "Cli8Q~a-secret-value-never-printed";
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let pem =
+        inboxd_testkit::certificate_pem("cli", chrono::Utc::now() + chrono::Duration::days(90))
+            .unwrap();
+    let pem_file = dir.path().join("app.pem");
+    std::fs::write(&pem_file, &pem).unwrap();
+    let app = "contoso.com/11111111-2222-4333-8444-555555555555";
+    let secret_path = secret_file.to_str().unwrap();
+    let pem_path = pem_file.to_str().unwrap();
+
+    let (code, out, err) = cli(
+        &[
+            "app",
+            "add",
+            "--tenant-id",
+            "contoso.com",
+            "--client-id",
+            "11111111-2222-4333-8444-555555555555",
+            "--client-secret-file",
+            secret_path,
+            "--client-secret-expires-at",
+            "2031-01-31",
+            "--json",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let added = json(&out);
+    assert_eq!(added["id"], app);
+    assert_eq!(added["credential_kind"], "secret");
+    // A channel of the app needs no secret of its own.
+    let (code, _, err) = cli(
+        &[
+            "channel",
+            "add",
+            "--tenant-id",
+            "contoso.com",
+            "--client-id",
+            "11111111-2222-4333-8444-555555555555",
+            "--mailbox",
+            "desk@contoso.com",
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(&["app", "list"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(app) && out.contains("1 app(s)"), "{out}");
+
+    let (code, out, err) = cli(
+        &["app", "rotate", app, "--client-certificate-file", pem_path],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("certificate") && out.contains("thumbprint:"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["app", "show", app, "--json"], &env).await;
+    assert_eq!(code, 0, "{err}");
+    let shown = json(&out);
+    assert_eq!(shown["credential_kind"], "certificate");
+    assert_eq!(shown["channels"], 1);
+    assert!(shown["rotated_at"].is_string());
+
+    // Still used: refused with what to do, and nothing changes.
+    let (code, _, err) = cli(&["app", "remove", app], &env).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("used by 1 channel"), "{err}");
+    let (code, _, err) = cli(&["app", "rotate", app], &env).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("nothing to rotate"), "{err}");
+    let (code, _, err) = cli(&["app", "show", "contoso.com"], &env).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("tenant/client"), "{err}");
+    let (_, everything, _) = cli(&["app", "list", "--json"], &env).await;
+    assert!(!everything.contains(secret) && !everything.contains("PRIVATE KEY"));
+    daemon.stop().await.unwrap();
 }

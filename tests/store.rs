@@ -13,12 +13,13 @@
 use std::path::Path;
 
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
+use inboxd::domain::AppCredential;
 use inboxd::domain::secret::{AccessToken, ClientSecret, MasterKey, PkceVerifier, RefreshToken};
 use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
 use inboxd::store::{
-    ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry,
-    LedgerState, MAX_FLOOR_KEY_BYTES, PendingAuthorization, PendingLookup, PgOptions, RawKind,
-    Store, StoreErrorKind, StoreOptions, TokenSet,
+    AppKey, AppRecord, ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, LastError,
+    LedgerEntry, LedgerState, MAX_FLOOR_KEY_BYTES, PendingAuthorization, PendingLookup, PgOptions,
+    RawKind, Store, StoreErrorKind, StoreOptions, TokenSet,
 };
 
 /// The engines the first part of the suite runs against.
@@ -132,8 +133,6 @@ fn full_channel(n: u32) -> ChannelRecord {
         name: format!("Support desk {n} – ünïcode"),
         tenant_id: TenantId::parse("72f988bf-86f1-41af-91ab-2d7cd011db47").unwrap(),
         client_id: ClientId::parse("00000000-0000-0000-0000-000000000001").unwrap(),
-        client_secret: ClientSecret::new(format!("client-secret-{n}")).unwrap(),
-        client_secret_expires_at: Some(at(1000)),
         mailbox: Mailbox::parse(&format!("support{n}@contoso.com")).unwrap(),
         folder: Folder::parse("AAMkAGI2=").unwrap(),
         enabled: true,
@@ -164,8 +163,6 @@ fn bare_channel(n: u32) -> ChannelRecord {
         name: String::new(),
         tenant_id: TenantId::parse("contoso.com").unwrap(),
         client_id: ClientId::parse("00000000-0000-0000-0000-000000000002").unwrap(),
-        client_secret: ClientSecret::new(format!("bare-secret-{n}")).unwrap(),
-        client_secret_expires_at: None,
         mailbox: Mailbox::parse(&format!("bare{n}@contoso.com")).unwrap(),
         folder: Folder::inbox(),
         enabled: false,
@@ -226,6 +223,7 @@ fn verifier(tag: char) -> String {
 
 every_engine!(
     channels_round_trip_with_every_option_and_variant,
+    apps_round_trip_with_a_secret_or_a_certificate,
     tokens_and_cursors_round_trip,
     ledger_round_trips_every_state_and_keeps_ids_case_sensitive,
     ledger_prune_removes_only_old_marked_read_entries,
@@ -285,11 +283,70 @@ fn channels_round_trip_with_every_option_and_variant(engine: Engine) {
 
     // Replacing a channel keeps one record with the new values.
     let mut changed = written[0].clone();
-    changed.client_secret = ClientSecret::new("rotated-secret").unwrap();
+    changed.name = "renamed desk".into();
     changed.last_error = None;
     store.put_channel(&changed).unwrap();
     assert_eq!(store.get_channel(changed.id).unwrap(), Some(changed));
     assert_eq!(store.count_channels().unwrap(), written.len());
+}
+
+fn apps_round_trip_with_a_secret_or_a_certificate(engine: Engine) {
+    let store = fresh(engine);
+    let tenant = TenantId::parse("contoso.com").unwrap();
+    let with_secret = AppRecord {
+        tenant_id: tenant.clone(),
+        client_id: ClientId::parse("00000000-0000-0000-0000-00000000000a").unwrap(),
+        name: "secret app".into(),
+        credential: AppCredential::Secret {
+            secret: ClientSecret::new("app-secret-value").unwrap(),
+            expires_at: Some(at(99)),
+        },
+        created_at: at(1),
+        updated_at: at(2),
+        rotated_at: None,
+    };
+    let pem =
+        inboxd_testkit::certificate_pem("app", chrono::Utc::now() + chrono::Duration::days(9))
+            .unwrap();
+    let with_certificate = AppRecord {
+        tenant_id: tenant.clone(),
+        client_id: ClientId::parse("00000000-0000-0000-0000-00000000000b").unwrap(),
+        name: String::new(),
+        credential: AppCredential::Certificate(Box::new(
+            inboxd::domain::ClientCertificate::from_pem(&pem).unwrap(),
+        )),
+        created_at: at(1),
+        updated_at: at(3),
+        rotated_at: Some(at(3)),
+    };
+    assert_eq!(store.get_app(&with_secret.key()).unwrap(), None);
+    store.put_app(&with_secret).unwrap();
+    store
+        .put_apps(std::slice::from_ref(&with_certificate))
+        .unwrap();
+    assert_eq!(
+        store.get_app(&with_secret.key()).unwrap().as_ref(),
+        Some(&with_secret)
+    );
+    assert_eq!(
+        store.get_app(&with_certificate.key()).unwrap().as_ref(),
+        Some(&with_certificate)
+    );
+    // The listing decrypts nothing and shows the certificate's public parts.
+    let listed = store.list_apps().unwrap();
+    assert_eq!(
+        listed,
+        vec![with_secret.summary(), with_certificate.summary()]
+    );
+    assert_eq!(
+        listed[1].expires_at,
+        with_certificate.credential.expires_at()
+    );
+    assert!(listed[1].thumbprint.as_ref().is_some_and(|t| t.len() == 40));
+    let key = AppKey::parse(&with_secret.key().id()).unwrap();
+    assert!(store.delete_app(&key).unwrap());
+    assert!(!store.delete_app(&key).unwrap());
+    assert_eq!(store.list_apps().unwrap().len(), 1);
 }
 
 fn tokens_and_cursors_round_trip(engine: Engine) {
@@ -841,25 +898,13 @@ fn a_ciphertext_moved_to_another_record_or_damaged_does_not_decrypt(engine: Engi
         store.put_tokens(ch.id, &tokens(&ch.name)).unwrap();
     }
 
-    for kind in [RawKind::Channel, RawKind::Tokens] {
-        let from_a = store.raw_get(kind, a.id).unwrap().unwrap();
-        store.raw_put(kind, b.id, &from_a).unwrap();
-    }
-    let err = store.get_channel(b.id).unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::Corrupt);
-    assert!(err.is_fatal());
-    assert!(
-        err.to_string().contains("copied from another record"),
-        "{err}"
-    );
+    // Channel records hold no secret any more (the credential is the app's); token sets do.
+    let from_a = store.raw_get(RawKind::Tokens, a.id).unwrap().unwrap();
+    store.raw_put(RawKind::Tokens, b.id, &from_a).unwrap();
     let err = store.get_tokens(b.id).unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+    assert!(err.is_fatal());
     assert!(err.to_string().contains("does not decrypt"), "{err}");
-    // A damaged record is refused in every listing, not skipped silently.
-    assert_eq!(
-        store.list_channels().unwrap_err().kind(),
-        StoreErrorKind::Corrupt
-    );
 
     // Truncated bytes are refused too.
     let raw = store.raw_get(RawKind::Tokens, a.id).unwrap().unwrap();
@@ -944,7 +989,7 @@ fn update_channel_state_changes_run_time_fields_only(engine: Engine) {
     assert_eq!(updated.status, ChannelStatus::Active);
     assert_eq!(updated.last_poll_at, Some(at(50)));
     assert_eq!(updated.last_success_at, Some(at(51)));
-    assert_eq!(updated.client_secret, ch.client_secret);
+    assert_eq!(updated.client_id, ch.client_id);
     assert_eq!(updated.mailbox, ch.mailbox);
     // Absent poll times keep the stored ones.
     let later = ChannelState {
@@ -1184,8 +1229,21 @@ fn no_secret_reaches_the_disk_in_clear() {
         let store = open(dir.path(), &MasterKey::generate());
         let mut ch = full_channel(1);
         ch.name = plain.into();
-        ch.client_secret = ClientSecret::new(secrets[0]).unwrap();
         store.put_channel(&ch).unwrap();
+        store
+            .put_app(&AppRecord {
+                tenant_id: ch.tenant_id.clone(),
+                client_id: ch.client_id.clone(),
+                name: plain.into(),
+                credential: AppCredential::Secret {
+                    secret: ClientSecret::new(secrets[0]).unwrap(),
+                    expires_at: Some(at(1000)),
+                },
+                created_at: at(1),
+                updated_at: at(1),
+                rotated_at: None,
+            })
+            .unwrap();
         store
             .put_tokens(
                 ch.id,

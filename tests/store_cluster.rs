@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone as _, Utc};
-use inboxd::domain::secret::{AccessToken, ClientSecret, MasterKey, RefreshToken};
+use inboxd::domain::secret::{AccessToken, MasterKey, RefreshToken};
 use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
 use inboxd::store::cluster::{Lease, Notice, SHARDS};
 use inboxd::store::{
@@ -34,8 +34,6 @@ fn channel(n: u32) -> ChannelRecord {
         name: format!("desk {n}"),
         tenant_id: TenantId::parse("contoso.com").unwrap(),
         client_id: ClientId::parse("00000000-0000-0000-0000-000000000002").unwrap(),
-        client_secret: ClientSecret::new(format!("plain-client-secret-{n}")).unwrap(),
-        client_secret_expires_at: None,
         mailbox: Mailbox::parse(&format!("box{n}@contoso.com")).unwrap(),
         folder: Folder::inbox(),
         enabled: true,

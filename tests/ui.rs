@@ -675,7 +675,11 @@ fn view(i: usize) -> ChannelView {
         last_poll_at: Some(Utc::now()),
         last_success_at: Some(Utc::now()),
         next_poll_at: Some(Utc::now() + chrono::Duration::seconds(60)),
-        client_secret_expires_at: Some(Utc::now() + chrono::Duration::days(i as i64 % 400)),
+        credential_expiry: Some((
+            inboxd::domain::CredentialKind::Secret,
+            Utc::now() + chrono::Duration::days(i as i64 % 400),
+        )),
+        attempts: 0,
         messages_today: 0,
         messages_day: None,
         created_at: Utc::now(),
@@ -803,12 +807,43 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
             "Nothing: inboxd retries on its own.",
         )),
     );
+    board.update(ids[6], |row| row.attempts = 4);
     set(ids[7], ChannelStatus::Active, None);
     set(ids[8], ChannelStatus::Active, None);
+
+    // An app whose secret expires in five days is named on the first screen with how to rotate it.
+    let soon = (Utc::now() + chrono::Duration::days(5)).to_rfc3339();
+    let (status, app) = daemon
+        .api(
+            reqwest::Method::POST,
+            "/api/apps",
+            Some(serde_json::json!({
+                "tenant_id": "contoso.example",
+                "client_id": "11111111-2222-4333-8444-555555555555",
+                "client_secret": "expiring-secret-value",
+                "client_secret_expires_at": soon,
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{app}");
+    assert!(
+        app["warning"].as_str().unwrap().contains("expires in"),
+        "{app}"
+    );
 
     let (cookie, _) = login(&daemon).await;
     let (status, page) = get(&daemon, &cookie, "/").await;
     assert_eq!(status, StatusCode::OK);
+    let expiring = &page[page
+        .find("id=\"expiring\"")
+        .expect("an expiring-credentials card")..];
+    assert!(
+        expiring.contains("contoso.example/11111111-2222-4333-8444-555555555555")
+            && expiring.contains("inboxd app rotate"),
+        "{expiring}"
+    );
+    assert!(!page.contains("expiring-secret-value"));
     // The groups come first, most urgent first, each once with its count and its one remedy.
     let problems = page
         .find("id=\"problems\"")
@@ -845,9 +880,17 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
     );
     assert!(page.contains("Ask the tenant&#39;s admin") || page.contains("Ask the tenant's admin"));
     assert!(page.contains("class=\"group calm\""), "backing off is calm");
+    assert!(
+        page.contains("retrying on its own, 4 attempts so far"),
+        "a self-healing group says how long it has tried"
+    );
     // A wrong secret's primary action is the secret, not a sign-in.
     let secret_group = &page[order[1]..order[2]];
-    assert!(secret_group.contains("Update the secret"), "{secret_group}");
+    assert!(
+        secret_group.contains("Update the app&#39;s secret")
+            || secret_group.contains("Update the app's secret"),
+        "{secret_group}"
+    );
     // Conditional Access is an admin's fix outside inboxd: try again, not a new sign-in.
     let policy_group = &page[order[0]..order[1]];
     assert!(policy_group.contains("Try all again"), "{policy_group}");
@@ -934,6 +977,96 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
     }
     assert_eq!(
         daemon.channel(&ids[5].to_string()).await.unwrap()["enabled"],
+        true
+    );
+
+    // A selection from the table (check boxes): enable two disabled channels, nothing else.
+    let (_, page) = get(&daemon, &cookie, "/").await;
+    assert!(
+        page.contains("form=\"bulk-selection\""),
+        "check boxes in the table"
+    );
+    let (a, b) = (ids[3].to_string(), ids[4].to_string());
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("ids", &a),
+            ("ids", &b),
+            ("action", "enable"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    for id in [&a, &b] {
+        assert_eq!(daemon.channel(id).await.unwrap()["enabled"], true);
+    }
+    // Removing asks first: the first step removes nothing and names what the second would.
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("ids", &a),
+            ("ids", &b),
+            ("action", "remove"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let confirm = res.text().await.unwrap();
+    assert!(confirm.contains("Remove 2 channels?"), "{confirm}");
+    assert!(
+        daemon
+            .channel(&a)
+            .await
+            .is_ok_and(|c| c["id"] == a.as_str())
+    );
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("ids", &a),
+            ("ids", &b),
+            ("action", "remove"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    for id in [&a, &b] {
+        let (status, _) = daemon
+            .api(reqwest::Method::GET, &format!("/api/channels/{id}"), None)
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "{id} removed");
+    }
+    assert_eq!(
+        daemon.channel(&ids[5].to_string()).await.unwrap()["enabled"],
+        true,
+        "nothing else"
+    );
+    // A selection naming a channel that does not exist changes nothing.
+    let res = post(
+        &daemon,
+        Some(&cookie),
+        "/ui/bulk",
+        &[
+            ("csrf", &csrf),
+            ("ids", &ids[6].to_string()),
+            ("ids", "00000000-0000-4000-8000-000000000000"),
+            ("action", "disable"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        daemon.channel(&ids[6].to_string()).await.unwrap()["enabled"],
         true
     );
     daemon.stop().await.unwrap();

@@ -12,10 +12,11 @@
 
 use anyhow::anyhow;
 use chrono::Utc;
-use inboxd::domain::secret::{AccessToken, ClientSecret, RefreshToken};
-use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use inboxd::domain::ChannelId;
+use inboxd::domain::secret::{AccessToken, RefreshToken};
 use inboxd::sim::client::{BulkRequest, SimClient, bulk_credentials};
-use inboxd::store::{ChannelRecord, FirstImport, Store, TokenSet};
+use inboxd::store::{Store, TokenSet};
+use inboxd_testkit::seed::{authorized_channel, secret_app};
 
 /// Provisions `count` mailboxes of `prefix` and writes them as authorized channels into `store`.
 /// Channel `i`'s access token expires `refresh_after_secs + i × spread_secs / count` seconds from
@@ -52,32 +53,16 @@ pub(crate) async fn seed(
 
     let now = Utc::now();
     let mut records = Vec::with_capacity(count);
+    let mut apps = Vec::with_capacity(count);
     let mut token_sets = Vec::with_capacity(count);
     let mut mailboxes = Vec::with_capacity(count);
     for (i, tokens) in minted {
         let (tenant, client, secret, mailbox) = bulk_credentials(prefix, i);
         let id = ChannelId::generate();
-        records.push(ChannelRecord {
-            id,
-            name: mailbox.clone(),
-            tenant_id: TenantId::parse(&tenant)?,
-            client_id: ClientId::parse(&client)?,
-            client_secret: ClientSecret::new(secret)?,
-            client_secret_expires_at: None,
-            mailbox: Mailbox::parse(&mailbox)?,
-            folder: Folder::inbox(),
-            enabled: true,
-            first_import: FirstImport::AllUnread,
-            poll_mode: None,
-            transport: inboxd::domain::Transport::Graph,
-            created_at: now,
-            updated_at: now,
-            activated_at: Some(now),
-            status: ChannelStatus::Active,
-            last_error: None,
-            last_poll_at: None,
-            last_success_at: None,
-        });
+        records.push(authorized_channel(
+            id, &mailbox, &tenant, &client, &mailbox,
+        )?);
+        apps.push(secret_app(&tenant, &client, &secret)?);
         let expires_in =
             refresh_after_secs as f64 + spread_secs as f64 * i as f64 / count.max(1) as f64;
         token_sets.push((
@@ -112,6 +97,7 @@ pub(crate) async fn seed(
         }
         Ok(())
     })?;
+    store.put_apps(&apps)?;
     store.put_tokens_many(&token_sets)?;
     Ok(mailboxes)
 }

@@ -8,10 +8,11 @@ use std::process::Command;
 
 use anyhow::{Context as _, anyhow, bail};
 use chrono::Utc;
-use inboxd::domain::secret::{AccessToken, ClientSecret, MasterKey, RefreshToken};
-use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use inboxd::domain::ChannelId;
+use inboxd::domain::secret::{AccessToken, MasterKey, RefreshToken};
 use inboxd::sim::client::{BulkRequest, SimClient, bulk_credentials};
-use inboxd::store::{ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
+use inboxd::store::{AppRecord, ChannelRecord, Store, StoreOptions, TokenSet};
+use inboxd_testkit::seed::{authorized_channel, secret_app};
 use sha2::Digest as _;
 
 use crate::{FLOOR_MAILBOXES, FLOOR_PREFIX, HOT_PREFIX, PREFIX};
@@ -25,30 +26,23 @@ fn channel_id(prefix: &str, i: usize) -> ChannelId {
 }
 
 pub(crate) fn record(prefix: &str, i: usize, transport: &str) -> anyhow::Result<ChannelRecord> {
-    let (tenant, client, secret, mailbox) = bulk_credentials(prefix, i);
-    let now = Utc::now();
-    Ok(ChannelRecord {
-        id: channel_id(prefix, i),
-        name: format!("{prefix} {i}"),
-        tenant_id: TenantId::parse(&tenant)?,
-        client_id: ClientId::parse(&client)?,
-        client_secret: ClientSecret::new(secret)?,
-        client_secret_expires_at: None,
-        mailbox: Mailbox::parse(&mailbox)?,
-        folder: Folder::inbox(),
-        enabled: true,
-        first_import: FirstImport::AllUnread,
-        poll_mode: None,
-        transport: inboxd::domain::Transport::parse(transport)
-            .ok_or_else(|| anyhow!("unknown transport {transport:?}"))?,
-        created_at: now,
-        updated_at: now,
-        activated_at: Some(now),
-        status: ChannelStatus::Active,
-        last_error: None,
-        last_poll_at: None,
-        last_success_at: None,
-    })
+    let (tenant, client, _, mailbox) = bulk_credentials(prefix, i);
+    let mut record = authorized_channel(
+        channel_id(prefix, i),
+        &format!("{prefix} {i}"),
+        &tenant,
+        &client,
+        &mailbox,
+    )?;
+    record.transport = inboxd::domain::Transport::parse(transport)
+        .ok_or_else(|| anyhow!("unknown transport {transport:?}"))?;
+    Ok(record)
+}
+
+/// The app of mailbox `i` of `prefix` (each bulk mailbox has its own tenant and app).
+fn app(prefix: &str, i: usize) -> anyhow::Result<AppRecord> {
+    let (tenant, client, secret, _) = bulk_credentials(prefix, i);
+    secret_app(&tenant, &client, &secret)
 }
 
 /// Mints a refresh and an access token for mailbox `i` of `prefix`.
@@ -111,6 +105,11 @@ async fn seed_prefix(
             sets.push((i, set?));
         }
         // `put_tokens` flushes each time: spread the writes over threads so flushes overlap.
+        // Every channel's app, hot-added ones' too (they are added with their app recorded).
+        let apps: Vec<AppRecord> = (start..start + n)
+            .map(|i| app(prefix, i))
+            .collect::<anyhow::Result<_>>()?;
+        store.put_apps(&apps)?;
         let records: Vec<(ChannelRecord, TokenSet)> = sets
             .into_iter()
             .map(|(i, set)| Ok((record(prefix, i, transport)?, set)))

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::actors::deps::Deps;
 use crate::actors::messages::{ChannelFailed, Poke, Shutdown};
 use crate::catalogue::{self, Classification, Retry};
-use crate::domain::{ChannelId, ChannelStatus};
+use crate::domain::{ChannelId, ChannelStatus, CredentialKind};
 use crate::events;
 use crate::ingest::cycle::{self, ChannelJob, CycleEnd, PollReport};
 use crate::ingest::failure::{Failure, last_error};
@@ -204,11 +204,13 @@ impl ChannelActor {
         let status = self.status;
         let last_error = self.last_error.clone();
         let warning = self.runtime.warning();
+        let attempts = self.episode.backoff.as_ref().map_or(0, |b| b.attempts());
         self.deps.board.update(self.id(), |row| {
             row.status = status;
             row.last_error = last_error;
             row.warning = warning;
             row.next_poll_at = next_poll_at;
+            row.attempts = attempts;
         });
     }
 
@@ -256,20 +258,25 @@ impl ChannelActor {
         }
     }
 
-    /// Whether the secret's date has passed (the channel is then blocked); logs the warnings before.
+    /// Whether the app's credential (secret or certificate) is past its date (the channel is then
+    /// blocked, with the remedy of its kind); logs the warnings before.
     fn secret_expired(&mut self, now: DateTime<Utc>) -> bool {
-        let Some(expires_at) = self.record().client_secret_expires_at else {
+        let Some((kind, expires_at)) = self.deps.ingest.apps.expiry(self.record()) else {
             return false;
         };
         let days_left = (expires_at - now).num_days();
+        let (code, what) = match kind {
+            CredentialKind::Secret => (catalogue::codes::SECRET_EXPIRED, "client secret"),
+            CredentialKind::Certificate => (catalogue::codes::CERTIFICATE_EXPIRED, "certificate"),
+        };
         if expires_at <= now {
-            let error = Classification::of(catalogue::codes::SECRET_EXPIRED).map(|c| {
+            let error = Classification::of(code).map(|c| {
                 last_error(
                     ErrorSource::Inboxd,
                     &c,
                     format!(
-                        "The client secret expired on {}.",
-                        expires_at.format("%Y-%m-%d")
+                        "The app's {what} expired on {}.",
+                        expires_at.format("%Y-%m-%d %H:%M UTC")
                     ),
                     None,
                     None,
@@ -288,8 +295,8 @@ impl ChannelActor {
             && self.secret_warned.is_none_or(|warned| threshold < warned)
         {
             self.secret_warned = Some(threshold);
-            tracing::warn!(channel = %self.id(), mailbox = %self.record().mailbox, days_left,
-                "The channel's client secret expires soon: make a new secret in the Azure portal and run `inboxd channel update ID --client-secret-file FILE`.");
+            tracing::warn!(channel = %self.id(), mailbox = %self.record().mailbox, days_left, credential = what,
+                "The channel's app credential expires soon: make a new one in the Azure portal and run `inboxd app rotate APP` (see `inboxd app list`).");
         }
         false
     }

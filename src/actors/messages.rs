@@ -72,6 +72,15 @@ pub struct SetEnabled {
     pub enabled: bool,
 }
 
+/// An app's credential was replaced (already stored): its channels that wait for a person because
+/// of an error try again at once with it. Answers how many channels that was.
+#[derive(Message)]
+#[rtype(result = "Result<usize, ControlError>")]
+pub struct AppCredentialChanged {
+    /// The app.
+    pub app: crate::store::AppKey,
+}
+
 /// The OAuth callback stored a fresh token set for this channel: start (or restart) it now.
 #[derive(Message)]
 #[rtype(result = "Result<(), ControlError>")]

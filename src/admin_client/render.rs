@@ -173,8 +173,8 @@ pub fn quarantine(answer: &Value) -> Vec<String> {
 /// The listing's header line.
 pub fn list_header() -> String {
     format!(
-        "{:<36}  {:<22}  {:<32}  LAST ERROR",
-        "ID", "STATUS", "MAILBOX"
+        "{:<36}  {:<22}  {:<32}  {:>11}  LAST ERROR",
+        "ID", "STATUS", "MAILBOX", "QUARANTINED"
     )
 }
 
@@ -186,11 +186,17 @@ pub fn list_rows(channels: &[Value]) -> Vec<String> {
             let error = present(channel, "last_error")
                 .map(|e| field(e, "code"))
                 .unwrap_or("");
+            let quarantined = channel["quarantined"].as_u64().unwrap_or(0);
             format!(
-                "{:<36}  {:<22}  {:<32}  {}",
+                "{:<36}  {:<22}  {:<32}  {:>11}  {}",
                 field(channel, "id"),
                 field(channel, "status"),
                 field(channel, "mailbox"),
+                if quarantined == 0 {
+                    String::new()
+                } else {
+                    quarantined.to_string()
+                },
                 error
             )
             .trim_end()

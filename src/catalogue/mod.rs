@@ -156,6 +156,12 @@ pub mod codes {
     pub const SECRET_EXPIRED: &str = "SecretExpired";
     /// The client secret expires within 30 days.
     pub const SECRET_EXPIRING_SOON: &str = "SecretExpiringSoon";
+    /// The app's certificate is past its `notAfter`.
+    pub const CERTIFICATE_EXPIRED: &str = "CertificateExpired";
+    /// The app's certificate expires within 30 days.
+    pub const CERTIFICATE_EXPIRING_SOON: &str = "CertificateExpiringSoon";
+    /// The channel's app (tenant, client id) has no record, so no credential to sign in with.
+    pub const APP_MISSING: &str = "AppMissing";
     /// The OAuth callback arrived without a code.
     pub const EMPTY_AUTHORIZATION_CODE: &str = "EmptyAuthorizationCode";
     /// The OAuth callback's `state` is not one inboxd issued.

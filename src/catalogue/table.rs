@@ -12,7 +12,12 @@ macro_rules! reauth {
 }
 macro_rules! new_secret {
     () => {
-        "In the Azure portal (portal.azure.com; portal.azure.us or portal.azure.cn in national clouds) open App registrations → your app → Certificates & secrets → New client secret, pick an expiry and copy the secret's Value at once (it is shown only once; the Secret ID is not the secret). Put the Value in a file and run `inboxd channel update ID --client-secret-file FILE`, or press \"Update secret\" on the status page; enter the new expiry date as `client_secret_expires_at` so inboxd warns you 30, 14, 7 and 1 days before it lapses."
+        "In the Azure portal (portal.azure.com; portal.azure.us or portal.azure.cn in national clouds) open App registrations → your app → Certificates & secrets → New client secret, pick an expiry and copy the secret's Value at once (it is shown only once; the Secret ID is not the secret). Put the Value in a file and run `inboxd app rotate APP --client-secret-file FILE --expires DATE` (APP is the `tenant/client` id `inboxd app list` shows), or press \"Update secret\" on the status page: every channel of the app uses the new secret at once. The expiry date lets inboxd warn you 30, 14, 7 and 1 days before it lapses. Microsoft recommends a certificate instead (`--client-certificate-file`)."
+    };
+}
+macro_rules! new_certificate {
+    () => {
+        "Create a new RSA certificate (e.g. `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 365 -subj /CN=inboxd`), upload cert.pem in the Azure portal under App registrations → your app → Certificates & secrets → Certificates → Upload certificate, then give inboxd both parts: `cat cert.pem key.pem > app.pem && inboxd app rotate APP --client-certificate-file app.pem` (APP is the `tenant/client` id `inboxd app list` shows), or use \"Rotate credential\" on the status page. Every channel of the app uses it at once; inboxd warns 30, 14, 7 and 1 days before a certificate expires."
     };
 }
 macro_rules! transient {
@@ -252,6 +257,25 @@ static ENTRIES: &[Entry] = &[
         Blocked,
         Retry::No,
         new_secret!(),
+    ),
+    id(
+        "AADSTS700027",
+        "InvalidClientAssertionSignature",
+        "Microsoft refused the app's client assertion: the certificate that signed it is expired, not (or no longer) uploaded to the app registration, or its signature does not verify.",
+        Blocked,
+        Retry::No,
+        concat!(
+            "Compare the thumbprint inboxd shows for the app (`inboxd app show APP`) with the certificates listed under the app's Certificates & secrets in the Azure portal; the reason Microsoft gave is in the message. If the certificate is missing or expired: ",
+            new_certificate!()
+        ),
+    ),
+    id(
+        "AADSTS700024",
+        "ClientAssertionNotInValidTimeRange",
+        "The client assertion's time range (nbf/exp) does not contain Microsoft's current time: this host's clock is off.",
+        BackingOff,
+        Retry::Backoff,
+        "Synchronize this host's clock (e.g. enable systemd-timesyncd or chrony); inboxd retries on its own and signs each assertion afresh.",
     ),
     id(
         "AADSTS700016",
@@ -1066,6 +1090,36 @@ static ENTRIES: &[Entry] = &[
             "Replace the secret before it expires (inboxd warns 30, 14, 7 and 1 days ahead). ",
             new_secret!()
         ),
+    ),
+    own(
+        codes::CERTIFICATE_EXPIRED,
+        "CertificateExpired",
+        "The app's certificate is past its expiry date (notAfter): Microsoft would refuse every assertion it signs, so inboxd does not ask.",
+        Blocked,
+        Retry::No,
+        Severity::Error,
+        new_certificate!(),
+    ),
+    own(
+        codes::CERTIFICATE_EXPIRING_SOON,
+        "CertificateExpiringSoon",
+        "The app's certificate expires within 30 days; its channels keep working until then.",
+        Blocked,
+        Retry::No,
+        Severity::Warning,
+        concat!(
+            "Replace the certificate before it expires (inboxd warns 30, 14, 7 and 1 days ahead). ",
+            new_certificate!()
+        ),
+    ),
+    own(
+        codes::APP_MISSING,
+        "AppMissing",
+        "The channel's app (tenant and client id) has no record in inboxd, so there is no secret or certificate to sign in with.",
+        Blocked,
+        Retry::No,
+        Severity::Error,
+        "Record the app with its credential: `inboxd app add --tenant-id TENANT --client-id CLIENT --client-secret-file FILE` (or `--client-certificate-file`), then `inboxd channel poll ID`.",
     ),
     own(
         codes::EMPTY_AUTHORIZATION_CODE,

@@ -10,6 +10,7 @@ use crate::actors::messages::{AuthorizationCompleted, SignInFailed};
 use crate::catalogue::{self, Classification};
 use crate::control::{Control, Error};
 use crate::domain::ChannelId;
+use crate::ingest::apps::AppLookupError;
 use crate::oauth::{AppCredentials, aadsts_codes, description_field, description_head};
 use crate::store::{ErrorSource, LastError, PendingAuthorization, PendingLookup, TokenSet};
 
@@ -298,17 +299,27 @@ impl Control {
                 });
             }
         };
-        let app = AppCredentials {
-            tenant: &record.tenant_id,
-            client_id: &record.client_id,
-            client_secret: &record.client_secret,
+        let redeemed = match self.ingest.apps.credential(&record) {
+            Ok(app) => {
+                let credentials = AppCredentials {
+                    tenant: &record.tenant_id,
+                    client_id: &record.client_id,
+                    credential: &app.credential,
+                };
+                self.ingest
+                    .oauth()
+                    .redeem_code(credentials, code, &pending.verifier)
+                    .await
+            }
+            Err(AppLookupError::Credential(err)) => Err(err),
+            Err(AppLookupError::Store(err)) => {
+                return Err(Failure::Store {
+                    detail: err.to_string(),
+                    channel: Some(channel),
+                });
+            }
         };
-        let grant = match self
-            .ingest
-            .oauth()
-            .redeem_code(app, code, &pending.verifier)
-            .await
-        {
+        let grant = match redeemed {
             Ok(grant) => grant,
             Err(err) => {
                 let class = err.classify();

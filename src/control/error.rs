@@ -22,6 +22,14 @@ pub enum Error {
         /// What conflicts and how to resolve it.
         message: String,
     },
+    /// An app stands in the way: it exists already, holds another credential, or channels use it.
+    #[error("{message}")]
+    AppConflict {
+        /// The app's id (`tenant/client`).
+        app: String,
+        /// What conflicts and how to resolve it.
+        message: String,
+    },
     /// The input is not valid.
     #[error("{message}")]
     Invalid {

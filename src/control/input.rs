@@ -1,7 +1,8 @@
 //! What an operator asks for, field by field as typed (from the admin API's JSON or the status
 //! page's forms), and its validation into a channel record: [`NewChannel`] and [`ChannelPatch`].
 //! The first wrong field is reported as [`Error::Invalid`] with a code naming it and a message
-//! saying how to write it. The client secret is never printed (`Debug` redacts it).
+//! saying how to write it. The client secret and certificate are never printed (`Debug` redacts
+//! them). A credential given with a channel belongs to the channel's app ([`CredentialInput`]).
 
 use std::fmt;
 
@@ -9,7 +10,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::control::Error;
 use crate::domain::secret::ClientSecret;
-use crate::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use crate::domain::{
+    AppCredential, ChannelId, ChannelStatus, ClientCertificate, ClientId, Folder, Mailbox, TenantId,
+};
 use crate::store::{ChannelRecord, FirstImport};
 
 /// A channel to add, as the operator typed it.
@@ -19,8 +22,11 @@ pub struct NewChannel {
     pub tenant_id: String,
     /// Application (client) id.
     pub client_id: String,
-    /// The client secret's value.
+    /// The client secret's value; empty when the app is already known to inboxd (or a certificate
+    /// is given).
     pub client_secret: String,
+    /// The app's certificate and private key (PEM), instead of a secret.
+    pub client_certificate: Option<String>,
     /// The mailbox address.
     pub mailbox: String,
     /// The folder (default inbox).
@@ -45,6 +51,10 @@ impl fmt::Debug for NewChannel {
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
+            .field(
+                "client_certificate",
+                &self.client_certificate.as_ref().map(|_| "[redacted]"),
+            )
             .field("mailbox", &self.mailbox)
             .field("folder", &self.folder)
             .field("name", &self.name)
@@ -57,6 +67,89 @@ impl fmt::Debug for NewChannel {
     }
 }
 
+/// An app credential as typed: a secret's value (with its expiry) or a certificate's PEM.
+#[derive(Default, Clone)]
+pub struct CredentialInput {
+    /// The client secret's value.
+    pub client_secret: Option<String>,
+    /// The certificate and its private key, PEM.
+    pub client_certificate: Option<String>,
+    /// The secret's expiry: `YYYY-MM-DD` or RFC 3339 (a certificate's is read from it).
+    pub client_secret_expires_at: Option<String>,
+}
+
+impl fmt::Debug for CredentialInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialInput")
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "client_certificate",
+                &self.client_certificate.as_ref().map(|_| "[redacted]"),
+            )
+            .field("client_secret_expires_at", &self.client_secret_expires_at)
+            .finish()
+    }
+}
+
+impl CredentialInput {
+    /// Whether nothing was given.
+    pub fn is_empty(&self) -> bool {
+        self.client_secret
+            .as_deref()
+            .is_none_or(|s| s.trim().is_empty())
+            && self
+                .client_certificate
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+    }
+
+    /// Validates the credential: exactly one of a secret and a certificate; `None` when neither
+    /// was given. A certificate must hold its private key, match it, and not have expired.
+    pub fn parse(self) -> Result<Option<AppCredential>, Error> {
+        let secret = self.client_secret.filter(|s| !s.trim().is_empty());
+        let certificate = self.client_certificate.filter(|s| !s.trim().is_empty());
+        match (secret, certificate) {
+            (Some(_), Some(_)) => Err(Error::invalid(
+                "ambiguous_credential",
+                "client_secret and client_certificate: give one of them, not both (an app signs in with one credential; Microsoft recommends the certificate)",
+            )),
+            (Some(secret), None) => {
+                let secret = ClientSecret::new(secret.trim())
+                    .map_err(|e| Error::invalid_field("client_secret", e))?;
+                let expires_at = self
+                    .client_secret_expires_at
+                    .as_deref()
+                    .filter(|raw| !raw.trim().is_empty())
+                    .map(|raw| parse_expiry("client_secret_expires_at", raw))
+                    .transpose()?;
+                Ok(Some(AppCredential::Secret { secret, expires_at }))
+            }
+            (None, Some(pem)) => {
+                let cert = ClientCertificate::from_pem(&pem).map_err(|e| {
+                    Error::invalid(
+                        "invalid_client_certificate",
+                        format!("client_certificate: {e}"),
+                    )
+                })?;
+                if cert.not_after() <= Utc::now() {
+                    return Err(Error::invalid(
+                        "invalid_client_certificate",
+                        format!(
+                            "client_certificate: {}",
+                            crate::domain::CredentialError::Expired(cert.not_after())
+                        ),
+                    ));
+                }
+                Ok(Some(AppCredential::Certificate(Box::new(cert))))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// A change to a channel: every field optional.
 #[derive(Default)]
 pub struct ChannelPatch {
@@ -64,8 +157,11 @@ pub struct ChannelPatch {
     pub tenant_id: Option<String>,
     /// New app (needs a new authorization).
     pub client_id: Option<String>,
-    /// New secret value (no new authorization needed).
+    /// New secret value for the channel's app (every channel of the app uses it; no new
+    /// authorization needed).
     pub client_secret: Option<String>,
+    /// New certificate (PEM) for the channel's app, instead of a secret.
+    pub client_certificate: Option<String>,
     /// New mailbox (needs a new authorization).
     pub mailbox: Option<String>,
     /// New folder.
@@ -92,6 +188,10 @@ impl fmt::Debug for ChannelPatch {
             .field(
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "client_certificate",
+                &self.client_certificate.as_ref().map(|_| "[redacted]"),
             )
             .field("mailbox", &self.mailbox)
             .field("folder", &self.folder)
@@ -167,17 +267,22 @@ pub fn parse_channel_id(raw: &str) -> Result<ChannelId, Error> {
 }
 
 impl NewChannel {
-    /// Validates every field into a new record; the first invalid field is reported.
+    /// Validates every field into a new record and the app credential given with it (if any);
+    /// the first invalid field is reported.
     pub(crate) fn into_record(
         self,
         default_first_import: FirstImport,
-    ) -> Result<ChannelRecord, Error> {
+    ) -> Result<(ChannelRecord, Option<AppCredential>), Error> {
         let tenant_id =
             TenantId::parse(&self.tenant_id).map_err(|e| Error::invalid_field("tenant_id", e))?;
         let client_id =
             ClientId::parse(&self.client_id).map_err(|e| Error::invalid_field("client_id", e))?;
-        let client_secret = ClientSecret::new(self.client_secret.trim())
-            .map_err(|e| Error::invalid_field("client_secret", e))?;
+        let credential = CredentialInput {
+            client_secret: Some(self.client_secret),
+            client_certificate: self.client_certificate,
+            client_secret_expires_at: self.client_secret_expires_at,
+        }
+        .parse()?;
         let mailbox =
             Mailbox::parse(&self.mailbox).map_err(|e| Error::invalid_field("mailbox", e))?;
         let folder = match self.folder.as_deref() {
@@ -195,11 +300,6 @@ impl NewChannel {
                 "name: at most 200 characters",
             ));
         }
-        let client_secret_expires_at = self
-            .client_secret_expires_at
-            .as_deref()
-            .map(|raw| parse_expiry("client_secret_expires_at", raw))
-            .transpose()?;
         let first_import = self
             .first_import
             .as_deref()
@@ -214,13 +314,11 @@ impl NewChannel {
             .transpose()?
             .unwrap_or_default();
         let now = Utc::now();
-        Ok(ChannelRecord {
+        let record = ChannelRecord {
             id: ChannelId::generate(),
             name,
             tenant_id,
             client_id,
-            client_secret,
-            client_secret_expires_at,
             mailbox,
             folder,
             enabled: self.enabled.unwrap_or(true),
@@ -234,12 +332,32 @@ impl NewChannel {
             last_error: None,
             last_poll_at: None,
             last_success_at: None,
-        })
+        };
+        Ok((record, credential))
     }
 }
 
 impl ChannelPatch {
-    /// Applies the patch to a record; answers whether a new authorization is needed.
+    /// The credential part of the patch, which belongs to the channel's app; `None` when the patch
+    /// changes no credential.
+    pub(crate) fn take_credential(&mut self) -> Option<CredentialInput> {
+        let given = CredentialInput {
+            client_secret: self.client_secret.take(),
+            client_certificate: self.client_certificate.take(),
+            client_secret_expires_at: None,
+        };
+        let expiry = self.client_secret_expires_at.take();
+        if given.is_empty() && expiry.is_none() {
+            return None;
+        }
+        Some(CredentialInput {
+            client_secret_expires_at: expiry.flatten(),
+            ..given
+        })
+    }
+
+    /// Applies the channel part of the patch to a record (take the credential part first with
+    /// [`take_credential`](Self::take_credential)); answers whether a new authorization is needed.
     pub(crate) fn apply(self, record: &mut ChannelRecord) -> Result<bool, Error> {
         let mut reauthorize = false;
         if let Some(raw) = self.tenant_id {
@@ -257,10 +375,6 @@ impl ChannelPatch {
             reauthorize |= mailbox != record.mailbox;
             record.mailbox = mailbox;
         }
-        if let Some(raw) = self.client_secret {
-            record.client_secret = ClientSecret::new(raw.trim())
-                .map_err(|e| Error::invalid_field("client_secret", e))?;
-        }
         if let Some(raw) = self.folder {
             record.folder = Folder::parse(&raw).map_err(|e| Error::invalid_field("folder", e))?;
         }
@@ -270,12 +384,6 @@ impl ChannelPatch {
                 return Err(Error::invalid("invalid_name", "name: 1 to 200 characters"));
             }
             record.name = name;
-        }
-        if let Some(expiry) = self.client_secret_expires_at {
-            record.client_secret_expires_at = expiry
-                .as_deref()
-                .map(|raw| parse_expiry("client_secret_expires_at", raw))
-                .transpose()?;
         }
         if let Some(raw) = self.first_import {
             record.first_import = parse_first_import(&raw)?;

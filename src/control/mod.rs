@@ -17,6 +17,7 @@
 //! [`Control`] is built once at start-up with what the operations need (the supervisor's address,
 //! the ingestion context, the status board, [`Settings`]); it knows nothing of HTTP.
 
+pub mod apps;
 pub mod authorization;
 pub mod error;
 pub mod input;
@@ -36,11 +37,14 @@ use crate::ingest::Ingest;
 use crate::status::{ChannelView, StatusBoard};
 use crate::store::{ChannelRecord, LedgerState};
 
+pub use crate::domain::CredentialKind;
+pub use crate::store::{AppKey, AppSummary};
 /// What a channel view carries: its last error (or warning) and the error's source.
 pub use crate::store::{ChannelEvent, ErrorSource, FirstImport, LastError};
+pub use apps::{AppView, NewApp, Rotated, parse_app_id};
 pub use authorization::{AuthorizationLink, Authorized, Failure, Redirect};
 pub use error::Error;
-pub use input::{ChannelPatch, NewChannel, parse_channel_id};
+pub use input::{ChannelPatch, CredentialInput, NewChannel, parse_channel_id};
 
 /// The settings the operations run by, taken from the configuration once.
 #[derive(Debug, Clone)]
@@ -272,17 +276,35 @@ impl Control {
     /// Adds a channel (it then waits for authorization). A second channel of one mailbox is
     /// refused with [`Error::Conflict`] naming the first.
     pub async fn add(&self, input: NewChannel) -> Result<ChannelView, Error> {
-        let record = input.into_record(self.settings.default_first_import)?;
+        let (record, credential) = input.into_record(self.settings.default_first_import)?;
+        self.app_for_new_channel(&record.app_key(), credential)?;
         let view = self.supervisor.send(AddChannel { record }).await??;
         tracing::info!(channel = %view.id, mailbox = %view.mailbox, "Channel added.");
         Ok(view)
     }
 
     /// Changes a channel's settings (a changed tenant, app or mailbox needs a new authorization).
-    pub async fn update(&self, id: ChannelId, patch: ChannelPatch) -> Result<ChannelView, Error> {
+    pub async fn update(
+        &self,
+        id: ChannelId,
+        mut patch: ChannelPatch,
+    ) -> Result<ChannelView, Error> {
         let mut record = self.record(id)?;
         let was_enabled = record.enabled;
+        // A credential belongs to the app: given with a channel, it rotates the app (all its
+        // channels), or records the channel's new app.
+        let credential = patch.take_credential();
+        let old_app = record.app_key();
         let reauthorize = patch.apply(&mut record)?;
+        let new_app = record.app_key();
+        match credential {
+            Some(credential) if new_app == old_app => {
+                self.rotate_app(&new_app, credential).await?;
+            }
+            Some(credential) => self.app_for_new_channel(&new_app, credential.parse()?)?,
+            None if new_app != old_app => self.app_for_new_channel(&new_app, None)?,
+            None => {}
+        }
         let enabled = record.enabled;
         record.enabled = was_enabled;
         let view = self
@@ -342,14 +364,9 @@ impl Control {
         self.ingest.events.history(id, limit).unwrap_or_default()
     }
 
-    /// How many of a channel's messages are quarantined, for a page (`None` when the store cannot
-    /// say). One prefix scan of the channel's ledger.
-    pub fn quarantine_count(&self, id: ChannelId) -> Option<usize> {
-        self.ingest
-            .ledger
-            .quarantined(id, usize::MAX)
-            .ok()
-            .map(|entries| entries.len())
+    /// How many of a channel's messages are quarantined (kept in memory: no scan).
+    pub fn quarantine_count(&self, id: ChannelId) -> u32 {
+        self.ingest.ledger.quarantined_count(id)
     }
 
     /// A channel's recent events (status changes, sign-ins), newest first.
@@ -441,7 +458,8 @@ mod tests {
             last_poll_at: None,
             last_success_at: None,
             next_poll_at: None,
-            client_secret_expires_at: None,
+            credential_expiry: None,
+            attempts: 0,
             messages_today: 0,
             messages_day: None,
             created_at: Utc::now(),

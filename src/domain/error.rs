@@ -36,6 +36,11 @@ pub enum DomainError {
     /// A URL is malformed or has the wrong scheme.
     #[error("URL {0:?} is not valid: {1}")]
     InvalidUrl(String, String),
+    /// An app id is not `tenant/client`.
+    #[error(
+        "app id {0:?} is not valid: app ids are `tenant/client` (the Directory (tenant) ID and the Application (client) ID), as `inboxd app list` shows them"
+    )]
+    InvalidAppId(String),
     /// A secret was empty or malformed.
     #[error("{0} is not valid: {1}")]
     InvalidSecret(&'static str, &'static str),

@@ -5,12 +5,14 @@
 //! Each constructor returns a [`DomainError`] that says what is wrong and how to fix it.
 //! Secrets live in [`secret`]: their `Debug` and `Display` print a redaction.
 
+pub mod credential;
 mod error;
 mod ids;
 mod mail;
 pub mod secret;
 mod status;
 
+pub use credential::{AppCredential, ClientCertificate, CredentialError, CredentialKind};
 pub use error::DomainError;
 pub use ids::{ChannelId, ClientId, Folder, HttpUrl, Mailbox, TenantId};
 pub use mail::{Address, Attachment, MailItem};

@@ -50,6 +50,11 @@ admin_routes! {
     get "/channels/{id}/events" => events,
     post "/channels/{id}/invitations" => invite,
     delete "/invitations/{id}" => revoke_invitation,
+    get "/apps" => crate::http::apps::list_apps,
+    post "/apps" => crate::http::apps::add_app,
+    get "/apps/{tenant}/{client}" => crate::http::apps::show_app,
+    put "/apps/{tenant}/{client}/credential" => crate::http::apps::rotate_app,
+    delete "/apps/{tenant}/{client}" => crate::http::apps::remove_app,
 }
 
 /// The `/api` scope.
@@ -127,7 +132,11 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) ->
 }
 
 fn out(state: &AppState, view: &ChannelView) -> ChannelOut {
-    ChannelOut::from_view(view, state.control.redirect_uri())
+    ChannelOut::from_view(
+        view,
+        state.control.redirect_uri(),
+        state.control.quarantine_count(view.id),
+    )
 }
 
 /// The channel id of a path.

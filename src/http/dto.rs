@@ -28,8 +28,14 @@ pub struct ChannelIn {
     /// Application (client) id: a GUID.
     #[schema(format = "uuid")]
     pub client_id: String,
-    /// The secret value.
+    /// The app's client secret value. Needed the first time an app (tenant, client id) is used,
+    /// unless `client_certificate` is given; leave it out for an app inboxd already has. A value
+    /// that differs from the recorded app's is refused (409): rotate the app instead.
+    #[serde(default)]
     pub client_secret: String,
+    /// The app's certificate and its unencrypted private key, PEM, instead of a secret.
+    #[serde(default)]
+    pub client_certificate: Option<String>,
     /// The mailbox address.
     #[schema(format = Email)]
     pub mailbox: String,
@@ -69,8 +75,11 @@ pub struct ChannelPatchIn {
     /// New app (needs a new authorization): a GUID.
     #[schema(format = "uuid")]
     pub client_id: Option<String>,
-    /// New secret value (no new authorization needed).
+    /// New secret value for the channel's app: every channel of the app uses it (no new
+    /// authorization needed).
     pub client_secret: Option<String>,
+    /// New certificate (PEM, with its private key) for the channel's app, instead of a secret.
+    pub client_certificate: Option<String>,
     /// New mailbox (needs a new authorization).
     #[schema(format = Email)]
     pub mailbox: Option<String>,
@@ -139,14 +148,24 @@ pub struct ChannelOut {
     pub last_success_at: Option<DateTime<Utc>>,
     /// Next poll.
     pub next_poll_at: Option<DateTime<Utc>>,
-    /// Secret expiry.
+    /// The channel's app (`tenant/client`): `GET /api/apps/{tenant}/{client}`.
+    pub app_id: String,
+    /// The app's credential: `secret` or `certificate` (null when no expiry is known).
+    pub credential_kind: Option<String>,
+    /// When the app's credential expires (a secret's as given, a certificate's notAfter).
     pub client_secret_expires_at: Option<DateTime<Utc>>,
-    /// Whole days until the secret expires.
+    /// Whole days until the app's credential expires.
     pub client_secret_days_left: Option<i64>,
     /// A warning when the secret expires within 30 days.
     pub secret_warning: Option<String>,
+    /// Failed cycles in a row: how often a self-healing channel (backing off) has tried so far;
+    /// 0 once a cycle succeeds.
+    pub attempts: u32,
     /// Messages delivered today (UTC).
     pub messages_today: u64,
+    /// Messages set aside after failing `retry.max_delivery_attempts` times: kept unread, listed
+    /// by `GET /api/channels/{id}/quarantine`, released by its replay.
+    pub quarantined: u32,
     /// Added at.
     pub created_at: DateTime<Utc>,
     /// The redirect URI to register in Azure.
@@ -357,15 +376,21 @@ impl From<&LastError> for LastErrorOut {
 
 impl ChannelOut {
     /// The API view of a board row.
-    pub fn from_view(view: &ChannelView, redirect_uri: &str) -> Self {
+    pub fn from_view(view: &ChannelView, redirect_uri: &str, quarantined: u32) -> Self {
         let now = Utc::now();
         let days_left = view.secret_days_left(now);
+        let kind = view.credential_expiry.map(|(kind, _)| kind);
+        let what = match kind {
+            Some(crate::control::CredentialKind::Certificate) => "certificate",
+            _ => "client secret",
+        };
+        let app_id = format!("{}/{}", view.tenant_id, view.client_id);
         let secret_warning = days_left.and_then(|days| match days {
-            d if d < 0 => Some(
-                "the client secret has expired: make a new one and update the channel".to_owned(),
-            ),
+            d if d < 0 => Some(format!(
+                "the app's {what} has expired: make a new one and run `inboxd app rotate {app_id}`"
+            )),
             d if d < 30 => Some(format!(
-                "the client secret expires in {d} days: make a new one and update the channel"
+                "the app's {what} expires in {d} days: make a new one and run `inboxd app rotate {app_id}`"
             )),
             _ => None,
         });
@@ -386,7 +411,9 @@ impl ChannelOut {
             last_poll_at: view.last_poll_at,
             last_success_at: view.last_success_at,
             next_poll_at: view.next_poll_at,
-            client_secret_expires_at: view.client_secret_expires_at,
+            credential_kind: kind.map(|k| k.as_str().to_owned()),
+            client_secret_expires_at: view.credential_expires_at(),
+            app_id,
             client_secret_days_left: days_left,
             secret_warning,
             messages_today: if view.messages_day == Some(today) {
@@ -394,6 +421,8 @@ impl ChannelOut {
             } else {
                 0
             },
+            quarantined,
+            attempts: view.attempts,
             created_at: view.created_at,
             redirect_uri: redirect_uri.to_owned(),
             node: view.node.clone(),
@@ -407,6 +436,7 @@ impl From<ChannelIn> for NewChannel {
             tenant_id: body.tenant_id,
             client_id: body.client_id,
             client_secret: body.client_secret,
+            client_certificate: body.client_certificate,
             mailbox: body.mailbox,
             folder: body.folder,
             name: body.name,
@@ -425,6 +455,7 @@ impl From<ChannelPatchIn> for ChannelPatch {
             tenant_id: body.tenant_id,
             client_id: body.client_id,
             client_secret: body.client_secret,
+            client_certificate: body.client_certificate,
             mailbox: body.mailbox,
             folder: body.folder,
             name: body.name,
@@ -435,6 +466,156 @@ impl From<ChannelPatchIn> for ChannelPatch {
             transport: body.transport,
         }
     }
+}
+
+/// `POST /api/apps`: an app registration and its one credential (a secret or a certificate).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "tenant_id": "contoso.onmicrosoft.com",
+    "client_id": "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9",
+    "name": "Contoso support",
+    "client_secret": "Abc8Q~the-secret-value",
+    "client_secret_expires_at": "2027-03-31",
+}))]
+pub struct AppIn {
+    /// Directory (tenant) id: a GUID or a verified domain.
+    pub tenant_id: String,
+    /// Application (client) id: a GUID.
+    #[schema(format = "uuid")]
+    pub client_id: String,
+    /// A display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The client secret's Value (or give `client_certificate`).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// The certificate with its unencrypted private key, PEM.
+    #[serde(default)]
+    pub client_certificate: Option<String>,
+    /// The secret's expiry: `YYYY-MM-DD` or RFC 3339.
+    #[serde(default)]
+    pub client_secret_expires_at: Option<String>,
+}
+
+/// `PUT /api/apps/{tenant}/{client}/credential`: the app's new credential, used by every channel
+/// of the app from its next token request on. Only `client_secret_expires_at` notes a new expiry
+/// of the current secret (`""` clears it).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"client_secret": "Xyz8Q~the-new-secret-value", "client_secret_expires_at": "2028-03-31"}))]
+pub struct CredentialIn {
+    /// The new client secret's Value.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// The new certificate with its unencrypted private key, PEM.
+    #[serde(default)]
+    pub client_certificate: Option<String>,
+    /// The secret's expiry: `YYYY-MM-DD` or RFC 3339.
+    #[serde(default)]
+    pub client_secret_expires_at: Option<String>,
+}
+
+impl From<CredentialIn> for crate::control::CredentialInput {
+    fn from(body: CredentialIn) -> Self {
+        crate::control::CredentialInput {
+            client_secret: body.client_secret,
+            client_certificate: body.client_certificate,
+            client_secret_expires_at: body.client_secret_expires_at,
+        }
+    }
+}
+
+impl From<AppIn> for crate::control::NewApp {
+    fn from(body: AppIn) -> Self {
+        crate::control::NewApp {
+            tenant_id: body.tenant_id,
+            client_id: body.client_id,
+            name: body.name,
+            credential: crate::control::CredentialInput {
+                client_secret: body.client_secret,
+                client_certificate: body.client_certificate,
+                client_secret_expires_at: body.client_secret_expires_at,
+            },
+        }
+    }
+}
+
+/// An app as the API shows it: never the secret or the private key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppOut {
+    /// `tenant/client`.
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// Display name.
+    pub name: String,
+    /// `secret` or `certificate`.
+    #[schema(example = "secret")]
+    pub credential_kind: String,
+    /// When the credential expires (a secret's as given, a certificate's notAfter).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whole days until then.
+    pub days_left: Option<i64>,
+    /// A warning when the credential has expired or expires within 30 days, with what to do.
+    pub warning: Option<String>,
+    /// A certificate's SHA-1 thumbprint (hex), as the Azure portal lists it.
+    pub thumbprint: Option<String>,
+    /// A certificate's subject.
+    pub subject: Option<String>,
+    /// How many channels sign in with the app.
+    pub channels: usize,
+    /// Recorded at.
+    pub created_at: DateTime<Utc>,
+    /// Changed at.
+    pub updated_at: DateTime<Utc>,
+    /// When the credential was last replaced.
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+impl From<&crate::control::AppView> for AppOut {
+    fn from(view: &crate::control::AppView) -> Self {
+        let s = &view.summary;
+        let id = view.id();
+        let days_left = s.expires_at.map(|at| (at - Utc::now()).num_days());
+        let what = s.kind.as_str();
+        let warning = days_left.and_then(|days| match days {
+            d if d < 0 => Some(format!(
+                "the {what} has expired: make a new one and run `inboxd app rotate {id}`"
+            )),
+            d if d < 30 => Some(format!(
+                "the {what} expires in {d} days: make a new one and run `inboxd app rotate {id}`"
+            )),
+            _ => None,
+        });
+        AppOut {
+            tenant_id: s.tenant_id.to_string(),
+            client_id: s.client_id.to_string(),
+            name: s.name.clone(),
+            credential_kind: what.to_owned(),
+            expires_at: s.expires_at,
+            days_left,
+            warning,
+            thumbprint: s.thumbprint.clone(),
+            subject: s.subject.clone(),
+            channels: view.channels,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            rotated_at: s.rotated_at,
+            id,
+        }
+    }
+}
+
+/// What `PUT /api/apps/{tenant}/{client}/credential` did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedOut {
+    /// The app with its new credential.
+    pub app: AppOut,
+    /// How many of its channels, blocked by a credential error, try again now.
+    pub retried: usize,
 }
 
 /// The request bodies carry a client secret: their `Debug` names the type only.
@@ -526,4 +707,16 @@ pub struct InvitationOut {
     pub expires_at: DateTime<Utc>,
     /// Who must open it.
     pub who_signs_in: String,
+}
+
+impl fmt::Debug for AppIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AppIn { .. }")
+    }
+}
+
+impl fmt::Debug for CredentialIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CredentialIn { .. }")
+    }
 }

@@ -107,7 +107,8 @@ impl From<control::Error> for ApiError {
     fn from(err: control::Error) -> Self {
         match err {
             control::Error::NotFound(message) => ApiError::NotFound(message),
-            control::Error::Conflict { message, .. } => ApiError::Conflict(message),
+            control::Error::Conflict { message, .. }
+            | control::Error::AppConflict { message, .. } => ApiError::Conflict(message),
             control::Error::Invalid { code, message } => ApiError::BadRequest { code, message },
             control::Error::Unavailable(message) => ApiError::Unavailable(message),
             control::Error::ShuttingDown => ApiError::Unavailable(err.to_string()),

@@ -124,6 +124,8 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     let mut last_success = PerChannel::new("inboxd_channel_last_success_timestamp_seconds");
     let mut secret_expiry =
         PerChannel::new("inboxd_channel_client_secret_expiry_timestamp_seconds");
+    let mut quarantined = PerChannel::new("inboxd_channel_quarantined_messages");
+    let mut quarantined_total: u64 = 0;
     let mut oldest_success: Option<DateTime<Utc>> = None;
     let mut earliest_expiry: Option<DateTime<Utc>> = None;
     let mut failing = [0usize; ErrorSource::ALL.len()];
@@ -139,19 +141,27 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
         }
         let id = row.id.to_string();
         let mailbox = with_mailbox.then_some(row.mailbox.as_str());
+        let held = state.control.quarantine_count(row.id);
+        if held > 0 {
+            quarantined_total += u64::from(held);
+            if per_channel {
+                quarantined.push(&id, mailbox, f64::from(held));
+            }
+        }
         if let Some(at) = row.last_success_at {
             oldest_success = Some(oldest_success.map_or(at, |o| o.min(at)));
             if per_channel {
                 last_success.push(&id, mailbox, unix_seconds(at));
             }
         }
-        if let Some(at) = row.client_secret_expires_at {
+        if let Some(at) = row.credential_expires_at() {
             earliest_expiry = Some(earliest_expiry.map_or(at, |e| e.min(at)));
             if per_channel {
                 secret_expiry.push(&id, mailbox, unix_seconds(at));
             }
         }
     }
+    metrics::gauge!("inboxd_messages_quarantined").set(quarantined_total as f64);
     for (source, count) in ErrorSource::ALL.iter().zip(failing) {
         metrics::gauge!("inboxd_channels_failing", "source" => source.as_str()).set(count as f64);
     }
@@ -176,6 +186,7 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
             ),
         ),
         (last_success.name, last_success.lines),
+        (quarantined.name, quarantined.lines),
         (secret_expiry.name, secret_expiry.lines),
     ] {
         write_family(&mut text, name, &samples);

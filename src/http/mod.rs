@@ -9,6 +9,7 @@
 //! that). No handler returns a secret.
 
 pub mod admin;
+pub mod apps;
 pub mod auth;
 pub mod callback;
 pub mod dto;

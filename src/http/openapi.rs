@@ -18,8 +18,8 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use crate::http::admin;
 use crate::http::dto::{ErrorBody, ErrorDetail, PollModeName, StatusName, TransportName};
+use crate::http::{admin, apps};
 
 /// The name of the bearer security scheme in the document (`security(...)` of [`ApiDoc`] spells it too).
 pub const SECURITY_SCHEME: &str = "admin_token";
@@ -58,12 +58,18 @@ const DOCUMENT_OPERATION: &str = "openapi_document";
         admin::events,
         admin::invite,
         admin::revoke_invitation,
+        apps::list_apps,
+        apps::add_app,
+        apps::show_app,
+        apps::rotate_app,
+        apps::remove_app,
     ),
     components(schemas(ErrorBody, ErrorDetail, StatusName, PollModeName, TransportName)),
     modifiers(&Protected),
     security(("admin_token" = [])),
     tags(
         (name = "channels", description = "Channels: one mailbox folder each, polled through Microsoft Graph."),
+        (name = "apps", description = "App registrations (tenant, client id) and their one credential, a client secret or a certificate, shared by every channel of the app."),
         (name = "reference", description = "This document."),
     ),
 )]

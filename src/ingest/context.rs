@@ -11,6 +11,7 @@ use crate::cluster::Ownership;
 use crate::events::Events;
 use crate::graph::GraphClient;
 use crate::imap::ImapClient;
+use crate::ingest::apps::AppDirectory;
 use crate::ingest::ledger::Ledger;
 use crate::ingest::runtime::Runtimes;
 use crate::oauth::OAuthClient;
@@ -70,6 +71,8 @@ pub struct Ingest {
     /// The IMAP client of channels on the IMAP transport (Exchange Online of the global cloud
     /// until [`with_imap`](Self::with_imap) names another server).
     pub imap: ImapClient,
+    /// The apps channels sign in with: credentials per token request, expiries in memory.
+    pub apps: AppDirectory,
 }
 
 thread_local! {
@@ -106,6 +109,7 @@ impl Ingest {
                 Duration::from_secs(30),
                 2,
             ),
+            apps: AppDirectory::new(store.clone()),
             store,
         }
     }

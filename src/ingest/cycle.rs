@@ -521,8 +521,6 @@ mod tests {
             name: upn.clone(),
             tenant_id: TenantId::parse(&provisioned.tenant_id).unwrap(),
             client_id: ClientId::parse(&provisioned.app.client_id).unwrap(),
-            client_secret: ClientSecret::new(provisioned.app.client_secret.clone()).unwrap(),
-            client_secret_expires_at: None,
             mailbox: Mailbox::parse(&upn).unwrap(),
             folder: Folder::inbox(),
             enabled: true,
@@ -538,6 +536,20 @@ mod tests {
             last_success_at: None,
         };
         store.put_channel(&record).unwrap();
+        store
+            .put_app(&crate::store::AppRecord {
+                tenant_id: record.tenant_id.clone(),
+                client_id: record.client_id.clone(),
+                name: String::new(),
+                credential: crate::domain::AppCredential::Secret {
+                    secret: ClientSecret::new(provisioned.app.client_secret.clone()).unwrap(),
+                    expires_at: None,
+                },
+                created_at: now,
+                updated_at: now,
+                rotated_at: None,
+            })
+            .unwrap();
         store
             .put_tokens(
                 record.id,

@@ -96,10 +96,14 @@ fn alias_entry(now: DateTime<Utc>) -> LedgerEntry {
     }
 }
 
-/// The ledger of every channel. Cheap to clone (it shares the store).
+/// The ledger of every channel. Cheap to clone (it shares the store and the counts).
 #[derive(Debug, Clone)]
 pub struct Ledger {
     store: Store,
+    /// How many messages of each channel are quarantined (channels with none absent): loaded
+    /// once from the store ([`load_quarantine_counts`](Self::load_quarantine_counts)), then kept
+    /// by this ledger's own transitions, so listings and `/metrics` need no scan.
+    quarantined: std::sync::Arc<dashmap::DashMap<ChannelId, u32>>,
 }
 
 fn is_delivered(entry: &LedgerEntry) -> bool {
@@ -112,7 +116,30 @@ fn is_delivered(entry: &LedgerEntry) -> bool {
 impl Ledger {
     /// The ledger kept in `store`.
     pub fn new(store: Store) -> Self {
-        Ledger { store }
+        Ledger {
+            store,
+            quarantined: std::sync::Arc::default(),
+        }
+    }
+
+    /// Counts every channel's quarantined messages from the store (one scan of the ledger; run it
+    /// off the start-up path). A count already raised meanwhile is kept if higher.
+    pub fn load_quarantine_counts(&self) -> Result<(), StoreError> {
+        for (channel, count) in self.store.ledger_quarantine_counts()? {
+            let mut slot = self.quarantined.entry(channel).or_insert(0);
+            *slot = (*slot).max(count);
+        }
+        Ok(())
+    }
+
+    /// How many of the channel's messages are quarantined.
+    pub fn quarantined_count(&self, channel: ChannelId) -> u32 {
+        self.quarantined.get(&channel).map_or(0, |n| *n)
+    }
+
+    /// Forgets a removed channel's count.
+    pub fn forget(&self, channel: ChannelId) {
+        self.quarantined.remove(&channel);
     }
 
     /// The store behind it (for flushes).
@@ -348,6 +375,14 @@ impl Ledger {
         if !entries.is_empty() {
             self.store.ledger_put_many(channel, &entries)?;
         }
+        let newly = after
+            .iter()
+            .filter(|(_, outcome)| matches!(outcome, AfterFailure::Quarantined { .. }))
+            .count();
+        if newly > 0 {
+            *self.quarantined.entry(channel).or_insert(0) +=
+                u32::try_from(newly).unwrap_or(u32::MAX);
+        }
         Ok(after)
     }
 
@@ -368,6 +403,7 @@ impl Ledger {
         for (message_id, _) in &quarantined {
             self.store.ledger_delete(channel, message_id)?;
         }
+        self.quarantined.remove(&channel);
         Ok(quarantined.into_iter().map(|(id, _)| id).collect())
     }
 
@@ -434,10 +470,17 @@ mod tests {
         let sorted = ledger.sort(id, vec!["bad"], |m| m).unwrap();
         assert!(sorted.to_deliver.is_empty());
         assert_eq!(sorted.quarantined, 1);
+        assert_eq!(ledger.quarantined_count(id), 1);
+        // A ledger of a restarted daemon counts it from the store.
+        let restarted = Ledger::new(ledger.store().clone());
+        assert_eq!(restarted.quarantined_count(id), 0);
+        restarted.load_quarantine_counts().unwrap();
+        assert_eq!(restarted.quarantined_count(id), 1);
         assert_eq!(
             ledger.release_quarantine(id).unwrap(),
             vec!["bad".to_owned()]
         );
+        assert_eq!(ledger.quarantined_count(id), 0);
         let sorted = ledger.sort(id, vec!["bad"], |m| m).unwrap();
         assert_eq!(sorted.to_deliver, vec!["bad"]);
     }

@@ -29,6 +29,7 @@
 //! - Mail is marked read only after the processor acknowledged it, and the processor acknowledges
 //!   only mail whose delivery the ledger recorded.
 
+pub mod apps;
 pub mod context;
 pub mod cycle;
 pub mod failure;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
+use crate::ingest::apps::AppLookupError;
 use crate::ingest::context::Ingest;
 use crate::ingest::failure::Failure;
 use crate::ingest::runtime::{ChannelRuntime, HeldTokens};
@@ -142,14 +143,20 @@ async fn refresh(
     if !may_refresh_in_time(ctx, record) {
         return Err(Failure::NotOwned);
     }
-    let app = AppCredentials {
+    // The app's credential as stored now: a rotation counts from the next request on.
+    let app = match ctx.apps.credential(record) {
+        Ok(app) => app,
+        Err(AppLookupError::Store(err)) => return Err(Failure::Store(err)),
+        Err(AppLookupError::Credential(err)) => return Err(Failure::Identity(err)),
+    };
+    let credentials = AppCredentials {
         tenant: &record.tenant_id,
         client_id: &record.client_id,
-        client_secret: &record.client_secret,
+        credential: &app.credential,
     };
-    let refreshing = ctx
-        .oauth()
-        .refresh_for(record.transport, app, &held.set.refresh_token);
+    let refreshing =
+        ctx.oauth()
+            .refresh_for(record.transport, credentials, &held.set.refresh_token);
     let answered = match ctx.cluster.as_ref().map(|ownership| ownership.time_left()) {
         None => refreshing.await,
         // Cluster mode: the answer must arrive while this node may still store the rotated token

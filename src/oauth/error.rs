@@ -43,6 +43,15 @@ pub enum OAuthError {
     /// inboxd could not build the request (a bad URL in the configuration).
     #[error("the OAuth request could not be built: {0}")]
     Config(String),
+    /// The app's credential cannot be used (a certificate past its expiry, no app record): inboxd's
+    /// own catalogue code says what to do.
+    #[error("{message}")]
+    Credential {
+        /// The catalogue code (`catalogue::codes`).
+        code: &'static str,
+        /// What is wrong, for the operator.
+        message: String,
+    },
 }
 
 impl OAuthError {
@@ -61,6 +70,9 @@ impl OAuthError {
             OAuthError::Config(_) => {
                 catalogue::classify_identity_error("invalid_request", &[], None, None)
             }
+            OAuthError::Credential { code, .. } => Classification::of(code).unwrap_or_else(|| {
+                catalogue::classify_identity_error("invalid_client", &[], None, None)
+            }),
         }
     }
 

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{IdentityFailure, OAuthError, aadsts_codes, description_field, description_head};
 
-use crate::domain::secret::{AccessToken, ClientSecret, PkceVerifier, RefreshToken};
-use crate::domain::{ClientId, HttpUrl, Mailbox, TenantId, Transport};
+use crate::domain::secret::{AccessToken, PkceVerifier, RefreshToken};
+use crate::domain::{AppCredential, ClientId, HttpUrl, Mailbox, TenantId, Transport};
 
 /// The Exchange Online resource the IMAP scope names in the global cloud.
 pub const IMAP_SCOPE_HOST: &str = "https://outlook.office.com";
@@ -106,9 +106,12 @@ pub struct AppCredentials<'a> {
     pub tenant: &'a TenantId,
     /// The app.
     pub client_id: &'a ClientId,
-    /// The app's secret value.
-    pub client_secret: &'a ClientSecret,
+    /// The app's secret or certificate.
+    pub credential: &'a AppCredential,
 }
+
+/// RFC 7523's client assertion type, sent with a certificate's signed assertion.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The identity platform client shared by all channels.
 #[derive(Clone)]
@@ -246,6 +249,44 @@ impl OAuthClient {
         })
     }
 
+    /// The token client of `app` with its credential: a secret goes in the body; a certificate
+    /// signs a client assertion for the tenant's token endpoint, answered beside the client. A
+    /// certificate past its `notAfter` is refused here, without asking Microsoft.
+    fn authenticated(
+        &self,
+        app: AppCredentials<'_>,
+    ) -> Result<(MicrosoftClient, Option<String>), OAuthError> {
+        let client = self.client(app.tenant, app.client_id)?;
+        match app.credential {
+            AppCredential::Secret { secret, .. } => Ok((
+                client.set_client_secret(oauth2::ClientSecret::new(secret.expose().to_owned())),
+                None,
+            )),
+            AppCredential::Certificate(cert) => {
+                let now = Utc::now();
+                if cert.not_after() <= now {
+                    return Err(OAuthError::Credential {
+                        code: crate::catalogue::codes::CERTIFICATE_EXPIRED,
+                        message: format!(
+                            "The app's certificate (thumbprint {}) expired on {}.",
+                            cert.thumbprint(),
+                            cert.not_after().format("%Y-%m-%d %H:%M UTC")
+                        ),
+                    });
+                }
+                let token_url = format!(
+                    "{}/{}/oauth2/v2.0/token",
+                    self.login_base,
+                    app.tenant.as_str()
+                );
+                let assertion = cert
+                    .client_assertion(app.client_id.as_str(), &token_url, now)
+                    .map_err(|err| OAuthError::Config(err.to_string()))?;
+                Ok((client, Some(assertion)))
+            }
+        }
+    }
+
     /// Redeems an authorization code.
     pub async fn redeem_code(
         &self,
@@ -253,18 +294,18 @@ impl OAuthClient {
         code: &str,
         verifier: &PkceVerifier,
     ) -> Result<TokenGrant, OAuthError> {
-        let client =
-            self.client(app.tenant, app.client_id)?
-                .set_client_secret(oauth2::ClientSecret::new(
-                    app.client_secret.expose().to_owned(),
-                ));
+        let (client, assertion) = self.authenticated(app)?;
         let meta = Mutex::new(None);
         let http = |request| self.execute(request, &meta, "authorization_code");
-        let result = client
+        let mut request = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()))
-            .request_async(&http)
-            .await;
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
+        if let Some(assertion) = assertion {
+            request = request
+                .add_extra_param("client_assertion_type", JWT_BEARER)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let result = request.request_async(&http).await;
         self.grant(result, &meta, &self.scope_string())
     }
 
@@ -286,20 +327,20 @@ impl OAuthClient {
         app: AppCredentials<'_>,
         refresh_token: &RefreshToken,
     ) -> Result<TokenGrant, OAuthError> {
-        let client =
-            self.client(app.tenant, app.client_id)?
-                .set_client_secret(oauth2::ClientSecret::new(
-                    app.client_secret.expose().to_owned(),
-                ));
+        let (client, assertion) = self.authenticated(app)?;
         let meta = Mutex::new(None);
         let http = |request| self.execute(request, &meta, "refresh_token");
         let token = oauth2::RefreshToken::new(refresh_token.expose().to_owned());
-        let result = client
+        let mut request = client
             .exchange_refresh_token(&token)
             .add_scope(Scope::new("offline_access".to_owned()))
-            .add_scope(Scope::new(self.resource_scope(transport).to_owned()))
-            .request_async(&http)
-            .await;
+            .add_scope(Scope::new(self.resource_scope(transport).to_owned()));
+        if let Some(assertion) = assertion {
+            request = request
+                .add_extra_param("client_assertion_type", JWT_BEARER)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let result = request.request_async(&http).await;
         self.grant(result, &meta, &self.scope_string_for(transport))
     }
 

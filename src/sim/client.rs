@@ -405,6 +405,53 @@ impl SimClient {
         .await
     }
 
+    /// An app's credentials with how often each authenticated a token request:
+    /// `{"secrets": [{label, expires_at, uses}], "certificates": [{label, thumbprint, not_after, uses}]}`.
+    pub async fn app_credentials(&self, client_id: &str) -> Result<Value, SimClientError> {
+        self.send(
+            reqwest::Method::GET,
+            &format!("/apps/{}", Self::enc(client_id)),
+            None,
+        )
+        .await
+    }
+
+    /// Adds a credential to an app: `{"client_secret", "secret_expires_at"?}` or
+    /// `{"certificate_pem"}`; answers its label.
+    pub async fn add_app_credential(
+        &self,
+        client_id: &str,
+        credential: &Value,
+    ) -> Result<String, SimClientError> {
+        let answer: Value = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/apps/{}/credentials", Self::enc(client_id)),
+                Some(credential),
+            )
+            .await?;
+        Ok(answer["label"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Removes a credential added with [`add_app_credential`](Self::add_app_credential).
+    pub async fn remove_app_credential(
+        &self,
+        client_id: &str,
+        label: &str,
+    ) -> Result<(), SimClientError> {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!(
+                "/apps/{}/credentials/{}",
+                Self::enc(client_id),
+                Self::enc(label)
+            ),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Registers a user (and its mailbox), granted access to `grants` mailboxes.
     pub async fn register_user(
         &self,

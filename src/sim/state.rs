@@ -102,6 +102,10 @@ pub struct App {
     pub secret_expires_at: Option<DateTime<Utc>>,
     /// Shared between bulk-provisioned apps.
     pub redirect_uris: Arc<[String]>,
+    /// Secrets added beside the first (`POST /_sim/apps/{id}/credentials`): a rotation overlaps.
+    pub more_secrets: Vec<crate::sim::identity::assertion::SimSecret>,
+    /// Certificates whose client assertions the token endpoint accepts.
+    pub certificates: Vec<crate::sim::identity::assertion::SimCertificate>,
 }
 
 /// A user; owns the mailbox at its UPN and may be granted access to others.
@@ -386,6 +390,8 @@ pub struct SimState {
     pub settings: Settings,
     /// Graph scopes each user consented to per app (`upn|client_id`): a refresh may ask for any.
     pub consents: DashMap<String, Vec<String>>,
+    /// Successful client authentications per app and credential (`client_id|label`).
+    pub credential_uses: DashMap<String, u64>,
     /// The IMAP server's addresses, connection cap, open connections and counters.
     pub imap: super::imap::ImapState,
 }
@@ -413,6 +419,7 @@ impl SimState {
             grants: Grants::default(),
             settings: Settings::default(),
             consents: DashMap::new(),
+            credential_uses: DashMap::new(),
             imap: super::imap::ImapState::default(),
         }
     }

@@ -19,7 +19,7 @@ fn channel_id_from_key(what: &str, key: &[u8]) -> Result<ChannelId, StoreError> 
 impl Store {
     /// Inserts or replaces a channel.
     pub fn put_channel(&self, channel: &ChannelRecord) -> Result<(), StoreError> {
-        let bytes = persisted::encode_channel(&self.shared.crypto, channel)?;
+        let bytes = persisted::encode_channel(channel)?;
         self.with(|e| e.insert(Table::Channels, channel.id.as_bytes(), &bytes))
     }
 
@@ -35,7 +35,7 @@ impl Store {
             let Some(current) = self.with(|e| e.get(Table::Channels, id.as_bytes()))? else {
                 return Ok(());
             };
-            let mut record = persisted::decode_channel(&self.shared.crypto, id, &current)?;
+            let mut record = persisted::decode_channel(id, &current)?;
             record.status = state.status;
             record.last_error = state.last_error.clone();
             if state.last_poll_at.is_some() {
@@ -44,7 +44,7 @@ impl Store {
             if state.last_success_at.is_some() {
                 record.last_success_at = state.last_success_at;
             }
-            let bytes = persisted::encode_channel(&self.shared.crypto, &record)?;
+            let bytes = persisted::encode_channel(&record)?;
             let swapped =
                 self.compare_and_swap_run_time(id, Table::Channels, Some(&current), Some(&bytes))?;
             if swapped {
@@ -56,13 +56,13 @@ impl Store {
     /// The channel with this id, if any.
     pub fn get_channel(&self, id: ChannelId) -> Result<Option<ChannelRecord>, StoreError> {
         let raw = self.with(|e| e.get(Table::Channels, id.as_bytes()))?;
-        raw.map(|bytes| persisted::decode_channel(&self.shared.crypto, id, &bytes))
+        raw.map(|bytes| persisted::decode_channel(id, &bytes))
             .transpose()
     }
 
     fn decode_channel_entry(&self, key: &[u8], value: &[u8]) -> Result<ChannelRecord, StoreError> {
         let id = channel_id_from_key("a channel record", key)?;
-        persisted::decode_channel(&self.shared.crypto, id, value)
+        persisted::decode_channel(id, value)
     }
 
     /// Every channel, sorted by id.

@@ -44,11 +44,14 @@ pub(crate) enum Table {
     /// then the event's time in nanoseconds (big-endian), so a channel's history is one prefix
     /// scan in time order.
     Events,
+    /// App registrations (tenant, client id) with their credential: the app's key text
+    /// (`tenant/client`).
+    Apps,
 }
 
 impl Table {
     /// Every table, in a fixed order (`index` is a position in it).
-    pub(crate) const ALL: [Table; 9] = [
+    pub(crate) const ALL: [Table; 10] = [
         Table::Channels,
         Table::Tokens,
         Table::Cursors,
@@ -58,6 +61,7 @@ impl Table {
         Table::Floors,
         Table::System,
         Table::Events,
+        Table::Apps,
     ];
 
     /// The table's name in the engine.
@@ -72,6 +76,7 @@ impl Table {
             Table::Floors => "floors",
             Table::System => "inboxd_system",
             Table::Events => "events",
+            Table::Apps => "apps",
         }
     }
 

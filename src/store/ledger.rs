@@ -170,6 +170,25 @@ impl Store {
         Ok(out)
     }
 
+    /// How many messages of each channel are quarantined: one scan of the whole ledger (at start,
+    /// off the start-up path). Channels with none are absent.
+    pub fn ledger_quarantine_counts(
+        &self,
+    ) -> Result<std::collections::HashMap<ChannelId, u32>, StoreError> {
+        let mut counts = std::collections::HashMap::new();
+        self.scan(Table::Ledger, Scan::All, |key, value| {
+            let quarantined = persisted::decode_ledger(&|| "a ledger entry".to_owned(), value)
+                .is_ok_and(|entry| entry.state == LedgerState::Quarantined);
+            if quarantined
+                && let Some(id) = key.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok())
+            {
+                *counts.entry(ChannelId::from_bytes(id)).or_insert(0u32) += 1;
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(counts)
+    }
+
     /// How many ledger entries a channel has.
     pub fn ledger_count(&self, id: ChannelId) -> Result<usize, StoreError> {
         self.count(Table::Ledger, Scan::Prefix(id.as_bytes()))

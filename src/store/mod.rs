@@ -41,6 +41,7 @@
 //! The engine-agnostic test suite is `tests/store.rs`: it uses only this public API and runs every
 //! test against both engines.
 
+mod apps;
 mod channels;
 pub mod cluster;
 mod crypto;
@@ -84,8 +85,8 @@ pub use pending::USED_PENDING_RETENTION;
 pub use permissions::restrict_umask;
 pub use postgres::MigrationReport;
 pub use records::{
-    ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport, ImapCursor, LastError,
-    LedgerEntry, LedgerState, PendingAuthorization, PendingLookup, TokenSet,
+    AppKey, AppRecord, AppSummary, ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport,
+    ImapCursor, LastError, LedgerEntry, LedgerState, PendingAuthorization, PendingLookup, TokenSet,
 };
 pub use recovery::ReopenHook;
 pub use transfer::ExportCounts;
@@ -251,7 +252,9 @@ impl Store {
             write_key_check_file(path, &crypto)?;
         }
         permissions::restrict_tree(path).map_err(StoreError::from_io)?;
-        Ok(Store::assemble(engine, opener, crypto, shown, None))
+        let store = Store::assemble(engine, opener, crypto, shown, None);
+        store.adopt_legacy_secrets()?;
+        Ok(store)
     }
 
     /// Opens the store in the PostgreSQL database at `url` (cluster mode): applies the schema's
@@ -284,13 +287,9 @@ impl Store {
         let coordination: Arc<dyn Coordination> = Arc::new(
             postgres::coordination::PgCoordination::new(pool, &options.node_id),
         );
-        Ok(Store::assemble(
-            engine,
-            opener,
-            crypto,
-            shown,
-            Some(coordination),
-        ))
+        let store = Store::assemble(engine, opener, crypto, shown, Some(coordination));
+        store.adopt_legacy_secrets()?;
+        Ok(store)
     }
 
     /// Applies the schema's pending migrations to the PostgreSQL database at `url` and says which

@@ -9,12 +9,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::secret::{AccessToken, ClientSecret, PkceVerifier, RefreshToken};
-use crate::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use crate::domain::{
+    AppCredential, ChannelId, ChannelStatus, ClientCertificate, ClientId, CredentialKind, Folder,
+    Mailbox, TenantId,
+};
 use crate::store::crypto::Crypto;
 use crate::store::error::StoreError;
 use crate::store::records::{
-    ChannelRecord, Cursor, ErrorSource, FirstImport, LastError, LedgerEntry, LedgerState,
-    PendingAuthorization, TokenSet,
+    AppKey, AppRecord, AppSummary, ChannelRecord, Cursor, ErrorSource, FirstImport, LastError,
+    LedgerEntry, LedgerState, PendingAuthorization, TokenSet,
 };
 
 /// The newest record format this build writes and reads.
@@ -23,6 +26,9 @@ pub(crate) const FORMAT_VERSION: u32 = 1;
 /// The record names that secrets are bound to.
 pub(crate) fn channel_record_name(id: ChannelId) -> String {
     format!("channel/{id}")
+}
+pub(crate) fn app_record_name(key: &AppKey) -> String {
+    format!("app/{}", key.id())
 }
 pub(crate) fn tokens_record_name(id: ChannelId) -> String {
     format!("tokens/{id}")
@@ -113,8 +119,11 @@ struct ChannelV1 {
     name: String,
     tenant_id: String,
     client_id: String,
-    /// Sealed.
-    client_secret: String,
+    /// Sealed. Only in records written before apps were records of their own: the store moves it
+    /// into the channel's app when it opens ([`legacy_channel_secret`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     client_secret_expires_at: Option<DateTime<Utc>>,
     mailbox: String,
     folder: String,
@@ -135,15 +144,15 @@ struct ChannelV1 {
     last_success_at: Option<DateTime<Utc>>,
 }
 
-pub(crate) fn encode_channel(crypto: &Crypto, rec: &ChannelRecord) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode_channel(rec: &ChannelRecord) -> Result<Vec<u8>, StoreError> {
     let record = channel_record_name(rec.id);
     let stored = ChannelV1 {
         v: FORMAT_VERSION,
         name: rec.name.clone(),
         tenant_id: rec.tenant_id.as_str().to_owned(),
         client_id: rec.client_id.as_str().to_owned(),
-        client_secret: seal(crypto, &record, "client_secret", rec.client_secret.expose())?,
-        client_secret_expires_at: rec.client_secret_expires_at,
+        client_secret: None,
+        client_secret_expires_at: None,
         mailbox: rec.mailbox.as_str().to_owned(),
         folder: rec.folder.as_str().to_owned(),
         enabled: rec.enabled,
@@ -176,14 +185,9 @@ pub(crate) fn encode_channel(crypto: &Crypto, rec: &ChannelRecord) -> Result<Vec
     encode(&record, &stored)
 }
 
-pub(crate) fn decode_channel(
-    crypto: &Crypto,
-    id: ChannelId,
-    bytes: &[u8],
-) -> Result<ChannelRecord, StoreError> {
+pub(crate) fn decode_channel(id: ChannelId, bytes: &[u8]) -> Result<ChannelRecord, StoreError> {
     let record = channel_record_name(id);
     let s: ChannelV1 = decode(&record, bytes)?;
-    let secret = open(crypto, &record, "client_secret", &s.client_secret)?;
     let last_error = match s.last_error {
         None => None,
         Some(e) => Some(LastError {
@@ -202,9 +206,6 @@ pub(crate) fn decode_channel(
         name: s.name,
         tenant_id: TenantId::parse(&s.tenant_id).map_err(|e| invalid(&record, "tenant id", e))?,
         client_id: ClientId::parse(&s.client_id).map_err(|e| invalid(&record, "client id", e))?,
-        client_secret: ClientSecret::new(secret.as_str())
-            .map_err(|e| invalid(&record, "client secret", e))?,
-        client_secret_expires_at: s.client_secret_expires_at,
         mailbox: Mailbox::parse(&s.mailbox).map_err(|e| invalid(&record, "mailbox", e))?,
         folder: Folder::parse(&s.folder).map_err(|e| invalid(&record, "folder", e))?,
         enabled: s.enabled,
@@ -235,6 +236,131 @@ pub(crate) fn decode_channel(
         last_error,
         last_poll_at: s.last_poll_at,
         last_success_at: s.last_success_at,
+    })
+}
+
+/// A client secret with its expiry, as channel records from before apps held it.
+pub(crate) type LegacySecret = (ClientSecret, Option<DateTime<Utc>>);
+
+/// The client secret a channel record from before apps still carries, with its expiry: `None` for
+/// a current record.
+pub(crate) fn legacy_channel_secret(
+    crypto: &Crypto,
+    id: ChannelId,
+    bytes: &[u8],
+) -> Result<Option<LegacySecret>, StoreError> {
+    let record = channel_record_name(id);
+    let s: ChannelV1 = decode(&record, bytes)?;
+    let Some(sealed) = s.client_secret else {
+        return Ok(None);
+    };
+    let secret = open(crypto, &record, "client_secret", &sealed)?;
+    let secret =
+        ClientSecret::new(secret.as_str()).map_err(|e| invalid(&record, "client secret", e))?;
+    Ok(Some((secret, s.client_secret_expires_at)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apps
+
+#[derive(Serialize, Deserialize)]
+struct AppV1 {
+    v: u32,
+    tenant_id: String,
+    client_id: String,
+    name: String,
+    /// `secret` or `certificate`.
+    kind: String,
+    /// Sealed: the secret's value, or the certificate's PEM (certificate and private key).
+    credential: String,
+    /// When the credential expires: a secret's as the operator gave it, a certificate's `notAfter`.
+    /// In the clear, like the rest but `credential`, so listings decrypt nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<DateTime<Utc>>,
+    /// A certificate's SHA-1 thumbprint (hex) and subject: public parts of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    thumbprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) fn encode_app(crypto: &Crypto, app: &AppRecord) -> Result<Vec<u8>, StoreError> {
+    let record = app_record_name(&app.key());
+    let summary = app.summary();
+    let plain = match &app.credential {
+        AppCredential::Secret { secret, .. } => secret.expose(),
+        AppCredential::Certificate(cert) => cert.expose_pem(),
+    };
+    let stored = AppV1 {
+        v: FORMAT_VERSION,
+        tenant_id: app.tenant_id.as_str().to_owned(),
+        client_id: app.client_id.as_str().to_owned(),
+        name: app.name.clone(),
+        kind: summary.kind.as_str().to_owned(),
+        credential: seal(crypto, &record, "credential", plain)?,
+        expires_at: summary.expires_at,
+        thumbprint: summary.thumbprint,
+        subject: summary.subject,
+        created_at: app.created_at,
+        updated_at: app.updated_at,
+        rotated_at: app.rotated_at,
+    };
+    encode(&record, &stored)
+}
+
+pub(crate) fn decode_app(crypto: &Crypto, bytes: &[u8]) -> Result<AppRecord, StoreError> {
+    let s: AppV1 = decode("an app record", bytes)?;
+    let what = format!("app/{}/{}", s.tenant_id, s.client_id);
+    let tenant_id = TenantId::parse(&s.tenant_id).map_err(|e| invalid(&what, "tenant id", e))?;
+    let client_id = ClientId::parse(&s.client_id).map_err(|e| invalid(&what, "client id", e))?;
+    let record = app_record_name(&AppKey::new(tenant_id.clone(), client_id.clone()));
+    let plain = open(crypto, &record, "credential", &s.credential)?;
+    let credential = match s.kind.as_str() {
+        "secret" => AppCredential::Secret {
+            secret: ClientSecret::new(plain.as_str())
+                .map_err(|e| invalid(&record, "client secret", e))?,
+            expires_at: s.expires_at,
+        },
+        "certificate" => AppCredential::Certificate(Box::new(
+            ClientCertificate::from_pem(plain.as_str())
+                .map_err(|e| invalid(&record, "certificate", e))?,
+        )),
+        other => return Err(invalid(&record, "credential kind", format!("{other:?}"))),
+    };
+    Ok(AppRecord {
+        tenant_id,
+        client_id,
+        name: s.name,
+        credential,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        rotated_at: s.rotated_at,
+    })
+}
+
+/// An app record's summary, read without decrypting its credential.
+pub(crate) fn decode_app_summary(bytes: &[u8]) -> Result<AppSummary, StoreError> {
+    let s: AppV1 = decode("an app record", bytes)?;
+    let what = format!("app/{}/{}", s.tenant_id, s.client_id);
+    Ok(AppSummary {
+        tenant_id: TenantId::parse(&s.tenant_id).map_err(|e| invalid(&what, "tenant id", e))?,
+        client_id: ClientId::parse(&s.client_id).map_err(|e| invalid(&what, "client id", e))?,
+        name: s.name,
+        kind: match s.kind.as_str() {
+            "secret" => CredentialKind::Secret,
+            "certificate" => CredentialKind::Certificate,
+            other => return Err(invalid(&what, "credential kind", format!("{other:?}"))),
+        },
+        expires_at: s.expires_at,
+        thumbprint: s.thumbprint,
+        subject: s.subject,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        rotated_at: s.rotated_at,
     })
 }
 

@@ -5,8 +5,136 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::secret::{AccessToken, ClientSecret, PkceVerifier, RefreshToken};
-use crate::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use crate::domain::secret::{AccessToken, PkceVerifier, RefreshToken};
+use crate::domain::{
+    AppCredential, ChannelId, ChannelStatus, ClientId, CredentialKind, Folder, Mailbox, TenantId,
+};
+
+/// An app registration inboxd signs in with: (tenant, client id) and its one credential, shared by
+/// every channel of that tenant and app. Rotating the credential here rotates it for all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    /// The Azure directory the app signs in at.
+    pub tenant_id: TenantId,
+    /// The app registration's application (client) id.
+    pub client_id: ClientId,
+    /// A display name (may be empty).
+    pub name: String,
+    /// The client secret or certificate (sealed at rest).
+    pub credential: AppCredential,
+    /// When the app was first recorded.
+    pub created_at: DateTime<Utc>,
+    /// When the record last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the credential was last replaced, if ever.
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+/// An app's identity: the tenant it signs in at and its client id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppKey {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The client id.
+    pub client_id: ClientId,
+}
+
+impl AppKey {
+    /// The key of `tenant` and `client`.
+    pub fn new(tenant_id: TenantId, client_id: ClientId) -> Self {
+        AppKey {
+            tenant_id,
+            client_id,
+        }
+    }
+
+    /// The app's id in the API, the CLI and the store: `tenant/client` (lower case).
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.tenant_id.as_str(), self.client_id.as_str())
+    }
+
+    /// Parses an id written by [`id`](Self::id) (`tenant/client`; `tenant:client` also accepted,
+    /// as it needs no escaping in a URL path).
+    pub fn parse(id: &str) -> Result<Self, crate::domain::DomainError> {
+        let (tenant, client) = id
+            .split_once('/')
+            .or_else(|| id.split_once(':'))
+            .ok_or_else(|| crate::domain::DomainError::InvalidAppId(id.to_owned()))?;
+        Ok(AppKey {
+            tenant_id: TenantId::parse(tenant)?,
+            client_id: ClientId::parse(client)?,
+        })
+    }
+}
+
+impl AppRecord {
+    /// The app's key.
+    pub fn key(&self) -> AppKey {
+        AppKey::new(self.tenant_id.clone(), self.client_id.clone())
+    }
+
+    /// What may be shown of it: everything but the credential's secret part.
+    pub fn summary(&self) -> AppSummary {
+        let (thumbprint, subject) = match &self.credential {
+            AppCredential::Certificate(cert) => {
+                (Some(cert.thumbprint()), Some(cert.subject().to_owned()))
+            }
+            AppCredential::Secret { .. } => (None, None),
+        };
+        AppSummary {
+            tenant_id: self.tenant_id.clone(),
+            client_id: self.client_id.clone(),
+            name: self.name.clone(),
+            kind: self.credential.kind(),
+            expires_at: self.credential.expires_at(),
+            thumbprint,
+            subject,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            rotated_at: self.rotated_at,
+        }
+    }
+}
+
+/// An app without its credential's secret part: what listings and the status page show, read from
+/// the store without decrypting anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSummary {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The client id.
+    pub client_id: ClientId,
+    /// A display name (may be empty).
+    pub name: String,
+    /// A secret or a certificate.
+    pub kind: CredentialKind,
+    /// When the credential expires, if known (a certificate's always is).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// A certificate's SHA-1 thumbprint (hex, as the Azure portal lists it).
+    pub thumbprint: Option<String>,
+    /// A certificate's subject.
+    pub subject: Option<String>,
+    /// When the app was first recorded.
+    pub created_at: DateTime<Utc>,
+    /// When the record last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the credential was last replaced, if ever.
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+impl AppSummary {
+    /// The app's key.
+    pub fn key(&self) -> AppKey {
+        AppKey::new(self.tenant_id.clone(), self.client_id.clone())
+    }
+}
+
+impl ChannelRecord {
+    /// The key of the app the channel signs in with.
+    pub fn app_key(&self) -> AppKey {
+        AppKey::new(self.tenant_id.clone(), self.client_id.clone())
+    }
+}
 
 /// One channel: a mailbox inboxd listens to, with its app registration and its current state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,12 +145,9 @@ pub struct ChannelRecord {
     pub name: String,
     /// The Azure directory of the app and the mailbox.
     pub tenant_id: TenantId,
-    /// The app registration's application (client) id.
+    /// The app registration's application (client) id; with the tenant, the key of the app
+    /// ([`AppRecord`]) whose credential the channel signs in with.
     pub client_id: ClientId,
-    /// The app registration's client secret value (encrypted at rest).
-    pub client_secret: ClientSecret,
-    /// When the client secret expires, if the operator said.
-    pub client_secret_expires_at: Option<DateTime<Utc>>,
     /// The mailbox listened to.
     pub mailbox: Mailbox,
     /// The folder listened to.

@@ -41,6 +41,8 @@ pub struct ExportCounts {
     pub floors: usize,
     /// Channel events.
     pub events: usize,
+    /// App registrations.
+    pub apps: usize,
 }
 
 impl ExportCounts {
@@ -54,6 +56,7 @@ impl ExportCounts {
             + self.meta
             + self.floors
             + self.events
+            + self.apps
     }
 
     fn count(&mut self, table: Table) {
@@ -66,6 +69,7 @@ impl ExportCounts {
             Table::Meta => self.meta += 1,
             Table::Floors => self.floors += 1,
             Table::Events => self.events += 1,
+            Table::Apps => self.apps += 1,
             Table::System => {}
         }
     }
@@ -75,7 +79,7 @@ impl std::fmt::Display for ExportCounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} channels, {} token sets, {} cursors, {} ledger entries, {} pending authorizations, {} metadata values, {} throttle floors, {} channel events",
+            "{} channels, {} token sets, {} cursors, {} ledger entries, {} pending authorizations, {} metadata values, {} throttle floors, {} channel events, {} apps",
             self.channels,
             self.tokens,
             self.cursors,
@@ -83,7 +87,8 @@ impl std::fmt::Display for ExportCounts {
             self.pending,
             self.meta,
             self.floors,
-            self.events
+            self.events,
+            self.apps
         )
     }
 }
@@ -187,6 +192,8 @@ impl Store {
             self.with(|e| e.apply(chunk))?;
         }
         self.flush()?;
+        // An export from before apps carries secrets in its channels: move them now.
+        self.adopt_legacy_secrets()?;
         Ok(counts)
     }
 
@@ -197,7 +204,7 @@ impl Store {
                 "the export's first channel key is not a channel id: give the file `inboxd store export` wrote, unchanged".to_owned(),
             )
         })?;
-        match persisted::decode_channel(&self.shared.crypto, ChannelId::from_bytes(bytes), value) {
+        match persisted::decode_channel(ChannelId::from_bytes(bytes), value) {
             Ok(_) => Ok(()),
             // A record sealed under another key fails its authentication: the keys differ.
             Err(StoreError::Corrupt { .. }) => Err(StoreError::WrongMasterKey),

@@ -357,6 +357,13 @@ pub const FAMILIES: &[Family] = &[
         &[("source", &[])],
         "This node's enabled channels not active whose last error came from this source.",
     ),
+    registry(
+        "inboxd_messages_quarantined",
+        Type::Gauge,
+        "",
+        &[],
+        "Messages quarantined across this node's channels (failed retry.max_delivery_attempts times; kept unread until an operator replays them).",
+    ),
     scrape(
         "inboxd_channels_last_success_oldest_timestamp_seconds",
         "seconds",
@@ -367,7 +374,7 @@ pub const FAMILIES: &[Family] = &[
         "inboxd_client_secret_expiry_earliest_timestamp_seconds",
         "seconds",
         &[],
-        "Earliest client-secret expiry among this node's enabled channels (Unix time; absent when no expiry is known).",
+        "Earliest expiry of an app credential (client secret or certificate) among this node's enabled channels (Unix time; absent when no expiry is known).",
     ),
     scrape(
         "inboxd_channel_last_success_timestamp_seconds",
@@ -376,10 +383,16 @@ pub const FAMILIES: &[Family] = &[
         "The channel's last successful poll (Unix time; absent when it never succeeded). Only up to server.per_channel_metrics_max channels.",
     ),
     scrape(
+        "inboxd_channel_quarantined_messages",
+        "",
+        CHANNEL_LABELS,
+        "The channel's quarantined messages (absent when none). Only up to server.per_channel_metrics_max channels.",
+    ),
+    scrape(
         "inboxd_channel_client_secret_expiry_timestamp_seconds",
         "seconds",
         CHANNEL_LABELS,
-        "When the channel's client secret expires (Unix time; absent when unknown). Only up to server.per_channel_metrics_max channels.",
+        "When the channel's app credential (client secret or certificate) expires (Unix time; absent when unknown). Only up to server.per_channel_metrics_max channels.",
     ),
 ];
 

@@ -5,9 +5,59 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use inboxd::domain::secret::{AccessToken, ClientSecret, MasterKey, RefreshToken};
-use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+use inboxd::domain::{
+    AppCredential, ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId,
+};
 use inboxd::sim::client::{BulkRequest, SimClient};
-use inboxd::store::{ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
+use inboxd::store::{AppRecord, ChannelRecord, FirstImport, Store, StoreOptions, TokenSet};
+
+/// An authorized, active channel record of `mailbox` (inbox, all unread on its first poll) for the
+/// app (`tenant`, `client`): what seeding writes.
+pub fn authorized_channel(
+    id: ChannelId,
+    name: &str,
+    tenant: &str,
+    client: &str,
+    mailbox: &str,
+) -> anyhow::Result<ChannelRecord> {
+    let now = chrono::Utc::now();
+    Ok(ChannelRecord {
+        id,
+        name: name.to_owned(),
+        tenant_id: TenantId::parse(tenant)?,
+        client_id: ClientId::parse(client)?,
+        mailbox: Mailbox::parse(mailbox)?,
+        folder: Folder::inbox(),
+        enabled: true,
+        first_import: FirstImport::AllUnread,
+        poll_mode: None,
+        transport: inboxd::domain::Transport::Graph,
+        created_at: now,
+        updated_at: now,
+        activated_at: Some(now),
+        status: ChannelStatus::Active,
+        last_error: None,
+        last_poll_at: None,
+        last_success_at: None,
+    })
+}
+
+/// The app (`tenant`, `client`) with a client secret without expiry: what seeding writes.
+pub fn secret_app(tenant: &str, client: &str, secret: &str) -> anyhow::Result<AppRecord> {
+    let now = chrono::Utc::now();
+    Ok(AppRecord {
+        tenant_id: TenantId::parse(tenant)?,
+        client_id: ClientId::parse(client)?,
+        name: String::new(),
+        credential: AppCredential::Secret {
+            secret: ClientSecret::new(secret)?,
+            expires_at: None,
+        },
+        created_at: now,
+        updated_at: now,
+        rotated_at: None,
+    })
+}
 
 /// Provisions `count` tenants/apps/mailboxes in the simulator (bulk, with refresh tokens minted
 /// directly) and writes them as authorized channels into the store at `store_path`, so thousands of
@@ -26,29 +76,21 @@ pub async fn seed_channels(
     let now = chrono::Utc::now();
     let mut token_sets = Vec::with_capacity(entries.len());
     let mut mailboxes = Vec::with_capacity(entries.len());
+    let mut apps = Vec::with_capacity(entries.len());
     for entry in entries {
         let id = ChannelId::generate();
-        let record = ChannelRecord {
+        let record = authorized_channel(
             id,
-            name: entry.mailbox.clone(),
-            tenant_id: TenantId::parse(&entry.tenant_id)?,
-            client_id: ClientId::parse(&entry.client_id)?,
-            client_secret: ClientSecret::new(entry.client_secret.clone())?,
-            client_secret_expires_at: None,
-            mailbox: Mailbox::parse(&entry.mailbox)?,
-            folder: Folder::inbox(),
-            enabled: true,
-            first_import: FirstImport::AllUnread,
-            poll_mode: None,
-            transport: inboxd::domain::Transport::Graph,
-            created_at: now,
-            updated_at: now,
-            activated_at: Some(now),
-            status: ChannelStatus::Active,
-            last_error: None,
-            last_poll_at: None,
-            last_success_at: None,
-        };
+            &entry.mailbox,
+            &entry.tenant_id,
+            &entry.client_id,
+            &entry.mailbox,
+        )?;
+        apps.push(secret_app(
+            &entry.tenant_id,
+            &entry.client_id,
+            &entry.client_secret,
+        )?);
         store.put_channel(&record)?;
         // An expired access token: each channel refreshes on its first poll, as after a long stop.
         let refresh = entry
@@ -67,6 +109,7 @@ pub async fn seed_channels(
         ));
         mailboxes.push(entry.mailbox);
     }
+    store.put_apps(&apps)?;
     store.put_tokens_many(&token_sets)?;
     Ok(mailboxes)
 }

@@ -68,11 +68,18 @@ async fn bad_input_gets_a_clear_error_naming_the_field_and_changes_nothing() {
         ),
         ("mailbox", json!("nobody"), "invalid_mailbox", "mailbox"),
         ("folder", json!("My Folder"), "invalid_folder", "folder"),
+        // A blank secret is no secret: for an app inboxd does not know yet, one is needed.
         (
             "client_secret",
             json!("  "),
-            "invalid_client_secret",
+            "missing_credential",
             "client secret",
+        ),
+        (
+            "client_certificate",
+            json!("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"),
+            "invalid_client_certificate",
+            "client_certificate",
         ),
         (
             "client_secret_expires_at",
@@ -89,6 +96,10 @@ async fn bad_input_gets_a_clear_error_naming_the_field_and_changes_nothing() {
     ];
     for (field, value, code, words) in cases {
         let mut body = good.clone();
+        if field == "client_certificate" {
+            // One credential at a time: a certificate instead of the secret.
+            body.as_object_mut().unwrap().remove("client_secret");
+        }
         body[field] = value;
         let (status, answer) = world
             .daemon

@@ -692,11 +692,14 @@ async fn any_standards_following_server_at_microsofts_paths_works() {
     );
     let tenant = inboxd::domain::TenantId::parse("contoso.com").unwrap();
     let client = inboxd::domain::ClientId::parse("00000000-0000-0000-0000-000000000001").unwrap();
-    let secret = inboxd::domain::secret::ClientSecret::new("s").unwrap();
+    let credential = inboxd::domain::AppCredential::Secret {
+        secret: inboxd::domain::secret::ClientSecret::new("s").unwrap(),
+        expires_at: None,
+    };
     let app = inboxd::oauth::AppCredentials {
         tenant: &tenant,
         client_id: &client,
-        client_secret: &secret,
+        credential: &credential,
     };
     let verifier = PkceVerifier::new("v".repeat(43)).unwrap();
 

@@ -332,7 +332,29 @@ async fn a_message_that_keeps_failing_is_quarantined_and_can_be_replayed() {
             .unread,
         1
     );
-    assert_eq!(world.daemon.channel(&id).await.unwrap()["status"], "active");
+    let channel = world.daemon.channel(&id).await.unwrap();
+    assert_eq!(channel["status"], "active");
+    // The count is on the channel, in the listing and in /metrics, not only in the quarantine view.
+    assert_eq!(channel["quarantined"], 1, "{channel}");
+    let (_, listing) = world
+        .daemon
+        .api(reqwest::Method::GET, "/api/channels", None)
+        .await
+        .unwrap();
+    assert_eq!(listing["channels"][0]["quarantined"], 1, "{listing}");
+    let scrape = reqwest::get(format!("{}/metrics", world.daemon.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scrape.contains("inboxd_messages_quarantined 1")
+            && scrape.contains(&format!(
+                "inboxd_channel_quarantined_messages{{channel_id=\"{id}\"}} 1"
+            )),
+        "{scrape}"
+    );
 
     receiver.reject_poison.store(false, Ordering::SeqCst);
     let (status, body) = world
@@ -367,6 +389,7 @@ async fn a_message_that_keeps_failing_is_quarantined_and_can_be_replayed() {
             .iter()
             .any(|(_, _, subject)| subject == "poison pill")
     );
+    assert_eq!(world.daemon.channel(&id).await.unwrap()["quarantined"], 0);
 }
 
 #[actix_rt::test]

@@ -8,6 +8,8 @@ mod helpers;
 
 /// The admin API's validation and authentication.
 mod admin_api;
+/// Apps: one credential per app registration, rotated once for all its channels (issue 16).
+mod apps;
 /// The OAuth flow, the callback's refusals, the token lifecycle and the error catalogue (issue 4).
 mod authorization;
 /// Kill the daemon with SIGKILL while mail flows; nothing is lost or doubled (issue 6).

@@ -8,7 +8,7 @@ use super::{ChannelSupervisor, MailboxIdentity, Started};
 use crate::actors::messages::*;
 use crate::cluster::{Members, shard_of};
 use crate::domain::ChannelId;
-use crate::status::ChannelView;
+
 use crate::store::ChannelRecord;
 use crate::store::cluster::Notice;
 
@@ -78,7 +78,7 @@ impl ChannelSupervisor {
 
     /// Shows a record on the board, keeping the day's count.
     fn put_view(&self, record: &ChannelRecord) {
-        let mut view = ChannelView::from_record(record);
+        let mut view = self.view_of(record);
         if let Some(old) = self.deps.board.get(record.id) {
             view.messages_today = old.messages_today;
             view.messages_day = old.messages_day;
@@ -88,6 +88,11 @@ impl ChannelSupervisor {
 
     /// Reconciles every channel with the store (cluster mode).
     fn reconcile(&mut self) {
+        // Apps rotated on another node: their expiry dates (the credential itself is read per
+        // token request).
+        if let Err(err) = self.deps.ingest.apps.reload() {
+            tracing::warn!(error = %err, "Could not read the apps to reconcile; trying again later.");
+        }
         let records = match self.deps.ingest.store.list_channels() {
             Ok(records) => records,
             Err(err) => {
@@ -199,7 +204,14 @@ impl Handler<ClusterNotice> for ChannelSupervisor {
         }
         match msg.0 {
             Notice::ChannelChanged(id) => match self.deps.ingest.store.get_channel(id) {
-                Ok(stored) => self.apply_stored(id, stored),
+                Ok(stored) => {
+                    if let Some(record) = &stored {
+                        // A rotation elsewhere restarts the app's blocked channels through this
+                        // notice: take the app's new expiry along.
+                        self.deps.ingest.apps.refresh(record);
+                    }
+                    self.apply_stored(id, stored)
+                }
                 Err(err) => {
                     tracing::warn!(channel = %id, error = %err, "Could not read a changed channel; the next reconcile applies it.")
                 }

@@ -91,7 +91,6 @@ impl Started {
         (
             record.tenant_id.as_str(),
             record.client_id.as_str(),
-            record.client_secret.expose(),
             record.mailbox.as_str(),
             record.folder.as_str(),
             record.enabled,
@@ -211,6 +210,13 @@ impl ChannelSupervisor {
             .ok_or(ControlError::NotFound(id))
     }
 
+    /// The board's view of a stored channel, with its app's credential expiry.
+    fn view_of(&self, record: &ChannelRecord) -> ChannelView {
+        let mut view = ChannelView::from_record(record);
+        view.credential_expiry = self.deps.ingest.apps.expiry(record);
+        view
+    }
+
     /// Stores a record durably, then applies `then` on the actor's side.
     fn store_then<T: 'static>(
         &mut self,
@@ -244,7 +250,7 @@ impl Actor for ChannelSupervisor {
         let channels = std::mem::take(&mut self.initial);
         let count = channels.len();
         for record in channels {
-            self.deps.board.put(ChannelView::from_record(&record));
+            self.deps.board.put(self.view_of(&record));
             self.mailboxes
                 .insert(MailboxIdentity::of(&record), record.id);
             self.start_channel(record, false);
@@ -306,7 +312,7 @@ impl Handler<AddChannel> for ChannelSupervisor {
         let identity = MailboxIdentity::of(&record);
         let id = record.id;
         let added = self.store_then(record, |act, record| {
-            let view = ChannelView::from_record(&record);
+            let view = act.view_of(&record);
             act.deps.board.put(view.clone());
             act.start_channel(record, true);
             Ok(view)
@@ -347,15 +353,16 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             };
             record.last_error = None;
             record.activated_at = current.activated_at;
-        } else if (current.client_secret != record.client_secret
+        } else if (current.tenant_id != record.tenant_id
+            || current.client_id != record.client_id
             || current.transport != record.transport)
             && matches!(
                 current.status,
                 ChannelStatus::Blocked | ChannelStatus::NeedsReauthorization
             )
         {
-            // A new secret (or the other transport) may be exactly what the last error asked
-            // for: try again at once.
+            // Another app (or the other transport) may be exactly what the last error asked for:
+            // try again at once.
             record.status = ChannelStatus::BackingOff;
         }
         if current.mailbox != record.mailbox || current.folder != record.folder {
@@ -388,7 +395,7 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             }
             // Perhaps another folder: try the delta query again.
             runtime.reset_mode();
-            let mut view = ChannelView::from_record(&record);
+            let mut view = act.view_of(&record);
             if let Some(old) = act.deps.board.get(record.id) {
                 view.messages_today = old.messages_today;
                 view.messages_day = old.messages_day;
@@ -419,6 +426,7 @@ impl Handler<RemoveChannel> for ChannelSupervisor {
             self.mailboxes.remove(&identity);
         }
         self.deps.ingest.runtimes.remove(msg.id);
+        self.deps.ingest.ledger.forget(msg.id);
         if let Some(ownership) = &self.deps.ingest.cluster {
             ownership.forget(msg.id);
         }
@@ -431,6 +439,103 @@ impl Handler<RemoveChannel> for ChannelSupervisor {
         tracing::info!(channel = %msg.id, "Channel removed.");
         Ok(())
     }
+}
+
+impl Handler<AppCredentialChanged> for ChannelSupervisor {
+    type Result = ResponseActFuture<Self, Result<usize, ControlError>>;
+
+    fn handle(&mut self, msg: AppCredentialChanged, _: &mut Context<Self>) -> Self::Result {
+        if self.stopping {
+            return Box::pin(fut::ready(Err(ControlError::ShuttingDown)));
+        }
+        let store = &self.deps.ingest.store;
+        let channels = match store.list_channels() {
+            Ok(channels) => channels,
+            Err(err) => return Box::pin(fut::ready(Err(ControlError::Store(err.to_string())))),
+        };
+        let of_app: Vec<ChannelRecord> = channels
+            .into_iter()
+            .filter(|r| r.app_key() == msg.app)
+            .collect();
+        // Every view shows the new expiry.
+        if let Some(first) = of_app.first() {
+            let expiry = self.deps.ingest.apps.expiry(first);
+            for record in &of_app {
+                self.deps
+                    .board
+                    .update(record.id, |row| row.credential_expiry = expiry);
+            }
+        }
+        // Blocked or waiting for a sign-in because of the old credential: try the new one now. An
+        // active channel simply uses it with its next token request.
+        let waiting: Vec<ChannelRecord> = of_app
+            .into_iter()
+            .filter(|r| {
+                r.enabled
+                    && matches!(
+                        r.status,
+                        ChannelStatus::Blocked | ChannelStatus::NeedsReauthorization
+                    )
+                    && r.last_error.as_ref().is_some_and(is_credential_error)
+            })
+            .collect();
+        let now = Utc::now();
+        let mut retried = Vec::with_capacity(waiting.len());
+        for mut record in waiting {
+            let previous = record.status;
+            record.status = ChannelStatus::BackingOff;
+            record.updated_at = now;
+            if let Err(err) = store.put_channel(&record) {
+                return Box::pin(fut::ready(Err(ControlError::Store(err.to_string()))));
+            }
+            retried.push((previous, record));
+        }
+        let store = store.clone();
+        Box::pin(
+            async move { store.flush_async().await }
+                .into_actor(self)
+                .map(move |flushed, act, _| {
+                    flushed.map_err(|err| ControlError::Store(err.to_string()))?;
+                    let count = retried.len();
+                    for (previous, record) in retried {
+                        act.deps.ingest.events.emit(
+                            record.id,
+                            record.mailbox.as_str(),
+                            events::status_changed(previous, record.status, None),
+                        );
+                        let mut view = act.view_of(&record);
+                        if let Some(old) = act.deps.board.get(record.id) {
+                            view.messages_today = old.messages_today;
+                            view.messages_day = old.messages_day;
+                        }
+                        act.deps.board.put(view);
+                        act.stop_channel(record.id);
+                        act.start_channel(record, true);
+                    }
+                    Ok(count)
+                }),
+        )
+    }
+}
+
+/// Whether a channel's last error is one a new app credential can fix: the identity platform's
+/// refusal of the client, or inboxd's own expiry and missing-app checks.
+fn is_credential_error(error: &crate::store::LastError) -> bool {
+    use crate::catalogue::codes;
+    matches!(
+        error.code.as_str(),
+        codes::SECRET_EXPIRED | codes::CERTIFICATE_EXPIRED | codes::APP_MISSING
+    ) || (error.source == crate::store::ErrorSource::IdentityPlatform
+        && matches!(
+            error.code.as_str(),
+            "AADSTS7000215"
+                | "AADSTS7000222"
+                | "AADSTS7000218"
+                | "AADSTS700027"
+                | "AADSTS700023"
+                | "AADSTS50012"
+                | "invalid_client"
+        ))
 }
 
 impl Handler<SetEnabled> for ChannelSupervisor {
@@ -464,7 +569,7 @@ impl Handler<SetEnabled> for ChannelSupervisor {
             record.status = ChannelStatus::Disabled;
         }
         self.store_then(record, move |act, record| {
-            let mut view = ChannelView::from_record(&record);
+            let mut view = act.view_of(&record);
             if let Some(old) = act.deps.board.get(record.id) {
                 view.messages_today = old.messages_today;
                 view.messages_day = old.messages_day;

@@ -44,9 +44,10 @@ pub fn time(at: Option<DateTime<Utc>>, now: DateTime<Utc>, never: &str) -> Marku
     }
 }
 
-/// How long the client secret has left, coloured when it is short.
+/// How long the app's credential (secret or certificate) has left, coloured when it is short.
 pub fn secret(view: &ChannelView, now: DateTime<Utc>) -> Markup {
-    const RENEW: &str = "make a new client secret and use Update secret";
+    const RENEW: &str =
+        "make a new credential and rotate the app (`inboxd app rotate`, or Update secret)";
     html! {
         @match view.secret_days_left(now) {
             None => span.muted { "not set" },

@@ -60,8 +60,26 @@ pub fn detail(
                 }
                 dt { "Messages today" }
                 dd id="detail-today" { (cells::messages_today(view, now)) }
-                dt { "Client secret" }
-                dd id="detail-secret" { (cells::secret(view, now)) }
+                @let app = crate::control::parse_app_id(&view.tenant_id, &view.client_id)
+                    .ok()
+                    .and_then(|key| state.control.app(&key).ok());
+                dt { "App credential" }
+                dd id="detail-secret" {
+                    @match &app {
+                        Some(app) => {
+                            (app.summary.kind.as_str()) " · " (cells::secret(view, now))
+                            @if let Some(thumbprint) = &app.summary.thumbprint {
+                                " · " span.mono { (thumbprint) }
+                            }
+                            " · " span.muted { "shared by " (app.channels) (if app.channels == 1 { " channel" } else { " channels" }) " of the app" }
+                        }
+                        None => span.bad { "no app recorded: give the app's secret or certificate below" },
+                    }
+                }
+                @if view.attempts > 0 {
+                    dt { "Failed attempts" }
+                    dd id="detail-attempts" { (view.attempts) " in a row" }
+                }
                 dt { "Redirect URI" } dd { code { (state.control.redirect_uri()) } }
             }
             @if let Some(e) = &view.last_error {
@@ -122,10 +140,10 @@ pub fn detail(
                     (button_form(&format!("{base}/enable"), csrf, "Enable", ""))
                 }
                 @let quarantined = state.control.quarantine_count(view.id);
-                a.button href={ (base) "/quarantine" } id="detail-quarantine" data-count=(quarantined.unwrap_or(0)) {
+                a.button href={ (base) "/quarantine" } id="detail-quarantine" data-count=(quarantined) {
                     @match quarantined {
-                        Some(0) | None => "View quarantine",
-                        Some(n) => { "Quarantine: " (n) (if n == 1 { " message" } else { " messages" }) },
+                        0 => "View quarantine",
+                        n => { "Quarantine: " (n) (if n == 1 { " message" } else { " messages" }) },
                     }
                 }
                 (button_form(&format!("{base}/remove"), csrf, "Remove…", "danger"))
@@ -143,13 +161,19 @@ pub fn detail(
                 }
             }
             details id="secret-form" {
-                summary { "Update secret" }
+                summary { "Update the app's secret or certificate" }
                 form method="post" action={ (base) "/secret" } autocomplete="off" {
                     (csrf_field(csrf))
-                    label { "New client secret value " input type="password" name="client_secret" required autocomplete="new-password"; }
+                    label { "New client secret value " input type="password" name="client_secret" autocomplete="new-password"; }
                     label { "Expires (optional) " input type="date" name="client_secret_expires_at"; }
+                    label { "or a certificate with its private key (PEM) "
+                        textarea name="client_certificate" rows="4" cols="64" placeholder="-----BEGIN CERTIFICATE-----" {}
+                    }
                     button type="submit" { "Update secret" }
-                    p.muted { "The value (not the secret's id) from Certificates & secrets in the Azure portal. No new sign-in is needed." }
+                    p.muted {
+                        "The secret's value (not its id) from Certificates & secrets in the Azure portal, or a certificate uploaded there (Microsoft recommends certificates). "
+                        "It belongs to the app: every channel of the app uses it from its next token request on, and channels blocked by the old one try again at once. No new sign-in is needed."
+                    }
                 }
             }
         }

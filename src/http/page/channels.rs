@@ -133,7 +133,10 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
                     },
                 }
             }
-            @if query.channel.is_none() { (problems::section(&groups, csrf, now)) }
+            @if query.channel.is_none() {
+                (problems::section(&groups, csrf, now))
+                (expiring_credentials(state, now))
+            }
             (add_form(state, csrf, all == 0))
             form method="get" action="/" id="filter" class="filter" role="search" {
                 label { "Status "
@@ -152,16 +155,28 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
                 button type="submit" { "Filter" }
             }
             p.muted id="showing" { "Showing " (first) "–" (last) " of " (total) " matching channels." }
+            form id="bulk-selection" method="post" action="/ui/bulk" class="bulk" {
+                (csrf_field(csrf))
+                "Channels ticked below: "
+                button type="submit" name="action" value="poll" { "Poll selected" }
+                button type="submit" name="action" value="reauthorize" { "Sign-in links for selected" }
+                button type="submit" name="action" value="disable" { "Disable selected" }
+                button type="submit" name="action" value="enable" { "Enable selected" }
+                button.danger type="submit" name="action" value="remove" { "Remove selected…" }
+            }
             table id="channels" {
                 thead { tr {
+                    th { span.muted { "Select" } }
                     th { "Name" } th { "Mailbox" } th { "Tenant" } th { "Status" }
                     th { "Last successful poll" } th { "Next poll" } th { "Today" }
-                    th { "Last error" } th { "Secret expires" }
+                    th { "Quarantined" } th { "Last error" } th { "Credential expires" }
                 } }
                 tbody {
-                    @for view in &listing.rows { (row(view, now)) }
+                    @for view in &listing.rows {
+                        (row(view, now, state.control.quarantine_count(view.id)))
+                    }
                     @if listing.rows.is_empty() {
-                        tr { td colspan="9" class="muted" { "No channel matches." } }
+                        tr { td colspan="11" class="muted" { "No channel matches." } }
                     }
                 }
             }
@@ -179,9 +194,13 @@ pub fn index(state: &AppState, query: &IndexQuery, csrf: &CsrfToken) -> HttpResp
     page(StatusCode::OK, "Channels", body)
 }
 
-fn row(view: &ChannelView, now: DateTime<Utc>) -> Markup {
+fn row(view: &ChannelView, now: DateTime<Utc>, quarantined: u32) -> Markup {
     html! {
         tr data-channel-id=(view.id.to_string()) data-status=(view.status.as_str()) {
+            td {
+                input type="checkbox" name="ids" value=(view.id.to_string()) form="bulk-selection"
+                    aria-label={ "select " (view.name) };
+            }
             td {
                 a href={ "/?channel=" (view.id.to_string()) } { (view.name) }
                 @if !view.enabled { " " span.muted { "(disabled)" } }
@@ -198,6 +217,11 @@ fn row(view: &ChannelView, now: DateTime<Utc>) -> Markup {
                 @else { span.muted { "–" } }
             }
             td.num { (cells::messages_today(view, now)) }
+            td.num.quarantined data-count=(quarantined) {
+                @if quarantined > 0 {
+                    a.warn href={ "/ui/channels/" (view.id.to_string()) "/quarantine" } { (quarantined) }
+                } @else { span.muted { "0" } }
+            }
             td.error {
                 @if let Some(e) = &view.last_error {
                     // The remedy is said once per group above, and in the channel's details.
@@ -205,6 +229,35 @@ fn row(view: &ChannelView, now: DateTime<Utc>) -> Markup {
                 }
             }
             td { (cells::secret(view, now)) }
+        }
+    }
+}
+
+/// The apps whose secret or certificate has expired or expires within 30 days: one line each,
+/// with how to rotate it once for all its channels.
+fn expiring_credentials(state: &AppState, now: DateTime<Utc>) -> Markup {
+    let expiring = state.control.expiring_apps(30);
+    html! {
+        @if !expiring.is_empty() {
+            section id="expiring" class="card" {
+                h2 { "App credentials expiring · " (expiring.len()) }
+                p.muted {
+                    "Make a new secret or certificate in the Azure portal, then replace it once for every channel of the app: "
+                    code { "inboxd app rotate APP --client-secret-file FILE" } " (or " code { "--client-certificate-file" } ")."
+                }
+                ul {
+                    @for (app, kind, at) in expiring.iter().take(20) {
+                        @let days = (*at - now).num_days();
+                        li data-app=(app) {
+                            code { (app) } " · " (kind.as_str()) " · "
+                            @if *at <= now { span.bad { "expired " (cells::time(Some(*at), now, "")) } }
+                            @else if days < 14 { span.bad { "expires in " (days) " days" } }
+                            @else { span.warn { "expires in " (days) " days" } }
+                        }
+                    }
+                    @if expiring.len() > 20 { li.muted { "and " (expiring.len() - 20) " more: " code { "inboxd app list" } } }
+                }
+            }
         }
     }
 }
@@ -223,7 +276,7 @@ fn add_form(state: &AppState, csrf: &CsrfToken, open: bool) -> Markup {
                 label { "Mailbox " input name="mailbox" type="email" required placeholder="support@contoso.com"; }
                 label { "Tenant (directory) id " input name="tenant_id" required placeholder="GUID or contoso.onmicrosoft.com"; }
                 label { "App (client) id " input name="client_id" required placeholder="GUID"; }
-                label { "Client secret value " input name="client_secret" type="password" required autocomplete="new-password"; }
+                label { "Client secret value " input name="client_secret" type="password" autocomplete="new-password" placeholder="(not needed for a known app)"; }
                 label { "Secret expires " input name="client_secret_expires_at" type="date"; }
                 label { "Folder " input name="folder" placeholder="inbox"; }
                 label { "First poll imports "

@@ -314,6 +314,7 @@ async fn add(
         tenant_id: form.tenant_id.trim().to_owned(),
         client_id: form.client_id.trim().to_owned(),
         client_secret: form.client_secret,
+        client_certificate: None,
         mailbox: form.mailbox.trim().to_owned(),
         folder: some(&form.folder),
         name: some(&form.name),
@@ -356,6 +357,8 @@ struct SecretForm {
     client_secret: String,
     #[serde(default)]
     client_secret_expires_at: String,
+    #[serde(default)]
+    client_certificate: String,
 }
 
 async fn update_secret(
@@ -366,7 +369,8 @@ async fn update_secret(
 ) -> HttpResponse {
     let form = form.into_inner();
     let patch = ChannelPatch {
-        client_secret: Some(form.client_secret),
+        client_secret: some(&form.client_secret),
+        client_certificate: some(&form.client_certificate),
         client_secret_expires_at: some(&form.client_secret_expires_at).map(Some),
         ..ChannelPatch::default()
     };

@@ -39,6 +39,9 @@ pub struct Group {
     pub channels: Vec<(ChannelId, String, String)>,
     /// The oldest error's time: "failing since".
     pub since: Option<DateTime<Utc>>,
+    /// The most failed cycles in a row of a channel in it (self-healing groups say how long
+    /// they have been trying).
+    pub attempts: u32,
 }
 
 /// Whether a status needs someone (or, for backing off, is shown calmly) on the first screen.
@@ -99,8 +102,10 @@ impl Collector {
             count: 0,
             channels: Vec::new(),
             since: None,
+            attempts: 0,
         });
         group.count += 1;
+        group.attempts = group.attempts.max(view.attempts);
         if group.channels.len() < SHOWN_PER_GROUP {
             group
                 .channels
@@ -137,9 +142,15 @@ fn default_remedy(status: ChannelStatus) -> &'static str {
 /// The primary action of a group: what its remedy asks for.
 fn primary(group: &Group) -> (&'static str, &'static str) {
     let code = group.code.to_ascii_lowercase();
-    if code.contains("7000215") || code.contains("7000222") || code.contains("secret") {
-        // A wrong or expired client secret: the fix is a new secret, not a sign-in.
-        ("secret", "Update the secret of one channel")
+    if code.contains("7000215")
+        || code.contains("7000222")
+        || code.contains("700027")
+        || code.contains("secret")
+        || code.contains("certificate")
+    {
+        // A wrong or expired app credential: the fix is a new secret or certificate for the app
+        // (once for all its channels), not a sign-in.
+        ("secret", "Update the app's secret or certificate")
     } else {
         match group.status {
             ChannelStatus::NeedsReauthorization | ChannelStatus::AwaitingAuthorization => {
@@ -177,7 +188,13 @@ pub fn section(groups: &[Group], csrf: &CsrfToken, now: DateTime<Utc>) -> Markup
                         " " code { (group.code) } " · " (group.count) " "
                         (if group.count == 1 { "channel" } else { "channels" })
                         @if let Some(since) = group.since {
-                            " " span.muted { "first failed " (cells::time(Some(since), now, "")) }
+                            " " span.muted { "failing since " (cells::time(Some(since), now, "")) }
+                        }
+                        @if calm && group.attempts > 0 {
+                            " " span.muted.attempts data-attempts=(group.attempts) {
+                                "· retrying on its own, " (group.attempts)
+                                (if group.attempts == 1 { " attempt" } else { " attempts" }) " so far"
+                            }
                         }
                     }
                     p.remedy { strong { "What to do: " } (truncate(&group.remedy, 400)) }
@@ -209,6 +226,7 @@ pub fn section(groups: &[Group], csrf: &CsrfToken, now: DateTime<Utc>) -> Markup
                             }
                         }
                         button type="submit" name="action" value="disable" { "Disable all" }
+                        button.danger type="submit" name="action" value="remove" { "Remove all…" }
                     }
                 }
             }
@@ -216,40 +234,77 @@ pub fn section(groups: &[Group], csrf: &CsrfToken, now: DateTime<Utc>) -> Markup
     }
 }
 
-/// The bulk form.
-#[derive(Debug, serde::Deserialize)]
+/// The bulk form: a group (`status` and `code`) or a selection (`ids`, repeated: the channel
+/// table's check boxes), the `action`, and for a removal the `confirm` of its second step.
+#[derive(Debug, Default)]
 pub struct BulkForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     status: String,
-    #[serde(default)]
     code: String,
-    #[serde(default)]
     action: String,
+    ids: Vec<String>,
+    confirm: bool,
 }
 
-/// `POST /ui/bulk`: an action on every channel of a group.
-pub async fn bulk(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    form: web::Form<BulkForm>,
-) -> HttpResponse {
+impl BulkForm {
+    /// Reads an `application/x-www-form-urlencoded` body (keys may repeat: `ids`).
+    fn parse(body: &[u8]) -> Self {
+        let mut form = BulkForm::default();
+        for (key, value) in url::form_urlencoded::parse(body) {
+            match key.as_ref() {
+                "csrf" => form.csrf = value.into_owned(),
+                "status" => form.status = value.into_owned(),
+                "code" => form.code = value.into_owned(),
+                "action" => form.action = value.into_owned(),
+                "ids" => form.ids.push(value.into_owned()),
+                "confirm" => form.confirm = value == "yes",
+                _ => {}
+            }
+        }
+        form
+    }
+}
+
+/// At most this many channels in one selection (a page of the table is at most 500).
+const MAX_SELECTED: usize = 1000;
+
+/// `POST /ui/bulk`: an action on every channel of a group, or of a selection.
+pub async fn bulk(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+    let form = BulkForm::parse(&body);
     if let Err(refused) = guard_post(&state, &req, &form.csrf) {
         return refused.page(&state);
     }
-    let Ok(status) = form.status.parse::<ChannelStatus>() else {
-        return bad("The group's status is not one inboxd knows.");
+    let members: Vec<ChannelView> = if form.ids.is_empty() {
+        let Ok(status) = form.status.parse::<ChannelStatus>() else {
+            return bad("The group's status is not one inboxd knows.");
+        };
+        let code = form.code.clone();
+        let listing = state
+            .control
+            .list(&Filter::new(Some(status), ""), 0, usize::MAX, |_| {});
+        listing
+            .rows
+            .into_iter()
+            .filter(|row| row.enabled && code_of(row) == code)
+            .collect()
+    } else {
+        if form.ids.len() > MAX_SELECTED {
+            return bad("Too many channels selected at once: at most 1,000.");
+        }
+        let mut views = Vec::with_capacity(form.ids.len());
+        for raw in &form.ids {
+            let view = crate::control::parse_channel_id(raw)
+                .ok()
+                .and_then(|id| state.control.get(id).ok());
+            match view {
+                Some(view) => views.push(view),
+                None => {
+                    return bad("A selected channel does not exist (any more): reload the page.");
+                }
+            }
+        }
+        views
     };
-    let code = form.code.clone();
-    let listing = state
-        .control
-        .list(&Filter::new(Some(status), ""), 0, usize::MAX, |_| {});
-    let members: Vec<ChannelView> = listing
-        .rows
-        .into_iter()
-        .filter(|row| row.enabled && code_of(row) == code)
-        .collect();
     if members.is_empty() {
         return frame::see_other("/");
     }
@@ -270,6 +325,23 @@ pub async fn bulk(
             }
             frame::see_other("/?done=polling")
         }
+        "remove" if !form.confirm => confirm_removal(&members, &form),
+        "remove" => {
+            let mut failed = Vec::new();
+            for view in &members {
+                if let Err(err) = state.control.remove(view.id).await {
+                    failed.push(format!("{}: {err}", view.name));
+                }
+            }
+            if failed.is_empty() {
+                frame::see_other("/?done=removed")
+            } else {
+                bad(&format!(
+                    "Some channels were not removed: {}",
+                    failed.join("; ")
+                ))
+            }
+        }
         "disable" | "enable" => {
             let enable = form.action == "enable";
             for view in &members {
@@ -283,6 +355,34 @@ pub async fn bulk(
         }
         _ => bad("Unknown bulk action: use one of the group's buttons."),
     }
+}
+
+/// The second step of a bulk removal: what will be removed, and the button that does it.
+fn confirm_removal(members: &[ChannelView], form: &BulkForm) -> HttpResponse {
+    let body = html! {
+        main.narrow {
+            h1.problem { "Remove " (members.len()) (if members.len() == 1 { " channel" } else { " channels" }) "?" }
+            p {
+                "inboxd stops reading these mailboxes and deletes everything it stored for them: configuration, "
+                "tokens, cursor and message ledger. Mail already delivered stays where it is; the mail in the "
+                "mailboxes is not touched. This cannot be undone."
+            }
+            ul id="to-remove" {
+                @for view in members { li { (view.name) " " span.muted { (view.mailbox) } } }
+            }
+            form method="post" action="/ui/bulk" {
+                input type="hidden" name="csrf" value=(form.csrf);
+                input type="hidden" name="action" value="remove";
+                input type="hidden" name="confirm" value="yes";
+                input type="hidden" name="status" value=(form.status);
+                input type="hidden" name="code" value=(form.code);
+                @for view in members { input type="hidden" name="ids" value=(view.id.to_string()); }
+                button.danger type="submit" { "Remove them" }
+                " " a href="/" { "Cancel" }
+            }
+        }
+    };
+    page(StatusCode::OK, "Remove channels", body)
 }
 
 fn bad(what: &str) -> HttpResponse {

@@ -75,6 +75,8 @@ pub async fn add_app(state: St, req: HttpRequest, payload: Payload) -> HttpRespo
             secret: secret.clone(),
             secret_expires_at: a.secret_expires_at,
             redirect_uris: Arc::from(a.redirect_uris.clone()),
+            more_secrets: Vec::new(),
+            certificates: Vec::new(),
         },
     );
     HttpResponse::Created().json(json!({
@@ -130,6 +132,125 @@ pub async fn update_app(
         "secret_expires_at": app.secret_expires_at,
         "redirect_uris": &*app.redirect_uris,
     }))
+}
+
+#[derive(Deserialize)]
+struct CredentialIn {
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    secret_expires_at: Option<DateTime<Utc>>,
+    /// The certificate's PEM (its public part; a private key beside it is ignored).
+    #[serde(default)]
+    certificate_pem: Option<String>,
+}
+
+fn app_credentials_json(state: &SimState, app: &App) -> serde_json::Value {
+    use crate::sim::identity::assertion::secret_label;
+    let uses = |label: &str| {
+        state
+            .credential_uses
+            .get(&format!("{}|{label}", app.client_id))
+            .map(|n| *n)
+            .unwrap_or(0)
+    };
+    let mut secrets = vec![json!({
+        "label": secret_label(&app.secret),
+        "expires_at": app.secret_expires_at,
+        "uses": uses(&secret_label(&app.secret)),
+    })];
+    for s in &app.more_secrets {
+        let label = secret_label(&s.value);
+        secrets.push(json!({"label": label, "expires_at": s.expires_at, "uses": uses(&label)}));
+    }
+    let certificates: Vec<serde_json::Value> = app
+        .certificates
+        .iter()
+        .map(|c| {
+            let label = format!("cert:{}", c.thumbprint);
+            json!({"label": label, "thumbprint": c.thumbprint, "not_after": c.not_after, "uses": uses(&label)})
+        })
+        .collect();
+    json!({
+        "client_id": app.client_id,
+        "tenant_id": app.tenant_id,
+        "secrets": secrets,
+        "certificates": certificates,
+    })
+}
+
+/// `GET /_sim/apps/{client_id}`: the app's credentials (labels, expiry) and how often each
+/// authenticated a token request.
+pub async fn get_app(state: St, id: Path<String>) -> HttpResponse {
+    let Some(app) = state.apps.get(&id.to_ascii_lowercase()).map(|a| a.clone()) else {
+        return err(404, "NotFound", &format!("app {id} is not registered"));
+    };
+    HttpResponse::Ok().json(app_credentials_json(&state, &app))
+}
+
+/// `POST /_sim/apps/{client_id}/credentials`: adds a client secret (`client_secret`, optional
+/// `secret_expires_at`) or a certificate (`certificate_pem`) beside the app's others.
+pub async fn add_credential(
+    state: St,
+    req: HttpRequest,
+    id: Path<String>,
+    payload: Payload,
+) -> HttpResponse {
+    let c: CredentialIn = body!(state, req, payload);
+    let Some(mut app) = state.apps.get_mut(&id.to_ascii_lowercase()) else {
+        return err(404, "NotFound", &format!("app {id} is not registered"));
+    };
+    let label = match (c.client_secret, c.certificate_pem) {
+        (Some(value), None) => {
+            let label = crate::sim::identity::assertion::secret_label(&value);
+            app.more_secrets
+                .push(crate::sim::identity::assertion::SimSecret {
+                    value,
+                    expires_at: c.secret_expires_at,
+                });
+            label
+        }
+        (None, Some(pem)) => {
+            match crate::sim::identity::assertion::SimCertificate::from_pem(&pem) {
+                Ok(cert) => {
+                    let label = format!("cert:{}", cert.thumbprint);
+                    app.certificates.push(cert);
+                    label
+                }
+                Err(e) => return err(400, "BadRequest", &format!("certificate_pem: {e}")),
+            }
+        }
+        _ => {
+            return err(
+                400,
+                "BadRequest",
+                "give exactly one of client_secret and certificate_pem",
+            );
+        }
+    };
+    HttpResponse::Created().json(json!({"label": label}))
+}
+
+/// `DELETE /_sim/apps/{client_id}/credentials/{label}`: removes a credential (the first secret
+/// cannot be removed: replace it with `PATCH`).
+pub async fn remove_credential(state: St, path: Path<(String, String)>) -> HttpResponse {
+    use crate::sim::identity::assertion::secret_label;
+    let (id, label) = path.into_inner();
+    let Some(mut app) = state.apps.get_mut(&id.to_ascii_lowercase()) else {
+        return err(404, "NotFound", &format!("app {id} is not registered"));
+    };
+    let before = app.more_secrets.len() + app.certificates.len();
+    app.more_secrets.retain(|s| secret_label(&s.value) != label);
+    app.certificates
+        .retain(|c| format!("cert:{}", c.thumbprint) != label);
+    if app.more_secrets.len() + app.certificates.len() == before {
+        return err(
+            404,
+            "NotFound",
+            &format!("app {id} has no removable credential {label}"),
+        );
+    }
+    HttpResponse::NoContent().finish()
 }
 
 #[derive(Deserialize)]
@@ -369,6 +490,8 @@ pub async fn bulk(state: St, req: HttpRequest, payload: Payload) -> HttpResponse
                 secret: secret.clone(),
                 secret_expires_at: None,
                 redirect_uris: redirect_uris.clone(),
+                more_secrets: Vec::new(),
+                certificates: Vec::new(),
             },
         );
         create_user(&state, &tenant_id, &mailbox, None, Vec::new());

@@ -24,6 +24,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/tenants", web::post().to(directory::add_tenant))
         .route("/apps", web::post().to(directory::add_app))
         .route("/apps/{client_id}", web::patch().to(directory::update_app))
+        .route("/apps/{client_id}", web::get().to(directory::get_app))
+        .route(
+            "/apps/{client_id}/credentials",
+            web::post().to(directory::add_credential),
+        )
+        .route(
+            "/apps/{client_id}/credentials/{label}",
+            web::delete().to(directory::remove_credential),
+        )
         .route("/users", web::post().to(directory::add_user))
         .route("/users/{upn}/grants", web::post().to(directory::grant))
         .route("/users/{upn}/revoke", web::post().to(directory::revoke))

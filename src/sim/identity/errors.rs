@@ -88,6 +88,21 @@ pub fn aadsts_info(code: u32) -> (&'static str, u16, &'static str) {
             401,
             "The provided client secret keys for app '{client}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.",
         ),
+        700027 => (
+            "invalid_client",
+            401,
+            "Client assertion failed signature validation.",
+        ),
+        700021 => (
+            "invalid_client",
+            401,
+            "Client assertion application identifier doesn't match 'client_id' parameter.",
+        ),
+        700024 => (
+            "invalid_client",
+            401,
+            "Client assertion is not within its valid time range.",
+        ),
         7000218 => (
             "invalid_client",
             401,

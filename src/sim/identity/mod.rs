@@ -4,6 +4,7 @@
 //! and its JWKS), and [`errors`] (the AADSTS table and
 //! Microsoft's error shapes), and [`introspect`] (RFC 7662 introspection, the simulator's own). This module resolves the `{tenant}` path segment they all take.
 
+pub mod assertion;
 mod authorize;
 mod discovery;
 mod errors;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
+use super::assertion;
 use super::errors::{StsError, error_response, sts_headers};
 use super::keys::sign_jwt;
 use super::resolve;
@@ -55,6 +56,40 @@ struct Issue {
     grant: u64,
     /// The presented refresh token's nonce, spent if the refresh succeeds.
     spends: Option<u64>,
+}
+
+/// Checks a client secret against the app's secrets: a match that has expired (or the
+/// expired-secret fault) answers AADSTS7000222, no match AADSTS7000215; answers the secret's label.
+fn check_secret(
+    state: &SimState,
+    app: &crate::sim::state::App,
+    secret: &str,
+    expired_fault: bool,
+) -> Result<String, StsError> {
+    let same = |a: &str| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            secret.as_bytes(),
+            a.as_bytes(),
+        ))
+    };
+    let found = std::iter::once((app.secret.as_str(), app.secret_expires_at))
+        .chain(
+            app.more_secrets
+                .iter()
+                .map(|s| (s.value.as_str(), s.expires_at)),
+        )
+        .find(|(value, _)| same(value));
+    match found {
+        Some((value, expires_at)) => {
+            if expired_fault || expires_at.is_some_and(|t| t <= state.now()) {
+                return Err(StsError::new(7000222, &[("client", &app.client_id)]));
+            }
+            Ok(assertion::secret_label(value))
+        }
+        // The expired-secret fault answers as an expired secret whatever was sent.
+        None if expired_fault => Err(StsError::new(7000222, &[("client", &app.client_id)])),
+        None => Err(StsError::new(7000215, &[("client", &app.client_id)])),
+    }
 }
 
 /// Decodes HTTP Basic client credentials (each part form-urlencoded before base64).
@@ -279,27 +314,37 @@ async fn token_inner(
         return Err(StsError::new(70003, &[("grant", grant_type)]));
     }
 
-    // Client authentication: exactly one of body secret and HTTP Basic.
+    // Client authentication: exactly one of body secret, HTTP Basic and a client assertion.
     let body_secret = util::get(&form, "client_secret");
-    let secret = match (body_secret, &basic) {
-        (Some(_), Some(_)) => {
+    let assertion = util::get(&form, "client_assertion");
+    let label = match (body_secret, &basic, assertion) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
             let mut e = StsError::new(9002313, &[]);
-            e.message = "Invalid request. Request is malformed or invalid. The request contains client credentials both in the Authorization header and in the body.".into();
+            e.message = "Invalid request. Request is malformed or invalid. The request contains more than one client credential (secret, Authorization header, client assertion).".into();
             return Err(e);
         }
-        (Some(s), None) => s.to_owned(),
-        (None, Some((_, s))) => s.clone(),
-        (None, None) => return Err(StsError::new(7000218, &[])),
+        (None, None, Some(assertion)) => {
+            if util::get(&form, "client_assertion_type")
+                != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+            {
+                return Err(StsError::new(900144, &[("param", "client_assertion_type")]));
+            }
+            assertion::verify(
+                assertion,
+                &client_id,
+                &format!("/{tenant_id}/oauth2/v2.0/token"),
+                &app.certificates,
+                state.now(),
+            )?
+        }
+        (Some(s), None, None) => check_secret(state, &app, s, expired_secret)?,
+        (None, Some((_, s)), None) => check_secret(state, &app, s, expired_secret)?,
+        (None, None, None) => return Err(StsError::new(7000218, &[])),
     };
-    if expired_secret || app.secret_expires_at.is_some_and(|t| t <= state.now()) {
-        return Err(StsError::new(7000222, &[("client", &client_id)]));
-    }
-    if !bool::from(subtle::ConstantTimeEq::ct_eq(
-        secret.as_bytes(),
-        app.secret.as_bytes(),
-    )) {
-        return Err(StsError::new(7000215, &[("client", &client_id)]));
-    }
+    *state
+        .credential_uses
+        .entry(format!("{client_id}|{label}"))
+        .or_insert(0) += 1;
 
     let scope_param = util::get(&form, "scope");
     let wants_default = scope_param.is_some_and(|s| {

@@ -1,0 +1,243 @@
+//! App records: one per (tenant, client id), holding the credential every channel of that app signs
+//! in with. Insert or replace, read, list, remove; and, at open, the move of client secrets out of
+//! channel records written before apps were records of their own.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use chrono::Utc;
+
+use crate::domain::AppCredential;
+
+use super::engine::{Op, Scan, Table};
+use super::{AppKey, AppRecord, AppSummary, Store, StoreError, persisted};
+
+fn key_bytes(key: &AppKey) -> Vec<u8> {
+    key.id().into_bytes()
+}
+
+impl Store {
+    /// Inserts or replaces an app. Flushed: a rotated credential is durable before it is used.
+    pub fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
+        let bytes = persisted::encode_app(&self.shared.crypto, app)?;
+        self.with(|e| e.insert(Table::Apps, &key_bytes(&app.key()), &bytes))?;
+        self.flush()
+    }
+
+    /// Inserts or replaces many apps in one atomic batch, then flushes (seeding, imports).
+    pub fn put_apps(&self, apps: &[AppRecord]) -> Result<(), StoreError> {
+        let mut ops = Vec::with_capacity(apps.len());
+        for app in apps {
+            ops.push(Op::Insert {
+                table: Table::Apps,
+                key: key_bytes(&app.key()),
+                value: persisted::encode_app(&self.shared.crypto, app)?,
+            });
+        }
+        self.with(|e| e.apply(&ops))?;
+        self.flush()
+    }
+
+    /// The app with this key, if any.
+    pub fn get_app(&self, key: &AppKey) -> Result<Option<AppRecord>, StoreError> {
+        let raw = self.with(|e| e.get(Table::Apps, &key_bytes(key)))?;
+        let app = raw
+            .map(|bytes| persisted::decode_app(&self.shared.crypto, &bytes))
+            .transpose()?;
+        match app {
+            // The credential is sealed to the app named inside the record: a record copied under
+            // another app's key would decrypt, so the names must agree.
+            Some(app) if app.key() != *key => Err(StoreError::corrupt(
+                format!("app/{}", key.id()),
+                format!("it holds app {}'s record", app.key().id()),
+            )),
+            app => Ok(app),
+        }
+    }
+
+    /// Every app's summary, sorted by id; nothing is decrypted.
+    pub fn list_apps(&self) -> Result<Vec<AppSummary>, StoreError> {
+        let mut out = Vec::new();
+        self.scan(Table::Apps, Scan::All, |_, value| {
+            out.push(persisted::decode_app_summary(value)?);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(out)
+    }
+
+    /// Removes an app. Returns whether it existed. The caller checks that no channel uses it.
+    pub fn delete_app(&self, key: &AppKey) -> Result<bool, StoreError> {
+        let existed = self.with(|e| e.remove(Table::Apps, &key_bytes(key)))?;
+        self.flush()?;
+        Ok(existed)
+    }
+
+    /// Moves the client secrets that channel records written before apps still carry into their
+    /// apps, each in one atomic batch with the channel's rewrite, so no secret is lost or left in a
+    /// channel: an app that does not exist yet is created with the secret of its most recently
+    /// updated channel; an app that exists keeps its credential. Returns how many channels moved.
+    pub(crate) fn adopt_legacy_secrets(&self) -> Result<usize, StoreError> {
+        let crypto = &self.shared.crypto;
+        let mut legacy: Vec<(Vec<u8>, super::ChannelRecord, persisted::LegacySecret)> = Vec::new();
+        self.scan(Table::Channels, Scan::All, |key, value| {
+            let Some(id) = key.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
+                return Ok(ControlFlow::Continue(()));
+            };
+            let id = crate::domain::ChannelId::from_bytes(id);
+            if let Some((secret, expires_at)) = persisted::legacy_channel_secret(crypto, id, value)?
+            {
+                let record = persisted::decode_channel(id, value)?;
+                legacy.push((key.to_vec(), record, (secret, expires_at)));
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        if legacy.is_empty() {
+            return Ok(0);
+        }
+        // The newest channel of each app decides its secret.
+        legacy.sort_by_key(|(_, record, _)| std::cmp::Reverse(record.updated_at));
+        let mut apps: BTreeMap<AppKey, bool> = BTreeMap::new();
+        let moved = legacy.len();
+        for (key, record, (secret, expires_at)) in legacy {
+            let app_key = record.app_key();
+            let mut ops = Vec::new();
+            if !*apps.entry(app_key.clone()).or_insert(false) {
+                if self.get_app(&app_key)?.is_none() {
+                    let now = Utc::now();
+                    let app = AppRecord {
+                        tenant_id: app_key.tenant_id.clone(),
+                        client_id: app_key.client_id.clone(),
+                        name: String::new(),
+                        credential: AppCredential::Secret { secret, expires_at },
+                        created_at: now,
+                        updated_at: now,
+                        rotated_at: None,
+                    };
+                    ops.push(Op::Insert {
+                        table: Table::Apps,
+                        key: key_bytes(&app_key),
+                        value: persisted::encode_app(crypto, &app)?,
+                    });
+                }
+                apps.insert(app_key, true);
+            }
+            ops.push(Op::Insert {
+                table: Table::Channels,
+                key,
+                value: persisted::encode_channel(&record)?,
+            });
+            self.with(|e| e.apply(&ops))?;
+        }
+        self.flush()?;
+        tracing::info!(
+            channels = moved,
+            apps = apps.len(),
+            "moved client secrets from channel records into app records"
+        );
+        Ok(moved)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::domain::secret::{ClientSecret, MasterKey};
+    use crate::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
+    use crate::store::{ChannelRecord, FirstImport};
+
+    fn channel(mailbox: &str, client: &str, minutes: i64) -> ChannelRecord {
+        let at = Utc::now() - chrono::Duration::minutes(minutes);
+        ChannelRecord {
+            id: ChannelId::generate(),
+            name: mailbox.into(),
+            tenant_id: TenantId::parse("contoso.com").unwrap(),
+            client_id: ClientId::parse(client).unwrap(),
+            mailbox: Mailbox::parse(mailbox).unwrap(),
+            folder: Folder::inbox(),
+            enabled: true,
+            first_import: FirstImport::OnlyNew,
+            poll_mode: None,
+            transport: crate::domain::Transport::Graph,
+            created_at: at,
+            updated_at: at,
+            activated_at: Some(at),
+            status: ChannelStatus::Active,
+            last_error: None,
+            last_poll_at: None,
+            last_success_at: None,
+        }
+    }
+
+    /// A channel record as written before apps: the secret sealed in it.
+    fn put_legacy(store: &Store, record: &ChannelRecord, secret: &str) {
+        let name = persisted::channel_record_name(record.id);
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&persisted::encode_channel(record).unwrap()).unwrap();
+        value["client_secret"] = serde_json::json!(
+            store
+                .shared
+                .crypto
+                .seal(&name, "client_secret", secret)
+                .unwrap()
+        );
+        value["client_secret_expires_at"] = serde_json::json!("2030-01-01T00:00:00Z");
+        let bytes = serde_json::to_vec(&value).unwrap();
+        store
+            .with(|e| e.insert(Table::Channels, record.id.as_bytes(), &bytes))
+            .unwrap();
+    }
+
+    #[test]
+    fn secrets_of_old_channel_records_move_into_their_apps_once() {
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        let a = "00000000-0000-0000-0000-00000000000a";
+        let b = "00000000-0000-0000-0000-00000000000b";
+        // Two channels of app A with different secrets: the newest channel's wins.
+        let old = channel("old@contoso.com", a, 60);
+        let new = channel("new@contoso.com", a, 1);
+        let other = channel("other@contoso.com", b, 5);
+        put_legacy(&store, &old, "old-secret");
+        put_legacy(&store, &new, "newest-secret");
+        put_legacy(&store, &other, "b-secret");
+        // App B already exists: it keeps its credential.
+        let kept = AppRecord {
+            tenant_id: other.tenant_id.clone(),
+            client_id: other.client_id.clone(),
+            name: "kept".into(),
+            credential: AppCredential::Secret {
+                secret: ClientSecret::new("b-current").unwrap(),
+                expires_at: None,
+            },
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            rotated_at: None,
+        };
+        store.put_app(&kept).unwrap();
+
+        assert_eq!(store.adopt_legacy_secrets().unwrap(), 3);
+        let app_a = store.get_app(&new.app_key()).unwrap().unwrap();
+        assert_eq!(
+            app_a.credential,
+            AppCredential::Secret {
+                secret: ClientSecret::new("newest-secret").unwrap(),
+                expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+            }
+        );
+        assert_eq!(store.get_app(&other.app_key()).unwrap().unwrap(), kept);
+        // The channels are unchanged but hold no secret any more; a second run moves nothing.
+        for ch in [&old, &new, &other] {
+            assert_eq!(store.get_channel(ch.id).unwrap().as_ref(), Some(ch));
+            let raw = store
+                .with(|e| e.get(Table::Channels, ch.id.as_bytes()))
+                .unwrap()
+                .unwrap();
+            assert!(
+                persisted::legacy_channel_secret(&store.shared.crypto, ch.id, &raw)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert_eq!(store.adopt_legacy_secrets().unwrap(), 0);
+    }
+}
