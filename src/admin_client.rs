@@ -595,6 +595,9 @@ fn add_body(add: ChannelAddArgs) -> anyhow::Result<Value> {
     if let Some(policy) = add.first_import {
         body["first_import"] = json!(policy);
     }
+    if let Some(transport) = add.transport {
+        body["transport"] = json!(transport);
+    }
     Ok(body)
 }
 
@@ -610,6 +613,7 @@ fn update_body(update: ChannelUpdateArgs) -> anyhow::Result<Value> {
         ("tenant_id", update.tenant_id),
         ("client_id", update.client_id),
         ("mailbox", update.mailbox),
+        ("transport", update.transport),
     ] {
         if let Some(value) = value {
             body[key] = json!(value);
@@ -617,7 +621,7 @@ fn update_body(update: ChannelUpdateArgs) -> anyhow::Result<Value> {
     }
     if body.as_object().is_some_and(|o| o.is_empty()) {
         bail!(
-            "nothing to update: give at least one of --client-secret-file, --client-secret-expires-at, --name, --folder, --tenant-id, --client-id, --mailbox"
+            "nothing to update: give at least one of --client-secret-file, --client-secret-expires-at, --name, --folder, --tenant-id, --client-id, --mailbox, --transport"
         );
     }
     Ok(body)

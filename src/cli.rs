@@ -113,6 +113,10 @@ pub struct DemoArgs {
     /// Keep the demo's store and JSONL sink in this directory instead of a temporary one.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+    /// How the channels reach their mailboxes: graph (Microsoft Graph) or imap (the simulator's
+    /// IMAP server, with XOAUTH2 and Exchange Online tokens).
+    #[arg(long, default_value = "graph", value_parser = ["graph", "imap"])]
+    pub transport: String,
 }
 
 /// Arguments of `inboxd sim`.
@@ -418,6 +422,9 @@ pub struct ChannelAddArgs {
     /// What the first poll imports: all, new, or last_days:N.
     #[arg(long, value_name = "POLICY")]
     pub first_import: Option<String>,
+    /// How to reach the mailbox: graph (Microsoft Graph, the default) or imap (IMAP with OAuth2).
+    #[arg(long, value_name = "TRANSPORT")]
+    pub transport: Option<String>,
     /// Add the channel disabled.
     #[arg(long)]
     pub disabled: bool,
@@ -450,6 +457,10 @@ pub struct ChannelUpdateArgs {
     /// A new mailbox (the channel must be authorized again).
     #[arg(long)]
     pub mailbox: Option<String>,
+    /// Move the channel to another transport: graph or imap. Nothing is delivered twice; the
+    /// channel asks for a new sign-in only if the app is not consented for the other resource.
+    #[arg(long, value_name = "TRANSPORT")]
+    pub transport: Option<String>,
 }
 
 #[cfg(test)]

@@ -64,7 +64,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         ..SimOptions::default()
     })
     .context("Could not start the simulator")?;
-    let summary = actix_rt::System::new().block_on(demo(&args, &dir, &simulator.url()))?;
+    let imap_url = match args.transport.as_str() {
+        "imap" => Some(format!(
+            "imap://{}",
+            simulator
+                .imap_addr()
+                .context("The simulator started no IMAP server")?
+        )),
+        _ => None,
+    };
+    let summary = actix_rt::System::new().block_on(demo(
+        &args,
+        &dir,
+        &simulator.url(),
+        imap_url.as_deref(),
+    ))?;
     simulator.stop();
     print_summary(&summary);
     if let Some(dir) = &args.keep {
@@ -88,7 +102,12 @@ fn demo_settings(
     port: u16,
     sim_url: &str,
     interval_secs: u64,
+    imap_url: Option<&str>,
 ) -> anyhow::Result<Settings> {
+    let imap: Vec<(&str, String)> = imap_url
+        .map(|url| ("INBOXD_CLOUD__IMAP_URL", url.to_owned()))
+        .into_iter()
+        .collect();
     let env: Env = [
         ("INBOXD_SERVER__LISTEN", format!("127.0.0.1:{port}")),
         (
@@ -112,6 +131,7 @@ fn demo_settings(
         ("INBOXD_SERVER__SHUTDOWN_GRACE_SECS", "5".to_owned()),
     ]
     .into_iter()
+    .chain(imap)
     .collect();
     Settings::load(None, &env).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -124,9 +144,20 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-async fn demo(args: &DemoArgs, dir: &Path, sim_url: &str) -> anyhow::Result<Summary> {
+async fn demo(
+    args: &DemoArgs,
+    dir: &Path,
+    sim_url: &str,
+    imap_url: Option<&str>,
+) -> anyhow::Result<Summary> {
     let jsonl = dir.join("mail.jsonl");
-    let settings = demo_settings(dir, free_port()?, sim_url, args.interval_secs.max(1))?;
+    let settings = demo_settings(
+        dir,
+        free_port()?,
+        sim_url,
+        args.interval_secs.max(1),
+        imap_url,
+    )?;
     // Fresh secrets for every run: nothing fixed, nothing that outlives the demo.
     let admin_token = AdminToken::generate();
     let token = admin_token.expose().to_owned();
@@ -163,7 +194,7 @@ async fn demo(args: &DemoArgs, dir: &Path, sim_url: &str) -> anyhow::Result<Summ
     let setups = stream::iter(
         entries
             .iter()
-            .map(|entry| setup_channel(&http, &base, &token, entry)),
+            .map(|entry| setup_channel(&http, &base, &token, entry, &args.transport)),
     )
     .buffer_unordered(SETUP_CONCURRENCY)
     .inspect(|_| progress.inc(1))
@@ -206,6 +237,7 @@ async fn setup_channel(
     base: &str,
     token: &str,
     entry: &BulkEntry,
+    transport: &str,
 ) -> anyhow::Result<()> {
     let channel: Value = http
         .post(format!("{base}/api/channels"))
@@ -216,6 +248,7 @@ async fn setup_channel(
             "client_secret": entry.client_secret,
             "mailbox": entry.mailbox,
             "first_import": "all",
+            "transport": transport,
         }))
         .send()
         .await?
@@ -290,6 +323,8 @@ async fn count(
 ) -> anyhow::Result<Summary> {
     let text = std::fs::read_to_string(jsonl).unwrap_or_default();
     let mut seen = HashSet::new();
+    // IMAP mail carries its UID as `message_id`: it is matched by Internet Message-ID.
+    let mut by_imid = HashSet::new();
     let mut lines = 0usize;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         lines += 1;
@@ -301,6 +336,9 @@ async fn count(
             .unwrap_or_default()
             .to_owned();
         seen.insert(id);
+        if let Some(imid) = record.get("internet_message_id").and_then(Value::as_str) {
+            by_imid.insert(imid.to_owned());
+        }
     }
     let mut expected = 0usize;
     let mut lost = 0usize;
@@ -310,7 +348,10 @@ async fn count(
         marked_read += state.read;
         for message in &state.messages {
             expected += 1;
-            if !seen.contains(&message.immutable_id) && !seen.contains(&message.id) {
+            if !seen.contains(&message.immutable_id)
+                && !seen.contains(&message.id)
+                && !by_imid.contains(&message.internet_message_id)
+            {
                 lost += 1;
             }
         }
@@ -340,7 +381,7 @@ fn print_summary(summary: &Summary) {
     println!("  channels authorized    {}", summary.channels);
     println!("  messages sent          {}", summary.sent);
     println!("  delivered to sink      {}", summary.ingested);
-    println!("  marked read            {}", summary.marked_read);
+    println!("  marked read (\\Seen)    {}", summary.marked_read);
     println!("  duplicates             {}", summary.duplicates);
     println!("  lost                   {}", summary.lost);
     println!("  wall time              {:.2} s", secs);

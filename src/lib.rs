@@ -31,6 +31,7 @@ pub mod domain;
 pub mod events;
 pub mod graph;
 pub mod http;
+pub mod imap;
 pub mod ingest;
 pub mod oauth;
 pub mod rate_limit;

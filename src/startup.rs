@@ -235,13 +235,16 @@ impl Application {
                 body,
                 timeout,
             ));
-            oauths.push(OAuthClient::new(
-                lane_client,
-                &settings.cloud.login_url,
-                settings.cloud.graph_scope_host(),
-                &redirect_uri,
-                timeout,
-            ));
+            oauths.push(
+                OAuthClient::new(
+                    lane_client,
+                    &settings.cloud.login_url,
+                    settings.cloud.graph_scope_host(),
+                    &redirect_uri,
+                    timeout,
+                )
+                .with_imap_scope_host(settings.cloud.name.imap_scope_host()),
+            );
         }
         let limits = Limits {
             mailbox_requests_per_10_min: settings.limits.mailbox_requests_per_10_min.get(),
@@ -265,13 +268,20 @@ impl Application {
             max_attachment_bytes: settings.processor.max_attachment_bytes,
             mode: settings.polling.mode,
         };
+        let imap = crate::imap::ImapClient::new(
+            settings.cloud.imap.clone(),
+            timeout,
+            settings.limits.imap_connections_per_mailbox,
+        )
+        .with_html_body(body == crate::graph::BodyContentType::Html);
         let mut ingest = Ingest::new(
             store.clone(),
             graphs,
             oauths,
             RateLimiters::new(limits),
             run,
-        );
+        )
+        .with_imap(imap);
         if let Some(ownership) = &ownership {
             ingest = ingest.in_cluster(Arc::clone(ownership));
         }

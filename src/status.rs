@@ -25,6 +25,8 @@ pub struct ChannelView {
     pub folder: String,
     /// The channel's own poll mode, if it overrides `polling.mode`.
     pub poll_mode: Option<crate::domain::PollMode>,
+    /// How the channel reaches its mailbox.
+    pub transport: crate::domain::Transport,
     /// Enabled by the operator.
     pub enabled: bool,
     /// Status.
@@ -68,6 +70,7 @@ impl ChannelView {
             mailbox: record.mailbox.to_string(),
             folder: record.folder.to_string(),
             poll_mode: record.poll_mode,
+            transport: record.transport,
             enabled: record.enabled,
             status: record.status,
             last_error: record.last_error.clone(),

@@ -246,6 +246,7 @@ fn seed(store_path: &Path, key: &MasterKey) -> String {
         enabled: status != ChannelStatus::Disabled,
         first_import: FirstImport::AllUnread,
         poll_mode: None,
+        transport: inboxd::domain::Transport::Graph,
         created_at: now,
         updated_at: now,
         activated_at: None,

@@ -138,6 +138,7 @@ fn full_channel(n: u32) -> ChannelRecord {
         enabled: true,
         first_import: FirstImport::LastDays(30),
         poll_mode: Some(inboxd::domain::PollMode::Unread),
+        transport: inboxd::domain::Transport::Graph,
         created_at: at(1),
         updated_at: at(2),
         activated_at: Some(at(3)),
@@ -167,6 +168,7 @@ fn bare_channel(n: u32) -> ChannelRecord {
         enabled: false,
         first_import: FirstImport::AllUnread,
         poll_mode: None,
+        transport: inboxd::domain::Transport::Graph,
         created_at: at(10),
         updated_at: at(10),
         activated_at: None,
@@ -366,6 +368,16 @@ fn tokens_and_cursors_round_trip(engine: Engine) {
         Cursor {
             delta_link: Some("https://graph.microsoft.com/v1.0/users/a@b.c/mailFolders/inbox/messages/delta?$deltatoken=AbC".into()),
             last_received_at: Some(at(42)),
+            imap: None,
+        },
+        // An IMAP channel's position (UIDVALIDITY, settled UID) round-trips too.
+        Cursor {
+            delta_link: None,
+            last_received_at: Some(at(43)),
+            imap: Some(inboxd::store::ImapCursor {
+                uid_validity: 1_700_000_000,
+                settled_uid: 4711,
+            }),
         },
     ] {
         store.put_cursor(id, &cursor).unwrap();
@@ -790,6 +802,7 @@ fn delete_channel_removes_everything_of_that_channel_only(engine: Engine) {
                 &Cursor {
                     delta_link: Some(format!("link-{tag}")),
                     last_received_at: None,
+                    imap: None,
                 },
             )
             .unwrap();
@@ -1110,6 +1123,7 @@ fn everything_survives_a_reopen() {
                 &Cursor {
                     delta_link: Some("link".into()),
                     last_received_at: None,
+                    imap: None,
                 },
             )
             .unwrap();

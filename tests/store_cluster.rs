@@ -39,6 +39,7 @@ fn channel(n: u32) -> ChannelRecord {
         enabled: true,
         first_import: FirstImport::AllUnread,
         poll_mode: None,
+        transport: inboxd::domain::Transport::Graph,
         created_at: at,
         updated_at: at,
         activated_at: None,
@@ -75,6 +76,7 @@ fn cursor(link: &str) -> Cursor {
     Cursor {
         delta_link: Some(link.to_owned()),
         last_received_at: None,
+        imap: None,
     }
 }
 

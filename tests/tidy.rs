@@ -280,7 +280,7 @@ fn no_import_cycle_between_the_daemon_layers() {
         (
             "store",
             &[
-                "http", "control", "ingest", "actors", "graph", "oauth", "status",
+                "http", "control", "ingest", "actors", "graph", "imap", "oauth", "status",
             ],
         ),
     ];

@@ -666,6 +666,7 @@ fn view(i: usize) -> ChannelView {
         mailbox: format!("box{i:06}@contoso.example"),
         folder: "inbox".to_owned(),
         poll_mode: None,
+        transport: inboxd::domain::Transport::Graph,
         enabled: status != ChannelStatus::Disabled,
         status,
         last_error: None,

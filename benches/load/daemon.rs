@@ -24,24 +24,24 @@ pub(crate) struct Daemon {
 }
 
 /// The settings of a bench daemon with its store in `dir`: the test kit's environment, a 30 s
-/// shutdown grace, 512 concurrent requests at most, and the poll mode `mode`.
+/// shutdown grace, 512 concurrent requests at most, the poll mode `mode`, and the simulator's IMAP
+/// server at `imap_url` for channels on the IMAP transport.
 pub(crate) fn settings_for(
     dir: &Path,
     sim_url: &str,
     interval: u64,
     mode: &str,
+    imap_url: Option<&str>,
 ) -> anyhow::Result<Settings> {
-    let env = daemon_env(
-        dir,
-        free_port()?,
-        sim_url,
-        interval,
-        &[
-            ("INBOXD_SERVER__SHUTDOWN_GRACE_SECS", "30".to_owned()),
-            ("INBOXD_LIMITS__GLOBAL_CONCURRENCY", "512".to_owned()),
-            ("INBOXD_POLLING__MODE", mode.to_owned()),
-        ],
-    );
+    let mut extra = vec![
+        ("INBOXD_SERVER__SHUTDOWN_GRACE_SECS", "30".to_owned()),
+        ("INBOXD_LIMITS__GLOBAL_CONCURRENCY", "512".to_owned()),
+        ("INBOXD_POLLING__MODE", mode.to_owned()),
+    ];
+    if let Some(url) = imap_url {
+        extra.push(("INBOXD_CLOUD__IMAP_URL", url.to_owned()));
+    }
+    let env = daemon_env(dir, free_port()?, sim_url, interval, &extra);
     Settings::load(None, &env).map_err(|e| anyhow!("{e}"))
 }
 

@@ -73,8 +73,8 @@ async fn floor(
     );
     let mut targets = Vec::new();
     for i in 0..FLOOR_MAILBOXES {
-        let record = record(FLOOR_PREFIX, i)?;
-        let tokens = mint(sim, FLOOR_PREFIX, i).await?;
+        let record = record(FLOOR_PREFIX, i, "graph")?;
+        let tokens = mint(sim, FLOOR_PREFIX, i, "graph").await?;
         let since = chrono::DateTime::<Utc>::from_timestamp(0, 0).unwrap_or_default();
         let token = tokens.access_token.expose().to_owned();
         let url = if delta {

@@ -77,6 +77,9 @@ struct Cli {
     /// How the channels find new mail: `delta` (the product's default) or `unread`.
     #[arg(long, default_value = "delta", value_parser = ["delta", "unread"])]
     mode: String,
+    /// How the channels reach their mailboxes: `graph` or `imap` (the simulator's IMAP server).
+    #[arg(long, default_value = "graph", value_parser = ["graph", "imap"])]
+    transport: String,
     /// A label for the results.
     #[arg(long, default_value = "")]
     label: String,
@@ -86,8 +89,8 @@ struct Cli {
     /// Only draw the curves; run nothing.
     #[arg(long)]
     plot_only: bool,
-    /// The child process's work: seed the store (DIR KEY URL N K).
-    #[arg(long, num_args = 5, hide = true, value_names = ["DIR", "KEY", "URL", "N", "K"])]
+    /// The child process's work: seed the store (DIR KEY URL N K TRANSPORT).
+    #[arg(long, num_args = 6, hide = true, value_names = ["DIR", "KEY", "URL", "N", "K", "TRANSPORT"])]
     seed: Option<Vec<String>>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
@@ -108,11 +111,19 @@ struct Args {
     /// `delta` or `unread`.
     #[serde(default = "default_mode")]
     mode: String,
+    /// `graph` or `imap`.
+    #[serde(default = "default_transport")]
+    transport: String,
     label: String,
     #[serde(skip)]
     plot: bool,
     #[serde(skip)]
     plot_only: bool,
+}
+
+/// Results saved before the transport was recorded were measured over Graph.
+fn default_transport() -> String {
+    "graph".to_owned()
 }
 
 /// Results saved before the mode was recorded were measured in unread mode.
@@ -129,6 +140,7 @@ impl From<Cli> for Args {
             messages_per_sec: cli.messages_per_sec,
             hot_adds: cli.hot_adds.unwrap_or_else(|| cli.channels.clamp(1, 20)),
             mode: cli.mode,
+            transport: cli.transport,
             label: cli.label,
             plot: cli.plot,
             plot_only: cli.plot_only,

@@ -212,12 +212,18 @@ pub(crate) fn write_results(r: &Results) -> anyhow::Result<PathBuf> {
 }
 
 pub(crate) fn print_results(r: &Results) {
+    // What one request is: a Graph request, or an IMAP command on the IMAP transport.
+    let requests = if r.args.transport == "imap" {
+        "IMAP commands"
+    } else {
+        "Graph requests"
+    };
     println!(
-        "\ninboxd load bench: {} channels, {} mode, interval {} s, window {:.1} s, {} cores",
-        r.channels, r.args.mode, r.args.interval_secs, r.window_secs, r.cores
+        "\ninboxd load bench: {} channels over {}, {} mode, interval {} s, window {:.1} s, {} cores",
+        r.channels, r.args.transport, r.args.mode, r.args.interval_secs, r.window_secs, r.cores
     );
     println!(
-        "  polls                {} ({:.1}/s ≙ {:.0} channels at the 2-minute cadence; {:.2} Graph requests per poll, {} response bytes per idle poll)",
+        "  polls                {} ({:.1}/s ≙ {:.0} channels at the 2-minute cadence; {:.2} {requests} per poll, {} response bytes per idle Graph poll)",
         r.polls,
         r.polls_per_sec,
         r.equivalent_channels_at_120s,
@@ -254,7 +260,7 @@ pub(crate) fn print_results(r: &Results) {
     );
     if r.args.messages_per_sec > 0 {
         println!(
-            "  ingestion            sent {}, delivered {}, marked read {} within {:.1} s of the first send: {:.0} delivered/s, {:.0} marked read/s, {:.2} Graph requests per delivered message",
+            "  ingestion            sent {}, delivered {}, marked read {} within {:.1} s of the first send: {:.0} delivered/s, {:.0} marked read/s, {:.2} {requests} per delivered message",
             r.messages_sent,
             r.messages_delivered,
             r.messages_marked_read,

@@ -44,7 +44,8 @@ fn snapshot(shared: &Shared, sim: &SimProcess) -> Window {
     Window {
         at: Instant::now(),
         polls: s.polls.load(Ordering::Relaxed),
-        graph: s.graph_requests.load(Ordering::Relaxed),
+        // Graph requests, or IMAP commands for channels on the IMAP transport.
+        graph: s.graph_requests.load(Ordering::Relaxed) + shared.imap.commands_sent(),
         delivered: s.delivered.load(Ordering::Relaxed),
         marked: s.marked_read.load(Ordering::Relaxed),
         lateness: s.lateness.snapshot(),
@@ -61,6 +62,7 @@ async fn hot_adds(
     sim: &SimClient,
     count: usize,
     window: Duration,
+    transport: &str,
 ) -> anyhow::Result<(Vec<f64>, Vec<String>)> {
     let mut latencies = Vec::new();
     let mut failures = Vec::new();
@@ -70,7 +72,7 @@ async fn hot_adds(
     let spacing = window.mul_f64(0.8) / count as u32;
     for i in 0..count {
         tokio::time::sleep(spacing).await;
-        let record = record(HOT_PREFIX, i)?;
+        let record = record(HOT_PREFIX, i, transport)?;
         let mailbox = record.mailbox.to_string();
         let started = Instant::now();
         supervisor
@@ -93,6 +95,19 @@ async fn hot_adds(
         }
     }
     Ok((latencies, failures))
+}
+
+/// Where the simulator's plain IMAP listener is (`GET /_sim/imap`), as an `imap://` URL.
+async fn imap_url(sim_url: &str) -> anyhow::Result<String> {
+    let answer: serde_json::Value = reqwest::get(format!("{sim_url}/_sim/imap"))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let plain = answer["plain"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the simulator runs no plain IMAP listener"))?;
+    Ok(format!("imap://{plain}"))
 }
 
 /// Delivers `rate` messages per second for `window`, spread over the measured mailboxes.
@@ -142,6 +157,11 @@ fn progress(len: u64, prefix: &str) -> indicatif::ProgressBar {
 pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
     let sim_process = SimProcess::start(std::path::Path::new(env!("CARGO_BIN_EXE_inboxd")))?;
     let sim = SimClient::new(sim_process.url.clone());
+    let imap_url = match args.transport.as_str() {
+        "imap" => Some(imap_url(&sim_process.url).await?),
+        _ => None,
+    };
+    let imap_url = imap_url.as_deref();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tmp = tempfile::Builder::new()
         .prefix("inboxd-load-")
@@ -153,7 +173,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
     let empty_dir = tmp.path().join("empty");
     std::fs::create_dir_all(&empty_dir)?;
     let daemon = Daemon::start(
-        settings_for(&empty_dir, &sim_process.url, args.interval_secs, &args.mode)?,
+        settings_for(
+            &empty_dir,
+            &sim_process.url,
+            args.interval_secs,
+            &args.mode,
+            imap_url,
+        )?,
         key.clone(),
     )
     .await?;
@@ -171,11 +197,24 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
     std::fs::create_dir_all(&dir)?;
     let seeding = Instant::now();
     eprintln!("seeding {} channels…", args.channels);
-    seed_in_child(&dir, &key, &sim_process.url, args.channels, args.hot_adds)?;
+    seed_in_child(
+        &dir,
+        &key,
+        &sim_process.url,
+        args.channels,
+        args.hot_adds,
+        &args.transport,
+    )?;
     eprintln!("seeded in {:.1} s", seeding.elapsed().as_secs_f64());
 
     // 3. Run the daemon on them.
-    let settings = settings_for(&dir, &sim_process.url, args.interval_secs, &args.mode)?;
+    let settings = settings_for(
+        &dir,
+        &sim_process.url,
+        args.interval_secs,
+        &args.mode,
+        imap_url,
+    )?;
     let daemon = Daemon::start(settings.clone(), key.clone()).await?;
     let shared = Arc::clone(&daemon.shared);
     let interval = Duration::from_secs(args.interval_secs);
@@ -223,7 +262,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
     let supervisor = daemon.supervisor.clone();
     let (_, hot, sent) = tokio::join!(
         ticker,
-        hot_adds(&supervisor, &sim, args.hot_adds, window),
+        hot_adds(&supervisor, &sim, args.hot_adds, window, &args.transport),
         deliveries(&sim, args.channels, args.messages_per_sec, window),
     );
     let end = snapshot(&shared, &sim_process);

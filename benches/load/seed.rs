@@ -25,15 +25,18 @@ fn channel_id(prefix: &str, i: usize) -> ChannelId {
     ChannelId::from_bytes(bytes)
 }
 
-pub(crate) fn record(prefix: &str, i: usize) -> anyhow::Result<ChannelRecord> {
+pub(crate) fn record(prefix: &str, i: usize, transport: &str) -> anyhow::Result<ChannelRecord> {
     let (tenant, client, _, mailbox) = bulk_credentials(prefix, i);
-    authorized_channel(
+    let mut record = authorized_channel(
         channel_id(prefix, i),
         &format!("{prefix} {i}"),
         &tenant,
         &client,
         &mailbox,
-    )
+    )?;
+    record.transport = inboxd::domain::Transport::parse(transport)
+        .ok_or_else(|| anyhow!("unknown transport {transport:?}"))?;
+    Ok(record)
 }
 
 /// The app of mailbox `i` of `prefix` (each bulk mailbox has its own tenant and app).
@@ -43,15 +46,24 @@ fn app(prefix: &str, i: usize) -> anyhow::Result<AppRecord> {
 }
 
 /// Mints a refresh and an access token for mailbox `i` of `prefix`.
-pub(crate) async fn mint(sim: &SimClient, prefix: &str, i: usize) -> anyhow::Result<TokenSet> {
+pub(crate) async fn mint(
+    sim: &SimClient,
+    prefix: &str,
+    i: usize,
+    transport: &str,
+) -> anyhow::Result<TokenSet> {
     let (_, client, _, mailbox) = bulk_credentials(prefix, i);
-    let minted = sim.mint_tokens(&mailbox, &client, None).await?;
+    let scope = match transport {
+        "imap" => "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+        _ => "https://graph.microsoft.com/Mail.ReadWrite.Shared offline_access",
+    };
+    let minted = sim.mint_tokens(&mailbox, &client, Some(scope)).await?;
     let now = Utc::now();
     Ok(TokenSet {
         access_token: AccessToken::new(minted.access_token)?,
         access_expires_at: now + chrono::Duration::seconds(minted.expires_in as i64),
         refresh_token: RefreshToken::new(minted.refresh_token)?,
-        scope: "https://graph.microsoft.com/Mail.ReadWrite.Shared offline_access".to_owned(),
+        scope: scope.to_owned(),
         obtained_at: now,
     })
 }
@@ -64,6 +76,7 @@ async fn seed_prefix(
     prefix: &str,
     count: usize,
     with_records: bool,
+    transport: &str,
 ) -> anyhow::Result<()> {
     const CHUNK: usize = 2000;
     let mut start = 0;
@@ -78,7 +91,8 @@ async fn seed_prefix(
         for i in start..start + n {
             let sim = sim.clone();
             let prefix = prefix.to_owned();
-            tasks.spawn_local(async move { (i, mint(&sim, &prefix, i).await) });
+            let transport = transport.to_owned();
+            tasks.spawn_local(async move { (i, mint(&sim, &prefix, i, &transport).await) });
             while tasks.len() >= 32 {
                 if let Some(done) = tasks.join_next().await {
                     let (i, set) = done?;
@@ -98,7 +112,7 @@ async fn seed_prefix(
         store.put_apps(&apps)?;
         let records: Vec<(ChannelRecord, TokenSet)> = sets
             .into_iter()
-            .map(|(i, set)| Ok((record(prefix, i)?, set)))
+            .map(|(i, set)| Ok((record(prefix, i, transport)?, set)))
             .collect::<anyhow::Result<_>>()?;
         std::thread::scope(|scope| -> anyhow::Result<()> {
             let handles: Vec<_> = records
@@ -129,8 +143,8 @@ async fn seed_prefix(
 
 /// The child process's work: `--seed DIR KEY URL N K`.
 pub(crate) fn seed_main(raw: &[String]) -> anyhow::Result<()> {
-    let [dir, key, url, n, k] = raw else {
-        bail!("--seed DIR KEY URL N K");
+    let [dir, key, url, n, k, transport] = raw else {
+        bail!("--seed DIR KEY URL N K TRANSPORT");
     };
     let n: usize = n.parse()?;
     let k: usize = k.parse()?;
@@ -149,8 +163,8 @@ pub(crate) fn seed_main(raw: &[String]) -> anyhow::Result<()> {
         .build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
-        seed_prefix(&sim, &store, PREFIX, n, true).await?;
-        seed_prefix(&sim, &store, HOT_PREFIX, k, false).await?;
+        seed_prefix(&sim, &store, PREFIX, n, true, transport).await?;
+        seed_prefix(&sim, &store, HOT_PREFIX, k, false, transport).await?;
         let mut bulk = BulkRequest::new(FLOOR_MAILBOXES, FLOOR_PREFIX);
         bulk.return_entries = false;
         sim.bulk(&bulk).await?;
@@ -166,6 +180,7 @@ pub(crate) fn seed_in_child(
     url: &str,
     n: usize,
     k: usize,
+    transport: &str,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let status = Command::new(exe)
@@ -175,6 +190,7 @@ pub(crate) fn seed_in_child(
         .arg(url)
         .arg(n.to_string())
         .arg(k.to_string())
+        .arg(transport)
         .status()
         .context("could not start the seeding process")?;
     if !status.success() {

@@ -188,14 +188,14 @@ impl Core {
                     .zip(results)
                     .collect();
                 acks.extend(done.into_iter().map(|r| (r.message_id, Ok(()))));
-                let delivered: Vec<&str> = acks
+                let delivered: Vec<(&str, Option<&str>)> = acks
                     .iter()
                     .filter(|(_, r)| r.is_ok())
-                    .map(|(id, _)| id.as_str())
+                    .map(|(id, _)| (id.as_str(), internet_message_id(&records, id)))
                     .collect();
                 let recorded =
                     self.ledger
-                        .record_delivered(batch.channel_id, &delivered, Utc::now());
+                        .record_delivered_mail(batch.channel_id, &delivered, Utc::now());
                 acks_after_recording(acks, recorded)
             }
             SinkBackend::Postgres => {
@@ -211,8 +211,14 @@ impl Core {
                         &unavailable(format!("a mail could not be encoded: {err}")),
                     ),
                     Ok(mails) => {
+                        let imids: Vec<(String, String)> = records
+                            .iter()
+                            .filter_map(|r| {
+                                Some((r.message_id.clone(), r.internet_message_id.clone()?))
+                            })
+                            .collect();
                         let written = actix_web::rt::task::spawn_blocking(move || {
-                            ledger.deliver_into_table(channel, &mails, Utc::now())
+                            ledger.deliver_into_table_with_ids(channel, &mails, &imids, Utc::now())
                         })
                         .await;
                         match written {
@@ -258,6 +264,14 @@ fn fail_all(records: &[SinkRecord], err: &SinkError) -> Acks {
         .iter()
         .map(|r| (r.message_id.clone(), Err(err.clone())))
         .collect()
+}
+
+/// The Internet Message-ID of the record of `message_id` among `records`, if it has one.
+fn internet_message_id<'a>(records: &'a [SinkRecord], message_id: &str) -> Option<&'a str> {
+    records
+        .iter()
+        .find(|r| r.message_id == message_id)
+        .and_then(|r| r.internet_message_id.as_deref())
 }
 
 /// Whether the ledger already holds this message as delivered (or read). A ledger that cannot be
@@ -327,19 +341,24 @@ async fn flush_loop(core: Arc<Core>) {
                     .collect();
                 sink.append(&fresh)?;
                 // The ledger learns of the lines right after they are durable, before any ack.
-                let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
+                let mut by_channel: HashMap<&str, Vec<(&str, Option<&str>)>> = HashMap::new();
                 for record in &fresh {
                     by_channel
                         .entry(record.channel_id.as_str())
                         .or_default()
-                        .push(record.message_id.as_str());
+                        .push((
+                            record.message_id.as_str(),
+                            record.internet_message_id.as_deref(),
+                        ));
                 }
                 let now = Utc::now();
                 for (channel, ids) in by_channel {
                     if let Ok(channel) = ChannelId::parse(channel) {
-                        ledger.record_delivered(channel, &ids, now).map_err(|err| {
-                            unavailable(format!("the ledger could not be written: {err}"))
-                        })?;
+                        ledger
+                            .record_delivered_mail(channel, &ids, now)
+                            .map_err(|err| {
+                                unavailable(format!("the ledger could not be written: {err}"))
+                            })?;
                     }
                 }
                 Ok(())

@@ -30,6 +30,7 @@ pub fn channel(channel: &Value) -> Vec<String> {
             field(channel, "tenant_id"),
             field(channel, "client_id")
         ),
+        format!("transport:     {}", field(channel, "transport")),
         format!("status:        {}", field(channel, "status")),
     ];
     if let Some(node) = present(channel, "node").and_then(Value::as_str) {

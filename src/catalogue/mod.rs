@@ -32,6 +32,8 @@ pub enum Source {
     IdentityPlatform,
     /// Microsoft Graph (the mail API).
     Graph,
+    /// An IMAP server (Exchange Online's IMAP, for channels on the IMAP transport).
+    Imap,
     /// inboxd itself: its configuration, its OAuth callback, its sink and its store.
     Inboxd,
 }
@@ -42,6 +44,7 @@ impl Source {
         match self {
             Source::IdentityPlatform => "identity_platform",
             Source::Graph => "graph",
+            Source::Imap => "imap",
             Source::Inboxd => "inboxd",
         }
     }

@@ -70,7 +70,7 @@ pub fn render_errors_markdown() -> String {
 <!-- Generated from src/catalogue.rs by `render_errors_markdown`. Do not edit by hand: change the \
 catalogue and run `INBOXD_BLESS=1 cargo test --lib catalogue`. -->\n\n\
 When a channel stops or slows down, inboxd records its **last error**: where it came from (`source`: \
-`identity_platform`, `graph` or `inboxd`), its **code**, Microsoft's trace and correlation ids when given, \
+`identity_platform`, `graph`, `imap` or `inboxd`), its **code**, Microsoft's trace and correlation ids when given, \
 the time, and a **remedy**. You see it on the status page (`GET /` on inboxd's server), in \
 `inboxd channel show ID` and `inboxd channel list`, and in the admin API as `last_error` on the channel.\n\n\
 How to read this page:\n\n\
@@ -113,6 +113,15 @@ OAuth `error` value, or on the token endpoint's HTTP status.",
         "Reported by Microsoft Graph while inboxd reads a mailbox or marks mail read. Codes named \
 `graph_http_…` are used when Graph's code is missing or unknown and only the HTTP status tells.",
         &pick(&|e| e.source == Source::Graph),
+    );
+    render_section(
+        &mut out,
+        "IMAP (channels on the IMAP transport)",
+        "Reported by the IMAP server (Exchange Online's `outlook.office365.com`, or the host set in \
+`cloud.imap_url`) while inboxd signs in with XOAUTH2, opens the folder, reads mail or sets `\\Seen`. \
+Exchange answers every refused sign-in the same way, so the remedy lists the usual causes in the \
+order to check them.",
+        &pick(&|e| e.source == Source::Imap),
     );
     render_section(
         &mut out,

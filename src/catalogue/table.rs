@@ -56,6 +56,26 @@ const fn id(
     }
 }
 
+const fn imap(
+    code: &'static str,
+    name: &'static str,
+    meaning: &'static str,
+    status: ChannelStatus,
+    retry: Retry,
+    remedy: &'static str,
+) -> Entry {
+    Entry {
+        code,
+        name,
+        source: Source::Imap,
+        meaning,
+        status,
+        retry,
+        severity: Severity::Error,
+        remedy,
+    }
+}
+
 const fn graph(
     code: &'static str,
     name: &'static str,
@@ -170,7 +190,7 @@ static ENTRIES: &[Entry] = &[
     id(
         "AADSTS65001",
         "DelegationDoesNotExist",
-        "Neither the user nor an admin has consented to inboxd's app for the permissions it asks for (Mail.ReadWrite.Shared, offline_access).",
+        "Neither the user nor an admin has consented to inboxd's app for the permissions it asks for (Mail.ReadWrite.Shared, or IMAP.AccessAsUser.All for a channel on the IMAP transport, and offline_access). A channel moved to the other transport meets it when the app was consented for one resource only.",
         NeedsReauthorization,
         Retry::No,
         concat!(
@@ -1147,6 +1167,73 @@ static ENTRIES: &[Entry] = &[
         concat!(
             "If the status page shows the channel as active, nothing is needed. Otherwise ",
             reauth!()
+        ),
+    ),
+    imap(
+        crate::imap::codes::AUTHENTICATE_FAILED,
+        "ImapAuthenticateFailed",
+        "The IMAP server refused the XOAUTH2 sign-in (`NO AUTHENTICATE failed.`) even with a freshly refreshed access token.",
+        NeedsReauthorization,
+        Retry::RefreshThenRetryOnce,
+        concat!(
+            "Exchange gives the same answer for every cause; check them in this order. (1) IMAP is switched off for the mailbox: in the Exchange admin center open Recipients → Mailboxes → the mailbox → Manage email apps settings and turn IMAP on (or `Set-CASMailbox -Identity MAILBOX -ImapEnabled $true`); a tenant-wide default can also block it. (2) The app lacks the IMAP permission: in the Azure portal open App registrations → your app → API permissions → Add a permission → APIs my organization uses → Office 365 Exchange Online → Delegated → IMAP.AccessAsUser.All, grant consent, then re-authorize. (3) For a shared mailbox, the user who authorized the channel lacks Full Access to it: ",
+            exchange_access!(),
+            " (4) The token was issued for another audience or has expired: ",
+            reauth!()
+        ),
+    ),
+    imap(
+        crate::imap::codes::THROTTLED,
+        "ImapThrottled",
+        "The IMAP server throttles the mailbox or the app (Exchange: `Server Unavailable. 15`, or `Request is throttled. Suggested Backoff Time: N milliseconds`).",
+        BackingOff,
+        Retry::Backoff,
+        "Nothing to do: inboxd backs off (never sooner than the backoff the server suggests) and retries. If it lasts, lower the number of channels on the same mailbox, raise `polling.interval_secs`, or keep `limits.imap_connections_per_mailbox` low: Exchange limits concurrent IMAP connections per mailbox.",
+    ),
+    imap(
+        crate::imap::codes::BYE,
+        "ImapBye",
+        "The IMAP server closed the connection (`* BYE`, e.g. `Connection is closed. 13`) or it dropped in the middle of a command.",
+        BackingOff,
+        Retry::Backoff,
+        concat!(
+            "Nothing to do at first: mail the server had not yet marked `\\Seen` is read again on the next poll and nothing is delivered twice. ",
+            transient!()
+        ),
+    ),
+    imap(
+        crate::imap::codes::TLS,
+        "ImapTlsFailed",
+        "The TLS handshake with the IMAP server failed: its certificate is not trusted, has expired or names another host, or the port does not speak TLS.",
+        BackingOff,
+        Retry::Backoff,
+        "Check `cloud.imap_url` (default: the cloud's Exchange Online host on port 993, TLS from the first byte; IMAP with STARTTLS on 143 is not used). A proxy that intercepts TLS must present a certificate of a public CA for that host. inboxd retries on its own once the handshake works.",
+    ),
+    imap(
+        crate::imap::codes::CONNECT,
+        "ImapConnectFailed",
+        "The IMAP server could not be reached: the name did not resolve, the connection was refused or timed out.",
+        BackingOff,
+        Retry::Backoff,
+        "Check that the host in `cloud.imap_url` (or the cloud's default, e.g. outlook.office365.com) resolves from inboxd's host and that outbound TCP port 993 is open in the firewall. inboxd retries on its own.",
+    ),
+    imap(
+        crate::imap::codes::FOLDER,
+        "ImapFolderUnavailable",
+        "The IMAP server refused to open the channel's folder: it does not exist under that name, or the signed-in user cannot open it.",
+        Blocked,
+        Retry::No,
+        "IMAP names folders by their path (`INBOX`, `Support/Tickets`), not by Graph's ids: set the folder with `inboxd channel update ID --folder PATH`. For a shared mailbox, check that the authorizing user has Full Access to it.",
+    ),
+    imap(
+        crate::imap::codes::PROTOCOL,
+        "ImapCommandFailed",
+        "The IMAP server refused a command (`NO` or `BAD`) or sent an answer inboxd cannot read.",
+        BackingOff,
+        Retry::Backoff,
+        concat!(
+            "inboxd retries on its own. If it keeps failing, check the server's words in the message; ",
+            inboxd_bug!()
         ),
     ),
     own(

@@ -385,6 +385,14 @@ pub const KEYS: &[KeySpec] = &[
         "",
         "Overrides the Microsoft Graph origin of the preset (e.g. the simulator). inboxd appends /v1.0/... itself."
     ),
+    optional_key!(
+        "cloud",
+        "imap_url",
+        Kind::Text,
+        example = "\"imaps://outlook.office365.com:993\"",
+        "",
+        "Overrides the IMAP server of the preset for channels on the IMAP transport: imaps://host[:port] (TLS, port 993 by default). Presets: global outlook.office365.com, usgov outlook.office365.us, usgov-dod outlook-dod.office365.us, china partner.outlook.cn. imap://host:port (no TLS) is for a test server on loopback only."
+    ),
     // [polling]
     key!(
         "polling",
@@ -490,6 +498,14 @@ pub const KEYS: &[KeySpec] = &[
         "512",
         "requests",
         "Outbound requests in flight at once across the whole daemon."
+    ),
+    key!(
+        "limits",
+        "imap_connections_per_mailbox",
+        int(1, 20),
+        "2",
+        "connections",
+        "IMAP connections open at once per mailbox (channels on the IMAP transport; each cycle opens one and closes it). Exchange Online limits concurrent IMAP connections per mailbox."
     ),
     key!(
         "limits",

@@ -229,6 +229,27 @@ impl CloudName {
         }
     }
 
+    /// The Exchange Online IMAP host of this cloud (TLS on 993).
+    pub fn imap_host(self) -> &'static str {
+        match self {
+            CloudName::Global => "outlook.office365.com",
+            CloudName::UsGov => "outlook.office365.us",
+            CloudName::UsGovDod => "outlook-dod.office365.us",
+            CloudName::China => "partner.outlook.cn",
+        }
+    }
+
+    /// The Exchange Online resource the IMAP scope names in this cloud
+    /// (`{resource}/IMAP.AccessAsUser.All`).
+    pub fn imap_scope_host(self) -> &'static str {
+        match self {
+            CloudName::Global => crate::oauth::IMAP_SCOPE_HOST,
+            CloudName::UsGov => "https://outlook.office365.us",
+            CloudName::UsGovDod => "https://outlook-dod.office365.us",
+            CloudName::China => "https://partner.outlook.cn",
+        }
+    }
+
     /// The Microsoft Graph origin of this cloud; scopes name it.
     pub fn graph_origin(self) -> &'static str {
         match self {
@@ -249,6 +270,8 @@ pub struct CloudSettings {
     pub login_url: HttpUrl,
     /// The Graph origin in use: the override, or the preset's.
     pub graph_url: HttpUrl,
+    /// The IMAP server in use: the override, or the preset's Exchange Online host on 993.
+    pub imap: crate::imap::ImapEndpoint,
 }
 
 impl CloudSettings {
@@ -258,6 +281,7 @@ impl CloudSettings {
             name,
             login_url: HttpUrl::parse(name.login_origin())?,
             graph_url: HttpUrl::parse(name.graph_origin())?,
+            imap: crate::imap::ImapEndpoint::tls(name.imap_host()),
         })
     }
 
@@ -357,6 +381,8 @@ pub struct LimitsSettings {
     pub global_concurrency: usize,
     /// Token requests per tenant per minute.
     pub token_requests_per_tenant_per_min: NonZeroU32,
+    /// IMAP connections open at once per mailbox.
+    pub imap_connections_per_mailbox: usize,
 }
 
 /// `[retry]`: backoff and token refresh timing.
@@ -651,6 +677,23 @@ impl Reader<'_> {
         self.url_from(section, key, text)
     }
 
+    fn imap_url(&mut self, section: &str, key: &str) -> Option<Option<crate::imap::ImapEndpoint>> {
+        match self.optional_string(
+            section,
+            key,
+            "an IMAP URL imaps://host[:port] (or leave the key out)",
+        )? {
+            None => Some(None),
+            Some(text) => match crate::imap::ImapEndpoint::parse(&text) {
+                Ok(endpoint) => Some(Some(endpoint)),
+                Err(why) => {
+                    self.problem(section, key, format!("{text:?}"), why);
+                    None
+                }
+            },
+        }
+    }
+
     fn optional_url(&mut self, section: &str, key: &str) -> Option<Option<HttpUrl>> {
         match self.optional_string(section, key, "an http(s) URL (or leave the key out)")? {
             None => Some(None),
@@ -729,6 +772,7 @@ pub(crate) fn build(
     let cloud_name = r.choice("cloud", "name").and_then(|n| CloudName::parse(&n));
     let login_override = r.optional_url("cloud", "login_url");
     let graph_override = r.optional_url("cloud", "graph_url");
+    let imap_override = r.imap_url("cloud", "imap_url");
 
     let interval = r.secs("polling", "interval_secs");
     let jitter = r.secs("polling", "jitter_secs");
@@ -747,6 +791,7 @@ pub(crate) fn build(
     let app_rate = r.nonzero("limits", "app_requests_per_sec");
     let global_concurrency = r.usize("limits", "global_concurrency");
     let token_rate = r.nonzero("limits", "token_requests_per_tenant_per_min");
+    let imap_connections = r.usize("limits", "imap_connections_per_mailbox");
 
     let initial_backoff = r.millis("retry", "initial_backoff_ms");
     let max_backoff = r.secs("retry", "max_backoff_secs");
@@ -842,8 +887,8 @@ pub(crate) fn build(
         }
         _ => None,
     };
-    let cloud = match (cloud_name, login_override, graph_override) {
-        (Some(name), Some(login), Some(graph)) => {
+    let cloud = match (cloud_name, login_override, graph_override, imap_override) {
+        (Some(name), Some(login), Some(graph), Some(imap)) => {
             let preset = |origin: &str| HttpUrl::parse(origin).ok();
             match (
                 login.or_else(|| preset(name.login_origin())),
@@ -853,6 +898,7 @@ pub(crate) fn build(
                     name,
                     login_url,
                     graph_url,
+                    imap: imap.unwrap_or_else(|| crate::imap::ImapEndpoint::tls(name.imap_host())),
                 }),
                 _ => None,
             }
@@ -915,6 +961,7 @@ pub(crate) fn build(
             app_requests_per_sec: app_rate?,
             global_concurrency: global_concurrency?,
             token_requests_per_tenant_per_min: token_rate?,
+            imap_connections_per_mailbox: imap_connections?,
         },
         retry: RetrySettings {
             initial_backoff: initial_backoff?,

@@ -191,7 +191,12 @@ impl Control {
         let start = self
             .ingest
             .oauth()
-            .authorize(&record.tenant_id, &record.client_id, &record.mailbox)
+            .authorize_for(
+                record.transport,
+                &record.tenant_id,
+                &record.client_id,
+                &record.mailbox,
+            )
             .map_err(|e| Error::Internal(e.to_string()))?;
         let now = Utc::now();
         let pending = PendingAuthorization {

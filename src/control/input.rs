@@ -41,6 +41,8 @@ pub struct NewChannel {
     pub first_import: Option<String>,
     /// `delta` or `unread` (default: the daemon's `polling.mode`).
     pub poll_mode: Option<String>,
+    /// `graph` or `imap` (default graph).
+    pub transport: Option<String>,
 }
 
 impl fmt::Debug for NewChannel {
@@ -60,6 +62,7 @@ impl fmt::Debug for NewChannel {
             .field("client_secret_expires_at", &self.client_secret_expires_at)
             .field("first_import", &self.first_import)
             .field("poll_mode", &self.poll_mode)
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -173,6 +176,8 @@ pub struct ChannelPatch {
     pub first_import: Option<String>,
     /// New poll mode; `Some(None)` returns to the daemon's `polling.mode`.
     pub poll_mode: Option<Option<String>>,
+    /// New transport: `graph` or `imap`.
+    pub transport: Option<String>,
 }
 
 impl fmt::Debug for ChannelPatch {
@@ -195,6 +200,7 @@ impl fmt::Debug for ChannelPatch {
             .field("client_secret_expires_at", &self.client_secret_expires_at)
             .field("first_import", &self.first_import)
             .field("poll_mode", &self.poll_mode)
+            .field("transport", &self.transport)
             .finish()
     }
 }
@@ -206,6 +212,18 @@ pub fn parse_poll_mode(raw: &str) -> Result<crate::domain::PollMode, Error> {
             "invalid_poll_mode",
             format!(
                 "poll_mode: {raw:?} is not a mode: use delta (the folder's changes, so mail read before the poll is still ingested) or unread"
+            ),
+        )
+    })
+}
+
+/// Parses a transport: `graph` or `imap`.
+pub fn parse_transport(raw: &str) -> Result<crate::domain::Transport, Error> {
+    crate::domain::Transport::parse(raw.trim()).ok_or_else(|| {
+        Error::invalid(
+            "invalid_transport",
+            format!(
+                "transport: {raw:?} is not a transport: use graph (Microsoft Graph, the default) or imap (IMAP with OAuth2, for tenants that block Graph)"
             ),
         )
     })
@@ -289,6 +307,12 @@ impl NewChannel {
             .transpose()?
             .unwrap_or(default_first_import);
         let poll_mode = self.poll_mode.as_deref().map(parse_poll_mode).transpose()?;
+        let transport = self
+            .transport
+            .as_deref()
+            .map(parse_transport)
+            .transpose()?
+            .unwrap_or_default();
         let now = Utc::now();
         let record = ChannelRecord {
             id: ChannelId::generate(),
@@ -300,6 +324,7 @@ impl NewChannel {
             enabled: self.enabled.unwrap_or(true),
             first_import,
             poll_mode,
+            transport,
             created_at: now,
             updated_at: now,
             activated_at: None,
@@ -366,6 +391,11 @@ impl ChannelPatch {
         if let Some(mode) = self.poll_mode {
             record.poll_mode = mode.as_deref().map(parse_poll_mode).transpose()?;
         }
+        if let Some(raw) = self.transport {
+            // The stored grant is kept: the next cycle asks for a token of the new transport's
+            // resource with the same refresh token (or, without consent, asks for a new sign-in).
+            record.transport = parse_transport(&raw)?;
+        }
         if let Some(enabled) = self.enabled {
             record.enabled = enabled;
         }
@@ -424,6 +454,17 @@ mod tests {
                 ..
             })
         ));
+        assert!(matches!(
+            parse_transport("pop3"),
+            Err(Error::Invalid {
+                code: "invalid_transport",
+                ..
+            })
+        ));
+        assert_eq!(
+            parse_transport(" imap ").unwrap(),
+            crate::domain::Transport::Imap
+        );
         assert_eq!(
             parse_expiry("x", "2027-03-31").unwrap().to_rfc3339(),
             "2027-03-31T23:59:59+00:00"

@@ -449,6 +449,7 @@ mod tests {
             mailbox: mailbox.to_owned(),
             folder: "inbox".to_owned(),
             poll_mode: None,
+            transport: crate::domain::Transport::Graph,
             enabled: true,
             status,
             last_error: None,

@@ -16,4 +16,4 @@ pub use credential::{AppCredential, ClientCertificate, CredentialError, Credenti
 pub use error::DomainError;
 pub use ids::{ChannelId, ClientId, Folder, HttpUrl, Mailbox, TenantId};
 pub use mail::{Address, Attachment, MailItem};
-pub use status::{ChannelStatus, PollMode};
+pub use status::{ChannelStatus, PollMode, Transport};

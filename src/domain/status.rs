@@ -101,3 +101,37 @@ impl fmt::Display for PollMode {
         f.write_str(self.as_str())
     }
 }
+
+/// How a channel reaches its mailbox: Microsoft Graph or IMAP with OAuth2 (SASL XOAUTH2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    /// Microsoft Graph (the default).
+    #[default]
+    Graph,
+    /// IMAP over TLS with SASL XOAUTH2, for tenants that block Graph for third-party apps.
+    Imap,
+}
+
+impl Transport {
+    /// Every transport.
+    pub const ALL: [Transport; 2] = [Transport::Graph, Transport::Imap];
+
+    /// The name used in the API, the CLI and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Graph => "graph",
+            Transport::Imap => "imap",
+        }
+    }
+
+    /// The transport named `name`, as [`as_str`](Self::as_str) writes it.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -59,6 +59,10 @@ pub struct ChannelIn {
     #[serde(default)]
     #[schema(value_type = Option<PollModeName>)]
     pub poll_mode: Option<String>,
+    /// `graph` or `imap` (default graph).
+    #[serde(default)]
+    #[schema(value_type = Option<TransportName>)]
+    pub transport: Option<String>,
 }
 
 /// `PATCH /api/channels/{id}`: every field optional; `client_secret_expires_at: null` clears it.
@@ -94,6 +98,11 @@ pub struct ChannelPatchIn {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<PollModeName>)]
     pub poll_mode: Option<Option<String>>,
+    /// New transport (`graph` or `imap`); the stored grant is kept when the app is consented for
+    /// the other resource, otherwise the channel asks for a new sign-in.
+    #[serde(default)]
+    #[schema(value_type = Option<TransportName>)]
+    pub transport: Option<String>,
 }
 
 fn double_option<'de, D: serde::Deserializer<'de>>(
@@ -120,6 +129,9 @@ pub struct ChannelOut {
     /// The channel's own poll mode (`delta` or `unread`), or null when it follows `polling.mode`.
     #[schema(value_type = Option<PollModeName>)]
     pub poll_mode: Option<String>,
+    /// How the channel reaches its mailbox: `graph` or `imap`.
+    #[schema(value_type = TransportName)]
+    pub transport: String,
     /// Enabled.
     pub enabled: bool,
     /// Status.
@@ -211,6 +223,16 @@ pub enum PollModeName {
     Delta,
     /// Unread mail only.
     Unread,
+}
+
+/// A transport as the API writes and reads it: the enum of `transport` in the OpenAPI document.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum TransportName {
+    /// Microsoft Graph.
+    Graph,
+    /// IMAP with OAuth2 (SASL XOAUTH2) over TLS.
+    Imap,
 }
 
 /// `GET /api/channels`: one page of the channels that match, sorted by name then id.
@@ -383,6 +405,7 @@ impl ChannelOut {
             enabled: view.enabled,
             status: view.status.to_string(),
             poll_mode: view.poll_mode.map(|m| m.as_str().to_owned()),
+            transport: view.transport.as_str().to_owned(),
             last_error: view.last_error.as_ref().map(LastErrorOut::from),
             warning: view.warning.as_ref().map(LastErrorOut::from),
             last_poll_at: view.last_poll_at,
@@ -421,6 +444,7 @@ impl From<ChannelIn> for NewChannel {
             client_secret_expires_at: body.client_secret_expires_at,
             first_import: body.first_import,
             poll_mode: body.poll_mode,
+            transport: body.transport,
         }
     }
 }
@@ -439,6 +463,7 @@ impl From<ChannelPatchIn> for ChannelPatch {
             client_secret_expires_at: body.client_secret_expires_at,
             first_import: body.first_import,
             poll_mode: body.poll_mode,
+            transport: body.transport,
         }
     }
 }

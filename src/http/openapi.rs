@@ -18,7 +18,7 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use crate::http::dto::{ErrorBody, ErrorDetail, PollModeName, StatusName};
+use crate::http::dto::{ErrorBody, ErrorDetail, PollModeName, StatusName, TransportName};
 use crate::http::{admin, apps};
 
 /// The name of the bearer security scheme in the document (`security(...)` of [`ApiDoc`] spells it too).
@@ -64,7 +64,7 @@ const DOCUMENT_OPERATION: &str = "openapi_document";
         apps::rotate_app,
         apps::remove_app,
     ),
-    components(schemas(ErrorBody, ErrorDetail, StatusName, PollModeName)),
+    components(schemas(ErrorBody, ErrorDetail, StatusName, PollModeName, TransportName)),
     modifiers(&Protected),
     security(("admin_token" = [])),
     tags(

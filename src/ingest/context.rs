@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::cluster::Ownership;
 use crate::events::Events;
 use crate::graph::GraphClient;
+use crate::imap::ImapClient;
 use crate::ingest::apps::AppDirectory;
 use crate::ingest::ledger::Ledger;
 use crate::ingest::runtime::Runtimes;
@@ -67,6 +68,9 @@ pub struct Ingest {
     pub cluster: Option<Arc<Ownership>>,
     /// Where channel events go (log, history, event webhook).
     pub events: Arc<Events>,
+    /// The IMAP client of channels on the IMAP transport (Exchange Online of the global cloud
+    /// until [`with_imap`](Self::with_imap) names another server).
+    pub imap: ImapClient,
     /// The apps channels sign in with: credentials per token request, expiries in memory.
     pub apps: AppDirectory,
 }
@@ -100,9 +104,20 @@ impl Ingest {
             stats: Stats::default(),
             cluster: None,
             events: Arc::new(Events::new(store.clone(), 20)),
+            imap: ImapClient::new(
+                crate::imap::ImapEndpoint::tls("outlook.office365.com"),
+                Duration::from_secs(30),
+                2,
+            ),
             apps: AppDirectory::new(store.clone()),
             store,
         }
+    }
+
+    /// The same context reaching IMAP channels' mailboxes through `imap`.
+    pub fn with_imap(mut self, imap: ImapClient) -> Self {
+        self.imap = imap;
+        self
     }
 
     /// The same context reporting channel events to `events`.

@@ -270,7 +270,13 @@ pub(super) async fn settle<H: Handover>(
         .filter(|m| m.is_read == Some(true))
         .map(|m| m.id.clone())
         .collect();
-    let sorted = ctx.ledger.sort(record.id, found, |wire| wire.id.as_str())?;
+    // Mail delivered while the channel used IMAP is known by its Internet Message-ID.
+    let sorted = ctx.ledger.sort_known(
+        record.id,
+        found,
+        |wire| wire.id.as_str(),
+        |wire| wire.internet_message_id.as_deref(),
+    )?;
     let mut to_mark = sorted.to_mark;
     if rules == Rules::Unread {
         to_mark.extend(sorted.done);
@@ -520,6 +526,7 @@ mod tests {
             enabled: true,
             first_import: FirstImport::AllUnread,
             poll_mode: None,
+            transport: crate::domain::Transport::Graph,
             created_at: now,
             updated_at: now,
             activated_at: Some(now),

@@ -7,6 +7,7 @@ use chrono::Utc;
 
 use crate::catalogue::{self, Classification};
 use crate::graph::GraphError;
+use crate::imap::ImapError;
 use crate::oauth::OAuthError;
 use crate::store::{ErrorSource, LastError, StoreError};
 
@@ -17,6 +18,8 @@ pub enum Failure {
     Identity(OAuthError),
     /// Graph refused or failed a request.
     Graph(GraphError),
+    /// The IMAP server refused or failed a command (channels on the IMAP transport).
+    Imap(ImapError),
     /// The store could not read or record something the cycle needs.
     Store(StoreError),
     /// The processor could not take the mail (it is stopping, or its sink is gone).
@@ -29,6 +32,12 @@ pub enum Failure {
 impl From<GraphError> for Failure {
     fn from(err: GraphError) -> Self {
         Failure::Graph(err)
+    }
+}
+
+impl From<ImapError> for Failure {
+    fn from(err: ImapError) -> Self {
+        Failure::Imap(err)
     }
 }
 
@@ -88,7 +97,11 @@ fn store_class(err: &StoreError) -> Classification {
 impl Failure {
     /// Whether Graph refused the access token (a refresh and one retry may fix it).
     pub fn needs_token_refresh(&self) -> bool {
-        matches!(self, Failure::Graph(err) if err.needs_token_refresh())
+        match self {
+            Failure::Graph(err) => err.needs_token_refresh(),
+            Failure::Imap(err) => err.needs_token_refresh(),
+            _ => false,
+        }
     }
 
     /// Whether the channel is no longer this node's (cluster mode): stop it quietly, it is not a
@@ -103,7 +116,11 @@ impl Failure {
 
     /// Whether Graph throttled the request.
     pub fn is_throttled(&self) -> bool {
-        matches!(self, Failure::Graph(err) if err.is_throttled())
+        match self {
+            Failure::Graph(err) => err.is_throttled(),
+            Failure::Imap(err) => err.is_throttled(),
+            _ => false,
+        }
     }
 
     /// Classifies the failure through the catalogue.
@@ -136,6 +153,15 @@ impl Failure {
                         ids.request_id,
                         ids.client_request_id,
                     ),
+                    class,
+                    retry_after: err.retry_after(),
+                }
+            }
+            Failure::Imap(err) => {
+                let class = Classification::of(err.code())
+                    .unwrap_or_else(|| catalogue::classify_graph_error(503, ""));
+                Classified {
+                    error: last_error(ErrorSource::Imap, &class, err.to_string(), None, None),
                     class,
                     retry_after: err.retry_after(),
                 }

@@ -16,6 +16,10 @@
 //!   processor acknowledged, then records [`Ledger::record_marked_read`].
 //! - [`Ledger::sort`] is the cycle's one read: it splits what a poll found into mail to deliver,
 //!   mail already delivered (only the mark-read is missing) and quarantined mail.
+//! - A delivered message is also known by its Internet Message-ID (an entry under
+//!   [`message_id_key`]), so a channel that moves between Graph and IMAP (Graph ids there, UIDs
+//!   here) never delivers a message twice: [`Ledger::sort_known`] looks it up when the
+//!   transport's own id is new.
 //! - Every write returns the store's error: a caller that cannot record a transition does not
 //!   take the step that depends on it (no acknowledgement, no mark-read).
 
@@ -60,6 +64,34 @@ fn delivered_entry(known: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEnt
         last_error: None,
         received_at: known.and_then(|e| e.received_at),
         first_seen_at: known.map_or(now, |e| e.first_seen_at),
+        updated_at: now,
+    }
+}
+
+/// The ledger key under which a channel remembers that the mail with this Internet Message-ID was
+/// delivered, whatever transport delivered it: `mid:<id@host>` (angle brackets and blanks
+/// normalised). `None` for an empty id.
+pub fn message_id_key(internet_message_id: &str) -> Option<String> {
+    let id = internet_message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim();
+    (!id.is_empty()).then(|| format!("mid:<{id}>"))
+}
+
+/// One delivered message: the transport's id, and its Internet Message-ID when it has one.
+pub type DeliveredMail<'a> = (&'a str, Option<&'a str>);
+
+/// The entry behind a [`message_id_key`]: delivered (and done, so retention prunes it with the
+/// rest of the channel's old mail).
+fn alias_entry(now: DateTime<Utc>) -> LedgerEntry {
+    LedgerEntry {
+        state: LedgerState::MarkedRead,
+        failures: 0,
+        last_error: None,
+        received_at: None,
+        first_seen_at: now,
         updated_at: now,
     }
 }
@@ -144,6 +176,37 @@ impl Ledger {
         Ok(sorted)
     }
 
+    /// [`sort`](Self::sort), also recognising mail the ledger knows under another transport's id
+    /// by its Internet Message-ID (`imid_of`): such mail was delivered already, so it only needs
+    /// marking read here (`to_mark`).
+    pub fn sort_known<T>(
+        &self,
+        channel: ChannelId,
+        found: Vec<T>,
+        id_of: impl Fn(&T) -> &str,
+        imid_of: impl Fn(&T) -> Option<&str>,
+    ) -> Result<Sorted<T>, StoreError> {
+        let mut sorted = self.sort(channel, found, &id_of)?;
+        let mut fresh = Vec::with_capacity(sorted.to_deliver.len());
+        for item in std::mem::take(&mut sorted.to_deliver) {
+            let alias = imid_of(&item).and_then(message_id_key);
+            let known = match alias {
+                Some(key) => self
+                    .store
+                    .ledger_get(channel, &key)?
+                    .is_some_and(|e| is_delivered(&e)),
+                None => false,
+            };
+            if known {
+                sorted.to_mark.push(id_of(&item).to_owned());
+            } else {
+                fresh.push(item);
+            }
+        }
+        sorted.to_deliver = fresh;
+        Ok(sorted)
+    }
+
     /// Whether the sink accepted this message already (delivered, or delivered and marked read).
     pub fn is_delivered(&self, channel: ChannelId, message_id: &str) -> Result<bool, StoreError> {
         Ok(self
@@ -160,19 +223,36 @@ impl Ledger {
         message_ids: &[S],
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let mut entries = Vec::with_capacity(message_ids.len());
-        for id in message_ids {
-            let id = id.as_ref();
+        let mails: Vec<DeliveredMail<'_>> =
+            message_ids.iter().map(|id| (id.as_ref(), None)).collect();
+        self.record_delivered_mail(channel, &mails, now)
+    }
+
+    /// [`record_delivered`](Self::record_delivered), also remembering each message's Internet
+    /// Message-ID in the same atomic batch (see [`message_id_key`]).
+    pub fn record_delivered_mail(
+        &self,
+        channel: ChannelId,
+        mails: &[DeliveredMail<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut entries = Vec::with_capacity(mails.len() * 2);
+        let mut fresh = 0usize;
+        for (id, imid) in mails {
             let known = self.store.ledger_get(channel, id)?;
             if known.as_ref().is_some_and(is_delivered) {
                 continue;
             }
-            entries.push((id.to_owned(), delivered_entry(known.as_ref(), now)));
+            fresh += 1;
+            entries.push(((*id).to_owned(), delivered_entry(known.as_ref(), now)));
+            if let Some(key) = imid.and_then(message_id_key) {
+                entries.push((key, alias_entry(now)));
+            }
         }
         if !entries.is_empty() {
             self.store.ledger_put_many(channel, &entries)?;
         }
-        Ok(entries.len())
+        Ok(fresh)
     }
 
     /// The PostgreSQL table sink: delivers these mails (message id, record as JSON text) of one
@@ -186,6 +266,18 @@ impl Ledger {
         mails: &[(String, String)],
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
+        self.deliver_into_table_with_ids(channel, mails, &[], now)
+    }
+
+    /// [`deliver_into_table`](Self::deliver_into_table), also remembering the Internet Message-IDs
+    /// `imids` (message id, Internet Message-ID) of the delivered mails in the same transaction.
+    pub fn deliver_into_table_with_ids(
+        &self,
+        channel: ChannelId,
+        mails: &[(String, String)],
+        imids: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
         let mut entries = Vec::with_capacity(mails.len());
         let mut fresh = Vec::with_capacity(mails.len());
         for (id, record) in mails {
@@ -195,12 +287,17 @@ impl Ledger {
             }
             entries.push((id.clone(), delivered_entry(known.as_ref(), now)));
             fresh.push((id.clone(), record.clone()));
+            let imid = imids.iter().find(|(m, _)| m == id).map(|(_, i)| i.as_str());
+            if let Some(key) = imid.and_then(message_id_key) {
+                entries.push((key, alias_entry(now)));
+            }
         }
+        let delivered = fresh.len();
         if !entries.is_empty() {
             self.store
                 .ledger_put_many_with_mail(channel, &entries, &fresh)?;
         }
-        Ok(entries.len())
+        Ok(delivered)
     }
 
     /// Records that these messages are marked read in the mailbox (or gone from it): done.
@@ -386,6 +483,32 @@ mod tests {
         assert_eq!(ledger.quarantined_count(id), 0);
         let sorted = ledger.sort(id, vec!["bad"], |m| m).unwrap();
         assert_eq!(sorted.to_deliver, vec!["bad"]);
+    }
+
+    #[test]
+    fn mail_delivered_under_one_transport_is_known_by_its_message_id_under_the_other() {
+        let (_dir, ledger) = ledger();
+        let id = ChannelId::generate();
+        let now = Utc::now();
+        // Graph delivered it under its Graph id.
+        ledger
+            .record_delivered_mail(id, &[("AAMkGraphId", Some("<a1@contoso.com>"))], now)
+            .unwrap();
+        // IMAP finds the same mail (another id, the Message-ID written without brackets) and a
+        // new one: only the new one is to deliver; the known one only needs its \Seen.
+        let found = vec![
+            ("imap:7:1", Some("a1@contoso.com")),
+            ("imap:7:2", Some("<b2@x>")),
+        ];
+        let sorted = ledger.sort_known(id, found, |m| m.0, |m| m.1).unwrap();
+        assert_eq!(sorted.to_deliver, vec![("imap:7:2", Some("<b2@x>"))]);
+        assert_eq!(sorted.to_mark, vec!["imap:7:1".to_owned()]);
+        // Mail without a Message-ID is judged by its own id only.
+        let sorted = ledger
+            .sort_known(id, vec![("imap:7:3", None)], |m| m.0, |m| m.1)
+            .unwrap();
+        assert_eq!(sorted.to_deliver.len(), 1);
+        assert_eq!(message_id_key(" <> "), None);
     }
 
     #[test]

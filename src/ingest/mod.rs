@@ -11,6 +11,8 @@
 //!   [`Handover`](cycle::Handover), testable without actix: the turn, the token, the permits, and
 //!   settling what was found (ledger, attachments, hand-over, mark read).
 //! - [`sources`]: where a cycle finds mail: the unread list, delta rounds, backfills, replays.
+//! - [`imap_source`]: the same for channels on the IMAP transport: one connection per cycle, the
+//!   (UIDVALIDITY, settled UID) cursor, `BODY.PEEK[]`, `\Seen` only after the acknowledgement.
 //! - [`tokens`]: the access token a cycle uses: refresh ahead of expiry, single-flight per grant,
 //!   the rotated refresh token durable before use; a failing refresh does not stop polling while the
 //!   access token is valid.
@@ -31,6 +33,7 @@ pub mod apps;
 pub mod context;
 pub mod cycle;
 pub mod failure;
+pub mod imap_source;
 pub mod ledger;
 pub mod recovery;
 pub mod runtime;

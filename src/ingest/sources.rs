@@ -2,7 +2,8 @@
 //! settled before the cursor moves; a lost sync state restarts the round; a folder that refuses
 //! the delta query falls back to the unread list with a warning), a backfill an operator asked
 //! for, and replays of quarantined mail, fetched by id. What is found is settled by
-//! [`cycle::settle`](super::cycle).
+//! [`cycle::settle`](super::cycle). Channels on the IMAP transport poll through
+//! [`imap_source`](super::imap_source) instead.
 
 use crate::domain::PollMode;
 use crate::graph::GraphError;
@@ -23,6 +24,9 @@ pub async fn poll<H: Handover>(
     job: &ChannelJob,
     token: &str,
 ) -> Result<PollReport, Failure> {
+    if job.record.transport == crate::domain::Transport::Imap {
+        return super::imap_source::poll(ctx, handover, runtime, job, token).await;
+    }
     let replayed = replay(ctx, handover, runtime, job, token).await?;
     if runtime.backfill().is_some() {
         let mut report = backfill(ctx, handover, runtime, job, token).await?;

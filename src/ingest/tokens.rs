@@ -39,6 +39,20 @@ pub fn is_valid(set: &TokenSet, skew: Duration) -> bool {
     set.access_expires_at - chrono::Duration::from_std(skew).unwrap_or_default() > Utc::now()
 }
 
+/// Whether `set`'s access token is for `transport`'s resource: an IMAP token names Exchange
+/// Online's `IMAP.AccessAsUser.All` (Microsoft writes it in full), a Graph token does not (Graph's
+/// scopes may come back without their host).
+pub fn serves(set: &TokenSet, transport: crate::domain::Transport) -> bool {
+    let imap = set
+        .scope
+        .split_whitespace()
+        .any(|s| s.to_ascii_lowercase().ends_with("imap.accessasuser.all"));
+    match transport {
+        crate::domain::Transport::Graph => !imap,
+        crate::domain::Transport::Imap => imap,
+    }
+}
+
 /// Writes a channel's token set durably (`put_tokens` flushes: off the arbiter's thread).
 async fn save(ctx: &Ingest, record: &ChannelRecord, set: &TokenSet) -> Result<(), Failure> {
     let store = ctx.store.clone();
@@ -70,6 +84,9 @@ pub async fn access_token(
         save(ctx, record, &held.set).await?;
         runtime.saved(held.grant);
     }
+    // A token of the other transport's resource (the channel moved between Graph and IMAP) is
+    // no use: the same refresh token asks for one of this transport's resource.
+    let force = force || !serves(&held.set, record.transport);
     let expiring = !is_valid(&held.set, margin);
     if !force && !expiring {
         return Ok(Access::Ready(held.set.access_token.expose().to_owned()));
@@ -137,7 +154,9 @@ async fn refresh(
         client_id: &record.client_id,
         credential: &app.credential,
     };
-    let refreshing = ctx.oauth().refresh(credentials, &held.set.refresh_token);
+    let refreshing =
+        ctx.oauth()
+            .refresh_for(record.transport, credentials, &held.set.refresh_token);
     let answered = match ctx.cluster.as_ref().map(|ownership| ownership.time_left()) {
         None => refreshing.await,
         // Cluster mode: the answer must arrive while this node may still store the rotated token

@@ -27,7 +27,10 @@ use serde::{Deserialize, Serialize};
 pub use error::{IdentityFailure, OAuthError, aadsts_codes, description_field, description_head};
 
 use crate::domain::secret::{AccessToken, PkceVerifier, RefreshToken};
-use crate::domain::{AppCredential, ClientId, HttpUrl, Mailbox, TenantId};
+use crate::domain::{AppCredential, ClientId, HttpUrl, Mailbox, TenantId, Transport};
+
+/// The Exchange Online resource the IMAP scope names in the global cloud.
+pub const IMAP_SCOPE_HOST: &str = "https://outlook.office.com";
 
 /// Microsoft's token error body with every field it sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +121,8 @@ pub struct OAuthClient {
     login_base: Arc<str>,
     /// The delegated Graph scope of the configured cloud.
     graph_scope: Arc<str>,
+    /// The delegated IMAP scope (Exchange Online's resource of the configured cloud).
+    imap_scope: Arc<str>,
     /// `{public_url}{callback_path}`, exactly as registered in Azure.
     redirect_uri: Arc<str>,
     timeout: Duration,
@@ -139,9 +144,34 @@ impl OAuthClient {
                 "{}/Mail.ReadWrite.Shared",
                 graph_scope_host.trim_end_matches('/')
             )),
+            imap_scope: Arc::from(format!("{IMAP_SCOPE_HOST}/IMAP.AccessAsUser.All")),
             redirect_uri: Arc::from(redirect_uri),
             timeout,
         }
+    }
+
+    /// The same client naming `imap_scope_host` (the cloud's Exchange Online resource, e.g.
+    /// `https://outlook.office.com`) in the IMAP scope.
+    pub fn with_imap_scope_host(mut self, imap_scope_host: &str) -> Self {
+        self.imap_scope = Arc::from(format!(
+            "{}/IMAP.AccessAsUser.All",
+            imap_scope_host.trim_end_matches('/')
+        ));
+        self
+    }
+
+    /// The delegated scope of `transport`'s resource: Graph's `Mail.ReadWrite.Shared`, or
+    /// Exchange Online's `IMAP.AccessAsUser.All`. One access token serves one resource.
+    pub fn resource_scope(&self, transport: Transport) -> &str {
+        match transport {
+            Transport::Graph => &self.graph_scope,
+            Transport::Imap => &self.imap_scope,
+        }
+    }
+
+    /// The scopes inboxd asks for on `transport`, space-separated.
+    pub fn scope_string_for(&self, transport: Transport) -> String {
+        format!("offline_access {}", self.resource_scope(transport))
     }
 
     /// How long one request may take before it counts as failed.
@@ -189,12 +219,23 @@ impl OAuthClient {
         client_id: &ClientId,
         mailbox: &Mailbox,
     ) -> Result<AuthorizationStart, OAuthError> {
+        self.authorize_for(Transport::Graph, tenant, client_id, mailbox)
+    }
+
+    /// [`authorize`](Self::authorize) asking for the scope of `transport`'s resource.
+    pub fn authorize_for(
+        &self,
+        transport: Transport,
+        tenant: &TenantId,
+        client_id: &ClientId,
+        mailbox: &Mailbox,
+    ) -> Result<AuthorizationStart, OAuthError> {
         let client = self.client(tenant, client_id)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state) = client
             .authorize_url(|| CsrfToken::new(random_state()))
             .add_scope(Scope::new("offline_access".to_owned()))
-            .add_scope(Scope::new(self.graph_scope.to_string()))
+            .add_scope(Scope::new(self.resource_scope(transport).to_owned()))
             .set_pkce_challenge(challenge)
             .add_extra_param("response_mode", "query")
             .add_extra_param("login_hint", mailbox.as_str())
@@ -265,12 +306,24 @@ impl OAuthClient {
                 .add_extra_param("client_assertion", assertion);
         }
         let result = request.request_async(&http).await;
-        self.grant(result, &meta)
+        self.grant(result, &meta, &self.scope_string())
     }
 
     /// Uses a refresh token. The answer carries a rotated refresh token to persist before use.
     pub async fn refresh(
         &self,
+        app: AppCredentials<'_>,
+        refresh_token: &RefreshToken,
+    ) -> Result<TokenGrant, OAuthError> {
+        self.refresh_for(Transport::Graph, app, refresh_token).await
+    }
+
+    /// [`refresh`](Self::refresh) asking for an access token of `transport`'s resource: a refresh
+    /// token is not tied to one resource, so the same grant serves Graph and IMAP when the app is
+    /// consented for both (otherwise Microsoft answers that consent is missing).
+    pub async fn refresh_for(
+        &self,
+        transport: Transport,
         app: AppCredentials<'_>,
         refresh_token: &RefreshToken,
     ) -> Result<TokenGrant, OAuthError> {
@@ -281,14 +334,14 @@ impl OAuthClient {
         let mut request = client
             .exchange_refresh_token(&token)
             .add_scope(Scope::new("offline_access".to_owned()))
-            .add_scope(Scope::new(self.graph_scope.to_string()));
+            .add_scope(Scope::new(self.resource_scope(transport).to_owned()));
         if let Some(assertion) = assertion {
             request = request
                 .add_extra_param("client_assertion_type", JWT_BEARER)
                 .add_extra_param("client_assertion", assertion);
         }
         let result = request.request_async(&http).await;
-        self.grant(result, &meta)
+        self.grant(result, &meta, &self.scope_string_for(transport))
     }
 
     /// Sends one token request of `grant` (one of
@@ -349,6 +402,7 @@ impl OAuthClient {
         &self,
         result: Result<BasicTokenResponse, RequestTokenError<HttpFailure, MicrosoftErrorResponse>>,
         meta: &Mutex<Option<(u16, Option<Duration>)>>,
+        requested: &str,
     ) -> Result<TokenGrant, OAuthError> {
         let (status, retry_after) = meta.lock().ok().and_then(|slot| *slot).unzip();
         let retry_after = retry_after.flatten();
@@ -368,7 +422,7 @@ impl OAuthClient {
                             .collect::<Vec<_>>()
                             .join(" ")
                     })
-                    .unwrap_or_else(|| self.scope_string());
+                    .unwrap_or_else(|| requested.to_owned());
                 // Without `expires_in`, assume the shortest lifetime Microsoft issues (1 hour).
                 let expires_in = response.expires_in().unwrap_or(Duration::from_secs(3600));
                 Ok(TokenGrant {

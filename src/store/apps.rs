@@ -158,6 +158,7 @@ mod tests {
             enabled: true,
             first_import: FirstImport::OnlyNew,
             poll_mode: None,
+            transport: crate::domain::Transport::Graph,
             created_at: at,
             updated_at: at,
             activated_at: Some(at),

@@ -86,7 +86,7 @@ pub use permissions::restrict_umask;
 pub use postgres::MigrationReport;
 pub use records::{
     AppKey, AppRecord, AppSummary, ChannelRecord, ChannelState, Cursor, ErrorSource, FirstImport,
-    LastError, LedgerEntry, LedgerState, PendingAuthorization, PendingLookup, TokenSet,
+    ImapCursor, LastError, LedgerEntry, LedgerState, PendingAuthorization, PendingLookup, TokenSet,
 };
 pub use recovery::ReopenHook;
 pub use transfer::ExportCounts;

@@ -132,6 +132,9 @@ struct ChannelV1 {
     /// `delta` or `unread`; absent: the daemon's `polling.mode` (records before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     poll_mode: Option<String>,
+    /// `graph` or `imap`; absent: graph (records before IMAP existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    transport: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     activated_at: Option<DateTime<Utc>>,
@@ -159,6 +162,10 @@ pub(crate) fn encode_channel(rec: &ChannelRecord) -> Result<Vec<u8>, StoreError>
             FirstImport::LastDays(days) => FirstImportV1::LastDays { days },
         },
         poll_mode: rec.poll_mode.map(|m| m.as_str().to_owned()),
+        transport: match rec.transport {
+            crate::domain::Transport::Graph => None,
+            other => Some(other.as_str().to_owned()),
+        },
         created_at: rec.created_at,
         updated_at: rec.updated_at,
         activated_at: rec.activated_at,
@@ -213,6 +220,11 @@ pub(crate) fn decode_channel(id: ChannelId, bytes: &[u8]) -> Result<ChannelRecor
                 crate::domain::PollMode::parse(name)
                     .ok_or_else(|| invalid(&record, "poll mode", format!("{name:?}")))?,
             ),
+        },
+        transport: match s.transport.as_deref() {
+            None => crate::domain::Transport::Graph,
+            Some(name) => crate::domain::Transport::parse(name)
+                .ok_or_else(|| invalid(&record, "transport", format!("{name:?}")))?,
         },
         created_at: s.created_at,
         updated_at: s.updated_at,
@@ -422,6 +434,9 @@ struct CursorV1 {
     v: u32,
     delta_link: Option<String>,
     last_received_at: Option<DateTime<Utc>>,
+    /// The IMAP position `[uidvalidity, settled uid]`; absent for Graph-only channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    imap: Option<[u32; 2]>,
 }
 
 pub(crate) fn encode_cursor(id: ChannelId, cursor: &Cursor) -> Result<Vec<u8>, StoreError> {
@@ -429,6 +444,7 @@ pub(crate) fn encode_cursor(id: ChannelId, cursor: &Cursor) -> Result<Vec<u8>, S
         v: FORMAT_VERSION,
         delta_link: cursor.delta_link.clone(),
         last_received_at: cursor.last_received_at,
+        imap: cursor.imap.map(|c| [c.uid_validity, c.settled_uid]),
     };
     encode(&format!("cursor/{id}"), &stored)
 }
@@ -438,6 +454,12 @@ pub(crate) fn decode_cursor(id: ChannelId, bytes: &[u8]) -> Result<Cursor, Store
     Ok(Cursor {
         delta_link: s.delta_link,
         last_received_at: s.last_received_at,
+        imap: s
+            .imap
+            .map(|[uid_validity, settled_uid]| crate::store::ImapCursor {
+                uid_validity,
+                settled_uid,
+            }),
     })
 }
 

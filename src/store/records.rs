@@ -158,6 +158,8 @@ pub struct ChannelRecord {
     pub first_import: FirstImport,
     /// How the channel finds new mail; `None` follows `polling.mode`.
     pub poll_mode: Option<crate::domain::PollMode>,
+    /// How the channel reaches its mailbox (Graph or IMAP).
+    pub transport: crate::domain::Transport,
     /// When the channel was added.
     pub created_at: DateTime<Utc>,
     /// When the record last changed.
@@ -192,6 +194,8 @@ pub enum ErrorSource {
     IdentityPlatform,
     /// Microsoft Graph.
     Graph,
+    /// An IMAP server (the IMAP transport).
+    Imap,
     /// The sink (JSONL file or webhook).
     Sink,
     /// The store.
@@ -202,9 +206,10 @@ pub enum ErrorSource {
 
 impl ErrorSource {
     /// Every source.
-    pub const ALL: [ErrorSource; 5] = [
+    pub const ALL: [ErrorSource; 6] = [
         ErrorSource::IdentityPlatform,
         ErrorSource::Graph,
+        ErrorSource::Imap,
         ErrorSource::Sink,
         ErrorSource::Store,
         ErrorSource::Inboxd,
@@ -215,6 +220,7 @@ impl ErrorSource {
         match self {
             ErrorSource::IdentityPlatform => "identity_platform",
             ErrorSource::Graph => "graph",
+            ErrorSource::Imap => "imap",
             ErrorSource::Sink => "sink",
             ErrorSource::Store => "store",
             ErrorSource::Inboxd => "inboxd",
@@ -268,6 +274,19 @@ pub struct Cursor {
     pub delta_link: Option<String>,
     /// The receive time of the newest message seen.
     pub last_received_at: Option<DateTime<Utc>>,
+    /// The IMAP transport's position, if the channel polled over IMAP.
+    pub imap: Option<ImapCursor>,
+}
+
+/// Where an IMAP channel stands in its folder: the folder's UIDVALIDITY and the highest UID below
+/// which every message is settled (delivered, marked `\Seen`, or quarantined). Never ahead of the
+/// ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImapCursor {
+    /// The folder's UIDVALIDITY the UIDs belong to.
+    pub uid_validity: u32,
+    /// Every message with a UID up to this one is settled.
+    pub settled_uid: u32,
 }
 
 /// Where one message stands in the pipeline.

@@ -31,6 +31,7 @@ pub fn authorized_channel(
         enabled: true,
         first_import: FirstImport::AllUnread,
         poll_mode: None,
+        transport: inboxd::domain::Transport::Graph,
         created_at: now,
         updated_at: now,
         activated_at: Some(now),

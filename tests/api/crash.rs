@@ -130,6 +130,17 @@ async fn authorized_channel(
     sim_client: &SimClient,
     upn: &str,
 ) -> String {
+    authorized_channel_on(http, port, sim_client, upn, "graph").await
+}
+
+/// [`authorized_channel`] on `transport` (`graph` or `imap`).
+async fn authorized_channel_on(
+    http: &reqwest::Client,
+    port: u16,
+    sim_client: &SimClient,
+    upn: &str,
+    transport: &str,
+) -> String {
     let domain = upn.split('@').nth(1).unwrap();
     let tenant = sim_client.register_tenant(None, &[domain]).await.unwrap();
     let app = sim_client
@@ -141,7 +152,7 @@ async fn authorized_channel(
         .await
         .unwrap();
     sim_client.register_user(&tenant, upn, &[]).await.unwrap();
-    let body = json!({"tenant_id": tenant, "client_id": app.client_id, "client_secret": app.client_secret, "mailbox": upn});
+    let body = json!({"tenant_id": tenant, "client_id": app.client_id, "client_secret": app.client_secret, "mailbox": upn, "transport": transport});
     let channel = api(
         http,
         port,
@@ -271,6 +282,128 @@ async fn sigkill_at_random_moments_loses_and_doubles_nothing() {
     for channel in list["channels"].as_array().unwrap() {
         assert_eq!(channel["status"], "active", "{channel}");
         assert!(ids.contains(&channel["id"].as_str().unwrap().to_owned()));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The mail of the sink file, by Internet Message-ID: how often each was written.
+fn sink_by_internet_message_id(dir: &std::path::Path) -> HashMap<String, usize> {
+    let text = std::fs::read_to_string(dir.join("mail.jsonl")).unwrap_or_default();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in text.lines() {
+        let record: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("a broken line ({e}): {line}"));
+        *seen
+            .entry(record["internet_message_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    seen
+}
+
+/// The IMAP transport under SIGKILL: mail keeps arriving while `inboxd serve` is killed at random
+/// moments (mid-fetch, mid-hand-over, mid-STORE). While it is dead, every message the server shows
+/// `\Seen` is already in the sink; at the end every message is in the sink exactly once.
+#[actix_rt::test]
+async fn sigkill_on_the_imap_transport_loses_doubles_and_marks_nothing_early() {
+    let sim = inboxd::sim::spawn(inboxd::sim::SimOptions::default()).unwrap();
+    let sim_client = SimClient::new(sim.url());
+    let imap = sim.imap_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = inboxd_testkit::free_port().unwrap();
+    let mut env = serve_env(dir.path(), port, &sim.url());
+    env.push(("INBOXD_CLOUD__IMAP_URL".into(), format!("imap://{imap}")));
+    let serve = Serve {
+        env,
+        log: dir.path().join("serve.log"),
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut child = serve.spawn();
+    wait_healthy(&http, port, &mut child).await;
+    let mut mailboxes = Vec::new();
+    for i in 0..MAILBOXES {
+        let upn = format!("imapcrash{i}@imapcrash{i}.example");
+        authorized_channel_on(&http, port, &sim_client, &upn, "imap").await;
+        mailboxes.push(upn);
+    }
+    let mut rng = rand::thread_rng();
+    let mut sent = 0usize;
+    let mut checked_seen = 0usize;
+    for kill in 0..KILLS {
+        for upn in &mailboxes {
+            let n = rng.gen_range(20..80);
+            sim_client
+                .deliver(
+                    upn,
+                    &Delivery {
+                        count: n,
+                        unread: true,
+                        ..Delivery::default()
+                    },
+                )
+                .await
+                .unwrap();
+            sent += n;
+        }
+        actix_rt::time::sleep(Duration::from_millis(rng.gen_range(50..900))).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Nothing runs now: whatever the server shows \Seen must be in the sink already.
+        let written = sink_by_internet_message_id(dir.path());
+        for upn in &mailboxes {
+            for message in sim_client.mailbox_state(upn).await.unwrap().messages {
+                if message.is_read {
+                    checked_seen += 1;
+                    assert!(
+                        written.contains_key(&message.internet_message_id),
+                        "{} is \\Seen but was never delivered (kill {kill})",
+                        message.internet_message_id
+                    );
+                }
+            }
+        }
+        child = serve.spawn();
+        wait_healthy(&http, port, &mut child).await;
+        eprintln!("kill {kill}: {sent} messages sent so far");
+    }
+    assert!(checked_seen > 0, "no mail was \\Seen between the kills");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut unread = 0;
+        for upn in &mailboxes {
+            unread += sim_client.mailbox_state(upn).await.unwrap().unread;
+        }
+        if unread == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{unread} messages still unseen");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = sink_by_internet_message_id(dir.path());
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "written more than once: {doubled:?}");
+    let mut total = 0;
+    for upn in &mailboxes {
+        for message in sim_client.mailbox_state(upn).await.unwrap().messages {
+            total += 1;
+            assert!(
+                seen.contains_key(&message.internet_message_id),
+                "{} never reached the sink",
+                message.internet_message_id
+            );
+        }
+    }
+    assert_eq!((total, seen.len()), (sent, sent));
+    let list = api(&http, port, reqwest::Method::GET, "/api/channels", None).await;
+    for channel in list["channels"].as_array().unwrap() {
+        assert_eq!(
+            (channel["status"].as_str(), channel["transport"].as_str()),
+            (Some("active"), Some("imap")),
+            "{channel}"
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();

@@ -30,3 +30,7 @@ mod security;
 
 /// Delta sync: read-before-poll mail, expired sync states, removals, restarts mid-round (issue 14).
 mod delta;
+
+/// The IMAP transport: authorization for Exchange Online, ingestion and \Seen over IMAP, a refused
+/// sign-in, moving a channel between transports (issue 17).
+mod imap;

@@ -353,13 +353,16 @@ impl Handler<UpdateChannel> for ChannelSupervisor {
             };
             record.last_error = None;
             record.activated_at = current.activated_at;
-        } else if (current.tenant_id != record.tenant_id || current.client_id != record.client_id)
+        } else if (current.tenant_id != record.tenant_id
+            || current.client_id != record.client_id
+            || current.transport != record.transport)
             && matches!(
                 current.status,
                 ChannelStatus::Blocked | ChannelStatus::NeedsReauthorization
             )
         {
-            // Another app may be exactly what the last error asked for: try again at once.
+            // Another app (or the other transport) may be exactly what the last error asked for:
+            // try again at once.
             record.status = ChannelStatus::BackingOff;
         }
         if current.mailbox != record.mailbox || current.folder != record.folder {

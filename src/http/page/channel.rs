@@ -38,6 +38,13 @@ pub fn detail(
                 dd id="detail-status" { (cells::status(view.status)) " " span.muted { (cells::status_hint(view.status)) } }
                 dt { "Mailbox" }
                 dd id="detail-mailbox" { (view.mailbox) " " span.muted { "folder " (view.folder) } }
+                dt { "Transport" }
+                dd id="detail-transport" {
+                    @match view.transport {
+                        crate::domain::Transport::Graph => "Microsoft Graph",
+                        crate::domain::Transport::Imap => "IMAP (OAuth2, XOAUTH2)",
+                    }
+                }
                 dt { "Tenant" } dd.mono { (view.tenant_id) }
                 dt { "App (client) id" } dd.mono { (view.client_id) }
                 dt { "Channel id" } dd.mono { (id) }

@@ -322,6 +322,7 @@ async fn add(
         client_secret_expires_at: some(&form.client_secret_expires_at),
         first_import: some(&form.first_import),
         poll_mode: None,
+        transport: None,
     };
     match state.control.add(input).await {
         Ok(view) => frame::see_other(&format!("/?channel={}&done=added", view.id)),
