@@ -296,6 +296,31 @@ async fn every_action_checks_session_and_csrf_and_reaches_the_supervisor() {
     );
     assert!(!detail.contains(SECRET), "the page shows the client secret");
     assert!(detail.contains(">Authorize</button>"));
+    // The form chooses the transport too; the app is known now, so no secret is needed.
+    assert!(page.contains("name=\"transport\""), "a transport choice");
+    let imap = [
+        ("csrf", csrf.as_str()),
+        ("mailbox", "imap@contoso.example"),
+        ("tenant_id", account.tenant_id.as_str()),
+        ("client_id", account.app.client_id.as_str()),
+        ("transport", "imap"),
+    ];
+    let res = post(&daemon, Some(&cookie), "/ui/channels", &imap).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let imap_id = location(&res)
+        .strip_prefix("/?channel=")
+        .and_then(|rest| rest.strip_suffix("&done=added"))
+        .unwrap()
+        .to_owned();
+    assert_eq!(daemon.channel(&imap_id).await.unwrap()["transport"], "imap");
+    daemon
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/channels/{imap_id}"),
+            None,
+        )
+        .await
+        .unwrap();
 
     let channel = format!("/ui/channels/{id}");
     let csrf_only = [("csrf", csrf.as_str())];

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use crate::domain::ChannelId;
 use crate::ingest::ledger::Ledger;
-use crate::sink::{JsonlSink, SinkError};
+use crate::sink::{JsonlSink, RecoveredLine, SinkError};
 use crate::store::{Store, StoreError};
 
 /// The meta key under which the JSONL checkpoint offset is stored.
@@ -44,16 +44,21 @@ pub fn store_checkpoint(store: &Store, offset: u64) -> Result<(), StoreError> {
     store.put_meta(JSONL_CHECKPOINT_KEY, &offset.to_be_bytes())
 }
 
-/// Records the messages of these JSONL lines (`(channel id, message id)`) as delivered where the
-/// ledger does not know them as delivered already; answers how many it recorded.
-pub fn record_lines(ledger: &Ledger, keys: &[(String, String)]) -> Result<usize, StoreError> {
+/// Records the messages of these JSONL lines (channel id, message id, Internet Message-ID) as
+/// delivered where the ledger does not know them as delivered already, with their Internet
+/// Message-ID (so the other transport knows them too); answers how many it recorded.
+pub fn record_lines(ledger: &Ledger, lines: &[RecoveredLine]) -> Result<usize, StoreError> {
     let now = chrono::Utc::now();
     let mut recovered = 0usize;
-    for (channel, message_id) in keys {
+    for (channel, message_id, imid) in lines {
         let Ok(channel) = ChannelId::parse(channel) else {
             continue;
         };
-        recovered += ledger.record_delivered(channel, &[message_id.as_str()], now)?;
+        recovered += ledger.record_delivered_mail(
+            channel,
+            &[(message_id.as_str(), imid.as_deref())],
+            now,
+        )?;
     }
     Ok(recovered)
 }
@@ -64,7 +69,13 @@ pub fn open_jsonl(ledger: &Ledger, path: &Path) -> Result<JsonlSink, RecoveryErr
     let store = ledger.store();
     let checkpoint = stored_checkpoint(store);
     let (sink, recovery) = JsonlSink::open(path, checkpoint)?;
-    let recovered = record_lines(ledger, &recovery.keys)?;
+    let lines: Vec<RecoveredLine> = recovery
+        .keys
+        .iter()
+        .zip(&recovery.internet_message_ids)
+        .map(|((channel, message), imid)| (channel.clone(), message.clone(), imid.clone()))
+        .collect();
+    let recovered = record_lines(ledger, &lines)?;
     if !recovery.keys.is_empty() {
         tracing::info!(
             lines = recovery.keys.len(),
@@ -97,4 +108,34 @@ pub fn rerecord_tail(ledger: &Ledger, file: &Mutex<JsonlSink>) -> Result<(), Str
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::domain::secret::MasterKey;
+    use crate::ingest::ledger::message_id_key;
+
+    #[test]
+    fn a_recovered_line_is_known_by_its_internet_message_id_too() {
+        let ledger = Ledger::new(Store::in_memory(MasterKey::generate()).unwrap());
+        let channel = ChannelId::generate();
+        let lines = vec![
+            (
+                channel.to_string(),
+                "AAMk-graph-id".to_owned(),
+                Some("<crash@contoso.com>".to_owned()),
+            ),
+            (channel.to_string(), "AAMk-no-imid".to_owned(), None),
+            ("not a channel".to_owned(), "x".to_owned(), None),
+        ];
+        assert_eq!(record_lines(&ledger, &lines).unwrap(), 2);
+        assert!(ledger.is_delivered(channel, "AAMk-graph-id").unwrap());
+        // After a move to IMAP, the same mail under its UID is recognised by the Message-ID.
+        let alias = message_id_key("crash@contoso.com").unwrap();
+        assert!(ledger.is_delivered(channel, &alias).unwrap());
+        // Recorded once: a second recovery of the same lines changes nothing.
+        assert_eq!(record_lines(&ledger, &lines).unwrap(), 0);
+    }
 }

@@ -29,6 +29,9 @@ const MAX_KEPT_BUFFER: usize = 8 * 1024 * 1024;
 pub struct Recovery {
     /// `(channel_id, message_id)` of each line after the checkpoint, in file order.
     pub keys: Vec<(String, String)>,
+    /// Each of those lines' Internet Message-ID (same order; `None` when the mail had none), so a
+    /// channel that moves to another transport after a crash knows these mails too.
+    pub internet_message_ids: Vec<Option<String>>,
     /// The end of the file: the checkpoint to record once these keys are marked delivered.
     pub end_offset: u64,
 }
@@ -53,12 +56,17 @@ impl std::fmt::Debug for JsonlSink {
     }
 }
 
-/// Only the two fields recovery needs; everything else in a line is skipped.
+/// Only the fields recovery needs; everything else in a line is skipped.
 #[derive(Deserialize)]
 struct LineKey {
     channel_id: String,
     message_id: String,
+    #[serde(default)]
+    internet_message_id: Option<String>,
 }
+
+/// A recovered line: `(channel_id, message_id, internet_message_id)`.
+pub type RecoveredLine = (String, String, Option<String>);
 
 impl JsonlSink {
     /// Opens (or creates) the file at `path`, creating its directory if missing, truncates a partial
@@ -77,8 +85,12 @@ impl JsonlSink {
                 .map_err(|err| io_error(dir, "creating the directory", &err))?;
         }
         let (file, identity, end) = open_file(path)?;
-        let keys = scan(&file, path, checkpoint_offset, end)
+        let lines = scan(&file, path, checkpoint_offset, end)
             .map_err(|err| io_error(path, "reading", &err))?;
+        let (keys, internet_message_ids) = lines
+            .into_iter()
+            .map(|(channel, message, imid)| ((channel, message), imid))
+            .unzip();
         let sink = JsonlSink {
             path: path.to_owned(),
             file,
@@ -90,14 +102,16 @@ impl JsonlSink {
             sink,
             Recovery {
                 keys,
+                internet_message_ids,
                 end_offset: end,
             },
         ))
     }
 
-    /// `(channel_id, message_id)` of each line from `checkpoint` to the end (as [`open`](Self::open)
-    /// reports them), for re-recording them after the store lost its recent writes.
-    pub fn keys_since(&self, checkpoint: u64) -> Result<Vec<(String, String)>, SinkError> {
+    /// `(channel_id, message_id, internet_message_id)` of each line from `checkpoint` to the end (as
+    /// [`open`](Self::open) reports them), for re-recording them after the store lost its recent
+    /// writes.
+    pub fn keys_since(&self, checkpoint: u64) -> Result<Vec<RecoveredLine>, SinkError> {
         scan(&self.file, &self.path, checkpoint, self.offset)
             .map_err(|err| io_error(&self.path, "reading", &err))
     }
@@ -282,7 +296,7 @@ fn line_start_before(file: &File, pos: u64) -> io::Result<u64> {
 }
 
 /// The keys of the lines from `checkpoint` to `end`.
-fn scan(file: &File, path: &Path, checkpoint: u64, end: u64) -> io::Result<Vec<(String, String)>> {
+fn scan(file: &File, path: &Path, checkpoint: u64, end: u64) -> io::Result<Vec<RecoveredLine>> {
     let from = if checkpoint > end {
         tracing::warn!(
             path = %path.display(),
@@ -307,7 +321,7 @@ fn scan(file: &File, path: &Path, checkpoint: u64, end: u64) -> io::Result<Vec<(
             break;
         }
         match serde_json::from_slice::<LineKey>(&line) {
-            Ok(key) => keys.push((key.channel_id, key.message_id)),
+            Ok(key) => keys.push((key.channel_id, key.message_id, key.internet_message_id)),
             Err(err) => tracing::warn!(
                 path = %path.display(),
                 offset = at,

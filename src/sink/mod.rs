@@ -9,7 +9,7 @@
 mod jsonl;
 mod webhook;
 
-pub use jsonl::{JsonlSink, Recovery};
+pub use jsonl::{JsonlSink, RecoveredLine, Recovery};
 pub use webhook::{SIGNATURE_HEADER, WebhookSink, sign, verify_signature};
 
 use chrono::{DateTime, Utc};

@@ -287,6 +287,12 @@ fn add_form(state: &AppState, csrf: &CsrfToken, open: bool) -> Markup {
                         option value="last_days:7" { "the last 7 days" }
                     }
                 }
+                label { "Read the mailbox through "
+                    select name="transport" {
+                        option value="graph" { "Microsoft Graph (recommended)" }
+                        option value="imap" { "IMAP (OAuth2; needs the IMAP permission and IMAP enabled on the mailbox)" }
+                    }
+                }
                 button type="submit" class="primary" { "Add channel" }
             }
         }

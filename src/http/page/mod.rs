@@ -299,6 +299,8 @@ struct AddForm {
     client_secret_expires_at: String,
     #[serde(default)]
     first_import: String,
+    #[serde(default)]
+    transport: String,
 }
 
 async fn add(
@@ -322,7 +324,7 @@ async fn add(
         client_secret_expires_at: some(&form.client_secret_expires_at),
         first_import: some(&form.first_import),
         poll_mode: None,
-        transport: None,
+        transport: some(&form.transport),
     };
     match state.control.add(input).await {
         Ok(view) => frame::see_other(&format!("/?channel={}&done=added", view.id)),
