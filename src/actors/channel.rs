@@ -430,6 +430,11 @@ impl ChannelActor {
             });
         }
         if let Some(err) = report.sink_unavailable {
+            // The sink took the mail but the ledger could not record it: that is the store's
+            // failure (a full disk), and the status says so, not the sink's.
+            if let Some(store_err) = self.deps.ingest.store.broken_error() {
+                return self.on_failure(Failure::Store(store_err));
+            }
             let error = Classification::of(catalogue::codes::SINK_UNAVAILABLE)
                 .map(|c| last_error(ErrorSource::Sink, &c, err.to_string(), None, None));
             self.set_status(ChannelStatus::BackingOff, error);
