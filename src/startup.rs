@@ -77,6 +77,28 @@ fn first_import(policy: config::FirstImport) -> FirstImport {
     }
 }
 
+/// Opens the sled store, waiting up to two seconds for its lock: a previous holder that is shutting
+/// down (a restarted service, an earlier handle of this process) releases it a moment after it
+/// stopped. A lock still held after that is refused with the store's own explanation.
+fn open_sled_waiting_for_lock(
+    path: &std::path::Path,
+    key: crate::domain::secret::MasterKey,
+    options: StoreOptions,
+) -> Result<Store, crate::store::StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match Store::open(path, key.clone(), options.clone()) {
+            Err(err)
+                if err.kind() == crate::store::StoreErrorKind::Locked
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A file-size limit (RLIMIT_FSIZE, `ulimit -f`, systemd's `LimitFSIZE=`) makes the kernel send
 /// SIGXFSZ, whose default action kills the process: under `Restart=on-failure` a crash loop.
 /// Opens the store of `store.engine`: sled at `store.path`, or PostgreSQL at `store.postgres_url`
@@ -86,7 +108,7 @@ pub fn open_store(
     master_key: crate::domain::secret::MasterKey,
 ) -> anyhow::Result<Store> {
     match settings.store.engine {
-        config::StoreEngine::Sled => Store::open(
+        config::StoreEngine::Sled => open_sled_waiting_for_lock(
             &settings.store.path,
             master_key,
             StoreOptions {
