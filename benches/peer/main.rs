@@ -685,10 +685,19 @@ fn print(r: &Results) {
             ("inboxd", &r.inboxd, r.inboxd_burst_window),
             ("peer", &r.peer, r.peer_burst_window),
         ] {
+            // Every mailbox is polled once per interval, so no poller can take the burst in
+            // less than about one interval: M / I is the most this run can show.
+            let bound = a.burst as f64 / a.interval_secs as f64;
             let limit = if s.burst_sim_cores >= 0.9 {
-                "the simulator limits (≈ one core: its one worker)"
+                "the simulator limits (≈ one core: its one worker)".to_owned()
+            } else if s.burst_msgs_per_sec >= 0.9 * bound {
+                format!(
+                    "the interval limits (M / I = {bound:.0} msg/s: each mailbox is polled once per interval; a larger burst or a shorter interval shows more)"
+                )
             } else {
-                "the poller limits (the simulator has headroom)"
+                format!(
+                    "the poller limits (below M / I = {bound:.0} msg/s, the simulator has headroom)"
+                )
             };
             println!(
                 "  {who} burst {:.1}–{:.1} s: {:.2} s (delivery {:.2} s), CPU {:.2} s gross, {:.1} µs per mail net of idle; simulator {:.2} cores: {limit}",
