@@ -13,7 +13,11 @@ static PROFILER: std::sync::Mutex<Option<dhat::Profiler>> = std::sync::Mutex::ne
 /// Starts profiling the heap into `path`.
 #[cfg(feature = "dhat-heap")]
 pub(crate) fn start(path: &std::path::Path) -> anyhow::Result<()> {
-    let profiler = dhat::Profiler::builder().file_name(path).build();
+    // Deep enough backtraces to reach inboxd's frame under actix, tokio and sled.
+    let profiler = dhat::Profiler::builder()
+        .file_name(path)
+        .trim_backtraces(Some(48))
+        .build();
     *PROFILER.lock().unwrap() = Some(profiler);
     Ok(())
 }

@@ -476,7 +476,7 @@ fn batch_item_outcome(item: &model::BatchItemResponse) -> MarkReadOutcome {
     let detail = item
         .body
         .as_ref()
-        .and_then(|body| serde_json::from_value::<ErrorBody>(body.clone()).ok())
+        .and_then(|body| serde_json::from_str::<ErrorBody>(body.get()).ok())
         .map(|b| b.error)
         .unwrap_or_default();
     match item.status {
