@@ -274,7 +274,10 @@ pub(crate) fn python() -> anyhow::Result<PathBuf> {
         .status()
         .context("python3 -m venv (install python3 and python3-venv)")?;
     if !status.success() {
-        bail!("python3 -m venv {} failed ({status})", venv.display());
+        bail!(
+            "python3 -m venv {} failed ({status}): install python3-venv, or set INBOXD_PEER_PYTHON to a Python that has aiohttp",
+            venv.display()
+        );
     }
     let status = Command::new(&python)
         .args([

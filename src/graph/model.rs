@@ -4,7 +4,7 @@
 //! are `None`, so a meeting request or a message without a body does not fail a whole page.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Address, Attachment, ChannelId, MailItem, Mailbox};
 
@@ -193,6 +193,47 @@ pub struct BatchResponse {
     /// One response per request, in any order.
     #[serde(default)]
     pub responses: Vec<BatchItemResponse>,
+}
+
+/// A `$batch` request, serialized straight from these types (no `serde_json::Value` per item).
+#[derive(Debug, Serialize)]
+pub struct BatchRequest {
+    /// At most 20 requests.
+    pub requests: Vec<BatchRequestItem>,
+}
+
+/// One request of a `$batch`.
+#[derive(Debug, Serialize)]
+pub struct BatchRequestItem {
+    /// Its id in the batch (the response items carry it).
+    pub id: String,
+    /// The HTTP method.
+    pub method: &'static str,
+    /// The URL, relative to the version (`/users/{mailbox}/messages/{id}`).
+    pub url: String,
+    /// Its headers.
+    pub headers: BatchRequestHeaders,
+    /// Its JSON body.
+    pub body: MarkReadBody,
+}
+
+/// The headers of a mark-read request in a `$batch`.
+#[derive(Debug, Serialize)]
+pub struct BatchRequestHeaders {
+    /// `application/json`.
+    #[serde(rename = "Content-Type")]
+    pub content_type: &'static str,
+    /// `IdType="ImmutableId"`.
+    #[serde(rename = "Prefer")]
+    pub prefer: &'static str,
+}
+
+/// `{"isRead": true}`.
+#[derive(Debug, Serialize)]
+pub struct MarkReadBody {
+    /// Whether the message is read.
+    #[serde(rename = "isRead")]
+    pub is_read: bool,
 }
 
 /// One item of a `$batch` response.
