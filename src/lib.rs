@@ -43,3 +43,11 @@ pub mod stats;
 pub mod status;
 pub mod store;
 pub mod telemetry;
+
+/// The allocator of every binary built on this crate (the daemon, its tests and benches):
+/// jemalloc. glibc's malloc took a third of the daemon's CPU while ingesting (`_int_malloc`,
+/// `malloc_consolidate` and `_int_free` on pages of 50 messages; docs/benchmarks.md) and kept
+/// per-thread arenas fragmented. The load bench's heap profile (`dhat-heap`) brings its own.
+#[cfg(not(feature = "dhat-heap"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

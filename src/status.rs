@@ -100,21 +100,25 @@ impl ChannelView {
 
 /// Every channel's current view; each row is written by its channel's actor (or the supervisor
 /// while no actor runs) and read by anyone.
+///
+/// Rows are boxed: the map's table then holds a pointer per slot, not a whole `ChannelView`, so its
+/// spare capacity (a hash table is up to half empty after it grows) costs 16 bytes a slot instead
+/// of a row's size — several hundred bytes per channel at 100,000 channels.
 #[derive(Debug, Default)]
 pub struct StatusBoard {
-    rows: DashMap<ChannelId, ChannelView>,
+    rows: DashMap<ChannelId, Box<ChannelView>>,
 }
 
 impl StatusBoard {
     /// Inserts or replaces a row.
     pub fn put(&self, view: ChannelView) {
-        self.rows.insert(view.id, view);
+        self.rows.insert(view.id, Box::new(view));
     }
 
     /// Changes a row in place.
     pub fn update(&self, id: ChannelId, change: impl FnOnce(&mut ChannelView)) {
         if let Some(mut row) = self.rows.get_mut(&id) {
-            change(&mut row);
+            change(row.value_mut());
         }
     }
 
@@ -125,7 +129,9 @@ impl StatusBoard {
 
     /// One row.
     pub fn get(&self, id: ChannelId) -> Option<ChannelView> {
-        self.rows.get(&id).map(|row| row.clone())
+        self.rows
+            .get(&id)
+            .map(|row| ChannelView::clone(row.value()))
     }
 
     /// Every channel's id.
@@ -143,6 +149,15 @@ impl StatusBoard {
         self.rows.is_empty()
     }
 
+    /// Calls `visit` with every row in place, in no particular order: no copy, no sort (what a
+    /// `/metrics` scrape needs at a million channels). Each shard of the map is read-locked while
+    /// it is visited, so `visit` must not write to the board.
+    pub fn for_each(&self, mut visit: impl FnMut(&ChannelView)) {
+        for row in &self.rows {
+            visit(row.value());
+        }
+    }
+
     /// Rows matching `keep`, sorted by name then id, `limit` of them after skipping `offset`;
     /// with the total number that matched.
     pub fn page(
@@ -155,7 +170,7 @@ impl StatusBoard {
             .rows
             .iter()
             .filter(|row| keep(row.value()))
-            .map(|row| row.value().clone())
+            .map(|row| ChannelView::clone(row.value()))
             .collect();
         matched.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         let total = matched.len();

@@ -11,6 +11,7 @@ use inboxd::config::Settings;
 use inboxd::domain::secret::{AdminToken, MasterKey};
 use inboxd::ingest::Ingest as Shared;
 use inboxd::startup::{Application, Secrets};
+use inboxd::status::StatusBoard;
 use inboxd_testkit::{daemon_env, free_port};
 
 /// A daemon the bench started; [`Daemon::stop`] ends it and waits until its store is closed.
@@ -19,6 +20,8 @@ pub(crate) struct Daemon {
     pub(crate) shared: Arc<Shared>,
     /// Its supervisor (the hot-adds send `AddChannel` to it).
     pub(crate) supervisor: Addr<ChannelSupervisor>,
+    /// Its status board (the restart reads each channel's last poll from it).
+    pub(crate) board: Arc<StatusBoard>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
 }
@@ -65,15 +68,16 @@ impl Daemon {
                             return Ok(());
                         }
                     };
-                    let _ = ready_tx.send(Ok((app.ingest(), app.supervisor())));
+                    let _ = ready_tx.send(Ok((app.ingest(), app.supervisor(), app.board())));
                     let _ = stop_rx.await;
                     app.stop().await
                 })
             })?;
-        let (shared, supervisor) = ready_rx.await.context("the daemon thread died")??;
+        let (shared, supervisor, board) = ready_rx.await.context("the daemon thread died")??;
         Ok(Daemon {
             shared,
             supervisor,
+            board,
             stop: Some(stop_tx),
             thread: Some(thread),
         })

@@ -43,6 +43,35 @@ pub(crate) fn spawn_floor(
     })
 }
 
+/// The floor's pacing alone: the same `tokio::time::interval` at the same rate on a thread of its
+/// own, sending nothing, during the same window. Its CPU is what the floor's timer wake-ups cost,
+/// and is taken off the floor's, so that the yardstick is the request's own cost whatever the
+/// pacing (the daemon pays its own timer wake-ups inside its CPU per poll). Answers (ticks, CPU
+/// seconds of the thread).
+pub(crate) fn spawn_pacer(
+    rate: f64,
+    start_at: Instant,
+    window: Duration,
+) -> std::thread::JoinHandle<anyhow::Result<(u64, f64)>> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            tokio::time::sleep_until(start_at.into()).await;
+            let end_at = start_at + window;
+            let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1.0)));
+            let before = thread_cpu();
+            let mut ticks = 0u64;
+            while Instant::now() < end_at {
+                pace.tick().await;
+                ticks = std::hint::black_box(ticks + 1);
+            }
+            Ok((ticks, thread_cpu() - before))
+        })
+    })
+}
+
 async fn floor(
     settings: &Settings,
     sim: &SimClient,

@@ -33,6 +33,7 @@
 
 mod daemon;
 mod floor;
+mod heap;
 mod plot;
 mod proc;
 mod report;
@@ -86,6 +87,10 @@ struct Cli {
     /// Also draw docs/bench-curves.svg from every idle result present.
     #[arg(long)]
     plot: bool,
+    /// Write a dhat heap profile of the daemon with N channels, taken at the end of the window,
+    /// to this file (needs `--features dhat-heap`; `benches/load/heap.py FILE` sums it up).
+    #[arg(long)]
+    heap_profile: Option<std::path::PathBuf>,
     /// Only draw the curves; run nothing.
     #[arg(long)]
     plot_only: bool,
@@ -119,6 +124,8 @@ struct Args {
     plot: bool,
     #[serde(skip)]
     plot_only: bool,
+    #[serde(skip)]
+    heap_profile: Option<std::path::PathBuf>,
 }
 
 /// Results saved before the transport was recorded were measured over Graph.
@@ -144,6 +151,7 @@ impl From<Cli> for Args {
             label: cli.label,
             plot: cli.plot,
             plot_only: cli.plot_only,
+            heap_profile: cli.heap_profile,
         }
     }
 }
@@ -172,6 +180,9 @@ fn main_inner(args: Args) -> anyhow::Result<i32> {
         let out = plot::plot()?;
         println!("curves written to {}", out.display());
         return Ok(0);
+    }
+    if let Some(path) = &args.heap_profile {
+        heap::start(path)?;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

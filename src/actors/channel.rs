@@ -50,7 +50,8 @@ enum Phase {
 /// The state of one failure episode, reset by a successful cycle.
 #[derive(Debug, Default)]
 struct Episode {
-    backoff: Option<Backoff>,
+    /// Boxed (like `last_error` below): set only while failing, and every channel has an actor.
+    backoff: Option<Box<Backoff>>,
     /// The next cycle refreshes the token first (Graph refused it).
     force_refresh: bool,
     /// The one refresh-and-retry after a 401 was spent.
@@ -67,7 +68,7 @@ pub struct ChannelActor {
     phase: Phase,
     episode: Episode,
     status: ChannelStatus,
-    last_error: Option<LastError>,
+    last_error: Option<Box<LastError>>,
     /// The smallest warning threshold already logged for the secret's expiry.
     secret_warned: Option<i64>,
     /// Poll at once when started (hot add, new authorization, an edit) instead of at its phase.
@@ -93,7 +94,7 @@ impl ChannelActor {
         let mode = record.poll_mode.unwrap_or(run.mode);
         ChannelActor {
             status: record.status,
-            last_error: record.last_error.clone(),
+            last_error: record.last_error.clone().map(Box::new),
             job: ChannelJob::new(
                 Arc::new(record),
                 run.token_refresh_margin + spread,
@@ -202,7 +203,7 @@ impl ChannelActor {
             return;
         }
         let status = self.status;
-        let last_error = self.last_error.clone();
+        let last_error = self.last_error.as_deref().cloned();
         let warning = self.runtime.warning();
         let attempts = self.episode.backoff.as_ref().map_or(0, |b| b.attempts());
         self.deps.board.update(self.id(), |row| {
@@ -222,7 +223,7 @@ impl ChannelActor {
                 != self.last_error.as_ref().map(|e| (&e.code, &e.message));
         self.status = status;
         if error.is_some() || status == ChannelStatus::Active {
-            self.last_error = error;
+            self.last_error = error.map(Box::new);
         }
         if changed {
             self.persist_state(None);
@@ -233,7 +234,7 @@ impl ChannelActor {
             self.deps.ingest.events.emit(
                 self.id(),
                 self.record().mailbox.as_str(),
-                events::status_changed(previous, status, self.last_error.as_ref()),
+                events::status_changed(previous, status, self.last_error.as_deref()),
             );
         }
     }
@@ -244,7 +245,7 @@ impl ChannelActor {
         }
         let state = ChannelState {
             status: self.status,
-            last_error: self.last_error.clone(),
+            last_error: self.last_error.as_deref().cloned(),
             last_poll_at: Some(Utc::now()),
             last_success_at: success_at,
         };
@@ -456,7 +457,7 @@ impl ChannelActor {
         let policy = self.deps.ingest.run.backoff;
         self.episode
             .backoff
-            .get_or_insert_with(|| Backoff::new(policy))
+            .get_or_insert_with(|| Box::new(Backoff::new(policy)))
             .next_delay(retry_after)
     }
 

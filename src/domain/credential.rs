@@ -308,9 +308,21 @@ impl AppCredential {
 mod tests {
     use super::*;
 
+    /// A self-signed RSA certificate valid `days` more, with its key (the test kit's helper is
+    /// not used here: it links a second copy of this crate into the unit tests).
     fn certificate(days: i64) -> String {
-        inboxd_testkit::certificate_pem("inboxd", Utc::now() + chrono::Duration::days(days))
-            .unwrap()
+        use rsa::pkcs8::{EncodePrivateKey as _, LineEnding};
+        let private = RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let key_pem = private.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+        let key =
+            rcgen::KeyPair::from_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["inboxd.test".to_owned()]).unwrap();
+        let until = (Utc::now() + chrono::Duration::days(days)).date_naive();
+        use chrono::Datelike as _;
+        params.not_after =
+            rcgen::date_time_ymd(until.year(), until.month() as u8, until.day() as u8);
+        let cert = params.self_signed(&key).unwrap();
+        format!("{}{key_pem}", cert.pem())
     }
 
     #[test]

@@ -250,20 +250,24 @@ impl GraphClient {
     ) -> Result<Vec<(String, MarkReadOutcome)>, GraphError> {
         let ids = &message_ids[..message_ids.len().min(MAX_BATCH)];
         let user = utf8_percent_encode(mailbox.as_str(), COMPONENT).to_string();
-        let requests: Vec<serde_json::Value> = ids
+        let requests: Vec<model::BatchRequestItem> = ids
             .iter()
             .enumerate()
-            .map(|(index, id)| {
-                serde_json::json!({
-                    "id": index.to_string(),
-                    "method": "PATCH",
-                    "url": format!("/users/{user}/messages/{}", utf8_percent_encode(id, COMPONENT)),
-                    "headers": {"Content-Type": "application/json", "Prefer": r#"IdType="ImmutableId""#},
-                    "body": {"isRead": true},
-                })
+            .map(|(index, id)| model::BatchRequestItem {
+                id: index.to_string(),
+                method: "PATCH",
+                url: format!(
+                    "/users/{user}/messages/{}",
+                    utf8_percent_encode(id, COMPONENT)
+                ),
+                headers: model::BatchRequestHeaders {
+                    content_type: "application/json",
+                    prefer: r#"IdType="ImmutableId""#,
+                },
+                body: model::MarkReadBody { is_read: true },
             })
             .collect();
-        let body = serde_json::json!({ "requests": requests });
+        let body = model::BatchRequest { requests };
         let url = format!("{}/v1.0/$batch", self.base);
         let request = self
             .http
@@ -476,7 +480,7 @@ fn batch_item_outcome(item: &model::BatchItemResponse) -> MarkReadOutcome {
     let detail = item
         .body
         .as_ref()
-        .and_then(|body| serde_json::from_value::<ErrorBody>(body.clone()).ok())
+        .and_then(|body| serde_json::from_str::<ErrorBody>(body.get()).ok())
         .map(|b| b.error)
         .unwrap_or_default();
     match item.status {

@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::control::ErrorSource;
 use crate::domain::ChannelStatus;
 use crate::http::AppState;
+use crate::status::ChannelView;
 use crate::telemetry::metrics::{self as table, LATENESS_BUCKETS, REQUEST_BUCKETS};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -109,57 +110,73 @@ fn write_family(out: &mut String, name: &str, samples: &str) {
     out.push_str(samples);
 }
 
-/// Renders the metrics.
+/// Renders the metrics. The status board is read in place (no copy, no sort): a first pass counts
+/// and finds the extremes, a second writes the per-channel series when there are few enough
+/// channels for them. A scrape at 100,000 channels therefore allocates only its text.
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     let board = state.control.board();
     // This node's channels only: in cluster mode the others' poll times are known to their nodes
     // (an idle poll writes nothing to the database), and each node's /metrics covers its shards.
-    let (_, mine) = board.page(|row| state.control.runs_here(row.id), 0, usize::MAX);
-    for status in ChannelStatus::ALL {
-        let count = mine.iter().filter(|row| row.status == status).count();
-        metrics::gauge!("inboxd_channels", "status" => status.as_str()).set(count as f64);
-    }
-    let per_channel = (mine.len() as u64) <= state.per_channel_metrics_max;
-    let with_mailbox = state.metrics_mailbox_label;
-    let mut last_success = PerChannel::new("inboxd_channel_last_success_timestamp_seconds");
-    let mut secret_expiry =
-        PerChannel::new("inboxd_channel_client_secret_expiry_timestamp_seconds");
-    let mut quarantined = PerChannel::new("inboxd_channel_quarantined_messages");
+    let mine = |row: &ChannelView| state.control.runs_here(row.id);
+    // Enabled channels that are not disabled: those the failing and timestamp families are about.
+    let watched = |row: &ChannelView| row.enabled && row.status != ChannelStatus::Disabled;
+    let mut by_status = [0usize; ChannelStatus::ALL.len()];
     let mut quarantined_total: u64 = 0;
     let mut oldest_success: Option<DateTime<Utc>> = None;
     let mut earliest_expiry: Option<DateTime<Utc>> = None;
     let mut failing = [0usize; ErrorSource::ALL.len()];
-    let rows = mine
-        .iter()
-        .filter(|row| row.enabled && row.status != ChannelStatus::Disabled);
-    for row in rows {
+    let mut count = 0u64;
+    board.for_each(|row| {
+        if !mine(row) {
+            return;
+        }
+        count += 1;
+        if let Some(i) = ChannelStatus::ALL.iter().position(|s| *s == row.status) {
+            by_status[i] += 1;
+        }
+        if !watched(row) {
+            return;
+        }
         if row.status != ChannelStatus::Active
             && let Some(error) = &row.last_error
             && let Some(i) = ErrorSource::ALL.iter().position(|s| *s == error.source)
         {
             failing[i] += 1;
         }
-        let id = row.id.to_string();
-        let mailbox = with_mailbox.then_some(row.mailbox.as_str());
-        let held = state.control.quarantine_count(row.id);
-        if held > 0 {
-            quarantined_total += u64::from(held);
-            if per_channel {
-                quarantined.push(&id, mailbox, f64::from(held));
-            }
-        }
+        quarantined_total += u64::from(state.control.quarantine_count(row.id));
         if let Some(at) = row.last_success_at {
             oldest_success = Some(oldest_success.map_or(at, |o| o.min(at)));
-            if per_channel {
-                last_success.push(&id, mailbox, unix_seconds(at));
-            }
         }
         if let Some(at) = row.credential_expires_at() {
             earliest_expiry = Some(earliest_expiry.map_or(at, |e| e.min(at)));
-            if per_channel {
+        }
+    });
+    for (status, count) in ChannelStatus::ALL.iter().zip(by_status) {
+        metrics::gauge!("inboxd_channels", "status" => status.as_str()).set(count as f64);
+    }
+    let mut last_success = PerChannel::new("inboxd_channel_last_success_timestamp_seconds");
+    let mut secret_expiry =
+        PerChannel::new("inboxd_channel_client_secret_expiry_timestamp_seconds");
+    let mut quarantined = PerChannel::new("inboxd_channel_quarantined_messages");
+    if count <= state.per_channel_metrics_max {
+        let with_mailbox = state.metrics_mailbox_label;
+        board.for_each(|row| {
+            if !mine(row) || !watched(row) {
+                return;
+            }
+            let id = row.id.to_string();
+            let mailbox = with_mailbox.then_some(row.mailbox.as_str());
+            if let Some(at) = row.last_success_at {
+                last_success.push(&id, mailbox, unix_seconds(at));
+            }
+            if let Some(at) = row.credential_expires_at() {
                 secret_expiry.push(&id, mailbox, unix_seconds(at));
             }
-        }
+            let held = state.control.quarantine_count(row.id);
+            if held > 0 {
+                quarantined.push(&id, mailbox, f64::from(held));
+            }
+        });
     }
     metrics::gauge!("inboxd_messages_quarantined").set(quarantined_total as f64);
     for (source, count) in ErrorSource::ALL.iter().zip(failing) {

@@ -105,7 +105,8 @@ pub struct Turn<'a> {
 struct TokenCell {
     /// Read from the store (`set` is what it holds, or newer).
     loaded: bool,
-    set: Option<TokenSet>,
+    /// Shared with the cycles that use it: a poll takes a reference, not a copy of three secrets.
+    set: Option<Arc<TokenSet>>,
     /// `set` is newer than the store's copy: its write failed, and is tried again first.
     unsaved: bool,
     /// Bumped by a new authorization: a refresh of the old grant that ends afterwards is dropped.
@@ -126,8 +127,8 @@ struct RefreshProblem {
 /// The tokens a cycle starts with.
 #[derive(Debug, Clone)]
 pub struct HeldTokens {
-    /// The newest set.
-    pub set: TokenSet,
+    /// The newest set (shared with the channel's cell).
+    pub set: Arc<TokenSet>,
     /// It must be written before anything else (an earlier write failed).
     pub unsaved: bool,
     /// The grant it belongs to (see [`ChannelRuntime::install`]).
@@ -166,7 +167,7 @@ impl ChannelRuntime {
     pub fn tokens(&self, store: &Store, id: ChannelId) -> Result<Option<HeldTokens>, StoreError> {
         let mut cell = self.tokens.lock();
         if !cell.loaded {
-            cell.set = store.get_tokens(id)?;
+            cell.set = store.get_tokens(id)?.map(Arc::new);
             cell.loaded = true;
             cell.unsaved = false;
         }
@@ -195,7 +196,7 @@ impl ChannelRuntime {
         if cell.grant != grant {
             return false;
         }
-        cell.set = Some(set);
+        cell.set = Some(Arc::new(set));
         cell.loaded = true;
         cell.unsaved = !saved;
         if saved {
