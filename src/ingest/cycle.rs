@@ -451,15 +451,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::domain::secret::{AccessToken, ClientSecret, MasterKey, RefreshToken};
-    use crate::domain::{ChannelStatus, ClientId, Folder, HttpUrl, Mailbox, TenantId};
-    use crate::graph::{BodyContentType, GraphClient};
-    use crate::ingest::RunSettings;
-    use crate::oauth::OAuthClient;
-    use crate::rate_limit::{Limits, RateLimiters};
-    use crate::retry::BackoffPolicy;
+
     use crate::sim::client::{Delivery, SimClient};
-    use crate::store::{Store, TokenSet};
 
     /// Takes mail as the processor would (the ledger learns of each delivery before the ack), or
     /// refuses the messages whose subject says so, as a sink refuses a message it cannot take.
@@ -505,95 +498,15 @@ mod tests {
     }
 
     async fn setup() -> Setup {
-        let sim_handle = crate::sim::spawn(crate::sim::SimOptions::default()).unwrap();
-        let url = HttpUrl::parse(&sim_handle.url()).unwrap();
-        let sim = SimClient::new(sim_handle.url());
         let upn = "cycle@cycle.example".to_owned();
-        let provisioned = sim.provision(&upn, &["http://127.0.0.1/cb"]).await.unwrap();
-        let minted = sim
-            .mint_tokens(&upn, &provisioned.app.client_id, None)
-            .await
-            .unwrap();
-        let store = Store::in_memory(MasterKey::generate()).unwrap();
-        let now = Utc::now();
-        let record = ChannelRecord {
-            id: ChannelId::generate(),
-            name: upn.clone(),
-            tenant_id: TenantId::parse(&provisioned.tenant_id).unwrap(),
-            client_id: ClientId::parse(&provisioned.app.client_id).unwrap(),
-            mailbox: Mailbox::parse(&upn).unwrap(),
-            folder: Folder::inbox(),
-            enabled: true,
-            first_import: FirstImport::AllUnread,
-            poll_mode: None,
-            transport: crate::domain::Transport::Graph,
-            created_at: now,
-            updated_at: now,
-            activated_at: Some(now),
-            status: ChannelStatus::Active,
-            last_error: None,
-            last_poll_at: None,
-            last_success_at: None,
-        };
-        store.put_channel(&record).unwrap();
-        store
-            .put_app(&crate::store::AppRecord {
-                tenant_id: record.tenant_id.clone(),
-                client_id: record.client_id.clone(),
-                name: String::new(),
-                credential: crate::domain::AppCredential::Secret {
-                    secret: ClientSecret::new(provisioned.app.client_secret.clone()).unwrap(),
-                    expires_at: None,
-                },
-                created_at: now,
-                updated_at: now,
-                rotated_at: None,
-            })
-            .unwrap();
-        store
-            .put_tokens(
-                record.id,
-                &TokenSet {
-                    access_token: AccessToken::new(minted.access_token).unwrap(),
-                    access_expires_at: now + chrono::Duration::seconds(minted.expires_in as i64),
-                    refresh_token: RefreshToken::new(minted.refresh_token).unwrap(),
-                    scope: "offline_access https://graph.microsoft.com/Mail.ReadWrite.Shared"
-                        .into(),
-                    obtained_at: now,
-                },
-            )
-            .unwrap();
-        let http = reqwest::Client::new();
-        let timeout = Duration::from_secs(5);
-        let ctx = Ingest::new(
-            store,
-            vec![GraphClient::new(
-                http.clone(),
-                &url,
-                BodyContentType::Text,
-                timeout,
-            )],
-            vec![OAuthClient::new(
-                http,
-                &url,
-                "https://graph.microsoft.com",
-                "http://127.0.0.1/cb",
-                timeout,
-            )],
-            RateLimiters::new(Limits::default()),
-            RunSettings {
-                interval: Duration::from_secs(120),
-                jitter: Duration::ZERO,
-                page_size: 10,
-                max_messages_per_poll: 1000,
-                token_refresh_margin: Duration::from_secs(300),
-                token_refresh_jitter: Duration::ZERO,
-                backoff: BackoffPolicy::default(),
-                max_delivery_attempts: 2,
-                max_attachment_bytes: 1 << 20,
-                mode: PollMode::Unread,
-            },
-        );
+        let seeded = crate::ingest::test_support::authorized_channel(
+            &upn,
+            crate::domain::Transport::Graph,
+            None,
+        )
+        .await;
+        let (sim_handle, sim, record) = (seeded.sim_handle, seeded.sim, seeded.record);
+        let ctx = crate::ingest::test_support::context(seeded.store, &seeded.url, PollMode::Unread);
         let generation = ctx.runtimes.get(record.id).claim();
         let job = ChannelJob::new(
             Arc::new(record),

@@ -38,6 +38,8 @@ pub mod ledger;
 pub mod recovery;
 pub mod runtime;
 pub mod sources;
+#[cfg(test)]
+mod test_support;
 pub mod tokens;
 
 pub use context::{Ingest, RunSettings, set_lane};
