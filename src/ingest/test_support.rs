@@ -1,5 +1,6 @@
 //! For the mail path's unit tests only: a simulator with one authorized channel (its record, its
 //! app and its minted tokens written into an in-memory store) and an ingestion context against it.
+#![cfg(test)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
