@@ -31,6 +31,24 @@ use crate::store::{ChannelRecord, ChannelState, ErrorSource, LastError, StoreErr
 /// Days before a client secret's expiry at which inboxd warns.
 pub const SECRET_WARNING_DAYS: [i64; 4] = [30, 14, 7, 1];
 
+/// Timers fire on this grid (measured from the process's first timer), so the channels of one
+/// arbiter that are due within the same few milliseconds wake its thread once, not once each: at
+/// 833 polls a second, a wake-up per poll is a sizeable share of an idle poll's CPU. A cycle runs
+/// at most this much after it was due (never before: a `Retry-After` floor is only ever delayed),
+/// and the lateness recorded is measured from the due time, so it includes the wait.
+const TIMER_GRID: Duration = Duration::from_millis(8);
+
+/// `due` rounded up to the timer grid.
+fn coalesced(due: Instant) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let since = due.saturating_duration_since(epoch).as_nanos();
+    let grid = TIMER_GRID.as_nanos();
+    let rounded = since.div_ceil(grid) * grid;
+    let extra = u64::try_from(rounded - since).unwrap_or(0);
+    due + Duration::from_nanos(extra)
+}
+
 /// Where the actor is in its life.
 #[derive(Debug)]
 enum Phase {
@@ -190,7 +208,7 @@ impl ChannelActor {
         }
         let now = Instant::now();
         let due = due.max(now + self.floor_wait());
-        let delay = due.saturating_duration_since(now);
+        let delay = coalesced(due).saturating_duration_since(now);
         let timer = ctx.run_later(delay, |act, ctx| act.tick(ctx));
         self.phase = Phase::Scheduled { due, timer };
         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
