@@ -497,6 +497,84 @@ async fn checkpoint_loop(core: Arc<Core>, file: Arc<Mutex<JsonlSink>>) {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::domain::Mailbox;
+    use crate::domain::secret::MasterKey;
+    use crate::store::{Store, StoreOptions};
+
+    fn mail(channel: ChannelId, id: &str) -> MailItem {
+        MailItem {
+            channel_id: channel,
+            mailbox: Mailbox::parse("support@contoso.com").unwrap(),
+            message_id: id.to_owned(),
+            internet_message_id: Some(format!("<{id}.{channel}@contoso.com>")),
+            kind: "#microsoft.graph.message".to_owned(),
+            received_at: Some(Utc::now()),
+            from: None,
+            to: Vec::new(),
+            cc: Vec::new(),
+            subject: format!("mail {id}"),
+            body_content_type: "text".to_owned(),
+            body: "hello".to_owned(),
+            conversation_id: None,
+            has_attachments: false,
+            attachments: Vec::new(),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn batches_written_together_are_recorded_delivered_once_and_each_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("store"),
+            MasterKey::generate(),
+            StoreOptions::default(),
+        )
+        .unwrap();
+        let ledger = Ledger::new(store);
+        let path = dir.path().join("mail.jsonl");
+        let (sink, _) = JsonlSink::open(&path, 0).unwrap();
+        let actor = ProcessorActor::new(
+            ledger.clone(),
+            SinkBackend::Jsonl(Arc::new(Mutex::new(sink))),
+            100,
+        );
+        let processor = actor.handle();
+        let addr = actor.start();
+        let (a, b) = (ChannelId::generate(), ChannelId::generate());
+        // Delivered before: acknowledged without a second line.
+        ledger.record_delivered(a, &["old"], Utc::now()).unwrap();
+        let (first, second) = tokio::join!(
+            processor.process(a, vec![mail(a, "m1"), mail(a, "old"), mail(a, "m1")]),
+            processor.process(b, vec![mail(b, "m1"), mail(b, "m2")]),
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
+        let ids = |acks: &Acks| acks.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&first), vec!["m1", "old", "m1"]);
+        assert_eq!(ids(&second), vec!["m1", "m2"]);
+        assert!(first.iter().chain(&second).all(|(_, ack)| ack.is_ok()));
+        for (channel, id) in [(a, "m1"), (b, "m1"), (b, "m2")] {
+            assert!(ledger.is_delivered(channel, id).unwrap(), "{channel} {id}");
+        }
+        // One line per message the ledger did not know: a's m1 once, b's two.
+        let lines = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(lines.lines().count(), 3, "{lines}");
+        // Each delivered mail is known by its Message-ID too.
+        let sorted = ledger
+            .sort_known(
+                b,
+                vec![("imap:1:1", format!("<m2.{b}@contoso.com>"))],
+                |m| m.0,
+                |m| Some(m.1.as_str()),
+            )
+            .unwrap();
+        assert_eq!(sorted.to_mark, vec!["imap:1:1".to_owned()]);
+
+        // After Terminate the writer has ended: a batch is refused at once, nothing hangs.
+        addr.send(Terminate).await.unwrap();
+        let after = processor.process(a, vec![mail(a, "m3")]).await.unwrap();
+        assert!(after[0].1.as_ref().is_err_and(|e| !e.is_message_fault()));
+        assert!(!ledger.is_delivered(a, "m3").unwrap());
+    }
 
     #[test]
     fn mail_whose_delivery_the_ledger_could_not_record_is_not_acknowledged() {
