@@ -12,8 +12,10 @@
 //! ```
 //!
 //! - Only the processor records [`Ledger::record_delivered`], right after the sink accepted the
-//!   mail durably and before anything is acknowledged; the channel's cycle marks read only what the
-//!   processor acknowledged, then records [`Ledger::record_marked_read`].
+//!   mail durably and before anything is acknowledged (the JSONL writer reads each message once
+//!   with [`Ledger::known`] and records a whole group of channels' mail with
+//!   [`Ledger::record_delivered_known`], one batch); the channel's cycle marks read only what the
+//!   processor acknowledged, then records [`Ledger::record_marked_read`], once per page.
 //! - [`Ledger::sort`] is the cycle's one read: it splits what a poll found into mail to deliver,
 //!   mail already delivered (only the mark-read is missing) and quarantined mail.
 //! - A delivered message is also known by its Internet Message-ID (an entry under
