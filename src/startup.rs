@@ -228,9 +228,10 @@ impl Application {
                 32,
             ),
         };
-        let processor =
-            ProcessorActor::new(ledger, backend, settings.processor.queue_capacity).start();
-        let processor_addr = processor.clone();
+        let processor_actor =
+            ProcessorActor::new(ledger, backend, settings.processor.queue_capacity);
+        let processor = processor_actor.handle();
+        let processor_addr = processor_actor.start();
         let body = match settings.polling.body_content_type {
             config::BodyContentType::Text => BodyContentType::Text,
             config::BodyContentType::Html => BodyContentType::Html,

@@ -153,6 +153,8 @@ fn only_the_ledger_writes_ledger_entries() {
     let writes = [
         ".ledger_put(",
         ".ledger_put_many(",
+        ".ledger_apply(",
+        "LedgerBatch::",
         ".ledger_delete(",
         ".ledger_prune(",
         "LedgerEntry {",

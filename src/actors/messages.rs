@@ -5,8 +5,7 @@ use actix::prelude::*;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{ChannelId, MailItem};
-use crate::ingest::cycle::Acks;
+use crate::domain::ChannelId;
 use crate::status::ChannelView;
 use crate::store::ChannelRecord;
 
@@ -148,16 +147,6 @@ pub struct SimulateFailure;
 #[derive(Message)]
 #[rtype(result = "bool")]
 pub struct FailChannel(pub ChannelId);
-
-/// Hand mail to the sink. Answers per message, after the sink accepted the batch durably.
-#[derive(Message)]
-#[rtype(result = "Acks")]
-pub struct ProcessBatch {
-    /// The channel the mail came from.
-    pub channel_id: ChannelId,
-    /// The mail, oldest first.
-    pub items: Vec<MailItem>,
-}
 
 /// A channel actor stopped on a failure; the supervisor restarts it from the store.
 #[derive(Message)]

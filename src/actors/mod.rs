@@ -7,8 +7,8 @@
 //!  ChannelSupervisor ── starts, stops, restarts ──► ChannelActor × N   (spread over one arbiter per core)
 //!          │                                          │ owns: token set, poll timer, backoff
 //!          │ loads channels from the store            │ Graph + token calls through the shared limiters
-//!          ▼                                          ▼ ProcessBatch (awaits the ack)
-//!       store ◄────────── ledger, tokens ──────── ProcessorActor ──► sink (JSONL | webhook)
+//!          ▼                                          ▼ Processor handle (awaits the ack)
+//!       store ◄────────── ledger, tokens ──────── processor core ──► sink (JSONL | webhook)
 //! ```
 //!
 //! - [`ChannelSupervisor`](supervisor::ChannelSupervisor) is the only writer of channel
@@ -17,7 +17,9 @@
 //! - [`ChannelActor`](channel::ChannelActor) owns one channel: its tokens, its timer, its backoff.
 //!   It never blocks its arbiter: network calls and fsyncs run in futures and blocking tasks.
 //! - [`ProcessorActor`](processor::ProcessorActor) hands mail to the sink and acknowledges each
-//!   message only after the sink accepted it durably; the channel then marks it read.
+//!   message only after the sink accepted it durably; the channel then marks it read. Channels
+//!   reach it through its [`Processor`](processor::Processor) handle (no mailbox round-trip); the
+//!   actor owns the lifecycle (the JSONL writer thread, the checkpoint task, `Terminate`).
 //! - [`Housekeeper`](housekeeping::Housekeeper) prunes the ledger past its retention and brings
 //!   the store back after a write error (a full disk), so the channels resume on their own.
 //! - The [`StatusBoard`](crate::status::StatusBoard) is the read model the API and status page

@@ -357,12 +357,12 @@ pub(super) async fn settle<H: Handover>(
     let (read, unread): (Vec<String>, Vec<String>) = to_mark
         .into_iter()
         .partition(|id| already_read.contains(id));
-    ctx.ledger
-        .record_marked_read(record.id, &read, Utc::now())?;
     if !unread.is_empty() && !ctx.may_act(record.id) {
+        ctx.ledger
+            .record_marked_read(record.id, &read, Utc::now())?;
         return Err(Failure::NotOwned);
     }
-    let (marked, unmarked) = mark_read(ctx, job, token, unread).await?;
+    let (marked, unmarked) = mark_read(ctx, job, token, read, unread).await?;
     report.marked_read = marked;
     if unmarked > 0 {
         // Delivered but not yet marked read: a delta round must read this mail again.
@@ -378,20 +378,44 @@ pub(super) async fn settle<H: Handover>(
 }
 
 /// Marks messages read in `$batch`es of up to 20, retrying throttled items after their
-/// `Retry-After` (which raises the mailbox's floor); records each in the ledger. Answers how many
-/// were marked and how many were not: those are retried by the next poll (the ledger holds them
-/// as delivered).
+/// `Retry-After` (which raises the mailbox's floor), then records in the ledger, in one write for
+/// the page, every message Graph confirmed (marked, or gone) together with `read` (mail a person
+/// read already, which needs no request); that write happens also when a later request failed, so
+/// what Graph confirmed is never asked again, and nothing Graph did not confirm is recorded.
+/// Answers how many were marked and how many were not: those are retried by the next poll (the
+/// ledger holds them as delivered).
 async fn mark_read(
     ctx: &Ingest,
     job: &ChannelJob,
     token: &str,
+    read: Vec<String>,
     ids: Vec<String>,
+) -> Result<(u64, usize), Failure> {
+    let mut confirmed = read;
+    let sent = send_mark_read(ctx, job, token, ids, &mut confirmed).await;
+    ctx.ledger
+        .record_marked_read(job.record.id, &confirmed, Utc::now())?;
+    sent
+}
+
+/// The `$batch` requests of [`mark_read`]: adds each id Graph confirmed to `confirmed`.
+async fn send_mark_read(
+    ctx: &Ingest,
+    job: &ChannelJob,
+    token: &str,
+    ids: Vec<String>,
+    confirmed: &mut Vec<String>,
 ) -> Result<(u64, usize), Failure> {
     let record = &job.record;
     let mut marked = 0u64;
     let mut unmarked = 0usize;
-    for chunk in ids.chunks(MAX_BATCH) {
-        let mut todo: Vec<String> = chunk.to_vec();
+    confirmed.reserve(ids.len());
+    let mut rest = ids.into_iter();
+    loop {
+        let mut todo: Vec<String> = rest.by_ref().take(MAX_BATCH).collect();
+        if todo.is_empty() {
+            break;
+        }
         for attempt in 0..MARK_READ_TRIES {
             if todo.is_empty() {
                 break;
@@ -406,12 +430,14 @@ async fn mark_read(
                     return Err(err.into());
                 }
             };
-            let mut done: Vec<String> = Vec::new();
             let mut again = Vec::new();
             let mut floor: Option<Duration> = None;
             for (id, outcome) in outcomes {
                 match outcome {
-                    MarkReadOutcome::Done | MarkReadOutcome::Gone => done.push(id),
+                    MarkReadOutcome::Done | MarkReadOutcome::Gone => {
+                        marked += 1;
+                        confirmed.push(id);
+                    }
                     MarkReadOutcome::Throttled(retry_after) => {
                         floor = floor.max(retry_after);
                         again.push(id);
@@ -426,9 +452,6 @@ async fn mark_read(
                     }
                 }
             }
-            marked += done.len() as u64;
-            ctx.ledger
-                .record_marked_read(record.id, &done, Utc::now())?;
             if let Some(retry_after) = floor {
                 ctx.raise_floor(&job.key, retry_after).await?;
             }

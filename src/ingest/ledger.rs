@@ -12,8 +12,10 @@
 //! ```
 //!
 //! - Only the processor records [`Ledger::record_delivered`], right after the sink accepted the
-//!   mail durably and before anything is acknowledged; the channel's cycle marks read only what the
-//!   processor acknowledged, then records [`Ledger::record_marked_read`].
+//!   mail durably and before anything is acknowledged (the JSONL writer reads each message once
+//!   with [`Ledger::known`] and records a whole group of channels' mail with
+//!   [`Ledger::record_delivered_known`], one batch); the channel's cycle marks read only what the
+//!   processor acknowledged, then records [`Ledger::record_marked_read`], once per page.
 //! - [`Ledger::sort`] is the cycle's one read: it splits what a poll found into mail to deliver,
 //!   mail already delivered (only the mark-read is missing) and quarantined mail.
 //! - A delivered message is also known by its Internet Message-ID (an entry under
@@ -26,7 +28,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::ChannelId;
-use crate::store::{LedgerEntry, LedgerState, Store, StoreError};
+use crate::store::{LedgerBatch, LedgerEntry, LedgerState, Store, StoreError};
 
 /// What the ledger says about the messages one poll found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -83,6 +85,29 @@ pub fn message_id_key(internet_message_id: &str) -> Option<String> {
 /// One delivered message: the transport's id, and its Internet Message-ID when it has one.
 pub type DeliveredMail<'a> = (&'a str, Option<&'a str>);
 
+/// A message the sink is about to take, with what the ledger knew of it before (see
+/// [`Ledger::known`]): recorded by [`Ledger::record_delivered_known`] without reading it again.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownMail<'a> {
+    /// The channel.
+    pub channel: ChannelId,
+    /// The transport's message id.
+    pub message_id: &'a str,
+    /// Its Internet Message-ID, if it has one.
+    pub internet_message_id: Option<&'a str>,
+    /// Its entry before the delivery (a failure count), if it had one.
+    pub known: Option<&'a LedgerEntry>,
+}
+
+/// What the ledger knows of a message about to be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known {
+    /// Delivered already (or delivered and marked read): nothing to do.
+    Delivered,
+    /// Not delivered yet: its entry, if it has one (failures before).
+    Fresh(Option<LedgerEntry>),
+}
+
 /// The entry behind a [`message_id_key`]: delivered (and done, so retention prunes it with the
 /// rest of the channel's old mail).
 fn alias_entry(now: DateTime<Utc>) -> LedgerEntry {
@@ -107,10 +132,11 @@ pub struct Ledger {
 }
 
 fn is_delivered(entry: &LedgerEntry) -> bool {
-    matches!(
-        entry.state,
-        LedgerState::Delivered | LedgerState::MarkedRead
-    )
+    is_delivered_state(entry.state)
+}
+
+fn is_delivered_state(state: LedgerState) -> bool {
+    matches!(state, LedgerState::Delivered | LedgerState::MarkedRead)
 }
 
 impl Ledger {
@@ -162,11 +188,7 @@ impl Ledger {
             quarantined: 0,
         };
         for item in found {
-            match self
-                .store
-                .ledger_get(channel, id_of(&item))?
-                .map(|e| e.state)
-            {
+            match self.store.ledger_state(channel, id_of(&item))? {
                 Some(LedgerState::Quarantined) => sorted.quarantined += 1,
                 Some(LedgerState::Delivered) => sorted.to_mark.push(id_of(&item).to_owned()),
                 Some(LedgerState::MarkedRead) => sorted.done.push(id_of(&item).to_owned()),
@@ -193,8 +215,8 @@ impl Ledger {
             let known = match alias {
                 Some(key) => self
                     .store
-                    .ledger_get(channel, &key)?
-                    .is_some_and(|e| is_delivered(&e)),
+                    .ledger_state(channel, &key)?
+                    .is_some_and(is_delivered_state),
                 None => false,
             };
             if known {
@@ -211,8 +233,8 @@ impl Ledger {
     pub fn is_delivered(&self, channel: ChannelId, message_id: &str) -> Result<bool, StoreError> {
         Ok(self
             .store
-            .ledger_get(channel, message_id)?
-            .is_some_and(|entry| is_delivered(&entry)))
+            .ledger_state(channel, message_id)?
+            .is_some_and(is_delivered_state))
     }
 
     /// Records that the sink accepted these messages of one channel (one atomic batch). Entries
@@ -236,23 +258,61 @@ impl Ledger {
         mails: &[DeliveredMail<'_>],
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let mut entries = Vec::with_capacity(mails.len() * 2);
-        let mut fresh = 0usize;
-        for (id, imid) in mails {
-            let known = self.store.ledger_get(channel, id)?;
-            if known.as_ref().is_some_and(is_delivered) {
-                continue;
-            }
-            fresh += 1;
-            entries.push(((*id).to_owned(), delivered_entry(known.as_ref(), now)));
-            if let Some(key) = imid.and_then(message_id_key) {
-                entries.push((key, alias_entry(now)));
+        let mut known = Vec::with_capacity(mails.len());
+        for (id, _) in mails {
+            known.push(self.known(channel, id)?);
+        }
+        let fresh: Vec<KnownMail<'_>> = mails
+            .iter()
+            .zip(&known)
+            .filter_map(|((id, imid), known)| match known {
+                Known::Delivered => None,
+                Known::Fresh(entry) => Some(KnownMail {
+                    channel,
+                    message_id: id,
+                    internet_message_id: *imid,
+                    known: entry.as_ref(),
+                }),
+            })
+            .collect();
+        self.record_delivered_known(&fresh, now)?;
+        Ok(fresh.len())
+    }
+
+    /// What the ledger knows of a message about to be delivered: one read, whose answer
+    /// [`record_delivered_known`](Self::record_delivered_known) takes.
+    pub fn known(&self, channel: ChannelId, message_id: &str) -> Result<Known, StoreError> {
+        Ok(match self.store.ledger_get(channel, message_id)? {
+            Some(entry) if is_delivered(&entry) => Known::Delivered,
+            entry => Known::Fresh(entry),
+        })
+    }
+
+    /// Records that the sink accepted these messages, of any channels, in one atomic batch (one
+    /// per channel in cluster mode), from what [`known`](Self::known) answered for each (the
+    /// caller is the one writer of "delivered" for them, so nothing changed in between): no read.
+    /// Each message's Internet Message-ID is remembered in the same batch.
+    pub fn record_delivered_known(
+        &self,
+        mails: &[KnownMail<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if mails.is_empty() {
+            return Ok(());
+        }
+        let mut batch = LedgerBatch::with_capacity(mails.len() * 2);
+        let alias = alias_entry(now);
+        for mail in mails {
+            batch.put(
+                mail.channel,
+                mail.message_id,
+                &delivered_entry(mail.known, now),
+            )?;
+            if let Some(key) = mail.internet_message_id.and_then(message_id_key) {
+                batch.put(mail.channel, &key, &alias)?;
             }
         }
-        if !entries.is_empty() {
-            self.store.ledger_put_many(channel, &entries)?;
-        }
-        Ok(fresh)
+        self.store.ledger_apply(batch)
     }
 
     /// The PostgreSQL table sink: delivers these mails (message id, record as JSON text) of one
@@ -300,7 +360,8 @@ impl Ledger {
         Ok(delivered)
     }
 
-    /// Records that these messages are marked read in the mailbox (or gone from it): done.
+    /// Records that these messages are marked read in the mailbox (or gone from it): done. One
+    /// read per message (its failure count and first sighting are kept) and one atomic batch.
     pub fn record_marked_read<S: AsRef<str>>(
         &self,
         channel: ChannelId,
@@ -310,13 +371,14 @@ impl Ledger {
         if message_ids.is_empty() {
             return Ok(());
         }
-        let mut entries = Vec::with_capacity(message_ids.len());
+        let mut batch = LedgerBatch::with_capacity(message_ids.len());
         for id in message_ids {
             let id = id.as_ref();
             let known = self.store.ledger_get(channel, id)?;
-            entries.push((
-                id.to_owned(),
-                LedgerEntry {
+            batch.put(
+                channel,
+                id,
+                &LedgerEntry {
                     state: LedgerState::MarkedRead,
                     failures: known.as_ref().map_or(0, |e| e.failures),
                     last_error: None,
@@ -324,9 +386,9 @@ impl Ledger {
                     first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
                     updated_at: now,
                 },
-            ));
+            )?;
         }
-        self.store.ledger_put_many(channel, &entries)
+        self.store.ledger_apply(batch)
     }
 
     /// Records that the sink refused these messages for a reason of their own (not an outage):
@@ -509,6 +571,60 @@ mod tests {
             .unwrap();
         assert_eq!(sorted.to_deliver.len(), 1);
         assert_eq!(message_id_key(" <> "), None);
+    }
+
+    #[test]
+    fn deliveries_of_several_channels_are_recorded_in_one_call_from_what_was_known() {
+        let (_dir, ledger) = ledger();
+        let (a, b) = (ChannelId::generate(), ChannelId::generate());
+        let now = Utc::now();
+        // b's message failed once before: its count survives the delivery.
+        ledger
+            .record_failures(b, &[("m".to_owned(), "refused".to_owned())], 3, now)
+            .unwrap();
+        ledger.record_delivered(a, &["old"], now).unwrap();
+        assert_eq!(ledger.known(a, "old").unwrap(), Known::Delivered);
+        assert_eq!(ledger.known(a, "m").unwrap(), Known::Fresh(None));
+        let Known::Fresh(Some(before)) = ledger.known(b, "m").unwrap() else {
+            panic!("b's message has an entry");
+        };
+        assert_eq!(before.failures, 1);
+        ledger
+            .record_delivered_known(
+                &[
+                    KnownMail {
+                        channel: a,
+                        message_id: "m",
+                        internet_message_id: Some("<m@a>"),
+                        known: None,
+                    },
+                    KnownMail {
+                        channel: b,
+                        message_id: "m",
+                        internet_message_id: None,
+                        known: Some(&before),
+                    },
+                ],
+                now,
+            )
+            .unwrap();
+        assert!(ledger.is_delivered(a, "m").unwrap());
+        assert!(ledger.is_delivered(b, "m").unwrap());
+        let entry = ledger.store().ledger_get(b, "m").unwrap().unwrap();
+        assert_eq!((entry.state, entry.failures), (LedgerState::Delivered, 1));
+        // a's mail is known by its Message-ID too.
+        let sorted = ledger
+            .sort_known(a, vec![("imap:1:1", Some("m@a"))], |m| m.0, |m| m.1)
+            .unwrap();
+        assert_eq!(sorted.to_mark, vec!["imap:1:1".to_owned()]);
+        // Marked read keeps the failure count and the first sighting.
+        ledger.record_marked_read(b, &["m"], Utc::now()).unwrap();
+        let read = ledger.store().ledger_get(b, "m").unwrap().unwrap();
+        assert_eq!(read.state, LedgerState::MarkedRead);
+        assert_eq!(
+            (read.failures, read.first_seen_at),
+            (1, before.first_seen_at)
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! ```text
 //!  ChannelActor (schedule) ──run_cycle──► cycle: turn ─► token ─► list ─► ledger.sort ─► attachments
 //!                                                                              │
-//!      mark read ($batch ≤ 20) ◄── acks ◄── ProcessorActor (sink, ledger.record_delivered) ◄── hand over
+//!      mark read ($batch ≤ 20) ◄── acks ◄── Processor (sink, ledger.record_delivered) ◄── hand over
 //! ```
 //!
 //! - [`ledger`]: the per-message ledger and its typed transitions; the only writer of entries.

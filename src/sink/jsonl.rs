@@ -9,7 +9,7 @@
 //! marks them delivered instead of writing them a second time. A crash in the middle of a write leaves
 //! a partial last line, which `open` truncates.
 //!
-//! The sink is a plain blocking struct: the processor calls it inside `spawn_blocking`.
+//! The sink is a plain blocking struct: the processor calls it from its `jsonl-writer` thread.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
@@ -122,9 +122,15 @@ impl JsonlSink {
     /// written. A record that cannot be encoded (which serde_json never does for this type) fails
     /// the whole batch with [`SinkError::Encode`] before anything is written.
     pub fn append(&mut self, records: &[SinkRecord]) -> Result<u64, SinkError> {
-        if records.is_empty() {
-            return Ok(self.offset);
-        }
+        self.append_all(records)
+    }
+
+    /// [`append`](Self::append) of records that need not sit in one slice (the processor's group
+    /// of batches, without the repeats it leaves out).
+    pub fn append_all<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a SinkRecord>,
+    ) -> Result<u64, SinkError> {
         self.buf.clear();
         for record in records {
             serde_json::to_writer(&mut self.buf, record).map_err(|err| SinkError::Encode {
@@ -132,6 +138,9 @@ impl JsonlSink {
                 reason: err.to_string(),
             })?;
             self.buf.push(b'\n');
+        }
+        if self.buf.is_empty() {
+            return Ok(self.offset);
         }
         let before = self.follow_path()?;
         let written = self

@@ -55,8 +55,21 @@ pub struct SinkAttachment {
     pub content_omitted: Option<String>,
 }
 
+impl From<Address> for SinkAddress {
+    fn from(address: Address) -> Self {
+        SinkAddress {
+            name: address.name,
+            address: address.address,
+        }
+    }
+}
+
 impl SinkAttachment {
     fn from_attachment(attachment: &Attachment, max_bytes: Option<u64>) -> Self {
+        Self::from_owned(attachment.clone(), max_bytes)
+    }
+
+    fn from_owned(attachment: Attachment, max_bytes: Option<u64>) -> Self {
         let content_omitted = match (&attachment.content_base64, max_bytes) {
             (Some(_), _) => None,
             (None, Some(limit)) if attachment.size_bytes > limit => {
@@ -68,12 +81,12 @@ impl SinkAttachment {
             ),
         };
         SinkAttachment {
-            id: attachment.id.clone(),
-            name: attachment.name.clone(),
-            content_type: attachment.content_type.clone(),
+            id: attachment.id,
+            name: attachment.name,
+            content_type: attachment.content_type,
             size_bytes: attachment.size_bytes,
             is_inline: attachment.is_inline,
-            content_base64: attachment.content_base64.clone(),
+            content_base64: attachment.content_base64,
             content_omitted,
         }
     }
@@ -131,6 +144,33 @@ impl SinkRecord {
         max_attachment_bytes: u64,
     ) -> Self {
         Self::build(mail, ingested_at, Some(max_attachment_bytes))
+    }
+
+    /// [`from_mail`](Self::from_mail) taking the mail: its body, addresses and attachments move
+    /// into the record instead of being copied (the processor's path).
+    pub fn from_mail_owned(mail: MailItem, ingested_at: DateTime<Utc>) -> Self {
+        SinkRecord {
+            channel_id: mail.channel_id.to_string(),
+            mailbox: mail.mailbox.as_str().to_owned(),
+            message_id: mail.message_id,
+            internet_message_id: mail.internet_message_id,
+            received_at: mail.received_at,
+            from: mail.from.map(SinkAddress::from),
+            to: mail.to.into_iter().map(SinkAddress::from).collect(),
+            cc: mail.cc.into_iter().map(SinkAddress::from).collect(),
+            subject: mail.subject,
+            body_content_type: mail.body_content_type,
+            body: mail.body,
+            has_attachments: mail.has_attachments,
+            attachments: mail
+                .attachments
+                .into_iter()
+                .map(|a| SinkAttachment::from_owned(a, None))
+                .collect(),
+            kind: mail.kind,
+            conversation_id: mail.conversation_id,
+            ingested_at,
+        }
     }
 
     fn build(mail: &MailItem, ingested_at: DateTime<Utc>, max_bytes: Option<u64>) -> Self {
@@ -313,6 +353,16 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("limit")
+        );
+    }
+
+    #[test]
+    fn a_record_of_an_owned_mail_is_the_record_of_the_mail() {
+        let mail = mail();
+        let at = Utc::now();
+        assert_eq!(
+            SinkRecord::from_mail_owned(mail.clone(), at),
+            SinkRecord::from_mail(&mail, at)
         );
     }
 

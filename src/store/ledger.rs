@@ -1,6 +1,7 @@
 //! The per-message ledger: entries keyed by the channel id's 16 bytes followed by the Graph message
-//! id (one prefix scan per channel); get, put (one or a batch), delete, list, count and prune.
-//! Writes are not flushed (cheap); `src/ingest/ledger.rs` is their only caller.
+//! id (one prefix scan per channel); get, put (one, a batch of one channel, or a [`LedgerBatch`]
+//! across channels), delete, list, count and prune. Writes are not flushed (cheap);
+//! `src/ingest/ledger.rs` is their only caller.
 
 use std::ops::ControlFlow;
 
@@ -23,7 +24,100 @@ fn ledger_key(id: ChannelId, message_id: &str) -> Result<Vec<u8>, StoreError> {
     Ok(key)
 }
 
+/// Keys up to this long are built on the stack for a read.
+const STACK_KEY: usize = 256;
+
+/// Ledger writes of any number of channels, encoded as they are added and applied by
+/// [`Store::ledger_apply`] in one atomic batch (one per channel in cluster mode, where each
+/// channel's writes carry its own lease). An entry equal to one of the last two encoded (a
+/// group's delivered entries and their Message-ID aliases alternate) is not encoded again.
+#[derive(Debug, Default)]
+pub struct LedgerBatch {
+    writes: Vec<(ChannelId, Op)>,
+    encoded: [Option<(LedgerEntry, Vec<u8>)>; 2],
+}
+
+impl LedgerBatch {
+    /// An empty batch with room for `n` writes.
+    pub fn with_capacity(n: usize) -> Self {
+        LedgerBatch {
+            writes: Vec::with_capacity(n),
+            encoded: [None, None],
+        }
+    }
+
+    /// Inserts or replaces the entry of `message_id` of channel `id`.
+    pub fn put(
+        &mut self,
+        id: ChannelId,
+        message_id: &str,
+        entry: &LedgerEntry,
+    ) -> Result<(), StoreError> {
+        let key = ledger_key(id, message_id)?;
+        let cached = self
+            .encoded
+            .iter()
+            .flatten()
+            .find(|(known, _)| known == entry)
+            .map(|(_, bytes)| bytes.clone());
+        let value = match cached {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = persisted::encode_ledger(entry)?;
+                self.encoded.swap(0, 1);
+                self.encoded[0] = Some((entry.clone(), bytes.clone()));
+                bytes
+            }
+        };
+        self.writes.push((
+            id,
+            Op::Insert {
+                table: Table::Ledger,
+                key,
+                value,
+            },
+        ));
+        Ok(())
+    }
+
+    /// How many writes it holds.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Whether it holds no write.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
 impl Store {
+    /// Applies a [`LedgerBatch`]: one atomic batch without a fencer; with one (cluster mode), one
+    /// fenced batch per channel, in the order of each channel's first write, stopping at the first
+    /// refusal (the channels before it are written).
+    pub fn ledger_apply(&self, batch: LedgerBatch) -> Result<(), StoreError> {
+        let Some((first, _)) = batch.writes.first() else {
+            return Ok(());
+        };
+        let first = *first;
+        let one_channel = batch.writes.iter().all(|(id, _)| *id == first);
+        if one_channel || self.shared.fencer.read().is_none() {
+            let ops: Vec<Op> = batch.writes.into_iter().map(|(_, op)| op).collect();
+            return self.apply_run_time(first, &ops);
+        }
+        let mut channels: Vec<(ChannelId, Vec<Op>)> = Vec::new();
+        for (id, op) in batch.writes {
+            match channels.iter_mut().find(|(c, _)| *c == id) {
+                Some((_, ops)) => ops.push(op),
+                None => channels.push((id, vec![op])),
+            }
+        }
+        for (id, ops) in channels {
+            self.apply_run_time(id, &ops)?;
+        }
+        Ok(())
+    }
+
     fn decode_ledger_entry(
         id: ChannelId,
         key: &[u8],
@@ -46,21 +140,51 @@ impl Store {
         Ok((message_id, entry))
     }
 
+    /// The stored bytes of one message's entry, if any (a key that fits is built on the stack).
+    fn ledger_raw(&self, id: ChannelId, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if message_id.len() + 16 <= STACK_KEY && !message_id.is_empty() {
+            let mut buf = [0u8; STACK_KEY];
+            let len = 16 + message_id.len();
+            buf[..16].copy_from_slice(id.as_bytes());
+            buf[16..len].copy_from_slice(message_id.as_bytes());
+            self.with(|e| e.get(Table::Ledger, &buf[..len]))
+        } else {
+            let key = ledger_key(id, message_id)?;
+            self.with(|e| e.get(Table::Ledger, &key))
+        }
+    }
+
     /// The ledger entry of one message, if any.
     pub fn ledger_get(
         &self,
         id: ChannelId,
         message_id: &str,
     ) -> Result<Option<LedgerEntry>, StoreError> {
-        let key = ledger_key(id, message_id)?;
-        let raw = self.with(|e| e.get(Table::Ledger, &key))?;
-        raw.map(|bytes| {
-            persisted::decode_ledger(
-                &|| format!("ledger entry {message_id:?} of channel {id}"),
-                &bytes,
-            )
-        })
-        .transpose()
+        self.ledger_raw(id, message_id)?
+            .map(|bytes| {
+                persisted::decode_ledger(
+                    &|| format!("ledger entry {message_id:?} of channel {id}"),
+                    &bytes,
+                )
+            })
+            .transpose()
+    }
+
+    /// Only the state of one message's entry, if it has one: cheaper than
+    /// [`ledger_get`](Self::ledger_get) (what a poll's sort reads).
+    pub fn ledger_state(
+        &self,
+        id: ChannelId,
+        message_id: &str,
+    ) -> Result<Option<LedgerState>, StoreError> {
+        self.ledger_raw(id, message_id)?
+            .map(|bytes| {
+                persisted::decode_ledger_state(
+                    &|| format!("ledger entry {message_id:?} of channel {id}"),
+                    &bytes,
+                )
+            })
+            .transpose()
     }
 
     /// Inserts or replaces the ledger entry of one message (not flushed: cheap). Fenced in

@@ -81,6 +81,7 @@ pub use error::{StoreError, StoreErrorKind};
 pub use events::ChannelEvent;
 pub use floors::MAX_FLOOR_KEY_BYTES;
 pub use invitations::{Invitation, InvitationLookup, invitation_id};
+pub use ledger::LedgerBatch;
 pub use pending::USED_PENDING_RETENTION;
 pub use permissions::restrict_umask;
 pub use postgres::MigrationReport;

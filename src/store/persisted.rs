@@ -467,14 +467,15 @@ pub(crate) fn decode_cursor(id: ChannelId, bytes: &[u8]) -> Result<Cursor, Store
 // Ledger (written often: short field names keep entries small)
 
 #[derive(Serialize, Deserialize)]
-struct LedgerV1 {
+struct LedgerV1<'a> {
     v: u32,
-    #[serde(rename = "s")]
-    state: String,
+    /// Borrowed both ways: a state name never needs escaping, so decoding allocates nothing for it.
+    #[serde(rename = "s", borrow)]
+    state: std::borrow::Cow<'a, str>,
     #[serde(rename = "f")]
     failures: u32,
-    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
-    last_error: Option<String>,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none", borrow)]
+    last_error: Option<std::borrow::Cow<'a, str>>,
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     received_at: Option<DateTime<Utc>>,
     #[serde(rename = "c")]
@@ -486,9 +487,9 @@ struct LedgerV1 {
 pub(crate) fn encode_ledger(entry: &LedgerEntry) -> Result<Vec<u8>, StoreError> {
     let stored = LedgerV1 {
         v: FORMAT_VERSION,
-        state: entry.state.as_str().to_owned(),
+        state: std::borrow::Cow::Borrowed(entry.state.as_str()),
         failures: entry.failures,
-        last_error: entry.last_error.clone(),
+        last_error: entry.last_error.as_deref().map(std::borrow::Cow::Borrowed),
         received_at: entry.received_at,
         first_seen_at: entry.first_seen_at,
         updated_at: entry.updated_at,
@@ -496,16 +497,54 @@ pub(crate) fn encode_ledger(entry: &LedgerEntry) -> Result<Vec<u8>, StoreError> 
     encode("ledger entry", &stored)
 }
 
+/// Only the state of a ledger entry: what a poll's sort needs (its timestamps are not parsed).
+pub(crate) fn decode_ledger_state(
+    what: &dyn Fn() -> String,
+    bytes: &[u8],
+) -> Result<LedgerState, StoreError> {
+    #[derive(Deserialize)]
+    struct StateOnly<'a> {
+        v: u32,
+        #[serde(rename = "s", borrow)]
+        state: std::borrow::Cow<'a, str>,
+    }
+    let s: StateOnly<'_> = match serde_json::from_slice(bytes) {
+        Ok(s) => s,
+        Err(err) => {
+            check_version(&what(), bytes)?;
+            return Err(StoreError::corrupt(what(), err.to_string()));
+        }
+    };
+    if s.v == 0 || s.v > FORMAT_VERSION {
+        check_version(&what(), bytes)?;
+    }
+    LedgerState::from_name(&s.state)
+        .ok_or_else(|| invalid(&what(), "state", format!("{:?}", s.state)))
+}
+
+/// Decodes a ledger entry; `what` names it and is called only when the entry cannot be read (the
+/// ledger is read on every poll: no name is formatted for an entry that decodes).
 pub(crate) fn decode_ledger(
     what: &dyn Fn() -> String,
     bytes: &[u8],
 ) -> Result<LedgerEntry, StoreError> {
-    let s: LedgerV1 = decode(&what(), bytes)?;
+    // One parse in the common case; the version probe only explains an entry that does not parse
+    // (a newer format is refused as such, not as corrupt).
+    let s: LedgerV1<'_> = match serde_json::from_slice(bytes) {
+        Ok(s) => s,
+        Err(err) => {
+            check_version(&what(), bytes)?;
+            return Err(StoreError::corrupt(what(), err.to_string()));
+        }
+    };
+    if s.v == 0 || s.v > FORMAT_VERSION {
+        check_version(&what(), bytes)?;
+    }
     Ok(LedgerEntry {
         state: LedgerState::from_name(&s.state)
             .ok_or_else(|| invalid(&what(), "state", format!("{:?}", s.state)))?,
         failures: s.failures,
-        last_error: s.last_error,
+        last_error: s.last_error.map(std::borrow::Cow::into_owned),
         received_at: s.received_at,
         first_seen_at: s.first_seen_at,
         updated_at: s.updated_at,
