@@ -125,28 +125,31 @@ impl ChannelActor {
     }
 
     /// Decides whether and when the first cycle runs.
+    ///
+    /// The tokens are read by the first cycle, not here: at a million channels a store read and a
+    /// decryption each would hold the start up by seconds. Only a channel still awaiting its
+    /// authorization looks now (its grant may have been stored just before a crash, before its
+    /// status); a channel whose tokens turn out to be gone waits for its authorization after its
+    /// first cycle.
     fn begin(&mut self, ctx: &mut Context<Self>) {
-        let has_tokens = match self.runtime.has_tokens(&self.deps.ingest.store, self.id()) {
-            Ok(has) => has,
-            Err(err) => {
-                tracing::error!(channel = %self.id(), error = %err, "Could not read the channel's tokens; stopping so the supervisor restarts it.");
-                self.phase = Phase::Failed;
-                ctx.stop();
-                return;
+        if self.status == ChannelStatus::AwaitingAuthorization {
+            match self.runtime.has_tokens(&self.deps.ingest.store, self.id()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if !self.secret_expired(Utc::now()) {
+                        self.publish(None);
+                    }
+                    return;
+                }
+                Err(err) => {
+                    tracing::error!(channel = %self.id(), error = %err, "Could not read the channel's tokens; stopping so the supervisor restarts it.");
+                    self.phase = Phase::Failed;
+                    ctx.stop();
+                    return;
+                }
             }
-        };
-        if self.secret_expired(Utc::now()) {
-            return;
         }
-        if !has_tokens {
-            let waiting_for_person = matches!(
-                self.status,
-                ChannelStatus::NeedsReauthorization | ChannelStatus::Blocked
-            );
-            if !waiting_for_person {
-                self.set_status(ChannelStatus::AwaitingAuthorization, None);
-            }
-            self.publish(None);
+        if self.secret_expired(Utc::now()) {
             return;
         }
         // A grant that Microsoft refused stays refused across restarts: wait for the operator.
@@ -203,8 +206,8 @@ impl ChannelActor {
             return;
         }
         let status = self.status;
-        let last_error = self.last_error.as_deref().cloned();
-        let warning = self.runtime.warning();
+        let last_error = self.last_error.clone();
+        let warning = self.runtime.warning().map(Box::new);
         let attempts = self.episode.backoff.as_ref().map_or(0, |b| b.attempts());
         self.deps.board.update(self.id(), |row| {
             row.status = status;
@@ -391,7 +394,15 @@ impl ChannelActor {
                 return;
             }
             CycleEnd::NoGrant => {
-                self.set_status(ChannelStatus::AwaitingAuthorization, None);
+                // No token set: wait for an authorization (or for the person a refused grant
+                // already waits for).
+                let waiting_for_person = matches!(
+                    self.status,
+                    ChannelStatus::NeedsReauthorization | ChannelStatus::Blocked
+                );
+                if !waiting_for_person {
+                    self.set_status(ChannelStatus::AwaitingAuthorization, None);
+                }
                 None
             }
             CycleEnd::Ran(Ok(report)) => self.on_success(report),
