@@ -92,9 +92,12 @@ impl ChannelActor {
             .mul_f64(record.id.stable_fraction(0x5eed));
         let runtime = deps.ingest.runtimes.get(record.id);
         let mode = record.poll_mode.unwrap_or(run.mode);
+        // The actor keeps the last error (the record's copy would be a second one, never read).
+        let mut record = record;
+        let last_error = record.last_error.take().map(Box::new);
         ChannelActor {
             status: record.status,
-            last_error: record.last_error.clone().map(Box::new),
+            last_error,
             job: ChannelJob::new(
                 Arc::new(record),
                 run.token_refresh_margin + spread,

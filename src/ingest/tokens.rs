@@ -70,19 +70,6 @@ async fn save(ctx: &Ingest, record: &ChannelRecord, set: &TokenSet) -> Result<()
     }
 }
 
-/// Reads a channel's token set from the store (off the arbiter's thread: it decrypts).
-async fn read_tokens(ctx: &Ingest, record: &ChannelRecord) -> Result<Option<TokenSet>, Failure> {
-    let store = ctx.store.clone();
-    let id = record.id;
-    match tokio::task::spawn_blocking(move || store.get_tokens(id)).await {
-        Ok(Ok(set)) => Ok(set),
-        Ok(Err(err)) => Err(Failure::Store(err)),
-        Err(err) => Err(Failure::Processor(format!(
-            "the token store task failed: {err}"
-        ))),
-    }
-}
-
 /// The access token to poll with: refreshed first when it expires within `margin` or when
 /// `force` (Graph refused it). Call under the channel's turn.
 pub async fn access_token(
@@ -176,7 +163,9 @@ async fn refresh(
     // grant's to use; the next cycle reads that set afresh.
     let stored = match &held.unsaved {
         Some(unsaved) => unsaved.clone(),
-        None => match read_tokens(ctx, record).await? {
+        // A read like the cycle's first (`ChannelRuntime::tokens`): from the store's cache, or one
+        // page from disk.
+        None => match ctx.store.get_tokens(record.id)? {
             Some(stored) if stored.access_token.expose() == held.set.access_token.expose() => {
                 stored
             }
