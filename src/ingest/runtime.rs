@@ -382,4 +382,61 @@ mod tests {
         // The old incarnation cannot start another cycle.
         assert!(runtime.turn(old).await.is_none());
     }
+
+    fn set(tag: &str) -> TokenSet {
+        TokenSet {
+            access_token: AccessToken::new(format!("access-{tag}")).unwrap(),
+            access_expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            refresh_token: crate::domain::secret::RefreshToken::new(format!("refresh-{tag}"))
+                .unwrap(),
+            scope: "offline_access https://outlook.office.com/IMAP.AccessAsUser.All".into(),
+            obtained_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_refresh_token_is_held_only_while_its_write_failed() {
+        let store = Store::in_memory(crate::domain::secret::MasterKey::generate()).unwrap();
+        let id = ChannelId::generate();
+        store.put_tokens(id, &set("stored")).unwrap();
+        let runtimes = Runtimes::default();
+        let runtime = runtimes.get(id);
+        // Read from the store: the access token and what it is for, no refresh token.
+        let held = runtime.tokens(&store, id).unwrap().unwrap();
+        assert_eq!(held.set.access_token.expose(), "access-stored");
+        assert!(held.set.imap);
+        assert!(held.unsaved.is_none());
+        // A rotated set whose write failed is held whole, and written first by the next cycle.
+        assert!(runtime.install(held.grant, set("rotated"), false));
+        let held = runtime.tokens(&store, id).unwrap().unwrap();
+        assert_eq!(held.set.access_token.expose(), "access-rotated");
+        let unsaved = held.unsaved.clone().unwrap();
+        assert_eq!(unsaved.refresh_token.expose(), "refresh-rotated");
+        assert_eq!(runtimes.save_unsaved(&store), 0);
+        assert_eq!(
+            store
+                .get_tokens(id)
+                .unwrap()
+                .unwrap()
+                .refresh_token
+                .expose(),
+            "refresh-rotated"
+        );
+        // Once stored, only the access token stays.
+        assert!(
+            runtime
+                .tokens(&store, id)
+                .unwrap()
+                .unwrap()
+                .unsaved
+                .is_none()
+        );
+        assert!(runtime.install(held.grant, set("next"), true));
+        let held = runtime.tokens(&store, id).unwrap().unwrap();
+        assert_eq!(held.set.access_token.expose(), "access-next");
+        assert!(held.unsaved.is_none());
+        // A set of an older grant is not installed.
+        runtime.new_grant();
+        assert!(!runtime.install(held.grant, set("old"), false));
+    }
 }
