@@ -74,7 +74,7 @@ impl ChannelView {
             transport: record.transport,
             enabled: record.enabled,
             status: record.status,
-            last_error: record.last_error.clone().map(Box::new),
+            last_error: record.last_error.clone(),
             warning: None,
             node: None,
             last_poll_at: record.last_poll_at,

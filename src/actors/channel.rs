@@ -73,7 +73,8 @@ pub struct ChannelActor {
     secret_warned: Option<i64>,
     /// Poll at once when started (hot add, new authorization, an edit) instead of at its phase.
     poll_at_start: bool,
-    supervisor: Recipient<ChannelFailed>,
+    /// Shared by every actor (a `Recipient` of its own would be one more allocation per channel).
+    supervisor: Arc<Recipient<ChannelFailed>>,
 }
 
 impl ChannelActor {
@@ -83,7 +84,7 @@ impl ChannelActor {
         deps: Arc<Deps>,
         record: ChannelRecord,
         poll_at_start: bool,
-        supervisor: Recipient<ChannelFailed>,
+        supervisor: Arc<Recipient<ChannelFailed>>,
         generation: u64,
     ) -> Self {
         let run = &deps.ingest.run;
@@ -94,7 +95,7 @@ impl ChannelActor {
         let mode = record.poll_mode.unwrap_or(run.mode);
         // The actor keeps the last error (the record's copy would be a second one, never read).
         let mut record = record;
-        let last_error = record.last_error.take().map(Box::new);
+        let last_error = record.last_error.take();
         ChannelActor {
             status: record.status,
             last_error,

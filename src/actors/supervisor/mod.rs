@@ -92,7 +92,7 @@ pub struct ChannelSupervisor {
     initial: Vec<ChannelRecord>,
     stopping: bool,
     /// This supervisor's own address, handed to channel actors for `ChannelFailed`.
-    me: Option<Recipient<ChannelFailed>>,
+    me: Option<Arc<Recipient<ChannelFailed>>>,
     /// What each running actor was started with (cluster mode: a change stored by another node
     /// restarts the actor only if it differs).
     started_with: HashMap<ChannelId, Started>,
@@ -312,7 +312,7 @@ impl ChannelSupervisor {
                     Arc::clone(&deps),
                     launch.record,
                     launch.poll_now,
-                    me.clone(),
+                    Arc::clone(&me),
                     launch.generation,
                 );
                 actix_rt::spawn(Context::with_receiver(launch.receiver).into_future(actor));
@@ -382,7 +382,7 @@ impl Actor for ChannelSupervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
-        self.me = Some(ctx.address().recipient());
+        self.me = Some(Arc::new(ctx.address().recipient()));
         let channels = std::mem::take(&mut self.initial);
         let count = channels.len();
         let begun = std::time::Instant::now();
@@ -615,7 +615,7 @@ impl Handler<AppCredentialChanged> for ChannelSupervisor {
                         r.status,
                         ChannelStatus::Blocked | ChannelStatus::NeedsReauthorization
                     )
-                    && r.last_error.as_ref().is_some_and(is_credential_error)
+                    && r.last_error.as_deref().is_some_and(is_credential_error)
             })
             .collect();
         let now = Utc::now();
@@ -970,7 +970,7 @@ impl Handler<SignInFailed> for ChannelSupervisor {
         };
         // The status stays (a channel awaiting its authorization still awaits it; one that runs
         // on an older grant keeps running); the error is shown until the next success.
-        record.last_error = Some(msg.error.clone());
+        record.last_error = Some(Box::new(msg.error.clone()));
         let error = msg.error;
         Box::pin(
             self.store_then(record, move |act, record| {
@@ -1048,7 +1048,7 @@ mod tests {
         let mut handed: Vec<(usize, Vec<usize>)> = Vec::new();
         // Lane 0 gets most (full batches), lane 2 a few (a partial one), lane 1 none.
         for item in 0..50usize {
-            let lane = if item % 5 == 0 { 2 } else { 0 };
+            let lane = if item.is_multiple_of(5) { 2 } else { 0 };
             if let Some(full) = batches.push(lane, item) {
                 handed.push((lane, full));
             }
@@ -1064,7 +1064,7 @@ mod tests {
             for item in batch {
                 let want = match *item {
                     50 => 7,
-                    i if i % 5 == 0 => 2,
+                    i if i.is_multiple_of(5) => 2,
                     _ => 0,
                 };
                 assert_eq!(*lane, want, "item {item}");
@@ -1088,14 +1088,14 @@ mod tests {
             mailbox: Mailbox::parse(&format!("box{i}@contoso.com")).unwrap(),
             folder: Folder::inbox(),
             // Every fifth is disabled: it gets a row but no actor.
-            enabled: i % 5 != 0,
+            enabled: !i.is_multiple_of(5),
             first_import: FirstImport::AllUnread,
             poll_mode: None,
             transport: Transport::Graph,
             created_at: now,
             updated_at: now,
             activated_at: Some(now),
-            status: if i % 5 == 0 {
+            status: if i.is_multiple_of(5) {
                 ChannelStatus::Disabled
             } else {
                 ChannelStatus::Active
