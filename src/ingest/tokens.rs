@@ -5,7 +5,9 @@
 //! - The rotated refresh token is durable before the new access token is used; a set whose write
 //!   failed is kept in the channel's runtime and written first by the next cycle.
 //! - One refresh per refresh token: refreshes run under the channel's turn and start from the
-//!   runtime's newest set, so a replaced actor never refreshes with a token already rotated out.
+//!   newest set (the runtime's while its write failed, else the store's, read back for the refresh:
+//!   the refresh token is not held in memory once stored), so a replaced actor never refreshes with
+//!   a token already rotated out.
 //! - A failing refresh does not stop polling while the access token is still valid: the cycle
 //!   polls with it, the refresh is retried on its own backoff, and the problem is shown as a
 //!   warning until the token really expires.
