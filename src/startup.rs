@@ -180,7 +180,9 @@ impl Application {
                     settings.server.listen
                 )
             })?;
+        let phase = Instant::now();
         let store = open_store(&settings, secrets.master_key)?;
+        let store_open = phase.elapsed();
         // Cluster mode (a PostgreSQL store): this node's share of the shards, and the fence every
         // run-time write of a channel carries.
         let coordination = store.coordination();
@@ -202,6 +204,7 @@ impl Application {
         let ledger = crate::ingest::Ledger::new(store.clone());
         // The event webhook is signed with the mail webhook's secret.
         let event_secret = secrets.webhook_secret.clone();
+        let phase = Instant::now();
         let backend = match &settings.processor.sink {
             config::Sink::Jsonl { path } => {
                 let file = Arc::new(Mutex::new(
@@ -228,6 +231,7 @@ impl Application {
                 32,
             ),
         };
+        let sink_recovery = phase.elapsed();
         let processor_actor =
             ProcessorActor::new(ledger, backend, settings.processor.queue_capacity);
         let processor = processor_actor.handle();
@@ -321,10 +325,17 @@ impl Application {
         }
         ingest = ingest.with_events(events);
         let ingest = Arc::new(ingest);
-        ingest
-            .apps
-            .reload()
-            .context("Failed to read the apps from the store")?;
+        // The app directory is read on a thread of its own while this one lists the channels.
+        let apps_reading = {
+            let ingest = Arc::clone(&ingest);
+            std::thread::Builder::new()
+                .name("inboxd-apps".into())
+                .spawn(move || {
+                    let begun = Instant::now();
+                    ingest.apps.reload().map(|()| begun.elapsed())
+                })
+                .context("Failed to start reading the apps")?
+        };
         // Each channel's quarantined messages, counted off the start-up path (one ledger scan).
         let ledger = ingest.ledger.clone();
         std::thread::Builder::new()
@@ -335,13 +346,23 @@ impl Application {
                 }
             })
             .context("Failed to start the quarantine count")?;
+        let phase = Instant::now();
         let channels = store
             .list_channels()
-            .context("Failed to read the channels from the store")?;
+            .context("Failed to read the channels from the store");
+        let channel_listing = phase.elapsed();
+        // Joined before anything is returned, so the thread never outlives a failed start.
+        let apps_read = apps_reading
+            .join()
+            .map_err(|_| anyhow::anyhow!("The thread reading the apps panicked"))?
+            .context("Failed to read the apps from the store")?;
+        let channels = channels?;
         // The `Retry-After` floors a previous run received hold after the restart too.
+        let phase = Instant::now();
         let floors = ingest
             .load_floors()
             .context("Failed to read the throttling floors from the store")?;
+        let floors_read = phase.elapsed();
         if floors > 0 {
             tracing::info!(
                 mailboxes = floors,
@@ -413,11 +434,19 @@ impl Application {
         let server = server.run();
         let handle = server.handle();
         let serving = actix_rt::spawn(server);
+        // Where the start's time went (the channel actors start on from here: the supervisor logs
+        // "Channels scheduled." with its own time once every one was handed to its arbiter).
+        let ms = |d: Duration| d.as_millis() as u64;
         tracing::info!(
             port,
             channels = count,
             redirect_uri = %settings.server.redirect_uri(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = ms(started.elapsed()),
+            store_open_ms = ms(store_open),
+            sink_recovery_ms = ms(sink_recovery),
+            apps_ms = ms(apps_read),
+            channel_listing_ms = ms(channel_listing),
+            floors_ms = ms(floors_read),
             "inboxd is running."
         );
         Ok(Application {

@@ -31,12 +31,13 @@ pub struct ChannelView {
     pub enabled: bool,
     /// Status.
     pub status: ChannelStatus,
-    /// The last error, with its remedy.
-    pub last_error: Option<LastError>,
+    /// The last error, with its remedy. Boxed, like `warning`: most channels have neither, and
+    /// every channel has a row, so a row without them is ~270 bytes smaller.
+    pub last_error: Option<Box<LastError>>,
     /// A problem that does not stop the channel yet, with its remedy: the identity platform
     /// refuses to refresh while the access token is still valid, so polling goes on until it
     /// expires.
-    pub warning: Option<LastError>,
+    pub warning: Option<Box<LastError>>,
     /// Cluster mode: the node that runs the channel, filled in when the view is read (`None` on a
     /// single node).
     pub node: Option<String>,

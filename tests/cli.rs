@@ -261,7 +261,7 @@ fn seed(store_path: &Path, key: &MasterKey) -> String {
             .unwrap();
     }
     let mut blocked = record(0, ChannelStatus::Blocked);
-    blocked.last_error = Some(LastError {
+    blocked.last_error = Some(Box::new(LastError {
         source: ErrorSource::IdentityPlatform,
         code: "AADSTS53003".into(),
         message: "Access has been blocked by Conditional Access policies.".into(),
@@ -269,7 +269,7 @@ fn seed(store_path: &Path, key: &MasterKey) -> String {
         at: now,
         trace_id: Some(TRACE_ID.into()),
         correlation_id: Some(CORRELATION_ID.into()),
-    });
+    }));
     store.put_channel(&blocked).unwrap();
     let entries: Vec<(String, LedgerEntry)> = (0..QUARANTINED)
         .map(|i| {

@@ -143,7 +143,7 @@ fn full_channel(n: u32) -> ChannelRecord {
         updated_at: at(2),
         activated_at: Some(at(3)),
         status: ChannelStatus::BackingOff,
-        last_error: Some(LastError {
+        last_error: Some(Box::new(LastError {
             source: ErrorSource::Graph,
             code: "ApplicationThrottled".into(),
             message: "Too many requests".into(),
@@ -151,7 +151,7 @@ fn full_channel(n: u32) -> ChannelRecord {
             at: at(4),
             trace_id: Some("trace-1".into()),
             correlation_id: Some("corr-1".into()),
-        }),
+        })),
         last_poll_at: Some(at(5)),
         last_success_at: Some(at(6)),
     }

@@ -796,7 +796,7 @@ async fn the_first_screen_groups_the_channels_in_trouble_and_a_bulk_action_serve
     let set = |id: ChannelId, status: ChannelStatus, error: Option<inboxd::store::LastError>| {
         board.update(id, |row| {
             row.status = status;
-            row.last_error = error;
+            row.last_error = error.map(Box::new);
         });
     };
     for id in &ids[0..3] {

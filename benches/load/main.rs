@@ -184,6 +184,14 @@ fn main_inner(args: Args) -> anyhow::Result<i32> {
     if let Some(path) = &args.heap_profile {
         heap::start(path)?;
     }
+    // `RUST_LOG=inboxd::startup=info,inboxd::actors::supervisor=info` shows the daemon's start-up
+    // phases (its start and the restart's) on stderr; nothing is logged without it.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -91,7 +91,8 @@ pub struct ChannelActor {
     secret_warned: Option<i64>,
     /// Poll at once when started (hot add, new authorization, an edit) instead of at its phase.
     poll_at_start: bool,
-    supervisor: Recipient<ChannelFailed>,
+    /// Shared by every actor (a `Recipient` of its own would be one more allocation per channel).
+    supervisor: Arc<Recipient<ChannelFailed>>,
 }
 
 impl ChannelActor {
@@ -101,7 +102,7 @@ impl ChannelActor {
         deps: Arc<Deps>,
         record: ChannelRecord,
         poll_at_start: bool,
-        supervisor: Recipient<ChannelFailed>,
+        supervisor: Arc<Recipient<ChannelFailed>>,
         generation: u64,
     ) -> Self {
         let run = &deps.ingest.run;
@@ -110,9 +111,12 @@ impl ChannelActor {
             .mul_f64(record.id.stable_fraction(0x5eed));
         let runtime = deps.ingest.runtimes.get(record.id);
         let mode = record.poll_mode.unwrap_or(run.mode);
+        // The actor keeps the last error (the record's copy would be a second one, never read).
+        let mut record = record;
+        let last_error = record.last_error.take();
         ChannelActor {
             status: record.status,
-            last_error: record.last_error.clone().map(Box::new),
+            last_error,
             job: ChannelJob::new(
                 Arc::new(record),
                 run.token_refresh_margin + spread,
@@ -143,28 +147,31 @@ impl ChannelActor {
     }
 
     /// Decides whether and when the first cycle runs.
+    ///
+    /// The tokens are read by the first cycle, not here: at a million channels a store read and a
+    /// decryption each would hold the start up by seconds. Only a channel still awaiting its
+    /// authorization looks now (its grant may have been stored just before a crash, before its
+    /// status); a channel whose tokens turn out to be gone waits for its authorization after its
+    /// first cycle.
     fn begin(&mut self, ctx: &mut Context<Self>) {
-        let has_tokens = match self.runtime.has_tokens(&self.deps.ingest.store, self.id()) {
-            Ok(has) => has,
-            Err(err) => {
-                tracing::error!(channel = %self.id(), error = %err, "Could not read the channel's tokens; stopping so the supervisor restarts it.");
-                self.phase = Phase::Failed;
-                ctx.stop();
-                return;
+        if self.status == ChannelStatus::AwaitingAuthorization {
+            match self.runtime.has_tokens(&self.deps.ingest.store, self.id()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if !self.secret_expired(Utc::now()) {
+                        self.publish(None);
+                    }
+                    return;
+                }
+                Err(err) => {
+                    tracing::error!(channel = %self.id(), error = %err, "Could not read the channel's tokens; stopping so the supervisor restarts it.");
+                    self.phase = Phase::Failed;
+                    ctx.stop();
+                    return;
+                }
             }
-        };
-        if self.secret_expired(Utc::now()) {
-            return;
         }
-        if !has_tokens {
-            let waiting_for_person = matches!(
-                self.status,
-                ChannelStatus::NeedsReauthorization | ChannelStatus::Blocked
-            );
-            if !waiting_for_person {
-                self.set_status(ChannelStatus::AwaitingAuthorization, None);
-            }
-            self.publish(None);
+        if self.secret_expired(Utc::now()) {
             return;
         }
         // A grant that Microsoft refused stays refused across restarts: wait for the operator.
@@ -221,8 +228,8 @@ impl ChannelActor {
             return;
         }
         let status = self.status;
-        let last_error = self.last_error.as_deref().cloned();
-        let warning = self.runtime.warning();
+        let last_error = self.last_error.clone();
+        let warning = self.runtime.warning().map(Box::new);
         let attempts = self.episode.backoff.as_ref().map_or(0, |b| b.attempts());
         self.deps.board.update(self.id(), |row| {
             row.status = status;
@@ -409,7 +416,15 @@ impl ChannelActor {
                 return;
             }
             CycleEnd::NoGrant => {
-                self.set_status(ChannelStatus::AwaitingAuthorization, None);
+                // No token set: wait for an authorization (or for the person a refused grant
+                // already waits for).
+                let waiting_for_person = matches!(
+                    self.status,
+                    ChannelStatus::NeedsReauthorization | ChannelStatus::Blocked
+                );
+                if !waiting_for_person {
+                    self.set_status(ChannelStatus::AwaitingAuthorization, None);
+                }
                 None
             }
             CycleEnd::Ran(Ok(report)) => self.on_success(report),

@@ -39,7 +39,7 @@ pub mod recovery;
 pub mod runtime;
 pub mod sources;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod tokens;
 
 pub use context::{Ingest, RunSettings, set_lane};

@@ -8,9 +8,11 @@
 //! - **The incarnation fence**: the supervisor claims a new generation for each actor it starts;
 //!   a cycle of an older generation that was still waiting for its turn does not start, and an old
 //!   actor's reports are dropped.
-//! - **The token set**: the newest set (even one whose write failed) is held here, so a new actor
-//!   never refreshes with a refresh token that was already rotated out, and a refresh runs under
-//!   the turn, so one refresh token is used once.
+//! - **The token set**: the newest access token is held here, and the newest refresh token while
+//!   its write failed; once the store holds it, it is read back from the store for the next
+//!   refresh (hourly), so a million channels do not keep a million refresh tokens in memory. A new
+//!   actor never refreshes with a refresh token that was already rotated out, and a refresh runs
+//!   under the turn, so one refresh token is used once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +20,10 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::ChannelId;
+use crate::domain::secret::AccessToken;
 use crate::retry::Backoff;
 use crate::store::{LastError, Store, StoreError, TokenSet};
 
@@ -48,16 +53,12 @@ impl Runtimes {
         let mut left = 0;
         for entry in &self.channels {
             let mut cell = entry.value().tokens.lock();
-            if !cell.unsaved {
+            let Some(unsaved) = &cell.unsaved else {
                 continue;
-            }
-            match cell
-                .set
-                .as_ref()
-                .map(|set| store.put_tokens(*entry.key(), set))
-            {
-                Some(Ok(())) | None => cell.unsaved = false,
-                Some(Err(err)) => {
+            };
+            match store.put_tokens(*entry.key(), unsaved) {
+                Ok(()) => cell.unsaved = None,
+                Err(err) => {
                     left += 1;
                     tracing::error!(channel = %entry.key(), error = %err, "A rotated refresh token could not be saved at shutdown; if the channel asks for authorization after the restart, authorize it again.");
                 }
@@ -105,10 +106,11 @@ pub struct Turn<'a> {
 struct TokenCell {
     /// Read from the store (`set` is what it holds, or newer).
     loaded: bool,
-    /// Shared with the cycles that use it: a poll takes a reference, not a copy of three secrets.
-    set: Option<Arc<TokenSet>>,
-    /// `set` is newer than the store's copy: its write failed, and is tried again first.
-    unsaved: bool,
+    /// Shared with the cycles that use it: a poll takes a reference, not a copy of the token.
+    set: Option<Arc<CachedTokens>>,
+    /// The whole set (with its refresh token) while it is newer than the store's copy: its write
+    /// failed, and is tried again first. `None` once the store holds it.
+    unsaved: Option<Box<TokenSet>>,
     /// Bumped by a new authorization: a refresh of the old grant that ends afterwards is dropped.
     grant: u64,
     /// A refresh failed while the access token was still valid (boxed: rare, and every channel
@@ -124,13 +126,38 @@ struct RefreshProblem {
     next_try: Instant,
 }
 
+/// What a channel keeps of its token set between cycles: what a cycle polls and decides with.
+/// The refresh token is not kept once the store holds it (a refresh reads it back): Microsoft's are
+/// about 1 KB, held for an hour to be used once.
+#[derive(Debug)]
+pub struct CachedTokens {
+    /// The current access token.
+    pub access_token: AccessToken,
+    /// When it expires.
+    pub access_expires_at: DateTime<Utc>,
+    /// Whether it is for IMAP (Exchange Online's `IMAP.AccessAsUser.All`), not for Graph.
+    pub imap: bool,
+}
+
+impl CachedTokens {
+    /// What is kept of `set`.
+    pub fn of(set: &TokenSet) -> Self {
+        CachedTokens {
+            access_token: set.access_token.clone(),
+            access_expires_at: set.access_expires_at,
+            imap: crate::ingest::tokens::is_imap_scope(&set.scope),
+        }
+    }
+}
+
 /// The tokens a cycle starts with.
 #[derive(Debug, Clone)]
 pub struct HeldTokens {
-    /// The newest set (shared with the channel's cell).
-    pub set: Arc<TokenSet>,
-    /// It must be written before anything else (an earlier write failed).
-    pub unsaved: bool,
+    /// The newest access token (shared with the channel's cell).
+    pub set: Arc<CachedTokens>,
+    /// The whole newest set, when it must be written before anything else (an earlier write
+    /// failed); `None` when the store holds it.
+    pub unsaved: Option<TokenSet>,
     /// The grant it belongs to (see [`ChannelRuntime::install`]).
     pub grant: u64,
 }
@@ -167,13 +194,15 @@ impl ChannelRuntime {
     pub fn tokens(&self, store: &Store, id: ChannelId) -> Result<Option<HeldTokens>, StoreError> {
         let mut cell = self.tokens.lock();
         if !cell.loaded {
-            cell.set = store.get_tokens(id)?.map(Arc::new);
+            cell.set = store
+                .get_tokens(id)?
+                .map(|set| Arc::new(CachedTokens::of(&set)));
             cell.loaded = true;
-            cell.unsaved = false;
+            cell.unsaved = None;
         }
         Ok(cell.set.clone().map(|set| HeldTokens {
             set,
-            unsaved: cell.unsaved,
+            unsaved: cell.unsaved.as_deref().cloned(),
             grant: cell.grant,
         }))
     }
@@ -184,7 +213,7 @@ impl ChannelRuntime {
         let mut cell = self.tokens.lock();
         cell.loaded = false;
         cell.set = None;
-        cell.unsaved = false;
+        cell.unsaved = None;
         cell.problem = None;
         cell.grant += 1;
     }
@@ -196,11 +225,13 @@ impl ChannelRuntime {
         if cell.grant != grant {
             return false;
         }
-        cell.set = Some(Arc::new(set));
+        cell.set = Some(Arc::new(CachedTokens::of(&set)));
         cell.loaded = true;
-        cell.unsaved = !saved;
         if saved {
+            cell.unsaved = None;
             cell.problem = None;
+        } else {
+            cell.unsaved = Some(Box::new(set));
         }
         true
     }
@@ -214,7 +245,7 @@ impl ChannelRuntime {
     pub fn saved(&self, grant: u64) {
         let mut cell = self.tokens.lock();
         if cell.grant == grant {
-            cell.unsaved = false;
+            cell.unsaved = None;
         }
     }
 
@@ -350,5 +381,62 @@ mod tests {
         assert!(waiting.await.unwrap());
         // The old incarnation cannot start another cycle.
         assert!(runtime.turn(old).await.is_none());
+    }
+
+    fn set(tag: &str) -> TokenSet {
+        TokenSet {
+            access_token: AccessToken::new(format!("access-{tag}")).unwrap(),
+            access_expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            refresh_token: crate::domain::secret::RefreshToken::new(format!("refresh-{tag}"))
+                .unwrap(),
+            scope: "offline_access https://outlook.office.com/IMAP.AccessAsUser.All".into(),
+            obtained_at: chrono::Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_refresh_token_is_held_only_while_its_write_failed() {
+        let store = Store::in_memory(crate::domain::secret::MasterKey::generate()).unwrap();
+        let id = ChannelId::generate();
+        store.put_tokens(id, &set("stored")).unwrap();
+        let runtimes = Runtimes::default();
+        let runtime = runtimes.get(id);
+        // Read from the store: the access token and what it is for, no refresh token.
+        let held = runtime.tokens(&store, id).unwrap().unwrap();
+        assert_eq!(held.set.access_token.expose(), "access-stored");
+        assert!(held.set.imap);
+        assert!(held.unsaved.is_none());
+        // A rotated set whose write failed is held whole, and written first by the next cycle.
+        assert!(runtime.install(held.grant, set("rotated"), false));
+        let held = runtime.tokens(&store, id).unwrap().unwrap();
+        assert_eq!(held.set.access_token.expose(), "access-rotated");
+        let unsaved = held.unsaved.clone().unwrap();
+        assert_eq!(unsaved.refresh_token.expose(), "refresh-rotated");
+        assert_eq!(runtimes.save_unsaved(&store), 0);
+        assert_eq!(
+            store
+                .get_tokens(id)
+                .unwrap()
+                .unwrap()
+                .refresh_token
+                .expose(),
+            "refresh-rotated"
+        );
+        // Once stored, only the access token stays.
+        assert!(
+            runtime
+                .tokens(&store, id)
+                .unwrap()
+                .unwrap()
+                .unsaved
+                .is_none()
+        );
+        assert!(runtime.install(held.grant, set("next"), true));
+        let held = runtime.tokens(&store, id).unwrap().unwrap();
+        assert_eq!(held.set.access_token.expose(), "access-next");
+        assert!(held.unsaved.is_none());
+        // A set of an older grant is not installed.
+        runtime.new_grant();
+        assert!(!runtime.install(held.grant, set("old"), false));
     }
 }

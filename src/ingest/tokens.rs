@@ -5,7 +5,9 @@
 //! - The rotated refresh token is durable before the new access token is used; a set whose write
 //!   failed is kept in the channel's runtime and written first by the next cycle.
 //! - One refresh per refresh token: refreshes run under the channel's turn and start from the
-//!   runtime's newest set, so a replaced actor never refreshes with a token already rotated out.
+//!   newest set (the runtime's while its write failed, else the store's, read back for the refresh:
+//!   the refresh token is not held in memory once stored), so a replaced actor never refreshes with
+//!   a token already rotated out.
 //! - A failing refresh does not stop polling while the access token is still valid: the cycle
 //!   polls with it, the refresh is retried on its own backoff, and the problem is shown as a
 //!   warning until the token really expires.
@@ -18,7 +20,7 @@ use chrono::Utc;
 use crate::ingest::apps::AppLookupError;
 use crate::ingest::context::Ingest;
 use crate::ingest::failure::Failure;
-use crate::ingest::runtime::{ChannelRuntime, HeldTokens};
+use crate::ingest::runtime::{CachedTokens, ChannelRuntime, HeldTokens};
 use crate::oauth::{AppCredentials, OAuthError};
 use crate::store::{ChannelRecord, TokenSet};
 
@@ -35,21 +37,24 @@ pub enum Access {
 }
 
 /// Whether `set`'s access token is still valid for `skew`.
-pub fn is_valid(set: &TokenSet, skew: Duration) -> bool {
+pub fn is_valid(set: &CachedTokens, skew: Duration) -> bool {
     set.access_expires_at - chrono::Duration::from_std(skew).unwrap_or_default() > Utc::now()
 }
 
-/// Whether `set`'s access token is for `transport`'s resource: an IMAP token names Exchange
-/// Online's `IMAP.AccessAsUser.All` (Microsoft writes it in full), a Graph token does not (Graph's
-/// scopes may come back without their host).
-pub fn serves(set: &TokenSet, transport: crate::domain::Transport) -> bool {
-    let imap = set
-        .scope
+/// Whether a token of these scopes is for IMAP: it names Exchange Online's
+/// `IMAP.AccessAsUser.All` (Microsoft writes it in full), a Graph token does not (Graph's scopes
+/// may come back without their host).
+pub fn is_imap_scope(scope: &str) -> bool {
+    scope
         .split_whitespace()
-        .any(|s| s.to_ascii_lowercase().ends_with("imap.accessasuser.all"));
+        .any(|s| s.to_ascii_lowercase().ends_with("imap.accessasuser.all"))
+}
+
+/// Whether `set`'s access token is for `transport`'s resource.
+pub fn serves(set: &CachedTokens, transport: crate::domain::Transport) -> bool {
     match transport {
-        crate::domain::Transport::Graph => !imap,
-        crate::domain::Transport::Imap => imap,
+        crate::domain::Transport::Graph => !set.imap,
+        crate::domain::Transport::Imap => set.imap,
     }
 }
 
@@ -80,8 +85,8 @@ pub async fn access_token(
     let Some(held) = runtime.tokens(&ctx.store, record.id)? else {
         return Ok(Access::NoGrant);
     };
-    if held.unsaved {
-        save(ctx, record, &held.set).await?;
+    if let Some(unsaved) = &held.unsaved {
+        save(ctx, record, unsaved).await?;
         runtime.saved(held.grant);
     }
     // A token of the other transport's resource (the channel moved between Graph and IMAP) is
@@ -154,9 +159,27 @@ async fn refresh(
         client_id: &record.client_id,
         credential: &app.credential,
     };
-    let refreshing =
-        ctx.oauth()
-            .refresh_for(record.transport, credentials, &held.set.refresh_token);
+    // The refresh token is not kept in memory once stored: read back the set it belongs to. A
+    // set in the store with another access token than the cell's was written by someone else
+    // (a new authorization whose notice is still on its way): its refresh token is not this
+    // grant's to use; the next cycle reads that set afresh.
+    let stored = match &held.unsaved {
+        Some(unsaved) => unsaved.clone(),
+        // A read like the cycle's first (`ChannelRuntime::tokens`): from the store's cache, or one
+        // page from disk.
+        None => match ctx.store.get_tokens(record.id)? {
+            Some(stored) if stored.access_token.expose() == held.set.access_token.expose() => {
+                stored
+            }
+            _ => {
+                runtime.new_grant();
+                return Err(superseded());
+            }
+        },
+    };
+    let refreshing = ctx
+        .oauth()
+        .refresh_for(record.transport, credentials, &stored.refresh_token);
     let answered = match ctx.cluster.as_ref().map(|ownership| ownership.time_left()) {
         None => refreshing.await,
         // Cluster mode: the answer must arrive while this node may still store the rotated token
@@ -178,9 +201,7 @@ async fn refresh(
         access_token: grant.access_token,
         access_expires_at: now + chrono::Duration::from_std(grant.expires_in).unwrap_or_default(),
         // Microsoft may leave the refresh token out; the old one then stays valid.
-        refresh_token: grant
-            .refresh_token
-            .unwrap_or_else(|| held.set.refresh_token.clone()),
+        refresh_token: grant.refresh_token.unwrap_or(stored.refresh_token),
         scope: grant.scope,
         obtained_at: now,
     };

@@ -16,6 +16,16 @@ fn key_bytes(key: &AppKey) -> Vec<u8> {
     key.id().into_bytes()
 }
 
+/// Whether a channel record's bytes may hold a `client_secret` field (a record written before
+/// apps). A string value cannot fake the key: its quotes would be escaped. Bytes that are not
+/// UTF-8 are decoded (and refused as corrupt) as before.
+fn mentions_client_secret(value: &[u8]) -> bool {
+    match std::str::from_utf8(value) {
+        Ok(text) => text.contains("\"client_secret\""),
+        Err(_) => true,
+    }
+}
+
 impl Store {
     /// Inserts or replaces an app. Flushed: a rotated credential is durable before it is used.
     pub fn put_app(&self, app: &AppRecord) -> Result<(), StoreError> {
@@ -83,6 +93,11 @@ impl Store {
             let Some(id) = key.get(..16).and_then(|b| <[u8; 16]>::try_from(b).ok()) else {
                 return Ok(ControlFlow::Continue(()));
             };
+            // Records written since apps carry no `client_secret` field (it is skipped when
+            // empty): skip them without decoding, the start reads every record once more anyway.
+            if !mentions_client_secret(value) {
+                return Ok(ControlFlow::Continue(()));
+            }
             let id = crate::domain::ChannelId::from_bytes(id);
             if let Some((secret, expires_at)) = persisted::legacy_channel_secret(crypto, id, value)?
             {
@@ -239,5 +254,26 @@ mod tests {
             );
         }
         assert_eq!(store.adopt_legacy_secrets().unwrap(), 0);
+    }
+
+    #[test]
+    fn only_records_written_before_apps_are_decoded_for_their_secret() {
+        let mut record = channel(
+            "plain@contoso.com",
+            "00000000-0000-0000-0000-00000000000c",
+            1,
+        );
+        // A name cannot fake the field: its quotes are escaped in the record.
+        record.name = "a \"client_secret\": name".into();
+        let bytes = persisted::encode_channel(&record).unwrap();
+        assert!(!mentions_client_secret(&bytes));
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        put_legacy(&store, &record, "s");
+        let raw = store
+            .with(|e| e.get(Table::Channels, record.id.as_bytes()))
+            .unwrap()
+            .unwrap();
+        assert!(mentions_client_secret(&raw));
+        assert!(mentions_client_secret(&[0xff, 0xfe]));
     }
 }

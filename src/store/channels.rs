@@ -37,7 +37,7 @@ impl Store {
             };
             let mut record = persisted::decode_channel(id, &current)?;
             record.status = state.status;
-            record.last_error = state.last_error.clone();
+            record.last_error = state.last_error.clone().map(Box::new);
             if state.last_poll_at.is_some() {
                 record.last_poll_at = state.last_poll_at;
             }

@@ -190,7 +190,7 @@ pub(crate) fn decode_channel(id: ChannelId, bytes: &[u8]) -> Result<ChannelRecor
     let s: ChannelV1 = decode(&record, bytes)?;
     let last_error = match s.last_error {
         None => None,
-        Some(e) => Some(LastError {
+        Some(e) => Some(Box::new(LastError {
             source: ErrorSource::from_name(&e.source)
                 .ok_or_else(|| invalid(&record, "last error source", format!("{:?}", e.source)))?,
             code: e.code,
@@ -199,7 +199,7 @@ pub(crate) fn decode_channel(id: ChannelId, bytes: &[u8]) -> Result<ChannelRecor
             at: e.at,
             trace_id: e.trace_id,
             correlation_id: e.correlation_id,
-        }),
+        })),
     };
     Ok(ChannelRecord {
         id,

@@ -64,12 +64,12 @@ impl ChannelSupervisor {
     /// Forgets the mailbox the board shows for channel `id` (before its record changes or goes).
     fn unindex(&mut self, id: ChannelId) {
         if let Some(view) = self.deps.board.get(id) {
-            let identity = MailboxIdentity {
-                tenant: view.tenant_id.to_ascii_lowercase(),
-                client_id: view.client_id.to_ascii_lowercase(),
-                mailbox: view.mailbox.to_ascii_lowercase(),
-                folder: view.folder.to_ascii_lowercase(),
-            };
+            let identity = MailboxIdentity::new(
+                &view.tenant_id,
+                &view.client_id,
+                &view.mailbox,
+                &view.folder,
+            );
             if self.mailboxes.get(&identity) == Some(&id) {
                 self.mailboxes.remove(&identity);
             }
@@ -146,22 +146,20 @@ impl Handler<ShardsAdopted> for ChannelSupervisor {
             tracing::warn!(error = %err, "Could not read the throttling floors of adopted shards.");
         }
         let mut started = 0usize;
-        for record in records
+        let adopted = records
             .into_iter()
-            .filter(|record| wanted.contains(&shard_of(record)))
-        {
+            .filter(|record| wanted.contains(&shard_of(record)));
+        self.start_channels(adopted, false, |act, record| {
             // Whatever this node cached of the channel before is stale: another node ran it.
-            let runtime = self.deps.ingest.runtimes.get(record.id);
+            let runtime = act.deps.ingest.runtimes.get(record.id);
             runtime.new_grant();
             runtime.reset_mode();
-            self.mailboxes
-                .insert(MailboxIdentity::of(&record), record.id);
-            self.put_view(&record);
+            act.mailboxes.insert(MailboxIdentity::of(record), record.id);
+            act.put_view(record);
             if record.enabled {
                 started += 1;
             }
-            self.start_channel(record, false);
-        }
+        });
         tracing::info!(
             shards = wanted.len(),
             channels = started,

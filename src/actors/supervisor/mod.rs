@@ -35,23 +35,46 @@ use crate::status::ChannelView;
 use crate::store::ChannelRecord;
 use crate::store::cluster::Notice;
 
-/// What makes two channels the same mailbox: inboxd refuses a second channel of it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct MailboxIdentity {
-    tenant: String,
-    client_id: String,
-    mailbox: String,
-    folder: String,
-}
+/// What makes two channels the same mailbox (tenant, app, mailbox, folder, case-insensitive):
+/// inboxd refuses a second channel of it. Held for every channel, so it is a 128-bit keyed digest
+/// of the four lower-cased names (two SipHash-1-3 with keys drawn at the process' start), not four
+/// strings: 16 bytes instead of ~150, and no allocation to make one. Two mailboxes share a digest
+/// with a probability of about n²/2¹²⁹ (10⁻²⁷ at a million channels), and the keys are secret, so
+/// no input can be chosen to collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct MailboxIdentity(u128);
 
 impl MailboxIdentity {
     fn of(record: &ChannelRecord) -> Self {
-        MailboxIdentity {
-            tenant: record.tenant_id.as_str().to_ascii_lowercase(),
-            client_id: record.client_id.as_str().to_ascii_lowercase(),
-            mailbox: record.mailbox.as_str().to_ascii_lowercase(),
-            folder: record.folder.as_str().to_ascii_lowercase(),
+        Self::new(
+            record.tenant_id.as_str(),
+            record.client_id.as_str(),
+            record.mailbox.as_str(),
+            record.folder.as_str(),
+        )
+    }
+
+    fn new(tenant: &str, client_id: &str, mailbox: &str, folder: &str) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        static KEYS: std::sync::LazyLock<[std::collections::hash_map::RandomState; 2]> =
+            std::sync::LazyLock::new(Default::default);
+        let [first, second] = &*KEYS;
+        let mut high = first.build_hasher();
+        let mut low = second.build_hasher();
+        let mut buffer = [0u8; 64];
+        for part in [tenant, client_id, mailbox, folder] {
+            // The length first, so that the parts' boundaries are part of what is hashed.
+            high.write_usize(part.len());
+            low.write_usize(part.len());
+            for chunk in part.as_bytes().chunks(buffer.len()) {
+                let lower = &mut buffer[..chunk.len()];
+                lower.copy_from_slice(chunk);
+                lower.make_ascii_lowercase();
+                high.write(lower);
+                low.write(lower);
+            }
         }
+        MailboxIdentity((u128::from(high.finish()) << 64) | u128::from(low.finish()))
     }
 }
 
@@ -69,7 +92,7 @@ pub struct ChannelSupervisor {
     initial: Vec<ChannelRecord>,
     stopping: bool,
     /// This supervisor's own address, handed to channel actors for `ChannelFailed`.
-    me: Option<Recipient<ChannelFailed>>,
+    me: Option<Arc<Recipient<ChannelFailed>>>,
     /// What each running actor was started with (cluster mode: a change stored by another node
     /// restarts the actor only if it differs).
     started_with: HashMap<ChannelId, Started>,
@@ -94,7 +117,7 @@ impl Started {
             record.mailbox.as_str(),
             record.folder.as_str(),
             record.enabled,
-            format!("{:?}", record.poll_mode),
+            record.poll_mode,
             record.updated_at,
         )
             .hash(&mut config);
@@ -108,6 +131,58 @@ impl Started {
             config: config.finish(),
             grant: grant.finish(),
         }
+    }
+}
+
+/// How many channel actors one message to an arbiter starts (at start-up: a million channels are
+/// ~500 messages, not a million closures).
+const START_BATCH: usize = 2048;
+
+/// A channel actor's mailbox capacity (actix's default).
+const ACTOR_MAILBOX: usize = 16;
+
+/// A channel actor whose address exists and which its arbiter is still to start.
+struct Launch {
+    receiver: actix::dev::channel::AddressReceiver<ChannelActor>,
+    record: ChannelRecord,
+    poll_now: bool,
+    generation: u64,
+}
+
+/// Items gathered per lane (arbiter), handed out in batches of at most `size`.
+struct Batches<T> {
+    lanes: Vec<Vec<T>>,
+    size: usize,
+}
+
+impl<T> Batches<T> {
+    fn new(lanes: usize, size: usize) -> Self {
+        Batches {
+            lanes: (0..lanes).map(|_| Vec::new()).collect(),
+            size: size.max(1),
+        }
+    }
+
+    /// Adds `item` to `lane`; answers the lane's batch once it is full.
+    fn push(&mut self, lane: usize, item: T) -> Option<Vec<T>> {
+        let size = self.size;
+        let Some(batch) = self.lanes.get_mut(lane) else {
+            // No such lane: handed out alone rather than lost.
+            return Some(vec![item]);
+        };
+        if batch.capacity() == 0 {
+            batch.reserve_exact(size);
+        }
+        batch.push(item);
+        (batch.len() >= size).then(|| std::mem::take(batch))
+    }
+
+    /// The batches not full yet, by lane.
+    fn finish(self) -> impl Iterator<Item = (usize, Vec<T>)> {
+        self.lanes
+            .into_iter()
+            .enumerate()
+            .filter(|(_, batch)| !batch.is_empty())
     }
 }
 
@@ -161,14 +236,49 @@ impl ChannelSupervisor {
         }
     }
 
+    /// Starts (or restarts) one channel's actor, if it runs here.
     fn start_channel(&mut self, record: ChannelRecord, poll_now: bool) {
-        if !self.runs_here(&record) || !record.enabled || self.stopping || self.arbiters.is_empty()
-        {
-            return;
+        if let Some((lane, launch)) = self.prepare(record, poll_now) {
+            self.launch(lane, vec![launch]);
         }
-        let Some(me) = self.me.clone() else {
-            return;
-        };
+    }
+
+    /// Starts the actors of many channels (at start-up, on adopting shards): one message per
+    /// arbiter per [`START_BATCH`] channels instead of one per channel.
+    /// `each` is applied to every record first (whether its actor starts here or not).
+    fn start_channels(
+        &mut self,
+        records: impl IntoIterator<Item = ChannelRecord>,
+        poll_now: bool,
+        mut each: impl FnMut(&mut Self, &ChannelRecord),
+    ) {
+        let mut batches = Batches::new(self.arbiters.len(), START_BATCH);
+        for record in records {
+            each(self, &record);
+            if let Some((lane, launch)) = self.prepare(record, poll_now)
+                && let Some(full) = batches.push(lane, launch)
+            {
+                self.launch(lane, full);
+            }
+        }
+        for (lane, batch) in batches.finish() {
+            self.launch(lane, batch);
+        }
+    }
+
+    /// Everything of starting `record`'s actor but the start itself: the actor's address (its
+    /// mailbox, which holds messages until the actor runs), the old incarnation told to stop, a
+    /// new generation claimed. Answers the arbiter to start it on, or `None` when it does not run
+    /// here.
+    fn prepare(&mut self, record: ChannelRecord, poll_now: bool) -> Option<(usize, Launch)> {
+        if !self.runs_here(&record)
+            || !record.enabled
+            || self.stopping
+            || self.arbiters.is_empty()
+            || self.me.is_none()
+        {
+            return None;
+        }
         let id = record.id;
         if let Some((old, _)) = self.actors.remove(&id) {
             old.do_send(Shutdown);
@@ -176,12 +286,38 @@ impl ChannelSupervisor {
         // The new incarnation fences the old one off; its first cycle waits for the old cycle.
         let generation = self.deps.ingest.runtimes.get(id).claim();
         self.started_with.insert(id, Started::of(&record));
-        let index = (id.stable_hash() % self.arbiters.len() as u64) as usize;
+        let lane = (id.stable_hash() % self.arbiters.len() as u64) as usize;
+        let (sender, receiver) = actix::dev::channel::channel(ACTOR_MAILBOX);
+        self.actors.insert(id, (Addr::new(sender), generation));
+        Some((
+            lane,
+            Launch {
+                receiver,
+                record,
+                poll_now,
+                generation,
+            },
+        ))
+    }
+
+    /// Starts prepared actors on arbiter `lane`, in one message to it.
+    fn launch(&self, lane: usize, batch: Vec<Launch>) {
+        let (Some(me), Some(arbiter)) = (self.me.clone(), self.arbiters.get(lane)) else {
+            return;
+        };
         let deps = Arc::clone(&self.deps);
-        let addr = ChannelActor::start_in_arbiter(&self.arbiters[index], move |_| {
-            ChannelActor::new(deps, record, poll_now, me, generation)
+        arbiter.spawn_fn(move || {
+            for launch in batch {
+                let actor = ChannelActor::new(
+                    Arc::clone(&deps),
+                    launch.record,
+                    launch.poll_now,
+                    Arc::clone(&me),
+                    launch.generation,
+                );
+                actix_rt::spawn(Context::with_receiver(launch.receiver).into_future(actor));
+            }
         });
-        self.actors.insert(id, (addr, generation));
     }
 
     fn stop_channel(&mut self, id: ChannelId) {
@@ -246,18 +382,21 @@ impl Actor for ChannelSupervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
-        self.me = Some(ctx.address().recipient());
+        self.me = Some(Arc::new(ctx.address().recipient()));
         let channels = std::mem::take(&mut self.initial);
         let count = channels.len();
-        for record in channels {
-            self.deps.board.put(self.view_of(&record));
-            self.mailboxes
-                .insert(MailboxIdentity::of(&record), record.id);
-            self.start_channel(record, false);
-        }
+        let begun = std::time::Instant::now();
+        self.mailboxes.reserve(count);
+        self.actors.reserve(count);
+        self.started_with.reserve(count);
+        self.start_channels(channels, false, |act, record| {
+            act.deps.board.put(act.view_of(record));
+            act.mailboxes.insert(MailboxIdentity::of(record), record.id);
+        });
         tracing::info!(
             channels = count,
             running = self.actors.len(),
+            elapsed_ms = begun.elapsed().as_millis() as u64,
             "Channels scheduled."
         );
         if let Some(coordination) = self.deps.coordination.clone() {
@@ -476,7 +615,7 @@ impl Handler<AppCredentialChanged> for ChannelSupervisor {
                         r.status,
                         ChannelStatus::Blocked | ChannelStatus::NeedsReauthorization
                     )
-                    && r.last_error.as_ref().is_some_and(is_credential_error)
+                    && r.last_error.as_deref().is_some_and(is_credential_error)
             })
             .collect();
         let now = Utc::now();
@@ -831,11 +970,11 @@ impl Handler<SignInFailed> for ChannelSupervisor {
         };
         // The status stays (a channel awaiting its authorization still awaits it; one that runs
         // on an older grant keeps running); the error is shown until the next success.
-        record.last_error = Some(msg.error.clone());
+        record.last_error = Some(Box::new(msg.error.clone()));
         let error = msg.error;
         Box::pin(
             self.store_then(record, move |act, record| {
-                act.deps.board.update(record.id, |row| row.last_error = Some(error.clone()));
+                act.deps.board.update(record.id, |row| row.last_error = Some(Box::new(error.clone())));
                 act.deps.ingest.events.emit(
                     record.id,
                     record.mailbox.as_str(),
@@ -849,5 +988,172 @@ impl Handler<SignInFailed> for ChannelSupervisor {
                 }
             }),
         )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::actors::processor::{ProcessorActor, SinkBackend};
+    use crate::domain::secret::MasterKey;
+    use crate::domain::{ClientId, Folder, HttpUrl, Mailbox, PollMode, TenantId, Transport};
+    use crate::status::StatusBoard;
+    use crate::store::{FirstImport, Store};
+
+    #[test]
+    fn the_mailbox_digest_tells_mailboxes_apart_and_ignores_case() {
+        let tenant = "6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7";
+        let app = "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9";
+        let one = MailboxIdentity::new(tenant, app, "Box@Contoso.com", "Inbox");
+        assert_eq!(
+            one,
+            MailboxIdentity::new(&tenant.to_uppercase(), app, "box@contoso.com", "INBOX")
+        );
+        assert_ne!(
+            one,
+            MailboxIdentity::new(tenant, app, "box@contoso.com", "Archive")
+        );
+        assert_ne!(
+            one,
+            MailboxIdentity::new(tenant, app, "box2@contoso.com", "Inbox")
+        );
+        // Where one part ends and the next begins counts.
+        assert_ne!(
+            MailboxIdentity::new("ab", "c", "d", "e"),
+            MailboxIdentity::new("a", "bc", "d", "e")
+        );
+        // Longer than the lower-casing buffer.
+        let long = "x".repeat(150);
+        assert_eq!(
+            MailboxIdentity::new(tenant, app, &format!("{long}@A.com"), "inbox"),
+            MailboxIdentity::new(tenant, app, &format!("{long}@a.COM"), "inbox")
+        );
+        assert_ne!(
+            MailboxIdentity::new(tenant, app, &format!("{long}@a.com"), "inbox"),
+            MailboxIdentity::new(tenant, app, &format!("{long}@b.com"), "inbox")
+        );
+        let distinct: std::collections::HashSet<MailboxIdentity> = (0..100_000)
+            .map(|i| MailboxIdentity::new(tenant, app, &format!("box{i}@contoso.com"), "inbox"))
+            .collect();
+        assert_eq!(distinct.len(), 100_000);
+    }
+
+    #[test]
+    fn batches_hand_out_every_item_once_on_its_lane() {
+        let mut batches = Batches::new(3, 4);
+        let mut handed: Vec<(usize, Vec<usize>)> = Vec::new();
+        // Lane 0 gets most (full batches), lane 2 a few (a partial one), lane 1 none.
+        for item in 0..50usize {
+            let lane = if item.is_multiple_of(5) { 2 } else { 0 };
+            if let Some(full) = batches.push(lane, item) {
+                handed.push((lane, full));
+            }
+        }
+        // Out of range: handed out alone, not lost.
+        if let Some(alone) = batches.push(7, 50) {
+            handed.push((7, alone));
+        }
+        handed.extend(batches.finish());
+        let mut seen: Vec<usize> = Vec::new();
+        for (lane, batch) in &handed {
+            assert!(!batch.is_empty() && batch.len() <= 4, "{batch:?}");
+            for item in batch {
+                let want = match *item {
+                    50 => 7,
+                    i if i.is_multiple_of(5) => 2,
+                    _ => 0,
+                };
+                assert_eq!(*lane, want, "item {item}");
+            }
+            // Each lane's items keep their order.
+            assert!(batch.windows(2).all(|w| w[0] < w[1]));
+            seen.extend(batch);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..=50).collect::<Vec<_>>());
+        assert!(handed.iter().all(|(lane, _)| *lane != 1));
+    }
+
+    fn record(i: usize) -> ChannelRecord {
+        let now = Utc::now();
+        ChannelRecord {
+            id: ChannelId::generate(),
+            name: format!("box {i}"),
+            tenant_id: TenantId::parse("6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7").unwrap(),
+            client_id: ClientId::parse("0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9").unwrap(),
+            mailbox: Mailbox::parse(&format!("box{i}@contoso.com")).unwrap(),
+            folder: Folder::inbox(),
+            // Every fifth is disabled: it gets a row but no actor.
+            enabled: !i.is_multiple_of(5),
+            first_import: FirstImport::AllUnread,
+            poll_mode: None,
+            transport: Transport::Graph,
+            created_at: now,
+            updated_at: now,
+            activated_at: Some(now),
+            status: if i.is_multiple_of(5) {
+                ChannelStatus::Disabled
+            } else {
+                ChannelStatus::Active
+            },
+            last_error: None,
+            last_poll_at: None,
+            last_success_at: None,
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_batched_start_starts_every_enabled_channel_exactly_once() {
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        // Nothing listens there: no channel has tokens, and none polls within the test anyway.
+        let url = HttpUrl::parse("http://127.0.0.1:9").unwrap();
+        let ingest = Arc::new(crate::ingest::test_support::context(
+            store.clone(),
+            &url,
+            PollMode::Delta,
+        ));
+        let processor =
+            ProcessorActor::new(crate::ingest::Ledger::new(store), SinkBackend::Postgres, 16)
+                .start();
+        let deps = Arc::new(Deps {
+            ingest: Arc::clone(&ingest),
+            processor,
+            board: Arc::new(StatusBoard::default()),
+            coordination: None,
+        });
+        // More than two full batches on each of two arbiters, and a partial one.
+        let count = 2 * 2 * START_BATCH + 777;
+        let records: Vec<ChannelRecord> = (0..count).map(record).collect();
+        let enabled: Vec<ChannelId> = records.iter().filter(|r| r.enabled).map(|r| r.id).collect();
+        let arbiters: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let supervisor = ChannelSupervisor::new(Arc::clone(&deps), handles, records).start();
+        let live = || ingest.stats.live_channels.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while live() < enabled.len() && std::time::Instant::now() < deadline {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Give a duplicate start the time to show.
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(live(), enabled.len(), "one actor per enabled channel");
+        assert_eq!(deps.board.ids().len(), count, "a row per channel");
+        for id in &enabled {
+            // Claimed once: the first incarnation is the current one.
+            assert!(ingest.runtimes.get(*id).is_current(1), "{id}");
+        }
+        supervisor.send(StopAll).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while live() > 0 && std::time::Instant::now() < deadline {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(live(), 0, "every actor stopped");
+        for arbiter in arbiters {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
     }
 }
