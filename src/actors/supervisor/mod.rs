@@ -1116,9 +1116,10 @@ mod tests {
             &url,
             PollMode::Delta,
         ));
-        let processor =
-            ProcessorActor::new(crate::ingest::Ledger::new(store), SinkBackend::Postgres, 16)
-                .start();
+        let processor_actor =
+            ProcessorActor::new(crate::ingest::Ledger::new(store), SinkBackend::Postgres, 16);
+        let processor = processor_actor.handle();
+        let _processor_addr = processor_actor.start();
         let deps = Arc::new(Deps {
             ingest: Arc::clone(&ingest),
             processor,
