@@ -497,6 +497,27 @@ pub(crate) fn encode_ledger(entry: &LedgerEntry) -> Result<Vec<u8>, StoreError> 
     encode("ledger entry", &stored)
 }
 
+/// Parses a ledger entry in one pass; the version probe runs only to explain an entry that does
+/// not parse or carries an unknown version (a newer format is refused as such, not as corrupt).
+fn parse_ledger<'a, T: Deserialize<'a>>(
+    what: &dyn Fn() -> String,
+    bytes: &'a [u8],
+    version: impl Fn(&T) -> u32,
+) -> Result<T, StoreError> {
+    let s: T = match serde_json::from_slice(bytes) {
+        Ok(s) => s,
+        Err(err) => {
+            check_version(&what(), bytes)?;
+            return Err(StoreError::corrupt(what(), err.to_string()));
+        }
+    };
+    let v = version(&s);
+    if v == 0 || v > FORMAT_VERSION {
+        check_version(&what(), bytes)?;
+    }
+    Ok(s)
+}
+
 /// Only the state of a ledger entry: what a poll's sort needs (its timestamps are not parsed).
 pub(crate) fn decode_ledger_state(
     what: &dyn Fn() -> String,
@@ -508,16 +529,7 @@ pub(crate) fn decode_ledger_state(
         #[serde(rename = "s", borrow)]
         state: std::borrow::Cow<'a, str>,
     }
-    let s: StateOnly<'_> = match serde_json::from_slice(bytes) {
-        Ok(s) => s,
-        Err(err) => {
-            check_version(&what(), bytes)?;
-            return Err(StoreError::corrupt(what(), err.to_string()));
-        }
-    };
-    if s.v == 0 || s.v > FORMAT_VERSION {
-        check_version(&what(), bytes)?;
-    }
+    let s: StateOnly<'_> = parse_ledger(what, bytes, |s: &StateOnly<'_>| s.v)?;
     LedgerState::from_name(&s.state)
         .ok_or_else(|| invalid(&what(), "state", format!("{:?}", s.state)))
 }
@@ -530,16 +542,7 @@ pub(crate) fn decode_ledger(
 ) -> Result<LedgerEntry, StoreError> {
     // One parse in the common case; the version probe only explains an entry that does not parse
     // (a newer format is refused as such, not as corrupt).
-    let s: LedgerV1<'_> = match serde_json::from_slice(bytes) {
-        Ok(s) => s,
-        Err(err) => {
-            check_version(&what(), bytes)?;
-            return Err(StoreError::corrupt(what(), err.to_string()));
-        }
-    };
-    if s.v == 0 || s.v > FORMAT_VERSION {
-        check_version(&what(), bytes)?;
-    }
+    let s: LedgerV1<'_> = parse_ledger(what, bytes, |s: &LedgerV1<'_>| s.v)?;
     Ok(LedgerEntry {
         state: LedgerState::from_name(&s.state)
             .ok_or_else(|| invalid(&what(), "state", format!("{:?}", s.state)))?,
