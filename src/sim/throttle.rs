@@ -3,7 +3,7 @@
 //! arriving too early can be counted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -19,6 +19,10 @@ pub struct Entry {
     window_count: AtomicU32,
     /// A `Retry-After` handed out to this key ends at this instant (ms since epoch).
     pub not_before_ms: AtomicI64,
+    /// The last arrival (see [`Throttle::arrive`]) before the `Retry-After` window ending at
+    /// `not_before_ms` opened: a request that arrived no later (a sibling in the same `$batch`, a
+    /// request already in flight) could not have seen it, so it is not early.
+    retry_after_issued_at: AtomicU64,
 }
 
 /// Why a request was throttled.
@@ -37,6 +41,8 @@ pub enum Throttled {
 pub struct Throttle {
     pub entries: DashMap<String, Arc<Entry>>,
     by_mailbox: DashMap<String, Vec<String>>,
+    /// Requests that reached the simulator so far: each takes the next number on arrival.
+    arrivals: AtomicU64,
 }
 
 /// Holds one concurrency slot; releases it when dropped.
@@ -114,10 +120,29 @@ impl Throttle {
         Ok(slot)
     }
 
+    /// Numbers a request that just reached the simulator (an HTTP request; a `$batch`'s items
+    /// share their batch's number), so that it can later be told whether it arrived before or
+    /// after a `Retry-After` was handed out.
+    pub fn arrive(&self) -> u64 {
+        self.arrivals.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
     /// Records that a `Retry-After` of `secs` was handed to `entry` at `now_ms`.
-    pub fn set_retry_after(entry: &Entry, now_ms: i64, secs: f64) {
+    pub fn set_retry_after(&self, entry: &Entry, now_ms: i64, secs: f64) {
         let until = now_ms + (secs * 1000.0).ceil() as i64;
-        entry.not_before_ms.fetch_max(until, Ordering::AcqRel);
+        let before = entry.not_before_ms.fetch_max(until, Ordering::AcqRel);
+        if before <= now_ms {
+            let last = self.arrivals.load(Ordering::Acquire);
+            entry.retry_after_issued_at.store(last, Ordering::Release);
+        }
+    }
+
+    /// How many ms too early the request numbered `arrival` is at `now_ms`: `None` unless a
+    /// `Retry-After` handed out before it arrived still runs.
+    pub fn early_by(entry: &Entry, arrival: u64, now_ms: i64) -> Option<i64> {
+        let not_before = entry.not_before_ms.load(Ordering::Acquire);
+        let issued = entry.retry_after_issued_at.load(Ordering::Acquire);
+        (not_before > now_ms && issued < arrival).then_some(not_before - now_ms)
     }
 
     /// Resets peaks to the current in-flight counts and forgets handed-out `Retry-After`s.
@@ -126,6 +151,7 @@ impl Throttle {
             let now = e.in_flight.load(Ordering::Acquire);
             e.peak.store(now, Ordering::Release);
             e.not_before_ms.store(0, Ordering::Release);
+            e.retry_after_issued_at.store(0, Ordering::Release);
             e.window_count.store(0, Ordering::Release);
         }
     }

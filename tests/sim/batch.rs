@@ -207,6 +207,15 @@ async fn throttled_items_carry_retry_after_in_their_headers() {
     assert_eq!(throttled[0]["headers"]["Retry-After"], "2.5");
     assert_eq!(throttled[0]["body"]["error"]["code"], "TooManyRequests");
     assert_eq!(e.ctl.mailbox_state(UPN).await.unwrap().unread, 1);
+    // The items that ran beside the throttled one left with it: the client could not have waited.
+    let c = e.ctl.counters(None).await.unwrap();
+    assert_eq!(c.early_count, 0, "{:?}", c.early_requests);
+    // A request sent after the answer, inside the Retry-After, is early.
+    let inbox = e.inbox_path().await;
+    assert_eq!(e.get(&at, &inbox).await.status(), 200);
+    let c = e.ctl.counters(None).await.unwrap();
+    assert_eq!(c.early_count, 1, "{:?}", c.early_requests);
+    assert_eq!(c.early_requests[0].endpoint, "list_messages");
 }
 
 #[tokio::test]

@@ -141,6 +141,7 @@ async fn run_item(
     outer: &dyn Fn(&str) -> Option<String>,
     origin: &str,
     item: &Item,
+    arrival: u64,
 ) -> GraphResponse {
     let lookup = |name: &str| -> Option<String> {
         let found = item
@@ -198,6 +199,7 @@ async fn run_item(
         body: &body_bytes,
         origin,
         in_batch: true,
+        arrival,
     };
     dispatch(state, &ctx, &req).await
 }
@@ -209,6 +211,7 @@ pub async fn handle(
     headers: &dyn Fn(&str) -> Option<String>,
     raw: &[u8],
     origin: &str,
+    arrival: u64,
 ) -> GraphResponse {
     state.counters.hit(Endpoint::Batch, None);
     // The batch itself must carry a valid token; tenant and app scope batch-level faults.
@@ -278,7 +281,7 @@ pub async fn handle(
                     "The request depends on a request of the batch that failed.",
                 )
             } else {
-                run_item(state, headers, origin, item).await
+                run_item(state, headers, origin, item, arrival).await
             };
             status.insert(item.id.to_ascii_lowercase(), r.status);
             out.push(item_json(&item.id, r));
@@ -287,7 +290,7 @@ pub async fn handle(
         for chunk in items.chunks(PARALLEL) {
             let futs = chunk
                 .iter()
-                .map(|item| run_item(state, headers, origin, item));
+                .map(|item| run_item(state, headers, origin, item, arrival));
             let results = futures_util::future::join_all(futs).await;
             for (item, r) in chunk.iter().zip(results) {
                 out.push(item_json(&item.id, r));

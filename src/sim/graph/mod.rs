@@ -17,7 +17,6 @@ mod response;
 mod route;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Data, Payload};
@@ -46,6 +45,7 @@ pub async fn handle(
     req: HttpRequest,
     payload: Payload,
 ) -> HttpResponse {
+    let arrival = state.throttle.arrive();
     let header_fn = |name: &str| -> Option<String> {
         let values: Vec<&str> = req
             .headers()
@@ -80,7 +80,7 @@ pub async fn handle(
                 "Specified HTTP method is not allowed for the request target.",
             ));
         }
-        let r = batch::handle(&state, &ctx, &header_fn, &body, &origin).await;
+        let r = batch::handle(&state, &ctx, &header_fn, &body, &origin, arrival).await;
         return to_http(r);
     }
     let greq = GraphRequest {
@@ -91,6 +91,7 @@ pub async fn handle(
         body: &body,
         origin: &origin,
         in_batch: false,
+        arrival,
     };
     to_http(dispatch(&state, &ctx, &greq).await)
 }
@@ -250,13 +251,12 @@ pub async fn dispatch(state: &SimState, ctx: &Ctx, req: &GraphRequest<'_>) -> Gr
     let key = format!("{}|{}", principal.client_id, mailbox.address);
     let entry = state.throttle.entry(&key);
     let now_ms = state.now_ms();
-    let nb = entry.not_before_ms.load(Ordering::Acquire);
-    if nb > now_ms {
+    if let Some(early_by_ms) = Throttle::early_by(&entry, req.arrival, now_ms) {
         state.counters.early(EarlyRequest {
             key: key.clone(),
             endpoint: endpoint.name(),
             at: util::graph_datetime(ctx.now),
-            early_by_ms: nb - now_ms,
+            early_by_ms,
         });
     }
     let limits = &state.limits;
@@ -269,7 +269,7 @@ pub async fn dispatch(state: &SimState, ctx: &Ctx, req: &GraphRequest<'_>) -> Gr
         Ok(s) => s,
         Err(Throttled::Concurrency) => {
             let ra = limits.concurrency_retry_after_secs;
-            Throttle::set_retry_after(&entry, now_ms, ra);
+            state.throttle.set_retry_after(&entry, now_ms, ra);
             return ctx.throttled(
                 Some(ra),
                 "ApplicationThrottled",
@@ -277,7 +277,7 @@ pub async fn dispatch(state: &SimState, ctx: &Ctx, req: &GraphRequest<'_>) -> Gr
             );
         }
         Err(Throttled::Budget(ra)) => {
-            Throttle::set_retry_after(&entry, now_ms, ra);
+            state.throttle.set_retry_after(&entry, now_ms, ra);
             return ctx.throttled(
                 Some(ra),
                 "ApplicationThrottled",
@@ -302,7 +302,7 @@ pub async fn dispatch(state: &SimState, ctx: &Ctx, req: &GraphRequest<'_>) -> Gr
     }
     if let Some(fault) = &verdict.fault
         && let Some(r) = fault_response(ctx, fault, |secs| {
-            Throttle::set_retry_after(&entry, now_ms, secs)
+            state.throttle.set_retry_after(&entry, now_ms, secs)
         })
     {
         return r;

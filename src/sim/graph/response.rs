@@ -22,6 +22,9 @@ pub struct GraphRequest<'a> {
     pub body: &'a [u8],
     pub origin: &'a str,
     pub in_batch: bool,
+    /// The HTTP request's arrival number ([`Throttle::arrive`](crate::sim::throttle::Throttle::arrive);
+    /// a `$batch` item's is its batch's): a `Retry-After` handed out later does not make it early.
+    pub arrival: u64,
 }
 
 /// What to send back.

@@ -124,6 +124,7 @@ pub async fn token(
     tenant: Path<String>,
     payload: Payload,
 ) -> HttpResponse {
+    let arrival = state.throttle.arrive();
     state.counters.hit(Endpoint::Token, None);
     let body = match util::read_body(&req, payload, state.limits.max_body_bytes).await {
         Ok(b) => b,
@@ -138,7 +139,7 @@ pub async fn token(
             return error_response(&state, &req, &StsError::new(9002313, &[]));
         }
     };
-    match token_inner(&state, &req, &tenant, &body).await {
+    match token_inner(&state, &req, &tenant, &body, arrival).await {
         Ok(resp) => resp,
         Err(e) => error_response(&state, &req, &e),
     }
@@ -149,6 +150,7 @@ async fn token_inner(
     req: &HttpRequest,
     tenant: &str,
     body: &[u8],
+    arrival: u64,
 ) -> Result<HttpResponse, StsError> {
     let (path_tenant, alias) = resolve(state, tenant)?;
     let form = util::form_pairs(body);
@@ -192,15 +194,12 @@ async fn token_inner(
     let key = format!("token|{tenant_id}|{client_id}");
     let entry = state.throttle.entry(&key);
     let now_ms = state.now_ms();
-    let nb = entry
-        .not_before_ms
-        .load(std::sync::atomic::Ordering::Acquire);
-    if nb > now_ms {
+    if let Some(early_by_ms) = Throttle::early_by(&entry, arrival, now_ms) {
         state.counters.early(EarlyRequest {
             key: key.clone(),
             endpoint: Endpoint::Token.name(),
             at: util::graph_datetime(state.now()),
-            early_by_ms: nb - now_ms,
+            early_by_ms,
         });
     }
     let verdict = state.faults.check(
@@ -237,7 +236,7 @@ async fn token_inner(
             e.status = 429;
             let mut resp = error_response(state, req, &e);
             if let Some(r) = retry_after {
-                Throttle::set_retry_after(&entry, now_ms, r);
+                state.throttle.set_retry_after(&entry, now_ms, r);
                 if let Ok(v) = header::HeaderValue::from_str(&util::retry_after_value(r)) {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
@@ -259,7 +258,7 @@ async fn token_inner(
             .to_owned();
             let mut resp = error_response(state, req, &e);
             if let Some(r) = retry_after {
-                Throttle::set_retry_after(&entry, now_ms, r);
+                state.throttle.set_retry_after(&entry, now_ms, r);
                 if let Ok(v) = header::HeaderValue::from_str(&util::retry_after_value(r)) {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
