@@ -118,6 +118,8 @@ pub fn open_store(
                         .unwrap_or(500)
                         .max(1),
                 ),
+                // The start reads every channel with `load_channels`, which adopts them.
+                adopt_legacy_secrets_at_open: false,
             },
         )
         .with_context(|| {
@@ -348,7 +350,7 @@ impl Application {
             .context("Failed to start the quarantine count")?;
         let phase = Instant::now();
         let channels = store
-            .list_channels()
+            .load_channels(cores.max(2))
             .context("Failed to read the channels from the store");
         let channel_listing = phase.elapsed();
         // Joined before anything is returned, so the thread never outlives a failed start.
@@ -356,7 +358,14 @@ impl Application {
             .join()
             .map_err(|_| anyhow::anyhow!("The thread reading the apps panicked"))?
             .context("Failed to read the apps from the store")?;
-        let channels = channels?;
+        let (channels, secrets_adopted) = channels?;
+        if secrets_adopted > 0 {
+            // The apps just made from channel records were not there when the apps were read.
+            ingest
+                .apps
+                .reload()
+                .context("Failed to read the apps from the store")?;
+        }
         // The `Retry-After` floors a previous run received hold after the restart too.
         let phase = Instant::now();
         let floors = ingest

@@ -155,6 +155,7 @@ pub(crate) fn seed_main(raw: &[String]) -> anyhow::Result<()> {
         StoreOptions {
             cache_capacity_bytes: 64 * 1024 * 1024,
             flush_every_ms: None,
+            ..StoreOptions::default()
         },
     )?;
     let sim = SimClient::new(url.clone());

@@ -41,13 +41,12 @@ impl AppDirectory {
     /// Reads every app's expiry from the store (nothing is decrypted): at start, and in cluster mode
     /// with every reconcile, so a rotation on another node reaches this one's checks.
     pub fn reload(&self) -> Result<(), StoreError> {
-        let apps = self.store.list_apps()?;
-        let mut map = HashMap::new();
-        for app in &apps {
-            if let Some(at) = app.expires_at {
-                map.insert(app.key().id(), (app.kind, at));
-            }
-        }
+        let map: HashMap<_, _> = self
+            .store
+            .list_app_expiries()?
+            .into_iter()
+            .map(|(key, kind, at)| (key.id(), (kind, at)))
+            .collect();
         *self.expiries.write() = map;
         Ok(())
     }

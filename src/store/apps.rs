@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-use crate::domain::AppCredential;
+use crate::domain::{AppCredential, CredentialKind};
 
 use super::engine::{Op, Scan, Table};
 use super::{AppKey, AppRecord, AppSummary, Store, StoreError, persisted};
@@ -19,7 +19,7 @@ fn key_bytes(key: &AppKey) -> Vec<u8> {
 /// Whether a channel record's bytes may hold a `client_secret` field (a record written before
 /// apps). A string value cannot fake the key: its quotes would be escaped. Bytes that are not
 /// UTF-8 are decoded (and refused as corrupt) as before.
-fn mentions_client_secret(value: &[u8]) -> bool {
+pub(super) fn mentions_client_secret(value: &[u8]) -> bool {
     match std::str::from_utf8(value) {
         Ok(text) => text.contains("\"client_secret\""),
         Err(_) => true,
@@ -70,6 +70,21 @@ impl Store {
         let mut out = Vec::new();
         self.scan(Table::Apps, Scan::All, |_, value| {
             out.push(persisted::decode_app_summary(value)?);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(out)
+    }
+
+    /// The key, credential kind and expiry of every app whose credential expires: what the daemon
+    /// holds in memory (apps without an expiry are skipped undecoded).
+    pub fn list_app_expiries(
+        &self,
+    ) -> Result<Vec<(AppKey, CredentialKind, DateTime<Utc>)>, StoreError> {
+        let mut out = Vec::new();
+        self.scan(Table::Apps, Scan::All, |_, value| {
+            if let Some(expiry) = persisted::decode_app_expiry(value)? {
+                out.push(expiry);
+            }
             Ok(ControlFlow::Continue(()))
         })?;
         Ok(out)
@@ -275,5 +290,122 @@ mod tests {
             .unwrap();
         assert!(mentions_client_secret(&raw));
         assert!(mentions_client_secret(&[0xff, 0xfe]));
+    }
+
+    #[test]
+    fn the_start_loads_every_channel_in_order_on_threads_and_adopts_legacy_secrets() {
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        // More than one chunk per thread, with a partial last chunk.
+        let mut written: Vec<ChannelRecord> = (0..5_000)
+            .map(|i| {
+                channel(
+                    &format!("care{i}@contoso.com"),
+                    &format!("00000000-0000-0000-0000-{i:012}"),
+                    i,
+                )
+            })
+            .collect();
+        for record in &written {
+            store.put_channel(record).unwrap();
+        }
+        written.sort_by_key(|record| *record.id.as_bytes());
+        for threads in [1, 2, 3] {
+            let (loaded, adopted) = store.load_channels(threads).unwrap();
+            assert_eq!(adopted, 0);
+            assert_eq!(loaded, written, "{threads} threads");
+            assert_eq!(loaded, store.list_channels().unwrap());
+        }
+        // A record from before apps, in a store opened without the adoption: the load moves its
+        // secret into a new app and returns the record as it is now.
+        let legacy = channel(
+            "legacy@contoso.com",
+            "00000000-0000-0000-0000-0000000000ff",
+            1,
+        );
+        put_legacy(&store, &legacy, "legacy-secret");
+        assert!(store.get_app(&legacy.app_key()).unwrap().is_none());
+        let (loaded, adopted) = store.load_channels(2).unwrap();
+        assert_eq!(adopted, 1);
+        assert_eq!(loaded.len(), written.len() + 1);
+        assert!(loaded.contains(&legacy));
+        assert_eq!(
+            store
+                .get_app(&legacy.app_key())
+                .unwrap()
+                .unwrap()
+                .credential,
+            AppCredential::Secret {
+                secret: ClientSecret::new("legacy-secret").unwrap(),
+                expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+            }
+        );
+        assert_eq!(store.load_channels(2).unwrap().1, 0);
+    }
+
+    #[test]
+    fn a_corrupt_channel_record_fails_the_load_with_what_is_wrong() {
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        for i in 0..3_000 {
+            let record = channel(
+                &format!("care{i}@contoso.com"),
+                &format!("00000000-0000-0000-0000-{i:012}"),
+                1,
+            );
+            store.put_channel(&record).unwrap();
+        }
+        store
+            .with(|e| e.insert(Table::Channels, &[7u8; 16], b"{not json"))
+            .unwrap();
+        let err = store.load_channels(2).unwrap_err().to_string();
+        assert!(
+            err.contains("channel/07070707-0707-0707-0707-070707070707 is damaged"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn app_expiries_are_read_without_decoding_apps_that_do_not_expire() {
+        let store = Store::in_memory(MasterKey::generate()).unwrap();
+        let app = |client: &str, name: &str, expires_at: Option<&str>| AppRecord {
+            tenant_id: TenantId::parse("contoso.com").unwrap(),
+            client_id: ClientId::parse(client).unwrap(),
+            name: name.into(),
+            credential: AppCredential::Secret {
+                secret: ClientSecret::new("s").unwrap(),
+                expires_at: expires_at.map(|at| at.parse().unwrap()),
+            },
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            rotated_at: None,
+        };
+        let expiring = app(
+            "00000000-0000-0000-0000-000000000001",
+            "plain",
+            Some("2031-05-06T07:08:09Z"),
+        );
+        // A name cannot fake the field: its quotes are escaped in the record.
+        let lasting = app(
+            "00000000-0000-0000-0000-000000000002",
+            "a \"expires_at\": \"2030-01-01T00:00:00Z\" name",
+            None,
+        );
+        store.put_apps(&[expiring.clone(), lasting]).unwrap();
+        let expiries = store.list_app_expiries().unwrap();
+        assert_eq!(
+            expiries,
+            vec![(
+                expiring.key(),
+                CredentialKind::Secret,
+                "2031-05-06T07:08:09Z".parse().unwrap()
+            )]
+        );
+        // The same as the full listing says.
+        let full: Vec<_> = store
+            .list_apps()
+            .unwrap()
+            .into_iter()
+            .filter_map(|a| a.expires_at.map(|at| (a.key(), a.kind, at)))
+            .collect();
+        assert_eq!(expiries, full);
     }
 }

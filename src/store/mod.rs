@@ -103,6 +103,10 @@ pub struct StoreOptions {
     pub cache_capacity_bytes: u64,
     /// How often buffered writes are flushed in the background; `None` flushes only on demand.
     pub flush_every_ms: Option<u64>,
+    /// Whether opening moves the client secrets of channel records written before apps into
+    /// their apps (one scan of every channel record). The daemon turns it off and reads its
+    /// channels with [`Store::load_channels`], which does the same in the scan it makes anyway.
+    pub adopt_legacy_secrets_at_open: bool,
 }
 
 impl Default for StoreOptions {
@@ -110,6 +114,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_capacity_bytes: 64 * 1024 * 1024,
             flush_every_ms: Some(500),
+            adopt_legacy_secrets_at_open: true,
         }
     }
 }
@@ -241,6 +246,7 @@ impl Store {
 
         let dir: PathBuf = path.to_path_buf();
         let opener_shown = shown.clone();
+        let adopt_at_open = options.adopt_legacy_secrets_at_open;
         let opener: Opener = Box::new(move |crypto: &Crypto| {
             let engine = sled_engine::SledEngine::open(&dir, &opener_shown, &options)?;
             init_system(&engine, crypto)?;
@@ -254,7 +260,9 @@ impl Store {
         }
         permissions::restrict_tree(path).map_err(StoreError::from_io)?;
         let store = Store::assemble(engine, opener, crypto, shown, None);
-        store.adopt_legacy_secrets()?;
+        if adopt_at_open {
+            store.adopt_legacy_secrets()?;
+        }
         Ok(store)
     }
 

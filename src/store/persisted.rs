@@ -364,6 +364,50 @@ pub(crate) fn decode_app_summary(bytes: &[u8]) -> Result<AppSummary, StoreError>
     })
 }
 
+/// What the daemon holds in memory of an app: its key, credential kind and expiry. Borrowed,
+/// and the rest of the record (the sealed credential, times) skipped, so that reading a
+/// million apps at start costs little more than scanning them.
+#[derive(Deserialize)]
+struct AppExpiryV1<'a> {
+    #[serde(borrow)]
+    tenant_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    client_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// An app's key, credential kind and expiry; `None` for an app whose credential does not expire
+/// (its record has no `expires_at`, and is not decoded: a string cannot fake the field's name,
+/// its quotes would be escaped).
+pub(crate) fn decode_app_expiry(
+    bytes: &[u8],
+) -> Result<Option<(AppKey, CredentialKind, DateTime<Utc>)>, StoreError> {
+    const WHAT: &str = "an app record";
+    if memchr::memmem::find(bytes, b"\"expires_at\"").is_none() {
+        return Ok(None);
+    }
+    check_version(WHAT, bytes)?;
+    let s: AppExpiryV1<'_> =
+        serde_json::from_slice(bytes).map_err(|err| StoreError::corrupt(WHAT, err.to_string()))?;
+    let Some(at) = s.expires_at else {
+        return Ok(None);
+    };
+    let what = format!("app/{}/{}", s.tenant_id, s.client_id);
+    let key = AppKey {
+        tenant_id: TenantId::parse(&s.tenant_id).map_err(|e| invalid(&what, "tenant id", e))?,
+        client_id: ClientId::parse(&s.client_id).map_err(|e| invalid(&what, "client id", e))?,
+    };
+    let kind = match s.kind.as_ref() {
+        "secret" => CredentialKind::Secret,
+        "certificate" => CredentialKind::Certificate,
+        other => return Err(invalid(&what, "credential kind", format!("{other:?}"))),
+    };
+    Ok(Some((key, kind, at)))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tokens
 
