@@ -350,7 +350,8 @@ impl Application {
             .context("Failed to start the quarantine count")?;
         let phase = Instant::now();
         let channels = store
-            .load_channels(cores.max(2))
+            // Every core but the one the apps are read on decodes (the scan has a thread too).
+            .load_channels(cores.saturating_sub(1).max(1))
             .context("Failed to read the channels from the store");
         let channel_listing = phase.elapsed();
         // Joined before anything is returned, so the thread never outlives a failed start.
@@ -381,7 +382,7 @@ impl Application {
         let deps = Arc::new(Deps {
             ingest,
             processor,
-            board: Arc::new(StatusBoard::default()),
+            board: Arc::new(StatusBoard::with_capacity(channels.len())),
             coordination: coordination.clone(),
         });
         let arbiters: Vec<Arbiter> = (0..cores).map(|_| Arbiter::new()).collect();

@@ -66,10 +66,10 @@ impl ChannelView {
         ChannelView {
             id: record.id,
             name: record.name.clone(),
-            tenant_id: record.tenant_id.to_string(),
-            client_id: record.client_id.to_string(),
-            mailbox: record.mailbox.to_string(),
-            folder: record.folder.to_string(),
+            tenant_id: record.tenant_id.as_str().to_owned(),
+            client_id: record.client_id.as_str().to_owned(),
+            mailbox: record.mailbox.as_str().to_owned(),
+            folder: record.folder.as_str().to_owned(),
             poll_mode: record.poll_mode,
             transport: record.transport,
             enabled: record.enabled,
@@ -111,6 +111,13 @@ pub struct StatusBoard {
 }
 
 impl StatusBoard {
+    /// A board sized for `channels` rows, so that filling it at start-up never regrows its table.
+    pub fn with_capacity(channels: usize) -> Self {
+        StatusBoard {
+            rows: DashMap::with_capacity(channels),
+        }
+    }
+
     /// Inserts or replaces a row.
     pub fn put(&self, view: ChannelView) {
         self.rows.insert(view.id, Box::new(view));

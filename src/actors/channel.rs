@@ -103,13 +103,13 @@ impl ChannelActor {
         record: ChannelRecord,
         poll_at_start: bool,
         supervisor: Arc<Recipient<ChannelFailed>>,
+        runtime: Arc<ChannelRuntime>,
         generation: u64,
     ) -> Self {
         let run = &deps.ingest.run;
         let spread = run
             .token_refresh_jitter
             .mul_f64(record.id.stable_fraction(0x5eed));
-        let runtime = deps.ingest.runtimes.get(record.id);
         let mode = record.poll_mode.unwrap_or(run.mode);
         // The actor keeps the last error (the record's copy would be a second one, never read).
         let mut record = record;

@@ -30,6 +30,7 @@ use crate::actors::messages::*;
 use crate::cluster::shard_of;
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::events;
+use crate::ingest::runtime::ChannelRuntime;
 use crate::rate_limit::MailboxKey;
 use crate::status::ChannelView;
 use crate::store::ChannelRecord;
@@ -146,6 +147,9 @@ struct Launch {
     receiver: actix::dev::channel::AddressReceiver<ChannelActor>,
     record: ChannelRecord,
     poll_now: bool,
+    /// The channel's run-time state, which claimed `generation` (handed over so that the arbiter
+    /// does not look it up again among a million).
+    runtime: Arc<ChannelRuntime>,
     generation: u64,
 }
 
@@ -284,7 +288,8 @@ impl ChannelSupervisor {
             old.do_send(Shutdown);
         }
         // The new incarnation fences the old one off; its first cycle waits for the old cycle.
-        let generation = self.deps.ingest.runtimes.get(id).claim();
+        let runtime = self.deps.ingest.runtimes.get(id);
+        let generation = runtime.claim();
         self.started_with.insert(id, Started::of(&record));
         let lane = (id.stable_hash() % self.arbiters.len() as u64) as usize;
         let (sender, receiver) = actix::dev::channel::channel(ACTOR_MAILBOX);
@@ -295,6 +300,7 @@ impl ChannelSupervisor {
                 receiver,
                 record,
                 poll_now,
+                runtime,
                 generation,
             },
         ))
@@ -313,6 +319,7 @@ impl ChannelSupervisor {
                     launch.record,
                     launch.poll_now,
                     Arc::clone(&me),
+                    launch.runtime,
                     launch.generation,
                 );
                 actix_rt::spawn(Context::with_receiver(launch.receiver).into_future(actor));
