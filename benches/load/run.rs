@@ -365,22 +365,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
     // request, and the first polls' lateness (each channel keeps its phase, so its first poll after
     // a restart is due at its usual slot, up to one interval later). Watched for one interval when
     // it is 60 s or less (every channel's first poll), else for 60 s.
-    let mut perf = std::env::var("PERF_RESTART").ok().map(|out| {
-        std::process::Command::new("perf")
-            .args([
-                "record",
-                "-F",
-                "199",
-                "--call-graph=dwarf",
-                "-o",
-                &out,
-                "-p",
-                &std::process::id().to_string(),
-            ])
-            .spawn()
-            .expect("perf")
-    });
-    std::thread::sleep(Duration::from_millis(500));
     let restart_started = Instant::now();
     let restart_wall = Utc::now();
     let daemon = Daemon::start(settings.clone(), key.clone()).await?;
@@ -405,12 +389,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Results> {
             && daemon.shared.stats.live_channels.load(Ordering::Relaxed) >= expected
         {
             restart_secs = elapsed;
-            if let Some(mut p) = perf.take() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-INT", &p.id().to_string()])
-                    .status();
-                let _ = p.wait();
-            }
         }
         if first_poll_secs.is_nan() && daemon.shared.stats.polls.load(Ordering::Relaxed) > 0 {
             first_poll_secs = elapsed;
