@@ -121,6 +121,21 @@ fn nonzero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 
+/// Shards of each per-key map (a power of two). [`RateLimiters::shrink`] write-locks one shard at
+/// a time while it walks it: with a million keys and dashmap's default (4 × cores) a shard holds
+/// ~125,000 and a channel that needs it waits for the whole walk of it (a stall of the arbiter);
+/// at 1,024 shards a walk holds ~1,000 keys for some tens of microseconds.
+const KEY_SHARDS: usize = 1024;
+
+/// A keyed limiter whose map has [`KEY_SHARDS`] shards.
+fn keyed<K: std::hash::Hash + Eq + Clone>(quota: Quota) -> DefaultKeyedRateLimiter<K> {
+    RateLimiter::new(
+        quota,
+        DashMap::with_hasher_and_shard_amount(Default::default(), KEY_SHARDS),
+        DefaultClock::default(),
+    )
+}
+
 /// A quota of `count` per `period`, refilled smoothly, with a burst of the whole count.
 fn quota(count: u32, period: Duration) -> Quota {
     let count = nonzero(count);
@@ -135,20 +150,17 @@ impl RateLimiters {
     pub fn new(limits: Limits) -> Self {
         RateLimiters {
             limits,
-            mailbox_rate: RateLimiter::keyed(quota(
+            mailbox_rate: keyed(quota(
                 limits.mailbox_requests_per_10_min,
                 Duration::from_secs(600),
             )),
-            app_rate: RateLimiter::keyed(quota(
-                limits.app_requests_per_sec,
-                Duration::from_secs(1),
-            )),
-            token_rate: RateLimiter::keyed(quota(
+            app_rate: keyed(quota(limits.app_requests_per_sec, Duration::from_secs(1))),
+            token_rate: keyed(quota(
                 limits.token_requests_per_tenant_per_min,
                 Duration::from_secs(60),
             )),
             global_slots: Arc::new(Semaphore::new(limits.global_concurrency.max(1) as usize)),
-            gates: DashMap::new(),
+            gates: DashMap::with_shard_amount(KEY_SHARDS),
             clock: DefaultClock::default(),
         }
     }
@@ -272,6 +284,8 @@ impl RateLimiters {
 
     /// Drops limiter state that has fully refilled (keeps memory bounded as channels come and go).
     /// A gate stays while a request holds or awaits one of its slots, or its floor is ahead.
+    /// Walks every key (a million maps take a good fraction of a second): call it off the actors'
+    /// threads; it locks one small shard at a time.
     pub fn shrink(&self) {
         self.mailbox_rate.retain_recent();
         self.app_rate.retain_recent();

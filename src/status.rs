@@ -105,16 +105,29 @@ impl ChannelView {
 /// Rows are boxed: the map's table then holds a pointer per slot, not a whole `ChannelView`, so its
 /// spare capacity (a hash table is up to half empty after it grows) costs 16 bytes a slot instead
 /// of a row's size — several hundred bytes per channel at 100,000 channels.
-#[derive(Debug, Default)]
+///
+/// The map has many shards: a `/metrics` scrape walks every row under each shard's read lock, and
+/// an actor publishing its row waits for the walk of that shard; at a million channels dashmap's
+/// default (4 × cores) would make that a walk of ~125,000 rows.
+#[derive(Debug)]
 pub struct StatusBoard {
     rows: DashMap<ChannelId, Box<ChannelView>>,
+}
+
+/// Shards of the board's map (a power of two).
+const BOARD_SHARDS: usize = 1024;
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        StatusBoard::with_capacity(0)
+    }
 }
 
 impl StatusBoard {
     /// A board sized for `channels` rows, so that filling it at start-up never regrows its table.
     pub fn with_capacity(channels: usize) -> Self {
         StatusBoard {
-            rows: DashMap::with_capacity(channels),
+            rows: DashMap::with_capacity_and_shard_amount(channels, BOARD_SHARDS),
         }
     }
 

@@ -427,9 +427,13 @@ impl Actor for ChannelSupervisor {
                 ctx.notify(ClusterNotice(Notice::Resync))
             });
         }
-        // Keep limiter memory bounded as channels come and go.
+        // Keep limiter memory bounded as channels come and go: on a blocking thread, as walking
+        // a million keys would hold up this actor (hot-adds, edits) for half a second.
         ctx.run_interval(std::time::Duration::from_secs(600), |act, _| {
-            act.deps.ingest.limiters.shrink()
+            let deps = Arc::clone(&act.deps);
+            drop(actix_rt::task::spawn_blocking(move || {
+                deps.ingest.limiters.shrink()
+            }));
         });
     }
 }
