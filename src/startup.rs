@@ -327,7 +327,8 @@ impl Application {
         }
         ingest = ingest.with_events(events);
         let ingest = Arc::new(ingest);
-        // The app directory is read on a thread of its own while this one lists the channels.
+        // The app directory (the expiring apps' index: small) is read on a thread of its own while
+        // this one lists the channels.
         let apps_reading = {
             let ingest = Arc::clone(&ingest);
             std::thread::Builder::new()
@@ -350,8 +351,8 @@ impl Application {
             .context("Failed to start the quarantine count")?;
         let phase = Instant::now();
         let channels = store
-            // Every core but the one the apps are read on decodes (the scan has a thread too).
-            .load_channels(cores.saturating_sub(1).max(1))
+            // Every core decodes (the scan has a thread too, and reads less than a decoder).
+            .load_channels(cores.max(1))
             .context("Failed to read the channels from the store");
         let channel_listing = phase.elapsed();
         // Joined before anything is returned, so the thread never outlives a failed start.

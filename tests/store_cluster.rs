@@ -524,3 +524,79 @@ fn a_sled_store_moves_to_postgres_with_export_and_import() {
     assert_eq!(err.kind(), StoreErrorKind::WrongKey, "{err}");
     assert_eq!(other.ledger_count(channels[0].id).unwrap(), 0);
 }
+
+#[test]
+fn the_expiry_index_migration_fills_in_the_apps_a_database_already_held() {
+    use inboxd::domain::AppCredential;
+    use inboxd::domain::secret::ClientSecret;
+    use inboxd::store::AppRecord;
+    let db = PgTestDb::create();
+    let key = MasterKey::generate();
+    let app = |client: &str, expires_at: Option<&str>| AppRecord {
+        tenant_id: TenantId::parse("contoso.com").unwrap(),
+        client_id: ClientId::parse(client).unwrap(),
+        name: "desk".into(),
+        credential: AppCredential::Secret {
+            secret: ClientSecret::new("s3cret-value").unwrap(),
+            expires_at: expires_at.map(|at| at.parse().unwrap()),
+        },
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        rotated_at: None,
+    };
+    let expiring = app(
+        "00000000-0000-0000-0000-000000000001",
+        Some("2031-05-06T07:08:09Z"),
+    );
+    let store = open(&db, &key, "m1");
+    store
+        .put_apps(&[
+            expiring.clone(),
+            app("00000000-0000-0000-0000-000000000002", None),
+        ])
+        .unwrap();
+    let expected = vec![(
+        expiring.key(),
+        inboxd::domain::CredentialKind::Secret,
+        "2031-05-06T07:08:09Z".parse().unwrap(),
+    )];
+    assert_eq!(store.list_app_expiries().unwrap(), expected);
+    drop(store);
+    // Back to what an inboxd before the index left: no index table, migration 4 not applied,
+    // store format 1.
+    let url = db.url().to_owned();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(
+                "DROP TABLE app_expiries;
+                 DELETE FROM refinery_schema_history WHERE version = 4;
+                 UPDATE inboxd_system SET value = '\\x00000001'::bytea WHERE key = 'format'::bytea;",
+            )
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let report = Store::migrate_postgres(db.url()).unwrap();
+    assert_eq!(report.applied.len(), 1, "{:?}", report.applied);
+    assert!(
+        report.applied[0].contains("app_expiries"),
+        "{:?}",
+        report.applied
+    );
+    let store = open(&db, &key, "m1");
+    assert_eq!(store.list_app_expiries().unwrap(), expected);
+    // The record the migration wrote decodes like one the store writes, and stays in step.
+    store
+        .put_app(&app(
+            "00000000-0000-0000-0000-000000000001",
+            Some("2032-01-01T00:00:00Z"),
+        ))
+        .unwrap();
+    assert_eq!(
+        store.list_app_expiries().unwrap()[0].2,
+        "2032-01-01T00:00:00Z"
+            .parse::<chrono::DateTime<Utc>>()
+            .unwrap()
+    );
+}

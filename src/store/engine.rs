@@ -47,11 +47,15 @@ pub(crate) enum Table {
     /// App registrations (tenant, client id) with their credential: the app's key text
     /// (`tenant/client`).
     Apps,
+    /// The expiring apps' credential kind and expiry, keyed like apps: an index of `Apps` kept in
+    /// the same atomic batch as every app write, so the start reads the (few) expiring apps
+    /// without scanning every app. Derived: exports leave it out, imports rebuild it.
+    AppExpiries,
 }
 
 impl Table {
     /// Every table, in a fixed order (`index` is a position in it).
-    pub(crate) const ALL: [Table; 10] = [
+    pub(crate) const ALL: [Table; 11] = [
         Table::Channels,
         Table::Tokens,
         Table::Cursors,
@@ -62,6 +66,7 @@ impl Table {
         Table::System,
         Table::Events,
         Table::Apps,
+        Table::AppExpiries,
     ];
 
     /// The table's name in the engine.
@@ -77,6 +82,7 @@ impl Table {
             Table::System => "inboxd_system",
             Table::Events => "events",
             Table::Apps => "apps",
+            Table::AppExpiries => "app_expiries",
         }
     }
 

@@ -90,21 +90,55 @@ pub(super) fn write_key_check_file(dir: &Path, crypto: &Crypto) -> Result<(), St
         .map_err(StoreError::from_io)
 }
 
-/// Checks the store's system records in a freshly opened engine (format version, key check), and
-/// writes them (flushed) into a new one.
-pub(super) fn init_system(engine: &dyn Engine, crypto: &Crypto) -> Result<(), StoreError> {
+/// The store's layout, in the system table's format marker (its records carry their own version):
+/// 1, the first; 2, the `app_expiries` index holds every expiring app. An inboxd that reads only
+/// layout 1 refuses a store of layout 2 rather than write apps the index would miss.
+pub(super) const STORE_FORMAT_VERSION: u32 = 2;
+
+/// Who fills the expiry index of a store of layout 1 when it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AppIndex {
+    /// The store does, from a scan of every app (sled: one process holds the store).
+    Scan,
+    /// The schema migration that made the table did, in its transaction (PostgreSQL).
+    Migrated,
+}
+
+/// Checks the store's system records in a freshly opened engine (format version, key check),
+/// writes them (flushed) into a new one, and brings a store of an older layout up to this one.
+pub(super) fn init_system(
+    engine: &dyn Engine,
+    crypto: &Crypto,
+    index: AppIndex,
+) -> Result<(), StoreError> {
     if let Some(raw) = engine.get(Table::System, STORE_FORMAT)? {
         let found = raw
             .as_slice()
             .try_into()
             .map(u32::from_be_bytes)
             .map_err(|_| StoreError::corrupt("the store's format marker", "wrong length"))?;
-        if found > persisted::FORMAT_VERSION {
+        if found > STORE_FORMAT_VERSION {
             return Err(StoreError::UnsupportedVersion {
                 what: "store".to_owned(),
                 found,
-                supported: persisted::FORMAT_VERSION,
+                supported: STORE_FORMAT_VERSION,
             });
+        }
+        if found < 2 {
+            let expiring = match index {
+                AppIndex::Scan => super::apps::index_app_expiries(engine)?,
+                AppIndex::Migrated => 0,
+            };
+            engine.insert(
+                Table::System,
+                STORE_FORMAT,
+                &STORE_FORMAT_VERSION.to_be_bytes(),
+            )?;
+            engine.flush()?;
+            tracing::info!(
+                expiring_apps = expiring,
+                "The store now keeps the apps' credential expiries in an index of their own (store format 2): inboxd versions before it cannot open this store."
+            );
         }
     }
     match engine.get(Table::System, KEY_CHECK)? {
@@ -121,7 +155,7 @@ pub(super) fn init_system(engine: &dyn Engine, crypto: &Crypto) -> Result<(), St
                 Op::Insert {
                     table: Table::System,
                     key: STORE_FORMAT.to_vec(),
-                    value: persisted::FORMAT_VERSION.to_be_bytes().to_vec(),
+                    value: STORE_FORMAT_VERSION.to_be_bytes().to_vec(),
                 },
                 Op::Insert {
                     table: Table::System,

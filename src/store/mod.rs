@@ -94,7 +94,7 @@ pub use transfer::ExportCounts;
 
 use crypto::Crypto;
 use engine::{Engine, Scan, Table};
-use keycheck::{init_system, verify_key_check_file, write_key_check_file};
+use keycheck::{AppIndex, init_system, verify_key_check_file, write_key_check_file};
 
 /// Tuning of the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,7 +249,7 @@ impl Store {
         let adopt_at_open = options.adopt_legacy_secrets_at_open;
         let opener: Opener = Box::new(move |crypto: &Crypto| {
             let engine = sled_engine::SledEngine::open(&dir, &opener_shown, &options)?;
-            init_system(&engine, crypto)?;
+            init_system(&engine, crypto, AppIndex::Scan)?;
             Ok(Arc::new(engine) as Arc<dyn Engine>)
         });
         let engine = opener(&crypto)?;
@@ -289,7 +289,7 @@ impl Store {
         postgres::migrate(&pool)?;
         let engine: Arc<dyn Engine> =
             Arc::new(postgres::PgEngine::new(pool.clone(), &options.node_id));
-        init_system(engine.as_ref(), &crypto)?;
+        init_system(engine.as_ref(), &crypto, AppIndex::Migrated)?;
         // "Reopening" keeps the engine: its workers connect again on their own after a loss.
         let kept = engine.clone();
         let opener: Opener = Box::new(move |_: &Crypto| Ok(kept.clone()));
@@ -320,7 +320,7 @@ impl Store {
         let crypto = Crypto::new(&key);
         drop(key);
         let engine: Arc<dyn Engine> = Arc::new(memory::MemoryEngine::new());
-        init_system(engine.as_ref(), &crypto)?;
+        init_system(engine.as_ref(), &crypto, AppIndex::Scan)?;
         // "Reopening" a memory store keeps its data: it never fails with an I/O error anyway.
         let kept = engine.clone();
         let opener: Opener = Box::new(move |_: &Crypto| Ok(kept.clone()));

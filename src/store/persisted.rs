@@ -408,6 +408,35 @@ pub(crate) fn decode_app_expiry(
     Ok(Some((key, kind, at)))
 }
 
+/// An `app_expiries` entry: the fields of an app record that [`decode_app_expiry`] reads, so one
+/// decoder serves the index and the full records.
+#[derive(Serialize)]
+struct AppExpiryEntryV1<'a> {
+    v: u32,
+    tenant_id: &'a str,
+    client_id: &'a str,
+    kind: &'a str,
+    expires_at: DateTime<Utc>,
+}
+
+/// Encodes the `app_expiries` entry of an app whose credential expires at `at`.
+pub(crate) fn encode_app_expiry(
+    key: &AppKey,
+    kind: CredentialKind,
+    at: DateTime<Utc>,
+) -> Result<Vec<u8>, StoreError> {
+    encode(
+        "an app expiry",
+        &AppExpiryEntryV1 {
+            v: FORMAT_VERSION,
+            tenant_id: key.tenant_id.as_str(),
+            client_id: key.client_id.as_str(),
+            kind: kind.as_str(),
+            expires_at: at,
+        },
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tokens
 

@@ -136,7 +136,7 @@ mod tests {
     use crate::domain::secret::MasterKey;
     use crate::store::crypto::Crypto;
     use crate::store::engine::{self, Op, Scan};
-    use crate::store::keycheck::init_system;
+    use crate::store::keycheck::{AppIndex, init_system};
     use crate::store::{Opener, memory};
     use std::sync::atomic::{AtomicBool, AtomicUsize};
 
@@ -223,10 +223,10 @@ mod tests {
         };
         let crypto = Crypto::new(&MasterKey::generate());
         let first = make();
-        init_system(first.as_ref(), &crypto).unwrap();
+        init_system(first.as_ref(), &crypto, AppIndex::Scan).unwrap();
         let opener: Opener = Box::new(move |crypto: &Crypto| {
             let engine = make();
-            init_system(engine.as_ref(), crypto)?;
+            init_system(engine.as_ref(), crypto, AppIndex::Scan)?;
             Ok(engine as Arc<dyn Engine>)
         });
         let store = Store::assemble(first, opener, crypto, "faulty".to_owned(), None);

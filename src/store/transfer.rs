@@ -70,7 +70,7 @@ impl ExportCounts {
             Table::Floors => self.floors += 1,
             Table::Events => self.events += 1,
             Table::Apps => self.apps += 1,
-            Table::System => {}
+            Table::System | Table::AppExpiries => {}
         }
     }
 }
@@ -107,7 +107,13 @@ fn exported_tables() -> impl Iterator<Item = Table> {
     [Table::Apps, Table::Tokens].into_iter().chain(
         Table::ALL
             .into_iter()
-            .filter(|t| !matches!(t, Table::System | Table::Apps | Table::Tokens)),
+            // The expiry index is derived from the apps: an import rebuilds it.
+            .filter(|t| {
+                !matches!(
+                    t,
+                    Table::System | Table::Apps | Table::Tokens | Table::AppExpiries
+                )
+            }),
     )
 }
 
@@ -187,7 +193,12 @@ impl Store {
                 key_checked = self.check_sealed(table, &key, &value)?;
             }
             counts.count(table);
+            let expiry = match table {
+                Table::Apps => super::apps::expiry_entry_of(&key, &value)?,
+                _ => None,
+            };
             batch.push(Op::Insert { table, key, value });
+            batch.extend(expiry);
             if key_checked && batch.len() >= IMPORT_BATCH {
                 self.with(|e| e.apply(&batch))?;
                 batch.clear();
