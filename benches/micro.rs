@@ -1,5 +1,6 @@
 //! Criterion micro-benches of the daemon's hot paths: decoding a Graph page of 50 messages, one
-//! ledger write, one limiter check, one authorize URL. `cargo bench --bench micro`.
+//! ledger write, one limiter check, one authorize URL, the start's read of 10,000 channel records.
+//! `cargo bench --bench micro`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -130,11 +131,34 @@ fn authorize_url(c: &mut Criterion) {
     });
 }
 
+/// The daemon's start reads every channel record: 10,000 records written as a polled channel's
+/// (last poll and success set), read back with one decoding thread.
+fn channel_listing(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), MasterKey::generate(), StoreOptions::default()).unwrap();
+    for i in 0..10_000u32 {
+        let mut record = inboxd_testkit::seed::authorized_channel(
+            ChannelId::generate(),
+            &format!("bench {i}"),
+            &format!("tenant-{i}.example"),
+            &format!("00000000-0000-0000-0000-{i:012}"),
+            &format!("user{i}@tenant-{i}.example"),
+        )
+        .unwrap();
+        record.last_poll_at = Some(Utc::now());
+        record.last_success_at = Some(Utc::now());
+        store.put_channel(&record).unwrap();
+    }
+    c.bench_function("store: read 10,000 channel records at start", |b| {
+        b.iter(|| black_box(store.load_channels(1).unwrap().0.len()))
+    });
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = decode_page, ledger_write, limiter_check, authorize_url
+    targets = decode_page, ledger_write, limiter_check, authorize_url, channel_listing
 }
 criterion_main!(micro);
