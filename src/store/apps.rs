@@ -1,6 +1,8 @@
 //! App records: one per (tenant, client id), holding the credential every channel of that app signs
-//! in with. Insert or replace, read, list, remove; and, at open, the move of client secrets out of
-//! channel records written before apps were records of their own.
+//! in with. Insert or replace, read, list, remove; the `app_expiries` index of the apps whose
+//! credential expires, kept in the same batch as every app write (and filled once for a store of
+//! format 1); and, at open, the move of client secrets out of channel records written before apps
+//! were records of their own.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
