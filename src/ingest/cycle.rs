@@ -8,6 +8,7 @@
 //! `Retry-After` Graph sends (on a response or on a `$batch` item) raises that floor, durably,
 //! before the cycle goes on.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,7 +25,7 @@ use crate::ingest::runtime::ChannelRuntime;
 use crate::ingest::tokens::{self, Access};
 use crate::rate_limit::{MailboxKey, RequestPermit};
 use crate::sink::SinkError;
-use crate::store::{ChannelRecord, FirstImport};
+use crate::store::{ChannelRecord, FirstImport, LedgerEntry};
 
 /// How many times a throttled mark-read item is retried within one cycle.
 const MARK_READ_TRIES: u32 = 3;
@@ -277,6 +278,7 @@ pub(super) async fn settle<H: Handover>(
         |wire| wire.id.as_str(),
         |wire| wire.internet_message_id.as_deref(),
     )?;
+    let prior = sorted.prior;
     let mut to_mark = sorted.to_mark;
     if rules == Rules::Unread {
         to_mark.extend(sorted.done);
@@ -359,10 +361,10 @@ pub(super) async fn settle<H: Handover>(
         .partition(|id| already_read.contains(id));
     if !unread.is_empty() && !ctx.may_act(record.id) {
         ctx.ledger
-            .record_marked_read(record.id, &read, Utc::now())?;
+            .record_marked_read_after(record.id, &read, &prior, Utc::now())?;
         return Err(Failure::NotOwned);
     }
-    let (marked, unmarked) = mark_read(ctx, job, token, read, unread).await?;
+    let (marked, unmarked) = mark_read(ctx, job, token, read, unread, &prior).await?;
     report.marked_read = marked;
     if unmarked > 0 {
         // Delivered but not yet marked read: a delta round must read this mail again.
@@ -383,18 +385,19 @@ pub(super) async fn settle<H: Handover>(
 /// read already, which needs no request); that write happens also when a later request failed, so
 /// what Graph confirmed is never asked again, and nothing Graph did not confirm is recorded.
 /// Answers how many were marked and how many were not: those are retried by the next poll (the
-/// ledger holds them as delivered).
+/// ledger holds them as delivered). `prior` is what the sort read of them (no second read).
 async fn mark_read(
     ctx: &Ingest,
     job: &ChannelJob,
     token: &str,
     read: Vec<String>,
     ids: Vec<String>,
+    prior: &HashMap<String, Option<LedgerEntry>>,
 ) -> Result<(u64, usize), Failure> {
     let mut confirmed = read;
     let sent = send_mark_read(ctx, job, token, ids, &mut confirmed).await;
     ctx.ledger
-        .record_marked_read(job.record.id, &confirmed, Utc::now())?;
+        .record_marked_read_after(job.record.id, &confirmed, prior, Utc::now())?;
     sent
 }
 

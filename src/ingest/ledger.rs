@@ -15,9 +15,12 @@
 //!   mail durably and before anything is acknowledged (the JSONL writer reads each message once
 //!   with [`Ledger::known`] and records a whole group of channels' mail with
 //!   [`Ledger::record_delivered_known`], one batch); the channel's cycle marks read only what the
-//!   processor acknowledged, then records [`Ledger::record_marked_read`], once per page.
+//!   processor acknowledged, then records [`Ledger::record_marked_read_after`], once per page,
+//!   from the entries the sort read (no second read).
 //! - [`Ledger::sort`] is the cycle's one read: it splits what a poll found into mail to deliver,
-//!   mail already delivered (only the mark-read is missing) and quarantined mail.
+//!   mail already delivered (only the mark-read is missing) and quarantined mail, and keeps the
+//!   entries it read ([`Sorted::prior`]) for the cycle's writes: the cycle is the one writer of
+//!   its channel's failures and mark-reads, and the processor's "delivered" keeps what they hold.
 //! - A delivered message is also known by its Internet Message-ID (an entry under
 //!   [`message_id_key`]), so a channel that moves between Graph and IMAP (Graph ids there, UIDs
 //!   here) never delivers a message twice: [`Ledger::sort_known`] looks it up when the
@@ -41,6 +44,9 @@ pub struct Sorted<T> {
     pub done: Vec<String>,
     /// Quarantined: left alone until an operator replays them.
     pub quarantined: usize,
+    /// What the ledger held, when sorted, for each message in `to_deliver` and `to_mark` (`None`:
+    /// no entry): what [`Ledger::record_marked_read_after`] starts from instead of reading.
+    pub prior: std::collections::HashMap<String, Option<LedgerEntry>>,
 }
 
 /// The state a message reached after a delivery failure.
@@ -67,6 +73,14 @@ fn delivered_entry(known: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEnt
         received_at: known.and_then(|e| e.received_at),
         first_seen_at: known.map_or(now, |e| e.first_seen_at),
         updated_at: now,
+    }
+}
+
+/// The entry of a message marked read (or gone) at `now`, from what the ledger knew of it.
+fn marked_read_entry(known: Option<&LedgerEntry>, now: DateTime<Utc>) -> LedgerEntry {
+    LedgerEntry {
+        state: LedgerState::MarkedRead,
+        ..delivered_entry(known, now)
     }
 }
 
@@ -186,13 +200,21 @@ impl Ledger {
             to_mark: Vec::new(),
             done: Vec::new(),
             quarantined: 0,
+            prior: std::collections::HashMap::with_capacity(found.len()),
         };
         for item in found {
-            match self.store.ledger_state(channel, id_of(&item))? {
-                Some(LedgerState::Quarantined) => sorted.quarantined += 1,
-                Some(LedgerState::Delivered) => sorted.to_mark.push(id_of(&item).to_owned()),
-                Some(LedgerState::MarkedRead) => sorted.done.push(id_of(&item).to_owned()),
-                _ => sorted.to_deliver.push(item),
+            match self.store.ledger_sighting(channel, id_of(&item))? {
+                Some((LedgerState::Quarantined, _)) => sorted.quarantined += 1,
+                Some((LedgerState::Delivered, entry)) => {
+                    sorted.prior.insert(id_of(&item).to_owned(), entry);
+                    sorted.to_mark.push(id_of(&item).to_owned());
+                }
+                Some((LedgerState::MarkedRead, _)) => sorted.done.push(id_of(&item).to_owned()),
+                sighting => {
+                    let entry = sighting.and_then(|(_, entry)| entry);
+                    sorted.prior.insert(id_of(&item).to_owned(), entry);
+                    sorted.to_deliver.push(item);
+                }
             }
         }
         Ok(sorted)
@@ -375,18 +397,38 @@ impl Ledger {
         for id in message_ids {
             let id = id.as_ref();
             let known = self.store.ledger_get(channel, id)?;
-            batch.put(
-                channel,
-                id,
-                &LedgerEntry {
-                    state: LedgerState::MarkedRead,
-                    failures: known.as_ref().map_or(0, |e| e.failures),
-                    last_error: None,
-                    received_at: known.as_ref().and_then(|e| e.received_at),
-                    first_seen_at: known.as_ref().map_or(now, |e| e.first_seen_at),
-                    updated_at: now,
-                },
-            )?;
+            batch.put(channel, id, &marked_read_entry(known.as_ref(), now))?;
+        }
+        self.store.ledger_apply(batch)
+    }
+
+    /// [`record_marked_read`](Self::record_marked_read) from the entries the cycle's sort read
+    /// (`prior`, see [`Sorted::prior`]): no read for a message in it, one for any other (mail a
+    /// person read, in unread mode). The caller is its channel's cycle: nothing but the
+    /// processor's "delivered", which keeps the same failure count, sighting and receipt time,
+    /// wrote these entries since the sort.
+    pub fn record_marked_read_after<S: AsRef<str>>(
+        &self,
+        channel: ChannelId,
+        message_ids: &[S],
+        prior: &std::collections::HashMap<String, Option<LedgerEntry>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if message_ids.is_empty() {
+            return Ok(());
+        }
+        let mut batch = LedgerBatch::with_capacity(message_ids.len());
+        for id in message_ids {
+            let id = id.as_ref();
+            let read;
+            let known = match prior.get(id) {
+                Some(entry) => entry.as_ref(),
+                None => {
+                    read = self.store.ledger_get(channel, id)?;
+                    read.as_ref()
+                }
+            };
+            batch.put(channel, id, &marked_read_entry(known, now))?;
         }
         self.store.ledger_apply(batch)
     }
@@ -512,6 +554,66 @@ mod tests {
         assert!(sorted.to_mark.is_empty() && sorted.to_deliver.is_empty());
         assert!(ledger.is_delivered(id, "m1").unwrap());
         assert!(!ledger.is_delivered(id, "m2").unwrap());
+    }
+
+    #[test]
+    fn a_mark_read_from_the_sorts_entries_writes_what_one_that_reads_would() {
+        // Two ledgers with the same history: a message that failed twice and is then delivered,
+        // one delivered by an earlier cycle and one new. One records the mark-read by reading
+        // each entry, the other from what its sort read; the entries must be the same, failure
+        // count, first sighting and receipt time kept.
+        let (_a, reading) = ledger();
+        let (_b, sorting) = ledger();
+        let id = ChannelId::generate();
+        let first = Utc::now() - chrono::Duration::hours(1);
+        let later = Utc::now();
+        let failed = vec![("failed".to_owned(), "the sink refused it".to_owned())];
+        for ledger in [&reading, &sorting] {
+            ledger.record_failures(id, &failed, 5, first).unwrap();
+            ledger.record_failures(id, &failed, 5, first).unwrap();
+            ledger.record_delivered(id, &["earlier"], first).unwrap();
+        }
+        let sorted = sorting
+            .sort(id, vec!["failed", "earlier", "new"], |m| m)
+            .unwrap();
+        assert_eq!(sorted.to_deliver, vec!["failed", "new"]);
+        assert_eq!(sorted.to_mark, vec!["earlier".to_owned()]);
+        assert_eq!(sorted.prior.get("new"), Some(&None));
+        assert_eq!(
+            sorted
+                .prior
+                .get("failed")
+                .and_then(|e| e.as_ref())
+                .map(|e| e.failures),
+            Some(2)
+        );
+        for ledger in [&reading, &sorting] {
+            ledger
+                .record_delivered(id, &["failed", "new"], later)
+                .unwrap();
+        }
+        let ids = ["failed", "earlier", "new"];
+        reading.record_marked_read(id, &ids, later).unwrap();
+        sorting
+            .record_marked_read_after(id, &ids, &sorted.prior, later)
+            .unwrap();
+        for m in ids {
+            let read = reading.store().ledger_get(id, m).unwrap().unwrap();
+            let kept = sorting.store().ledger_get(id, m).unwrap().unwrap();
+            assert_eq!(read, kept, "{m}");
+            assert_eq!(kept.state, LedgerState::MarkedRead);
+        }
+        let failed = sorting.store().ledger_get(id, "failed").unwrap().unwrap();
+        assert_eq!((failed.failures, failed.first_seen_at), (2, first));
+        // A message the sort did not see (mail a person read, in unread mode) is read first.
+        sorting
+            .record_failures(id, &[("other".to_owned(), "no".to_owned())], 5, first)
+            .unwrap();
+        sorting
+            .record_marked_read_after(id, &["other"], &sorted.prior, later)
+            .unwrap();
+        let other = sorting.store().ledger_get(id, "other").unwrap().unwrap();
+        assert_eq!((other.state, other.failures), (LedgerState::MarkedRead, 1));
     }
 
     #[test]

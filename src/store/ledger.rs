@@ -187,6 +187,26 @@ impl Store {
             .transpose()
     }
 
+    /// One message's entry as a poll's sort reads it: its state and, unless that is
+    /// [`LedgerState::MarkedRead`] (done mail seen again, whose state is all a sort needs), the
+    /// whole entry, which the writes after the sort start from instead of reading it again.
+    pub fn ledger_sighting(
+        &self,
+        id: ChannelId,
+        message_id: &str,
+    ) -> Result<Option<(LedgerState, Option<LedgerEntry>)>, StoreError> {
+        let Some(bytes) = self.ledger_raw(id, message_id)? else {
+            return Ok(None);
+        };
+        let what = || format!("ledger entry {message_id:?} of channel {id}");
+        let state = persisted::decode_ledger_state(&what, &bytes)?;
+        let entry = match state {
+            LedgerState::MarkedRead => None,
+            _ => Some(persisted::decode_ledger(&what, &bytes)?),
+        };
+        Ok(Some((state, entry)))
+    }
+
     /// Inserts or replaces the ledger entry of one message (not flushed: cheap). Fenced in
     /// cluster mode (see [`Store::set_fencer`]).
     pub fn ledger_put(
