@@ -390,16 +390,7 @@ impl Ledger {
         message_ids: &[S],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if message_ids.is_empty() {
-            return Ok(());
-        }
-        let mut batch = LedgerBatch::with_capacity(message_ids.len());
-        for id in message_ids {
-            let id = id.as_ref();
-            let known = self.store.ledger_get(channel, id)?;
-            batch.put(channel, id, &marked_read_entry(known.as_ref(), now))?;
-        }
-        self.store.ledger_apply(batch)
+        self.record_marked_read_after(channel, message_ids, &std::collections::HashMap::new(), now)
     }
 
     /// [`record_marked_read`](Self::record_marked_read) from the entries the cycle's sort read
