@@ -14,7 +14,7 @@ use crate::actors::deps::Deps;
 use crate::actors::housekeeping::Housekeeper;
 use crate::actors::messages::StopAll;
 use crate::actors::processor::{ProcessorActor, SinkBackend};
-use crate::actors::supervisor::ChannelSupervisor;
+use crate::actors::supervisor::{Arrival, ChannelSupervisor};
 use crate::cluster::{Keeper, KeeperHandle, Members, Ownership};
 use crate::config::{self, Settings};
 use crate::control::{self, Control};
@@ -352,7 +352,7 @@ impl Application {
         let phase = Instant::now();
         let channels = store
             // Every core decodes (the scan has a thread too, and reads less than a decoder).
-            .load_channels(cores.max(1))
+            .load_channels_with(cores.max(1), Arrival::of)
             .context("Failed to read the channels from the store");
         let channel_listing = phase.elapsed();
         // Joined before anything is returned, so the thread never outlives a failed start.

@@ -133,7 +133,12 @@ impl StatusBoard {
 
     /// Inserts or replaces a row.
     pub fn put(&self, view: ChannelView) {
-        self.rows.insert(view.id, Box::new(view));
+        self.put_row(Box::new(view));
+    }
+
+    /// Adds or replaces a row made (boxed) elsewhere.
+    pub fn put_row(&self, row: Box<ChannelView>) {
+        self.rows.insert(row.id, row);
     }
 
     /// Changes a row in place.

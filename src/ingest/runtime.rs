@@ -42,6 +42,12 @@ impl Runtimes {
         Arc::clone(&self.channels.entry(id).or_default())
     }
 
+    /// The state of one channel, `fresh` (made by the caller off its own thread) if it has none
+    /// yet: one look-up and no allocation.
+    pub fn get_or_adopt(&self, id: ChannelId, fresh: Arc<ChannelRuntime>) -> Arc<ChannelRuntime> {
+        Arc::clone(&self.channels.entry(id).or_insert(fresh))
+    }
+
     /// Forgets a removed channel.
     pub fn remove(&self, id: ChannelId) {
         self.channels.remove(&id);

@@ -83,28 +83,46 @@ impl Store {
     /// off makes this the one scan of the start). Answers the channels and how many records gave
     /// their secret to an app (their apps were created or kept).
     pub fn load_channels(&self, threads: usize) -> Result<(Vec<ChannelRecord>, usize), StoreError> {
-        let (channels, legacy) = self.decode_channels_in_parallel(threads.max(1))?;
+        self.load_channels_with(threads, |record| record)
+    }
+
+    /// [`load_channels`](Self::load_channels), each record handed to `then` on the thread that
+    /// decoded it, so the caller's own work per record (at the daemon's start: the channel's board
+    /// row, its actor's mailbox) is spread over the decoding threads too. `then` must not have
+    /// side effects: a store whose records still carry client secrets is read twice (the records
+    /// of the first read dropped).
+    pub fn load_channels_with<T: Send>(
+        &self,
+        threads: usize,
+        then: impl Fn(ChannelRecord) -> T + Sync,
+    ) -> Result<(Vec<T>, usize), StoreError> {
+        let (channels, legacy) = self.decode_channels_in_parallel(threads.max(1), &then)?;
         if !legacy {
             return Ok((channels, 0));
         }
         drop(channels);
         let adopted = self.adopt_legacy_secrets()?;
-        Ok((self.list_channels()?, adopted))
+        Ok((
+            self.list_channels()?.into_iter().map(then).collect(),
+            adopted,
+        ))
     }
 
-    /// The scan of [`load_channels`](Self::load_channels): every record decoded, sorted by id,
-    /// and whether any still carries a client secret.
-    fn decode_channels_in_parallel(
+    /// The scan of [`load_channels_with`](Self::load_channels_with): every record decoded and
+    /// handed to `then`, sorted by id, and whether any still carries a client secret (then none
+    /// is handed to `then`: the caller reads again).
+    fn decode_channels_in_parallel<T: Send>(
         &self,
         threads: usize,
-    ) -> Result<(Vec<ChannelRecord>, bool), StoreError> {
+        then: &(impl Fn(ChannelRecord) -> T + Sync),
+    ) -> Result<(Vec<T>, bool), StoreError> {
         /// Entries per chunk handed to a decoding thread.
         const CHUNK: usize = 2048;
-        type Decoded = (usize, Result<(Vec<ChannelRecord>, bool), StoreError>);
+        type Decoded<T> = (usize, Result<(Vec<T>, bool), StoreError>);
         // Chunks waiting for a thread: at most two per thread, so memory stays bounded.
         let (raw_tx, raw_rx) = mpsc::sync_channel::<(usize, RawChunk)>(threads * 2);
         let raw_rx = Mutex::new(raw_rx);
-        let (out_tx, out_rx) = mpsc::channel::<Decoded>();
+        let (out_tx, out_rx) = mpsc::channel::<Decoded<T>>();
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 let raw_rx = &raw_rx;
@@ -116,7 +134,15 @@ impl Store {
                             Err(_) => return,
                         };
                         let Ok((index, chunk)) = next else { return };
-                        if out_tx.send((index, chunk.decode(self))).is_err() {
+                        let decoded = chunk.decode(self).map(|(records, legacy)| {
+                            let done = if legacy {
+                                Vec::new()
+                            } else {
+                                records.into_iter().map(then).collect()
+                            };
+                            (done, legacy)
+                        });
+                        if out_tx.send((index, decoded)).is_err() {
                             return;
                         }
                     }
@@ -141,7 +167,7 @@ impl Store {
                 sent += 1;
             }
             drop(raw_tx);
-            let mut parts: Vec<Option<Vec<ChannelRecord>>> = (0..sent).map(|_| None).collect();
+            let mut parts: Vec<Option<Vec<T>>> = (0..sent).map(|_| None).collect();
             let mut legacy = false;
             let mut failed = scanned.err();
             for (index, decoded) in out_rx {

@@ -90,7 +90,7 @@ pub struct ChannelSupervisor {
     /// Every channel's mailbox, to refuse a second channel of one.
     mailboxes: HashMap<MailboxIdentity, ChannelId>,
     /// The channels loaded at start-up, started in `started`.
-    initial: Vec<ChannelRecord>,
+    initial: Vec<Arrival>,
     stopping: bool,
     /// This supervisor's own address, handed to channel actors for `ChannelFailed`.
     me: Option<Arc<Recipient<ChannelFailed>>>,
@@ -142,6 +142,56 @@ const START_BATCH: usize = 2048;
 /// A channel actor's mailbox capacity (actix's default).
 const ACTOR_MAILBOX: usize = 16;
 
+/// A channel read at start-up, with the part of starting it that depends on the record alone done
+/// already, on the store's thread that decoded it ([`Store::load_channels_with`]): at a million
+/// channels the supervisor's one thread is the start's longest phase, and each of these costs it an
+/// allocation or a hash. `Arrival::of` has no side effects: nothing is registered until the
+/// supervisor takes the arrival.
+///
+/// [`Store::load_channels_with`]: crate::store::Store::load_channels_with
+pub struct Arrival {
+    record: ChannelRecord,
+    /// The board's row, without the app's credential expiry (the apps are read beside the
+    /// channels: the supervisor fills it in).
+    row: Box<ChannelView>,
+    identity: MailboxIdentity,
+    started: Started,
+    /// An enabled channel's actor mailbox and fresh run-time state (used unless the channel has
+    /// one already).
+    premade: Option<Premade>,
+}
+
+/// What an actor's start needs that is made the same for every channel.
+struct Premade {
+    sender: actix::dev::channel::AddressSender<ChannelActor>,
+    receiver: actix::dev::channel::AddressReceiver<ChannelActor>,
+    runtime: Arc<ChannelRuntime>,
+}
+
+impl Premade {
+    fn new() -> Self {
+        let (sender, receiver) = actix::dev::channel::channel(ACTOR_MAILBOX);
+        Premade {
+            sender,
+            receiver,
+            runtime: Arc::default(),
+        }
+    }
+}
+
+impl Arrival {
+    /// Everything of starting `record`'s channel that needs nothing but the record.
+    pub fn of(record: ChannelRecord) -> Self {
+        Arrival {
+            row: Box::new(ChannelView::from_record(&record)),
+            identity: MailboxIdentity::of(&record),
+            started: Started::of(&record),
+            premade: record.enabled.then(Premade::new),
+            record,
+        }
+    }
+}
+
 /// A channel actor whose address exists and which its arbiter is still to start.
 struct Launch {
     receiver: actix::dev::channel::AddressReceiver<ChannelActor>,
@@ -192,11 +242,7 @@ impl<T> Batches<T> {
 
 impl ChannelSupervisor {
     /// A supervisor that will start `channels` (as loaded from the store) on `arbiters`.
-    pub fn new(
-        deps: Arc<Deps>,
-        arbiters: Vec<ArbiterHandle>,
-        channels: Vec<ChannelRecord>,
-    ) -> Self {
+    pub fn new(deps: Arc<Deps>, arbiters: Vec<ArbiterHandle>, channels: Vec<Arrival>) -> Self {
         ChannelSupervisor {
             deps,
             arbiters,
@@ -275,6 +321,20 @@ impl ChannelSupervisor {
     /// new generation claimed. Answers the arbiter to start it on, or `None` when it does not run
     /// here.
     fn prepare(&mut self, record: ChannelRecord, poll_now: bool) -> Option<(usize, Launch)> {
+        let started = Started::of(&record);
+        self.prepare_with(record, poll_now, started, None)
+    }
+
+    /// [`prepare`](Self::prepare) with the record's fingerprint made, and its actor's mailbox and
+    /// run-time state made ahead if `premade` (the run-time state is used only if the channel has
+    /// none yet).
+    fn prepare_with(
+        &mut self,
+        record: ChannelRecord,
+        poll_now: bool,
+        started: Started,
+        premade: Option<Premade>,
+    ) -> Option<(usize, Launch)> {
         if !self.runs_here(&record)
             || !record.enabled
             || self.stopping
@@ -288,11 +348,21 @@ impl ChannelSupervisor {
             old.do_send(Shutdown);
         }
         // The new incarnation fences the old one off; its first cycle waits for the old cycle.
-        let runtime = self.deps.ingest.runtimes.get(id);
+        let runtimes = &self.deps.ingest.runtimes;
+        let (runtime, sender, receiver) = match premade {
+            Some(made) => (
+                runtimes.get_or_adopt(id, made.runtime),
+                made.sender,
+                made.receiver,
+            ),
+            None => {
+                let (sender, receiver) = actix::dev::channel::channel(ACTOR_MAILBOX);
+                (runtimes.get(id), sender, receiver)
+            }
+        };
         let generation = runtime.claim();
-        self.started_with.insert(id, Started::of(&record));
+        self.started_with.insert(id, started);
         let lane = (id.stable_hash() % self.arbiters.len() as u64) as usize;
-        let (sender, receiver) = actix::dev::channel::channel(ACTOR_MAILBOX);
         self.actors.insert(id, (Addr::new(sender), generation));
         Some((
             lane,
@@ -390,16 +460,33 @@ impl Actor for ChannelSupervisor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
         self.me = Some(Arc::new(ctx.address().recipient()));
-        let channels = std::mem::take(&mut self.initial);
-        let count = channels.len();
+        let arrivals = std::mem::take(&mut self.initial);
+        let count = arrivals.len();
         let begun = std::time::Instant::now();
         self.mailboxes.reserve(count);
         self.actors.reserve(count);
         self.started_with.reserve(count);
-        self.start_channels(channels, false, |act, record| {
-            act.deps.board.put(act.view_of(record));
-            act.mailboxes.insert(MailboxIdentity::of(record), record.id);
-        });
+        let mut batches = Batches::new(self.arbiters.len(), START_BATCH);
+        for arrival in arrivals {
+            let Arrival {
+                record,
+                mut row,
+                identity,
+                started,
+                premade,
+            } = arrival;
+            row.credential_expiry = self.deps.ingest.apps.expiry(&record);
+            self.deps.board.put_row(row);
+            self.mailboxes.insert(identity, record.id);
+            if let Some((lane, launch)) = self.prepare_with(record, false, started, premade)
+                && let Some(full) = batches.push(lane, launch)
+            {
+                self.launch(lane, full);
+            }
+        }
+        for (lane, batch) in batches.finish() {
+            self.launch(lane, batch);
+        }
         tracing::info!(
             channels = count,
             running = self.actors.len(),

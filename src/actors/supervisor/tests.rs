@@ -138,7 +138,8 @@ async fn the_batched_start_starts_every_enabled_channel_exactly_once() {
     let enabled: Vec<ChannelId> = records.iter().filter(|r| r.enabled).map(|r| r.id).collect();
     let arbiters: Vec<Arbiter> = (0..2).map(|_| Arbiter::new()).collect();
     let handles = arbiters.iter().map(Arbiter::handle).collect();
-    let supervisor = ChannelSupervisor::new(Arc::clone(&deps), handles, records).start();
+    let arrivals = records.into_iter().map(Arrival::of).collect();
+    let supervisor = ChannelSupervisor::new(Arc::clone(&deps), handles, arrivals).start();
     let live = || ingest.stats.live_channels.load(Ordering::Relaxed);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while live() < enabled.len() && std::time::Instant::now() < deadline {
