@@ -31,7 +31,7 @@ use crate::ingest::cycle::{ChannelJob, Handover, PollReport, since};
 use crate::ingest::failure::Failure;
 use crate::ingest::ledger::AfterFailure;
 use crate::ingest::runtime::ChannelRuntime;
-use crate::store::{ImapCursor, LedgerState};
+use crate::store::{ImapCursor, LedgerEntry, LedgerState};
 
 /// Messages fetched per `UID FETCH`.
 const FETCH_CHUNK: usize = 25;
@@ -272,20 +272,23 @@ async fn settle<H: Handover>(
     // The ledger first: nothing it knows is fetched again.
     let mut to_fetch = Vec::new();
     let mut to_mark = Vec::new();
+    // The entries of mail to mark, as read here: the mark-read writes from them.
+    let mut delivered = HashMap::new();
     for uid in uids {
-        let state = ctx
-            .store
-            .ledger_get(record.id, &message_id(validity, *uid))?
-            .map(|e| e.state);
-        match state {
-            Some(LedgerState::Delivered) => to_mark.push(*uid),
+        let id = message_id(validity, *uid);
+        let entry = ctx.store.ledger_get(record.id, &id)?;
+        match entry.as_ref().map(|e| e.state) {
+            Some(LedgerState::Delivered) => {
+                to_mark.push(*uid);
+                delivered.insert(id, entry);
+            }
             Some(LedgerState::MarkedRead | LedgerState::Quarantined) => {}
             _ => to_fetch.push(*uid),
         }
     }
     if !to_mark.is_empty() {
         // Delivered before (a crash, or a STORE that failed): only the \Seen is missing.
-        mark_seen(ctx, job, session, &to_mark, &mut settled.report).await?;
+        mark_seen(ctx, job, session, &to_mark, &delivered, &mut settled.report).await?;
     }
     let since = since(record);
     let activated = record.activated_at.unwrap_or(record.created_at);
@@ -381,6 +384,8 @@ async fn settle_chunk<H: Handover>(
         |item| item.message_id.as_str(),
         |item| item.internet_message_id.as_deref(),
     )?;
+    // What the sort read of each message: the mark-read below writes from it, reading nothing.
+    let prior = sorted.prior;
     let mut acked: Vec<String> = sorted.to_mark;
     let mut done: Vec<String> = sorted.done;
     if !sorted.to_deliver.is_empty() {
@@ -435,17 +440,19 @@ async fn settle_chunk<H: Handover>(
         }
     }
     ctx.ledger
-        .record_marked_read(record.id, &done, Utc::now())?;
-    mark_seen(ctx, job, session, &unseen_uids, report).await?;
+        .record_marked_read_after(record.id, &done, &prior, Utc::now())?;
+    mark_seen(ctx, job, session, &unseen_uids, &prior, report).await?;
     Ok(all_settled)
 }
 
-/// `UID STORE +FLAGS.SILENT (\Seen)` for mail the sink accepted, then the ledger records it.
+/// `UID STORE +FLAGS.SILENT (\Seen)` for mail the sink accepted, then the ledger records it from
+/// `prior`, what the chunk's sort read of it.
 async fn mark_seen(
     ctx: &Ingest,
     job: &ChannelJob,
     session: &mut ImapSession,
     uids: &[u32],
+    prior: &HashMap<String, Option<LedgerEntry>>,
     report: &mut PollReport,
 ) -> Result<(), Failure> {
     if uids.is_empty() {
@@ -460,7 +467,7 @@ async fn mark_seen(
         .map(|uid| message_id(session.uid_validity, *uid))
         .collect();
     ctx.ledger
-        .record_marked_read(job.record.id, &ids, Utc::now())?;
+        .record_marked_read_after(job.record.id, &ids, prior, Utc::now())?;
     report.marked_read += uids.len() as u64;
     ctx.stats
         .marked_read
