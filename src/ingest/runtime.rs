@@ -389,6 +389,28 @@ mod tests {
         assert!(runtime.turn(old).await.is_none());
     }
 
+    #[test]
+    fn a_runtime_made_ahead_is_adopted_only_by_a_channel_without_one() {
+        let runtimes = Runtimes::default();
+        let id = ChannelId::generate();
+        // A channel that ran before keeps its state: its incarnations stay fenced.
+        let running = runtimes.get(id);
+        let first = running.claim();
+        let kept = runtimes.get_or_adopt(id, Arc::default());
+        assert!(
+            Arc::ptr_eq(&kept, &running),
+            "the made-ahead state replaced the live one"
+        );
+        assert!(kept.is_current(first));
+        assert_eq!(kept.claim(), first + 1);
+        // A channel without one takes the one made ahead, and later look-ups find it.
+        let other = ChannelId::generate();
+        let fresh = Arc::new(ChannelRuntime::default());
+        let adopted = runtimes.get_or_adopt(other, Arc::clone(&fresh));
+        assert!(Arc::ptr_eq(&adopted, &fresh));
+        assert!(Arc::ptr_eq(&runtimes.get(other), &fresh));
+    }
+
     fn set(tag: &str) -> TokenSet {
         TokenSet {
             access_token: AccessToken::new(format!("access-{tag}")).unwrap(),
