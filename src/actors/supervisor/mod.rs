@@ -23,6 +23,10 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 mod cluster;
+mod start;
+
+pub use start::Arrival;
+use start::{ACTOR_MAILBOX, Batches, Launch, Premade, START_BATCH};
 
 use crate::actors::channel::ChannelActor;
 use crate::actors::deps::Deps;
@@ -30,7 +34,6 @@ use crate::actors::messages::*;
 use crate::cluster::shard_of;
 use crate::domain::{ChannelId, ChannelStatus};
 use crate::events;
-use crate::ingest::runtime::ChannelRuntime;
 use crate::rate_limit::MailboxKey;
 use crate::status::ChannelView;
 use crate::store::ChannelRecord;
@@ -132,111 +135,6 @@ impl Started {
             config: config.finish(),
             grant: grant.finish(),
         }
-    }
-}
-
-/// How many channel actors one message to an arbiter starts (at start-up: a million channels are
-/// ~500 messages, not a million closures).
-const START_BATCH: usize = 2048;
-
-/// A channel actor's mailbox capacity (actix's default).
-const ACTOR_MAILBOX: usize = 16;
-
-/// A channel read at start-up, with the part of starting it that depends on the record alone done
-/// already, on the store's thread that decoded it ([`Store::load_channels_with`]): with these
-/// allocations and hashes on its one thread, the supervisor's phase of a fresh process's start took
-/// 8.7 s at a million channels (the new pages faulted in one thread at a time), 3.8 s without.
-/// `Arrival::of` has no side effects: nothing is registered until the supervisor takes the arrival.
-///
-/// [`Store::load_channels_with`]: crate::store::Store::load_channels_with
-pub struct Arrival {
-    record: ChannelRecord,
-    /// The board's row, without the app's credential expiry (the apps are read beside the
-    /// channels: the supervisor fills it in).
-    row: Box<ChannelView>,
-    identity: MailboxIdentity,
-    started: Started,
-    /// An enabled channel's actor mailbox and fresh run-time state (used unless the channel has
-    /// one already).
-    premade: Option<Premade>,
-}
-
-/// What an actor's start needs that is made the same for every channel.
-struct Premade {
-    sender: actix::dev::channel::AddressSender<ChannelActor>,
-    receiver: actix::dev::channel::AddressReceiver<ChannelActor>,
-    runtime: Arc<ChannelRuntime>,
-}
-
-impl Premade {
-    fn new() -> Self {
-        let (sender, receiver) = actix::dev::channel::channel(ACTOR_MAILBOX);
-        Premade {
-            sender,
-            receiver,
-            runtime: Arc::default(),
-        }
-    }
-}
-
-impl Arrival {
-    /// Everything of starting `record`'s channel that needs nothing but the record.
-    pub fn of(record: ChannelRecord) -> Self {
-        Arrival {
-            row: Box::new(ChannelView::from_record(&record)),
-            identity: MailboxIdentity::of(&record),
-            started: Started::of(&record),
-            premade: record.enabled.then(Premade::new),
-            record,
-        }
-    }
-}
-
-/// A channel actor whose address exists and which its arbiter is still to start.
-struct Launch {
-    receiver: actix::dev::channel::AddressReceiver<ChannelActor>,
-    record: ChannelRecord,
-    poll_now: bool,
-    /// The channel's run-time state, which claimed `generation` (handed over so that the arbiter
-    /// does not look it up again among a million).
-    runtime: Arc<ChannelRuntime>,
-    generation: u64,
-}
-
-/// Items gathered per lane (arbiter), handed out in batches of at most `size`.
-struct Batches<T> {
-    lanes: Vec<Vec<T>>,
-    size: usize,
-}
-
-impl<T> Batches<T> {
-    fn new(lanes: usize, size: usize) -> Self {
-        Batches {
-            lanes: (0..lanes).map(|_| Vec::new()).collect(),
-            size: size.max(1),
-        }
-    }
-
-    /// Adds `item` to `lane`; answers the lane's batch once it is full.
-    fn push(&mut self, lane: usize, item: T) -> Option<Vec<T>> {
-        let size = self.size;
-        let Some(batch) = self.lanes.get_mut(lane) else {
-            // No such lane: handed out alone rather than lost.
-            return Some(vec![item]);
-        };
-        if batch.capacity() == 0 {
-            batch.reserve_exact(size);
-        }
-        batch.push(item);
-        (batch.len() >= size).then(|| std::mem::take(batch))
-    }
-
-    /// The batches not full yet, by lane.
-    fn finish(self) -> impl Iterator<Item = (usize, Vec<T>)> {
-        self.lanes
-            .into_iter()
-            .enumerate()
-            .filter(|(_, batch)| !batch.is_empty())
     }
 }
 
