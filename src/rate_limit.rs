@@ -51,26 +51,45 @@ impl Default for Limits {
 }
 
 /// Identifies one (app, mailbox) pair: Outlook counts its limits per pair.
+///
+/// It holds the channel's own strings (shared, not copied): a key lives in every channel's job
+/// and in the limiters' maps, and a copy of `{client_id}/{mailbox}` was 80 bytes a channel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MailboxKey(Arc<str>);
+pub struct MailboxKey {
+    app: Arc<str>,
+    mailbox: Arc<str>,
+}
 
 impl MailboxKey {
     /// The key of `mailbox` as seen by app `client_id`.
     pub fn new(client_id: &str, mailbox: &str) -> Self {
-        MailboxKey(Arc::from(format!(
-            "{client_id}/{}",
-            mailbox.to_ascii_lowercase()
-        )))
+        MailboxKey {
+            app: Arc::from(client_id),
+            mailbox: Arc::from(mailbox.to_ascii_lowercase()),
+        }
+    }
+
+    /// The key of a channel's `mailbox` as seen by its app, sharing their strings (a
+    /// [`Mailbox`](crate::domain::Mailbox) is already lowercased).
+    pub fn of(client_id: &crate::domain::ClientId, mailbox: &crate::domain::Mailbox) -> Self {
+        MailboxKey {
+            app: client_id.shared(),
+            mailbox: mailbox.shared(),
+        }
     }
 
     /// The key as text (`{client_id}/{mailbox}`), as floors are stored under it.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn stored(&self) -> String {
+        format!("{}/{}", self.app, self.mailbox)
     }
 
-    /// The key stored as `text` (what [`as_str`](Self::as_str) gave).
+    /// The key stored as `text` (what [`stored`](Self::stored) gave).
     pub fn from_stored(text: &str) -> Self {
-        MailboxKey(Arc::from(text))
+        let (app, mailbox) = text.split_once('/').unwrap_or((text, ""));
+        MailboxKey {
+            app: Arc::from(app),
+            mailbox: Arc::from(mailbox),
+        }
     }
 }
 
@@ -353,6 +372,31 @@ mod tests {
         held.pop();
         let fifth = tokio::time::timeout(Duration::from_millis(500), limiters.acquire(&key)).await;
         assert!(fifth.is_ok());
+    }
+
+    #[test]
+    fn a_channel_key_is_the_key_its_stored_floor_comes_back_as() {
+        let client =
+            crate::domain::ClientId::parse("0A1B2C3D-4E5F-4061-8273-9485A6B7C8D9").unwrap();
+        let mailbox = crate::domain::Mailbox::parse("Desk@Contoso.com").unwrap();
+        let key = MailboxKey::of(&client, &mailbox);
+        assert_eq!(
+            key.stored(),
+            "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9/desk@contoso.com"
+        );
+        assert_eq!(MailboxKey::from_stored(&key.stored()), key);
+        assert_eq!(
+            MailboxKey::new("0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9", "DESK@contoso.com"),
+            key
+        );
+        let limiters = RateLimiters::new(Limits::default());
+        let until = Utc::now() + chrono::Duration::seconds(60);
+        limiters.raise_floor(&MailboxKey::from_stored(&key.stored()), until);
+        assert_eq!(
+            limiters.floor(&key).map(|f| f.timestamp_millis()),
+            Some(until.timestamp_millis()),
+            "a floor loaded from the store does not hold the channel's own key"
+        );
     }
 
     #[actix_rt::test]

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
-use crate::domain::{ChannelId, ChannelStatus, CredentialKind};
+use crate::domain::{
+    ChannelId, ChannelStatus, ClientId, CredentialKind, Folder, Mailbox, TenantId,
+};
 use crate::store::{ChannelRecord, LastError};
 
 /// One channel as the API and the status page show it. Never holds a secret.
@@ -15,14 +17,14 @@ pub struct ChannelView {
     pub id: ChannelId,
     /// Display name.
     pub name: String,
-    /// Tenant.
-    pub tenant_id: String,
-    /// App.
-    pub client_id: String,
-    /// Mailbox.
-    pub mailbox: String,
-    /// Folder.
-    pub folder: String,
+    /// Tenant (the record's own string, shared: a row holds no copy).
+    pub tenant_id: TenantId,
+    /// App (shared with the record).
+    pub client_id: ClientId,
+    /// Mailbox (shared with the record).
+    pub mailbox: Mailbox,
+    /// Folder (shared with the record).
+    pub folder: Folder,
     /// The channel's own poll mode, if it overrides `polling.mode`.
     pub poll_mode: Option<crate::domain::PollMode>,
     /// How the channel reaches its mailbox.
@@ -66,10 +68,10 @@ impl ChannelView {
         ChannelView {
             id: record.id,
             name: record.name.clone(),
-            tenant_id: record.tenant_id.as_str().to_owned(),
-            client_id: record.client_id.as_str().to_owned(),
-            mailbox: record.mailbox.as_str().to_owned(),
-            folder: record.folder.as_str().to_owned(),
+            tenant_id: record.tenant_id.clone(),
+            client_id: record.client_id.clone(),
+            mailbox: record.mailbox.clone(),
+            folder: record.folder.clone(),
             poll_mode: record.poll_mode,
             transport: record.transport,
             enabled: record.enabled,

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use inboxd::domain::{ChannelId, ChannelStatus};
+use inboxd::domain::{ChannelId, ChannelStatus, ClientId, Folder, Mailbox, TenantId};
 use inboxd::sim::client::SimClient;
 use inboxd::sim::{self, SimHandle, SimOptions};
 use inboxd::status::ChannelView;
@@ -686,10 +686,10 @@ fn view(i: usize) -> ChannelView {
     ChannelView {
         id: ChannelId::generate(),
         name: format!("channel {i:06}"),
-        tenant_id: "6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7".to_owned(),
-        client_id: "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9".to_owned(),
-        mailbox: format!("box{i:06}@contoso.example"),
-        folder: "inbox".to_owned(),
+        tenant_id: TenantId::parse("6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7").unwrap(),
+        client_id: ClientId::parse("0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9").unwrap(),
+        mailbox: Mailbox::parse(&format!("box{i:06}@contoso.example")).unwrap(),
+        folder: Folder::inbox(),
         poll_mode: None,
         transport: inboxd::domain::Transport::Graph,
         enabled: status != ChannelStatus::Disabled,

@@ -69,7 +69,7 @@ impl Control {
     fn channels_of(&self, key: &AppKey) -> usize {
         let (tenant, client) = (key.tenant_id.as_str(), key.client_id.as_str());
         self.board
-            .count_where(|row| row.tenant_id == tenant && row.client_id == client)
+            .count_where(|row| row.tenant_id.as_str() == tenant && row.client_id.as_str() == client)
     }
 
     fn view_of(&self, summary: AppSummary) -> AppView {
@@ -87,7 +87,7 @@ impl Control {
     /// Every app with its channel count, sorted by id.
     pub fn list_apps(&self) -> Result<Vec<AppView>, Error> {
         let apps = self.ingest.store.list_apps().map_err(store_error)?;
-        let mut counts = std::collections::HashMap::<(String, String), usize>::new();
+        let mut counts = std::collections::HashMap::<(TenantId, ClientId), usize>::new();
         self.board.visit(|row| {
             *counts
                 .entry((row.tenant_id.clone(), row.client_id.clone()))
@@ -97,7 +97,7 @@ impl Control {
             .into_iter()
             .map(|summary| {
                 let channels = counts
-                    .get(&(summary.tenant_id.to_string(), summary.client_id.to_string()))
+                    .get(&(summary.tenant_id.clone(), summary.client_id.clone()))
                     .copied()
                     .unwrap_or(0);
                 AppView { summary, channels }

@@ -106,8 +106,8 @@ impl Filter {
         self.status.is_none_or(|s| row.status == s)
             && (self.needle.is_empty()
                 || row.name.to_lowercase().contains(&self.needle)
-                || row.mailbox.contains(&self.needle)
-                || row.tenant_id.contains(&self.needle)
+                || row.mailbox.as_str().contains(&self.needle)
+                || row.tenant_id.as_str().contains(&self.needle)
                 || row.id.to_string().contains(&self.needle))
     }
 }
@@ -444,10 +444,12 @@ mod tests {
         ChannelView {
             id: ChannelId::generate(),
             name: name.to_owned(),
-            tenant_id: "6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7".to_owned(),
-            client_id: "0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9".to_owned(),
-            mailbox: mailbox.to_owned(),
-            folder: "inbox".to_owned(),
+            tenant_id: crate::domain::TenantId::parse("6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7")
+                .unwrap(),
+            client_id: crate::domain::ClientId::parse("0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9")
+                .unwrap(),
+            mailbox: crate::domain::Mailbox::parse(mailbox).unwrap(),
+            folder: crate::domain::Folder::inbox(),
             poll_mode: None,
             transport: crate::domain::Transport::Graph,
             enabled: true,

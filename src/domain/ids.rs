@@ -1,14 +1,28 @@
 //! Identifiers and addresses: tenant, client, mailbox, folder, channel and URLs.
 
 use std::fmt;
+use std::sync::{Arc, LazyLock};
 
 use crate::domain::DomainError;
 
-/// Parses a GUID in its canonical 8-4-4-4-12 hex form and returns it lowercased.
-fn parse_guid(raw: &str) -> Option<String> {
-    let parsed = uuid::Uuid::try_parse(raw).ok()?;
+/// Parses a GUID in its canonical 8-4-4-4-12 hex form and returns it lowercased, in one allocation.
+fn parse_guid(raw: &str) -> Option<Arc<str>> {
     // `try_parse` also takes the braced, URN and simple forms; Azure shows the hyphenated one only.
-    (raw.len() == 36).then(|| parsed.hyphenated().to_string())
+    if raw.len() != 36 {
+        return None;
+    }
+    let parsed = uuid::Uuid::try_parse(raw).ok()?;
+    let mut buf = uuid::Uuid::encode_buffer();
+    Some(Arc::from(&*parsed.hyphenated().encode_lower(&mut buf)))
+}
+
+/// `raw` lowercased (ASCII), in one allocation.
+fn lowercase(raw: &str) -> Arc<str> {
+    if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+        Arc::from(raw.to_ascii_lowercase())
+    } else {
+        Arc::from(raw)
+    }
 }
 
 /// Whether `raw` is a DNS domain with at least two labels (a verified domain such as contoso.com).
@@ -28,23 +42,30 @@ fn is_domain(raw: &str) -> bool {
 /// The Azure directory (tenant) a channel's app and mailbox live in: a GUID or a verified domain.
 /// The multi-tenant aliases `common`, `organizations` and `consumers` are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(String);
+pub struct TenantId(Arc<str>);
 
 impl TenantId {
     /// Validates a tenant id. GUIDs and domains are lowercased.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let trimmed = raw.trim();
-        let lower = trimmed.to_ascii_lowercase();
-        if matches!(lower.as_str(), "common" | "organizations" | "consumers") {
+        if ["common", "organizations", "consumers"]
+            .iter()
+            .any(|alias| trimmed.eq_ignore_ascii_case(alias))
+        {
             return Err(DomainError::MultiTenantAlias(trimmed.to_owned()));
         }
-        if let Some(guid) = parse_guid(&lower) {
+        if let Some(guid) = parse_guid(trimmed) {
             return Ok(TenantId(guid));
         }
-        if is_domain(&lower) {
-            return Ok(TenantId(lower));
+        if is_domain(trimmed) {
+            return Ok(TenantId(lowercase(trimmed)));
         }
         Err(DomainError::InvalidTenant(trimmed.to_owned()))
+    }
+
+    /// The tenant as a shared string (a clone of the same allocation, as limiter keys take it).
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 
     /// The tenant as it goes into a URL path.
@@ -61,15 +82,20 @@ impl fmt::Display for TenantId {
 
 /// The application (client) id of an Azure app registration: a GUID.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(String);
+pub struct ClientId(Arc<str>);
 
 impl ClientId {
     /// Validates a client id and lowercases it.
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let trimmed = raw.trim();
-        parse_guid(&trimmed.to_ascii_lowercase())
+        parse_guid(trimmed)
             .map(ClientId)
             .ok_or_else(|| DomainError::InvalidClientId(trimmed.to_owned()))
+    }
+
+    /// The id as a shared string (a clone of the same allocation, as limiter keys take it).
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 
     /// The id as sent to the identity platform.
@@ -86,7 +112,7 @@ impl fmt::Display for ClientId {
 
 /// The address of the mailbox a channel listens to, lowercased (addresses are case-insensitive).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Mailbox(String);
+pub struct Mailbox(Arc<str>);
 
 impl Mailbox {
     /// Validates an e-mail address in the form Graph's `/users/{upn}` accepts.
@@ -116,15 +142,20 @@ impl Mailbox {
                 "the part before @ has a character an address cannot hold",
             ));
         }
-        if !is_domain(&domain.to_ascii_lowercase()) {
+        if !is_domain(domain) {
             return Err(invalid("the part after @ is not a domain name"));
         }
-        Ok(Mailbox(trimmed.to_ascii_lowercase()))
+        Ok(Mailbox(lowercase(trimmed)))
     }
 
     /// The address.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The address as a shared string (a clone of the same allocation, as limiter keys take it).
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 }
 
@@ -136,7 +167,12 @@ impl fmt::Display for Mailbox {
 
 /// A mail folder: a well-known name (`inbox`, `archive`, …) or a Graph folder id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Folder(String);
+pub struct Folder(Arc<str>);
+
+/// The well-known folders' names, allocated once: nearly every channel listens to one of them, so
+/// their records and status rows share these instead of holding a copy each.
+static WELL_KNOWN_SHARED: LazyLock<[Arc<str>; 7]> =
+    LazyLock::new(|| Folder::WELL_KNOWN.map(Arc::from));
 
 impl Folder {
     /// Graph's well-known folder names that make sense to ingest from.
@@ -152,7 +188,7 @@ impl Folder {
 
     /// The default folder.
     pub fn inbox() -> Self {
-        Folder("inbox".to_owned())
+        Folder(Arc::clone(&WELL_KNOWN_SHARED[0]))
     }
 
     /// Validates a folder name or id. Well-known names are lowercased; ids are case-sensitive.
@@ -165,9 +201,11 @@ impl Folder {
         if trimmed.len() > 512 {
             return Err(invalid("it is longer than 512 characters"));
         }
-        let lower = trimmed.to_ascii_lowercase();
-        if Self::WELL_KNOWN.contains(&lower.as_str()) {
-            return Ok(Folder(lower));
+        if let Some(shared) = WELL_KNOWN_SHARED
+            .iter()
+            .find(|name| trimmed.eq_ignore_ascii_case(name))
+        {
+            return Ok(Folder(Arc::clone(shared)));
         }
         let id_ok = trimmed
             .chars()
@@ -177,7 +215,7 @@ impl Folder {
                 "a folder id holds only letters, digits and - _ = + . (a display name such as \"My Folder\" is not an id)",
             ));
         }
-        Ok(Folder(trimmed.to_owned()))
+        Ok(Folder(Arc::from(trimmed)))
     }
 
     /// The folder as it goes into a Graph URL path.

@@ -167,7 +167,7 @@ impl Ingest {
         }
         metrics::counter!("inboxd_throttle_floors_total").increment(1);
         let store = self.store.clone();
-        let stored_key = key.as_str().to_owned();
+        let stored_key = key.stored();
         match tokio::task::spawn_blocking(move || store.put_floor(&stored_key, until)).await {
             Ok(result) => result.map(|()| until),
             Err(err) => Err(StoreError::Io {

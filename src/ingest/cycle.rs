@@ -72,9 +72,9 @@ impl ChannelJob {
     ) -> Self {
         ChannelJob {
             mode,
-            key: MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str()),
-            app: Arc::from(record.client_id.as_str()),
-            tenant: Arc::from(record.tenant_id.as_str()),
+            key: MailboxKey::of(&record.client_id, &record.mailbox),
+            app: record.client_id.shared(),
+            tenant: record.tenant_id.shared(),
             record,
             refresh_margin,
             generation,

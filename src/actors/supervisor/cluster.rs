@@ -65,10 +65,10 @@ impl ChannelSupervisor {
     fn unindex(&mut self, id: ChannelId) {
         if let Some(view) = self.deps.board.get(id) {
             let identity = MailboxIdentity::new(
-                &view.tenant_id,
-                &view.client_id,
-                &view.mailbox,
-                &view.folder,
+                view.tenant_id.as_str(),
+                view.client_id.as_str(),
+                view.mailbox.as_str(),
+                view.folder.as_str(),
             );
             if self.mailboxes.get(&identity) == Some(&id) {
                 self.mailboxes.remove(&identity);

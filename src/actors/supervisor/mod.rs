@@ -782,7 +782,7 @@ impl Handler<PollNow> for ChannelSupervisor {
             return Ok(Utc::now());
         }
         // Never before the mailbox's `Retry-After`: the answer says when the poll will happen.
-        let key = MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str());
+        let key = MailboxKey::of(&record.client_id, &record.mailbox);
         let now = Utc::now();
         let at = self
             .deps
@@ -829,7 +829,7 @@ impl Handler<Backfill> for ChannelSupervisor {
             .get(msg.id)
             .request_backfill(msg.since);
         tracing::info!(channel = %msg.id, since = %msg.since, "Backfill requested.");
-        let key = MailboxKey::new(record.client_id.as_str(), record.mailbox.as_str());
+        let key = MailboxKey::of(&record.client_id, &record.mailbox);
         let at = self
             .deps
             .ingest

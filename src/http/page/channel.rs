@@ -60,7 +60,7 @@ pub fn detail(
                 }
                 dt { "Messages today" }
                 dd id="detail-today" { (cells::messages_today(view, now)) }
-                @let app = crate::control::parse_app_id(&view.tenant_id, &view.client_id)
+                @let app = crate::control::parse_app_id(view.tenant_id.as_str(), view.client_id.as_str())
                     .ok()
                     .and_then(|key| state.control.app(&key).ok());
                 dt { "App credential" }
