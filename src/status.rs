@@ -15,8 +15,8 @@ use crate::store::{ChannelRecord, LastError};
 pub struct ChannelView {
     /// The configuration, without secrets.
     pub id: ChannelId,
-    /// Display name.
-    pub name: String,
+    /// Display name (shared with the record).
+    pub name: std::sync::Arc<str>,
     /// Tenant (the record's own string, shared: a row holds no copy).
     pub tenant_id: TenantId,
     /// App (shared with the record).

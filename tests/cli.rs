@@ -238,7 +238,7 @@ fn seed(store_path: &Path, key: &MasterKey) -> String {
     let now = chrono::Utc::now();
     let record = |i: usize, status: ChannelStatus| ChannelRecord {
         id: ChannelId::generate(),
-        name: format!("mailbox {i:04}"),
+        name: format!("mailbox {i:04}").into(),
         tenant_id: TenantId::parse("contoso.com").unwrap(),
         client_id: ClientId::parse("11111111-2222-4333-8444-555555555555").unwrap(),
         mailbox: Mailbox::parse(&format!("user{i:04}@contoso.com")).unwrap(),

@@ -130,7 +130,7 @@ fn at(secs: i64) -> DateTime<Utc> {
 fn full_channel(n: u32) -> ChannelRecord {
     ChannelRecord {
         id: ChannelId::generate(),
-        name: format!("Support desk {n} – ünïcode"),
+        name: format!("Support desk {n} – ünïcode").into(),
         tenant_id: TenantId::parse("72f988bf-86f1-41af-91ab-2d7cd011db47").unwrap(),
         client_id: ClientId::parse("00000000-0000-0000-0000-000000000001").unwrap(),
         mailbox: Mailbox::parse(&format!("support{n}@contoso.com")).unwrap(),
@@ -160,7 +160,7 @@ fn full_channel(n: u32) -> ChannelRecord {
 fn bare_channel(n: u32) -> ChannelRecord {
     ChannelRecord {
         id: ChannelId::generate(),
-        name: String::new(),
+        name: String::new().into(),
         tenant_id: TenantId::parse("contoso.com").unwrap(),
         client_id: ClientId::parse("00000000-0000-0000-0000-000000000002").unwrap(),
         mailbox: Mailbox::parse(&format!("bare{n}@contoso.com")).unwrap(),

@@ -31,7 +31,7 @@ fn channel(n: u32) -> ChannelRecord {
     let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
     ChannelRecord {
         id: ChannelId::generate(),
-        name: format!("desk {n}"),
+        name: format!("desk {n}").into(),
         tenant_id: TenantId::parse("contoso.com").unwrap(),
         client_id: ClientId::parse("00000000-0000-0000-0000-000000000002").unwrap(),
         mailbox: Mailbox::parse(&format!("box{n}@contoso.com")).unwrap(),

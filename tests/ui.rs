@@ -685,7 +685,7 @@ fn view(i: usize) -> ChannelView {
     let status = ChannelStatus::ALL[i % ChannelStatus::ALL.len()];
     ChannelView {
         id: ChannelId::generate(),
-        name: format!("channel {i:06}"),
+        name: format!("channel {i:06}").into(),
         tenant_id: TenantId::parse("6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7").unwrap(),
         client_id: ClientId::parse("0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9").unwrap(),
         mailbox: Mailbox::parse(&format!("box{i:06}@contoso.example")).unwrap(),

@@ -316,7 +316,7 @@ impl NewChannel {
         let now = Utc::now();
         let record = ChannelRecord {
             id: ChannelId::generate(),
-            name,
+            name: name.into(),
             tenant_id,
             client_id,
             mailbox,
@@ -383,7 +383,7 @@ impl ChannelPatch {
             if name.is_empty() || name.chars().count() > 200 {
                 return Err(Error::invalid("invalid_name", "name: 1 to 200 characters"));
             }
-            record.name = name;
+            record.name = name.into();
         }
         if let Some(raw) = self.first_import {
             record.first_import = parse_first_import(&raw)?;

@@ -443,7 +443,7 @@ mod tests {
     fn row(name: &str, mailbox: &str, status: ChannelStatus) -> ChannelView {
         ChannelView {
             id: ChannelId::generate(),
-            name: name.to_owned(),
+            name: name.into(),
             tenant_id: crate::domain::TenantId::parse("6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7")
                 .unwrap(),
             client_id: crate::domain::ClientId::parse("0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9")

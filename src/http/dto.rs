@@ -397,7 +397,7 @@ impl ChannelOut {
         let today = now.date_naive();
         ChannelOut {
             id: view.id.to_string(),
-            name: view.name.clone(),
+            name: view.name.to_string(),
             tenant_id: view.tenant_id.to_string(),
             client_id: view.client_id.to_string(),
             mailbox: view.mailbox.to_string(),

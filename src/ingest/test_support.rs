@@ -48,7 +48,7 @@ pub(crate) async fn authorized_channel(
     let now = Utc::now();
     let record = ChannelRecord {
         id: ChannelId::generate(),
-        name: upn.to_owned(),
+        name: upn.into(),
         tenant_id: TenantId::parse(&provisioned.tenant_id).unwrap(),
         client_id: ClientId::parse(&provisioned.app.client_id).unwrap(),
         mailbox: Mailbox::parse(upn).unwrap(),

@@ -260,7 +260,7 @@ pub(crate) fn encode_channel(rec: &ChannelRecord) -> Result<Vec<u8>, StoreError>
     let record = channel_record_name(rec.id);
     let stored = ChannelV1 {
         v: FORMAT_VERSION,
-        name: rec.name.clone(),
+        name: rec.name.to_string(),
         tenant_id: rec.tenant_id.as_str().to_owned(),
         client_id: rec.client_id.as_str().to_owned(),
         client_secret: None,
@@ -316,7 +316,7 @@ pub(crate) fn decode_channel(id: ChannelId, bytes: &[u8]) -> Result<ChannelRecor
     };
     Ok(ChannelRecord {
         id,
-        name: s.name,
+        name: s.name.into(),
         tenant_id: TenantId::parse(&s.tenant_id).map_err(|e| invalid(&record(), "tenant id", e))?,
         client_id: ClientId::parse(&s.client_id).map_err(|e| invalid(&record(), "client id", e))?,
         mailbox: Mailbox::parse(&s.mailbox).map_err(|e| invalid(&record(), "mailbox", e))?,

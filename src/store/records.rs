@@ -141,8 +141,8 @@ impl ChannelRecord {
 pub struct ChannelRecord {
     /// The id inboxd gave the channel.
     pub id: ChannelId,
-    /// A display name (may be empty).
-    pub name: String,
+    /// A display name (may be empty); shared with the channel's status row.
+    pub name: std::sync::Arc<str>,
     /// The Azure directory of the app and the mailbox.
     pub tenant_id: TenantId,
     /// The app registration's application (client) id; with the tenant, the key of the app

@@ -23,7 +23,7 @@ pub fn authorized_channel(
     let now = chrono::Utc::now();
     Ok(ChannelRecord {
         id,
-        name: name.to_owned(),
+        name: name.into(),
         tenant_id: TenantId::parse(tenant)?,
         client_id: ClientId::parse(client)?,
         mailbox: Mailbox::parse(mailbox)?,

@@ -88,7 +88,7 @@ fn record(i: usize) -> ChannelRecord {
     let now = Utc::now();
     ChannelRecord {
         id: ChannelId::generate(),
-        name: format!("box {i}"),
+        name: format!("box {i}").into(),
         tenant_id: TenantId::parse("6f1c2a3b-4d5e-4f60-8a71-92b3c4d5e6f7").unwrap(),
         client_id: ClientId::parse("0a1b2c3d-4e5f-4061-8273-9485a6b7c8d9").unwrap(),
         mailbox: Mailbox::parse(&format!("box{i}@contoso.com")).unwrap(),

@@ -109,7 +109,7 @@ impl Collector {
         if group.channels.len() < SHOWN_PER_GROUP {
             group
                 .channels
-                .push((view.id, view.name.clone(), view.mailbox.to_string()));
+                .push((view.id, view.name.to_string(), view.mailbox.to_string()));
         }
         if let Some(at) = view.last_error.as_ref().map(|e| e.at) {
             group.since = Some(group.since.map_or(at, |since| since.min(at)));
