@@ -23,7 +23,7 @@ use dashmap::DashMap;
 use chrono::{DateTime, Utc};
 
 use crate::domain::ChannelId;
-use crate::domain::secret::AccessToken;
+use crate::domain::secret::CompactAccessToken;
 use crate::retry::Backoff;
 use crate::store::{LastError, Store, StoreError, TokenSet};
 
@@ -142,8 +142,8 @@ struct RefreshProblem {
 /// about 1 KB, held for an hour to be used once.
 #[derive(Debug)]
 pub struct CachedTokens {
-    /// The current access token.
-    pub access_token: AccessToken,
+    /// The current access token, packed (about three quarters of its text).
+    pub access_token: CompactAccessToken,
     /// When it expires.
     pub access_expires_at: DateTime<Utc>,
     /// Whether it is for IMAP (Exchange Online's `IMAP.AccessAsUser.All`), not for Graph.
@@ -154,7 +154,7 @@ impl CachedTokens {
     /// What is kept of `set`.
     pub fn of(set: &TokenSet) -> Self {
         CachedTokens {
-            access_token: set.access_token.clone(),
+            access_token: CompactAccessToken::of(&set.access_token),
             access_expires_at: set.access_expires_at,
             imap: crate::ingest::tokens::is_imap_scope(&set.scope),
         }
@@ -452,7 +452,7 @@ mod tests {
 
     fn set(tag: &str) -> TokenSet {
         TokenSet {
-            access_token: AccessToken::new(format!("access-{tag}")).unwrap(),
+            access_token: crate::domain::secret::AccessToken::new(format!("access-{tag}")).unwrap(),
             access_expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
             refresh_token: crate::domain::secret::RefreshToken::new(format!("refresh-{tag}"))
                 .unwrap(),
@@ -470,13 +470,13 @@ mod tests {
         let runtime = runtimes.get(id);
         // Read from the store: the access token and what it is for, no refresh token.
         let held = runtime.tokens(&store, id).unwrap().unwrap();
-        assert_eq!(held.set.access_token.expose(), "access-stored");
+        assert_eq!(held.set.access_token.expose().as_str(), "access-stored");
         assert!(held.set.imap);
         assert!(held.unsaved.is_none());
         // A rotated set whose write failed is held whole, and written first by the next cycle.
         assert!(runtime.install(held.grant, set("rotated"), false));
         let held = runtime.tokens(&store, id).unwrap().unwrap();
-        assert_eq!(held.set.access_token.expose(), "access-rotated");
+        assert_eq!(held.set.access_token.expose().as_str(), "access-rotated");
         let unsaved = held.unsaved.clone().unwrap();
         assert_eq!(unsaved.refresh_token.expose(), "refresh-rotated");
         assert_eq!(runtimes.save_unsaved(&store), 0);
@@ -500,7 +500,7 @@ mod tests {
         );
         assert!(runtime.install(held.grant, set("next"), true));
         let held = runtime.tokens(&store, id).unwrap().unwrap();
-        assert_eq!(held.set.access_token.expose(), "access-next");
+        assert_eq!(held.set.access_token.expose().as_str(), "access-next");
         assert!(held.unsaved.is_none());
         // A set of an older grant is not installed.
         runtime.new_grant();

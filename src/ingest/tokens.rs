@@ -94,18 +94,18 @@ pub async fn access_token(
     let force = force || !serves(&held.set, record.transport);
     let expiring = !is_valid(&held.set, margin);
     if !force && !expiring {
-        return Ok(Access::Ready(held.set.access_token.expose().to_owned()));
+        return Ok(Access::Ready(held.set.access_token.expose().to_string()));
     }
     let usable = !force && is_valid(&held.set, VALIDITY_SKEW);
     if usable && !runtime.may_refresh(Instant::now()) {
         // A refresh failed a moment ago: poll with the valid token, retry on the backoff.
-        return Ok(Access::Ready(held.set.access_token.expose().to_owned()));
+        return Ok(Access::Ready(held.set.access_token.expose().to_string()));
     }
     match refresh(ctx, record, runtime, tenant, &held).await {
         Ok(fresh) => Ok(Access::Ready(fresh)),
         Err(Failure::Identity(err)) if usable => {
             warn_and_go_on(ctx, record, runtime, &err);
-            Ok(Access::Ready(held.set.access_token.expose().to_owned()))
+            Ok(Access::Ready(held.set.access_token.expose().to_string()))
         }
         Err(failure) => {
             runtime.clear_warning();
@@ -168,9 +168,7 @@ async fn refresh(
         // A read like the cycle's first (`ChannelRuntime::tokens`): from the store's cache, or one
         // page from disk.
         None => match ctx.store.get_tokens(record.id)? {
-            Some(stored) if stored.access_token.expose() == held.set.access_token.expose() => {
-                stored
-            }
+            Some(stored) if held.set.access_token.is(&stored.access_token) => stored,
             _ => {
                 runtime.new_grant();
                 return Err(superseded());
